@@ -1,0 +1,6 @@
+"""The dispatch service: ingest, alarm queue, auth, persistence, REST and live stream."""
+
+from .app import create_app
+from .settings import CloudSettings
+
+__all__ = ["CloudSettings", "create_app"]

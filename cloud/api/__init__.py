@@ -1,0 +1,9 @@
+from fastapi import APIRouter
+
+from . import alarms, auth
+
+api_router = APIRouter(prefix="/api/v1")
+api_router.include_router(auth.router)
+api_router.include_router(alarms.router)
+
+__all__ = ["api_router"]

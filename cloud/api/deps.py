@@ -1,0 +1,74 @@
+"""Request dependencies: the database session, the caller, and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..db import User
+from ..security import InvalidToken, Role, read_token
+from ..services import Services
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_session(services: ServicesDep) -> AsyncIterator[AsyncSession]:
+    async with services.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+_UNAUTHORISED = HTTPException(
+    status.HTTP_401_UNAUTHORIZED,
+    detail="Not signed in, or the session has expired",
+    headers={"WWW-Authenticate": "Bearer"},
+)
+
+
+async def get_current_user(
+    services: ServicesDep, session: SessionDep, token: Annotated[str | None, Depends(oauth2)]
+) -> User:
+    if not token:
+        raise _UNAUTHORISED
+    try:
+        claims = read_token(token, services.settings.secret_key)
+    except InvalidToken:
+        raise _UNAUTHORISED from None
+    user = await session.get(User, claims.user_id)
+    if user is None or user.org_id != claims.org_id or user.role != claims.role.value:
+        raise _UNAUTHORISED
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_role(*roles: Role) -> Callable[[User], Coroutine[Any, Any, User]]:
+    allowed = {r.value for r in roles}
+
+    async def check(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"This needs one of the roles: {', '.join(sorted(allowed))}",
+            )
+        return user
+
+    return check
+
+
+AlarmReader = Annotated[User, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN))]
+AlarmHandler = Annotated[User, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR))]

@@ -1,0 +1,62 @@
+"""The dispatch service's app factory: nothing is created at import time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from dashboards import OPERATOR_CONSOLE
+
+from .api import api_router
+from .db import make_engine, make_sessionmaker
+from .hub import AlarmHub
+from .ingest import IngestWorker
+from .migrate import upgrade
+from .services import Services
+from .settings import CloudSettings
+
+log = logging.getLogger("trygg.cloud")
+
+
+def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True) -> FastAPI:
+    settings = settings or CloudSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        sessions = make_sessionmaker(engine)
+        hub = AlarmHub()
+        await upgrade(engine)
+        ingest = IngestWorker(settings, sessions, hub)
+        app.state.services = Services(settings, engine, sessions, hub, ingest)
+        task = asyncio.create_task(ingest.run(), name="ingest") if run_ingest else None
+        log.info("dispatch service ready (%s)", engine.url.render_as_string(hide_password=True))
+        try:
+            yield
+        finally:
+            hub.close_all()
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await engine.dispose()
+
+    app = FastAPI(title="Trygg dispatch", version="0.1.0", lifespan=lifespan)
+    app.include_router(api_router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/console/")
+
+    app.mount("/console", StaticFiles(directory=OPERATOR_CONSOLE, html=True), name="console")
+    return app

@@ -1,0 +1,54 @@
+"""Fan-out of alarm changes to the live streams of one organisation's consoles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from .schemas import AlarmChange
+
+log = logging.getLogger("trygg.cloud.hub")
+
+QUEUE_LIMIT = 1000
+
+
+class AlarmHub:
+    def __init__(self) -> None:
+        self._subscribers: dict[asyncio.Queue[AlarmChange | None], str] = {}
+
+    @asynccontextmanager
+    async def subscribe(self, org_id: str) -> AsyncIterator[asyncio.Queue[AlarmChange | None]]:
+        queue: asyncio.Queue[AlarmChange | None] = asyncio.Queue(QUEUE_LIMIT)
+        self._subscribers[queue] = org_id
+        try:
+            yield queue
+        finally:
+            self._subscribers.pop(queue, None)
+
+    def publish(self, org_id: str, change: AlarmChange) -> None:
+        for queue, subscriber_org in list(self._subscribers.items()):
+            if subscriber_org != org_id:
+                continue
+            try:
+                queue.put_nowait(change)
+            except asyncio.QueueFull:
+                # A console that stopped reading: end its stream; it reloads the queue.
+                log.warning("live stream subscriber too slow; closing its stream")
+                self._subscribers.pop(queue, None)
+                queue.get_nowait()
+                queue.put_nowait(None)
+
+    def close_all(self) -> None:
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(None)
+            except asyncio.QueueFull:
+                queue.get_nowait()
+                queue.put_nowait(None)
+        self._subscribers.clear()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)

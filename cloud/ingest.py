@@ -1,0 +1,185 @@
+"""The ingest worker: gateway events in, committed, then acknowledged to the gateway.
+
+The order is the contract: validate -> upsert by event id -> commit -> ack -> stream.
+Nothing is acked that is not committed; a gateway that gets no ack sends again, and
+the upsert makes the resend harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+import aiomqtt
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from devices import utc_now
+from devices.wire import (
+    MAX_MESSAGE_BYTES,
+    TOPIC_ROOT,
+    Ack,
+    EventEnvelope,
+    Heartbeat,
+    acks_topic,
+    split_topic,
+)
+
+from .alarms import record_event
+from .db import Gateway
+from .hub import AlarmHub
+from .schemas import AlarmChange, AlarmPublic
+from .settings import CloudSettings
+
+log = logging.getLogger("trygg.cloud.ingest")
+
+
+class IngestWorker:
+    def __init__(
+        self,
+        settings: CloudSettings,
+        sessions: async_sessionmaker[AsyncSession],
+        hub: AlarmHub,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.hub = hub
+        self.dropped: Counter[str] = Counter()
+        self.committed = 0
+        self.duplicates = 0
+        self.connected = asyncio.Event()
+        self._warned: set[tuple[str, str]] = set()
+
+    def _drop(self, reason: str, source: str, detail: str = "") -> None:
+        self.dropped[reason] += 1
+        if (reason, source) not in self._warned and len(self._warned) < 10_000:
+            self._warned.add((reason, source))
+            log.warning("dropped %s from %s: %s (further ones counted)", reason, source, detail)
+
+    async def run(self) -> None:
+        s = self.settings
+        delay = 0.5
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    s.mqtt_host,
+                    s.mqtt_port,
+                    identifier=s.mqtt_client_id,
+                    username=s.mqtt_username,
+                    password=s.mqtt_password,
+                    clean_session=False,
+                ) as client:
+                    await client.subscribe(f"{TOPIC_ROOT}/+/events", qos=1)
+                    await client.subscribe(f"{TOPIC_ROOT}/+/status", qos=1)
+                    self.connected.set()
+                    delay = 0.5
+                    log.info("ingest subscribed on %s:%d", s.mqtt_host, s.mqtt_port)
+                    async for message in client.messages:
+                        payload = message.payload
+                        if not isinstance(payload, bytes | bytearray):
+                            self._drop("malformed", message.topic.value, "empty payload")
+                            continue
+                        await self.handle(client, message.topic.value, bytes(payload))
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                log.warning(
+                    "ingest broker %s:%d: %s; retrying in %.1f s",
+                    s.mqtt_host,
+                    s.mqtt_port,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
+    async def handle(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+        parts = split_topic(topic)
+        if parts is None:
+            self._drop("unknown_topic", topic[:200])
+            return
+        gateway_id, kind = parts
+        if len(payload) > MAX_MESSAGE_BYTES:
+            self._drop("oversized", gateway_id, f"{len(payload)} bytes")
+            return
+        if kind == "events":
+            await self._event(client, gateway_id, payload)
+        elif kind == "status":
+            await self._status(gateway_id, payload)
+        else:
+            self._drop("unknown_topic", topic[:200])
+
+    async def _org_of(self, session: AsyncSession, gateway_id: str) -> str | None:
+        gateway = await session.get(Gateway, gateway_id)
+        return None if gateway is None else gateway.org_id
+
+    async def _event(self, client: aiomqtt.Client, gateway_id: str, payload: bytes) -> None:
+        try:
+            envelope = EventEnvelope.model_validate_json(payload)
+        except ValidationError as exc:
+            self._drop("malformed", gateway_id, str(exc.errors()[0]["msg"]))
+            return
+        if envelope.gateway_id != gateway_id:
+            self._drop("gateway_mismatch", gateway_id, f"envelope says {envelope.gateway_id}")
+            return
+        event = envelope.event
+        try:
+            async with self.sessions() as session:
+                org_id = await self._org_of(session, gateway_id)
+                if org_id is None:
+                    # Not acked: the gateway keeps the event until it is registered.
+                    self._drop("unknown_gateway", gateway_id, "gateway is not registered")
+                    return
+                intake = await record_event(session, org_id, gateway_id, event)
+                change = None
+                if intake.alarm is not None:
+                    public = AlarmPublic.model_validate(intake.alarm)
+                    change = AlarmChange(
+                        type="created" if intake.created else "updated", alarm=public
+                    )
+                await session.commit()
+        except SQLAlchemyError as exc:
+            # Not committed, so not acked: the gateway will send it again.
+            self._drop("database_error", gateway_id, str(exc).splitlines()[0][:200])
+            return
+        if intake.duplicate:
+            self.duplicates += 1
+        else:
+            self.committed += 1
+        await client.publish(
+            acks_topic(gateway_id), Ack(event_ids=[event.id]).model_dump_json(), qos=1
+        )
+        if change is not None:
+            self.hub.publish(org_id, change)
+            if intake.created:
+                log.info(
+                    "alarm %d %s (%s) from %s/%s",
+                    change.alarm.id,
+                    event.kind,
+                    event.priority,
+                    gateway_id,
+                    event.device_id,
+                )
+
+    async def _status(self, gateway_id: str, payload: bytes) -> None:
+        try:
+            beat = Heartbeat.model_validate_json(payload)
+        except ValidationError as exc:
+            self._drop("malformed", gateway_id, str(exc.errors()[0]["msg"]))
+            return
+        if beat.gateway_id != gateway_id:
+            self._drop("gateway_mismatch", gateway_id, f"heartbeat says {beat.gateway_id}")
+            return
+        try:
+            async with self.sessions() as session:
+                gateway = await session.get(Gateway, gateway_id)
+                if gateway is None:
+                    self._drop("unknown_gateway", gateway_id, "gateway is not registered")
+                    return
+                gateway.online = beat.state == "online"
+                if gateway.online:
+                    gateway.last_seen_at = utc_now()
+                await session.commit()
+        except SQLAlchemyError as exc:
+            self._drop("database_error", gateway_id, str(exc).splitlines()[0][:200])

@@ -1,0 +1,49 @@
+"""What the API shows: public shapes, separate from the tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, computed_field
+
+from devices import EVENT_KINDS
+
+
+class AlarmPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    priority: str
+    state: str
+    gateway_id: str
+    device_id: str
+    device_type: str
+    home_id: str
+    resident_id: str | None
+    event_count: int
+    occurred_at: datetime
+    received_at: datetime
+    updated_at: datetime
+    restored_at: datetime | None
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def title(self) -> str:
+        kind = EVENT_KINDS.get(self.kind)
+        return kind.description if kind else self.kind
+
+
+class AlarmChange(BaseModel):
+    """One message of the live stream."""
+
+    type: str  # "created" | "updated"
+    alarm: AlarmPublic
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 (a scheme name)
+    expires_in: int

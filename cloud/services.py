@@ -1,0 +1,20 @@
+"""What one running dispatch service holds: settings, database, hub and workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from .hub import AlarmHub
+from .ingest import IngestWorker
+from .settings import CloudSettings
+
+
+@dataclass(slots=True)
+class Services:
+    settings: CloudSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    hub: AlarmHub
+    ingest: IngestWorker

@@ -1,0 +1,31 @@
+"""The dispatch service's settings, read once from the environment (``TRYGG_*``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_SECRET = "development-only-secret-change-me-0000000000"  # noqa: S105
+
+
+class CloudSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRYGG_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./trygg-cloud.db"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_client_id: str = "trygg-cloud"
+    secret_key: str = Field(default=DEVELOPMENT_SECRET, min_length=32)
+    token_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400)
+    gateway_offline_after_s: int = Field(default=120, ge=10)
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> CloudSettings:
+        if self.environment == "production" and self.secret_key == DEVELOPMENT_SECRET:
+            raise ValueError("TRYGG_SECRET_KEY must be set to a secret of your own in production")
+        return self

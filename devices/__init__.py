@@ -1,0 +1,38 @@
+"""The device domain: events, readings, the device catalog and codecs. Pure: no I/O."""
+
+from .catalog import CATALOG, EVENT_KINDS, DeviceSpec, DeviceType, EventKind, Signal
+from .errors import CodecError, MalformedPayload, UnexpectedValue
+from .model import (
+    DeviceId,
+    Event,
+    EventId,
+    GatewayId,
+    HomeId,
+    Priority,
+    Reading,
+    ResidentId,
+    stable_event_id,
+    utc_now,
+)
+
+__all__ = [
+    "CATALOG",
+    "EVENT_KINDS",
+    "CodecError",
+    "DeviceId",
+    "DeviceSpec",
+    "DeviceType",
+    "Event",
+    "EventId",
+    "EventKind",
+    "GatewayId",
+    "HomeId",
+    "MalformedPayload",
+    "Priority",
+    "Reading",
+    "ResidentId",
+    "Signal",
+    "UnexpectedValue",
+    "stable_event_id",
+    "utc_now",
+]

@@ -1,0 +1,146 @@
+"""The device catalog: what each kind of device is, how often it must check in,
+and which of its signals are alarms, at which priority and with which codes.
+
+Tables, not branches: adding a device type or an event kind is one row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from .model import Priority
+
+
+class DeviceType(StrEnum):
+    ALARM_BUTTON = "alarm_button"
+    FALL_DETECTOR = "fall_detector"
+    DOOR_CONTACT = "door_contact"
+    MOTION = "motion"
+    BED_SENSOR = "bed_sensor"
+    SMOKE = "smoke"
+    CO = "co"
+    WATER_LEAK = "water_leak"
+    GPS_PENDANT = "gps_pendant"
+    DIGITAL_LOCK = "digital_lock"
+    CAMERA = "camera"
+
+
+class Signal(StrEnum):
+    """What a codec reports a device as saying, before any home rule applies."""
+
+    BUTTON_PRESS = "button_press"
+    FALL = "fall"
+    SMOKE = "smoke"
+    CO = "co"
+    WATER_LEAK = "water_leak"
+    DOOR_OPEN = "door_open"
+    MOTION = "motion"
+    BED_OCCUPIED = "bed_occupied"
+    TAMPER = "tamper"
+    BATTERY_LOW = "battery_low"
+    LOCK_JAMMED = "lock_jammed"
+    LOCK_OPENED = "lock_opened"
+
+
+@dataclass(frozen=True, slots=True)
+class EventKind:
+    """An event the platform knows: its priority and the codes external centres speak."""
+
+    name: str
+    priority: Priority
+    contact_id: int  # Ademco Contact ID event code (qualifier 1 = new, 3 = restore)
+    description: str
+
+
+EVENT_KINDS: dict[str, EventKind] = {
+    k.name: k
+    for k in (
+        EventKind("alarm_button", Priority.CRITICAL, 101, "Alarm button pressed"),
+        EventKind("fall", Priority.CRITICAL, 100, "Fall detected"),
+        EventKind("smoke", Priority.CRITICAL, 111, "Smoke detected"),
+        EventKind("co", Priority.CRITICAL, 162, "Carbon monoxide detected"),
+        EventKind("resident_not_seen", Priority.CRITICAL, 100, "Resident not seen in camera check"),
+        EventKind("geofence_exit", Priority.HIGH, 150, "Left the safe zone"),
+        EventKind("door_open_night", Priority.HIGH, 134, "Door opened at night"),
+        EventKind("bed_exit_no_return", Priority.HIGH, 150, "Out of bed and not back"),
+        EventKind("inactivity", Priority.HIGH, 102, "No activity"),
+        EventKind("water_leak", Priority.NORMAL, 154, "Water leak"),
+        EventKind("device_silent", Priority.NORMAL, 381, "Device has stopped checking in"),
+        EventKind("battery_low", Priority.NORMAL, 384, "Battery low"),
+        EventKind("tamper", Priority.NORMAL, 383, "Device tampered with"),
+        EventKind("lock_jammed", Priority.NORMAL, 380, "Lock jammed"),
+        EventKind("gateway_offline", Priority.NORMAL, 350, "Gateway offline"),
+        EventKind("lock_opened", Priority.LOW, 422, "Lock opened"),
+        EventKind("check_done", Priority.LOW, 602, "Check done"),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    """One catalog row."""
+
+    type: DeviceType
+    label: str
+    checkin: timedelta
+    alarms: dict[Signal, str]  # signal -> event kind name
+
+    def event_kind(self, signal: Signal) -> EventKind | None:
+        name = self.alarms.get(signal)
+        return None if name is None else EVENT_KINDS[name]
+
+
+_TECHNICAL: dict[Signal, str] = {Signal.BATTERY_LOW: "battery_low", Signal.TAMPER: "tamper"}
+
+# Check-in intervals follow what the radios do: battery Zigbee devices report at least
+# every 50-60 min; mains devices (camera, lock bridge) are expected every few minutes.
+CATALOG: dict[DeviceType, DeviceSpec] = {
+    s.type: s
+    for s in (
+        DeviceSpec(
+            DeviceType.ALARM_BUTTON,
+            "Alarm button / pendant",
+            timedelta(hours=1),
+            {Signal.BUTTON_PRESS: "alarm_button", Signal.FALL: "fall", **_TECHNICAL},
+        ),
+        DeviceSpec(
+            DeviceType.FALL_DETECTOR,
+            "Fall detector",
+            timedelta(hours=1),
+            {Signal.FALL: "fall", Signal.BUTTON_PRESS: "alarm_button", **_TECHNICAL},
+        ),
+        DeviceSpec(DeviceType.DOOR_CONTACT, "Door/window contact", timedelta(hours=2), _TECHNICAL),
+        DeviceSpec(DeviceType.MOTION, "Motion sensor", timedelta(hours=2), _TECHNICAL),
+        DeviceSpec(DeviceType.BED_SENSOR, "Bed sensor", timedelta(hours=2), _TECHNICAL),
+        DeviceSpec(
+            DeviceType.SMOKE,
+            "Smoke detector",
+            timedelta(hours=2),
+            {Signal.SMOKE: "smoke", **_TECHNICAL},
+        ),
+        DeviceSpec(
+            DeviceType.CO, "CO detector", timedelta(hours=2), {Signal.CO: "co", **_TECHNICAL}
+        ),
+        DeviceSpec(
+            DeviceType.WATER_LEAK,
+            "Water leak sensor",
+            timedelta(hours=2),
+            {Signal.WATER_LEAK: "water_leak", **_TECHNICAL},
+        ),
+        DeviceSpec(
+            DeviceType.GPS_PENDANT,
+            "GPS pendant",
+            timedelta(minutes=15),
+            {Signal.BUTTON_PRESS: "alarm_button", Signal.FALL: "fall", **_TECHNICAL},
+        ),
+        DeviceSpec(
+            DeviceType.DIGITAL_LOCK,
+            "Digital lock",
+            timedelta(minutes=30),
+            {Signal.LOCK_JAMMED: "lock_jammed", Signal.LOCK_OPENED: "lock_opened", **_TECHNICAL},
+        ),
+        DeviceSpec(DeviceType.CAMERA, "Night camera", timedelta(minutes=5), {}),
+    )
+}

@@ -1,0 +1,13 @@
+"""The codec error hierarchy: every codec raises only these for bad input."""
+
+
+class CodecError(ValueError):
+    """Input a codec cannot turn into readings or events."""
+
+
+class MalformedPayload(CodecError):
+    """Not the encoding the codec speaks (bad JSON, wrong framing, bad checksum)."""
+
+
+class UnexpectedValue(CodecError):
+    """Well-formed, but a known field carries a value of the wrong type or range."""

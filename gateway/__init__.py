@@ -1,0 +1,24 @@
+"""The on-premise gateway: transports, pipeline, local store and uplinks."""
+
+from .config import ConfigError, GatewayConfig, load_config, parse_config
+from .counters import DropReason, InputCounters
+from .pipeline import Pipeline
+from .registry import Registry
+from .service import Gateway
+from .store import Store, StoreError
+from .uplink import DispatchUplink
+
+__all__ = [
+    "ConfigError",
+    "DispatchUplink",
+    "DropReason",
+    "Gateway",
+    "GatewayConfig",
+    "InputCounters",
+    "Pipeline",
+    "Registry",
+    "Store",
+    "StoreError",
+    "load_config",
+    "parse_config",
+]

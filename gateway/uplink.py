@@ -1,0 +1,153 @@
+"""The dispatch uplink: sends the outbox to the cloud, most urgent first, and deletes
+a row only when the cloud's application-level ack arrives (sent after its commit).
+
+An MQTT PUBACK only says the broker has the message; it is not an ack here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import aiomqtt
+from pydantic import ValidationError
+
+from devices import EventId, utc_now
+from devices.wire import Ack, EventEnvelope, Heartbeat, acks_topic, events_topic, status_topic
+
+from .backoff import Backoff
+from .config import UplinkSection
+from .store import Store
+
+log = logging.getLogger("trygg.gateway.uplink")
+
+
+class DispatchUplink:
+    def __init__(
+        self,
+        settings: UplinkSection,
+        gateway_id: str,
+        store: Store,
+        *,
+        heartbeat_interval_s: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.gateway_id = gateway_id
+        self.store = store
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self._monotonic = monotonic
+        self._wake = asyncio.Event()
+        self._in_flight: dict[EventId, float] = {}
+        self.connected = asyncio.Event()
+        self.acked = 0
+        self.resent = 0
+
+    def wake(self) -> None:
+        """Something new is in the outbox: send it now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        s = self.settings
+        will = aiomqtt.Will(
+            status_topic(self.gateway_id),
+            Heartbeat(gateway_id=self.gateway_id, state="offline").model_dump_json(),
+            qos=1,
+            retain=True,
+        )
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    s.host,
+                    s.port,
+                    identifier=f"trygg-gw-{self.gateway_id}",
+                    username=s.username,
+                    password=s.password,
+                    will=will,
+                    clean_session=False,
+                ) as client:
+                    await client.subscribe(acks_topic(self.gateway_id), qos=1)
+                    self._in_flight.clear()  # whatever was unacked goes again
+                    self.connected.set()
+                    backoff.reset()
+                    log.info("uplink connected to %s:%d", s.host, s.port)
+                    async with asyncio.TaskGroup() as tasks:
+                        tasks.create_task(self._receive_acks(client))
+                        tasks.create_task(self._send(client))
+                        tasks.create_task(self._heartbeat(client))
+            except* aiomqtt.MqttError as group:
+                self.connected.clear()
+                delay = backoff.next_delay()
+                log.warning(
+                    "uplink %s:%d lost: %s; retrying in %.1f s",
+                    s.host,
+                    s.port,
+                    group.exceptions[0],
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        window = self.settings.max_in_flight
+        timeout = self.settings.ack_timeout_s
+        while True:
+            self._wake.clear()
+            now = self._monotonic()
+            expired = [i for i, sent in self._in_flight.items() if now - sent > timeout]
+            for event_id in expired:
+                del self._in_flight[event_id]
+                self.resent += 1
+            room = window - len(self._in_flight)
+            if room > 0:
+                batch = await self.store.pending(room, exclude=self._in_flight)
+                for item in batch:
+                    envelope = EventEnvelope(
+                        gateway_id=self.gateway_id, sent_at=utc_now(), event=item.event
+                    )
+                    await client.publish(
+                        events_topic(self.gateway_id), envelope.model_dump_json(), qos=1
+                    )
+                    self._in_flight[item.event.id] = self._monotonic()
+            # Sleep until new work, an ack, or the oldest in-flight event's deadline.
+            wait = (
+                timeout
+                if not self._in_flight
+                else max(0.05, min(self._in_flight.values()) + timeout - self._monotonic())
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=min(wait, 5.0))
+
+    async def _receive_acks(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                continue
+            try:
+                ack = Ack.model_validate_json(payload)
+            except ValidationError:
+                log.warning("ignored a malformed ack on %s", message.topic.value)
+                continue
+            deleted = await self.store.ack(ack.event_ids)
+            for event_id in ack.event_ids:
+                self._in_flight.pop(event_id, None)
+            self.acked += deleted
+            self._wake.set()
+
+    async def _heartbeat(self, client: aiomqtt.Client) -> None:
+        while True:
+            depth = sum((await self.store.depth()).values())
+            beat = Heartbeat(
+                gateway_id=self.gateway_id,
+                state="online",
+                sent_at=utc_now(),
+                interval_s=int(self.heartbeat_interval_s),
+                outbox_depth=depth,
+            )
+            await client.publish(
+                status_topic(self.gateway_id), beat.model_dump_json(), qos=1, retain=True
+            )
+            await asyncio.sleep(self.heartbeat_interval_s)

@@ -1,0 +1,211 @@
+"""The ``trygg`` command: gateway, dispatch service, simulator and demo."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="Trygg: open welfare technology for home care. Alarms, sensors, GPS, cameras and locks.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+gateway_app = typer.Typer(help="The on-premise gateway.", no_args_is_help=True)
+cloud_app = typer.Typer(help="The central dispatch service.", no_args_is_help=True)
+sim_app = typer.Typer(help="Simulated devices speaking the real transports.", no_args_is_help=True)
+app.add_typer(gateway_app, name="gateway")
+app.add_typer(cloud_app, name="cloud")
+app.add_typer(sim_app, name="sim")
+
+LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error")]
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    logging.getLogger("amqtt").setLevel(logging.WARNING)
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="port of the operator console and API")] = 8000,
+    mqtt_port: Annotated[int, typer.Option(help="port of the embedded MQTT broker")] = 18830,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    data_dir: Annotated[Path, typer.Option(help="where the demo keeps its databases")] = Path(
+        ".trygg-demo"
+    ),
+    homes: Annotated[int, typer.Option(min=1, max=200, help="simulated homes")] = 2,
+    alarm_every: Annotated[
+        float, typer.Option(min=1.0, help="seconds between alarms per home")
+    ] = 45.0,
+    keep: Annotated[bool, typer.Option(help="keep the previous demo's data")] = False,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run everything on this machine: simulated homes, gateway, dispatch and console."""
+    from .demo import DemoOptions, run_demo
+
+    _logging(log_level)
+    options = DemoOptions(host, port, mqtt_port, data_dir, homes, alarm_every, fresh=not keep)
+    asyncio.run(run_demo(options))
+
+
+@gateway_app.command("run")
+def gateway_run(
+    config: Annotated[Path, typer.Option("--config", "-c", help="gateway TOML file")] = Path(
+        "gateway.toml"
+    ),
+    log_level: LogLevel = "info",
+) -> None:
+    """Run the gateway with a TOML configuration (see docs/gateway.md)."""
+    from gateway import ConfigError, Gateway, load_config
+
+    _logging(log_level)
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    asyncio.run(_run_until_signal(Gateway(settings).run_forever()))
+
+
+@gateway_app.command("check-config")
+def gateway_check_config(
+    config: Annotated[Path, typer.Option("--config", "-c", help="gateway TOML file")] = Path(
+        "gateway.toml"
+    ),
+) -> None:
+    """Validate a gateway configuration and list its devices."""
+    from gateway import ConfigError, load_config
+
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{config}: gateway {settings.gateway.id}, {len(settings.devices)} devices")
+    for d in settings.devices:
+        typer.echo(f"  {d.id:24} {d.type.value:14} {d.transport}:{d.address}  home={d.home}")
+
+
+@cloud_app.command("run")
+def cloud_run(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8000,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run the dispatch service (settings from TRYGG_* environment variables)."""
+    from cloud import CloudSettings, create_app
+
+    from .serve import make_server, stop_on_signals
+
+    _logging(log_level)
+    server = make_server(create_app(CloudSettings()), host, port)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        task = asyncio.create_task(server.serve())
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        server.should_exit = True
+        await task
+
+    asyncio.run(serve())
+
+
+@cloud_app.command("add-user")
+def cloud_add_user(
+    org: Annotated[str, typer.Argument(help="organisation id (created if new)")],
+    username: str,
+    role: Annotated[str, typer.Option(help="operator, supervisor, staff, technician or admin")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Create a user in an organisation."""
+    from cloud import CloudSettings
+    from cloud.admin import admin_session, ensure_organisation, ensure_user
+    from cloud.security import Role
+
+    try:
+        parsed_role = Role(role)
+    except ValueError:
+        typer.echo(f"error: --role must be one of {', '.join(r.value for r in Role)}", err=True)
+        raise typer.Exit(2) from None
+
+    async def add() -> None:
+        async with admin_session(CloudSettings()) as session:
+            await ensure_organisation(session, org, org)
+            await ensure_user(session, org, username, password, parsed_role)
+            await session.commit()
+
+    asyncio.run(add())
+    typer.echo(f"user {username} ({role}) in {org}")
+
+
+@cloud_app.command("add-gateway")
+def cloud_add_gateway(
+    org: Annotated[str, typer.Argument(help="organisation id (created if new)")],
+    gateway_id: str,
+    name: Annotated[str, typer.Option(help="a name people recognise")] = "",
+) -> None:
+    """Register a gateway so that its events are accepted."""
+    from cloud import CloudSettings
+    from cloud.admin import admin_session, ensure_gateway, ensure_organisation
+
+    async def add() -> None:
+        async with admin_session(CloudSettings()) as session:
+            await ensure_organisation(session, org, org)
+            await ensure_gateway(session, org, gateway_id, name or gateway_id)
+            await session.commit()
+
+    asyncio.run(add())
+    typer.echo(f"gateway {gateway_id} in {org}")
+
+
+@sim_app.command("run")
+def sim_run(
+    host: Annotated[str, typer.Option(help="MQTT broker the gateway listens to")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="MQTT broker port")] = 1883,
+    homes: Annotated[int, typer.Option(min=1, max=1000)] = 1,
+    alarm_every: Annotated[
+        float, typer.Option(min=1.0, help="seconds between alarms per home")
+    ] = 45.0,
+    seed: Annotated[int | None, typer.Option(help="seed for a reproducible run")] = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Play simulated Zigbee2MQTT homes (home-N/pendant, home-N/front_door, ...) to a broker."""
+    from trygg_sim import SimulatedHome, run_homes
+
+    _logging(log_level)
+    sims = [
+        SimulatedHome(
+            f"home-{i}", alarm_every_s=alarm_every, seed=None if seed is None else seed + i
+        )
+        for i in range(1, homes + 1)
+    ]
+    asyncio.run(_run_until_signal(run_homes(host, port, sims)))
+
+
+async def _run_until_signal(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` until it ends or SIGINT/SIGTERM arrives, then cancel it cleanly."""
+    from .serve import stop_on_signals
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    task = asyncio.create_task(main)
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

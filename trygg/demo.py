@@ -1,0 +1,165 @@
+"""``trygg demo``: simulated homes -> gateway -> dispatch -> console, in one process,
+on embedded defaults (an embedded MQTT broker and SQLite), no external service needed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from amqtt.broker import Broker
+from trygg_sim import SimulatedHome, run_homes
+
+from cloud import CloudSettings, create_app
+from cloud.admin import ensure_gateway, ensure_organisation, ensure_user
+from cloud.db import make_engine, make_sessionmaker
+from cloud.migrate import upgrade
+from cloud.security import Role
+from gateway import Gateway, GatewayConfig
+
+from .serve import make_server, port_is_free, stop_on_signals, wait_started
+
+log = logging.getLogger("trygg.demo")
+
+ORG = ("demo", "Demo municipality home care")
+GATEWAY_ID = "gw-demo-1"
+LOGINS = [("operator", "operator", Role.OPERATOR), ("supervisor", "supervisor", Role.SUPERVISOR)]
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    mqtt_port: int = 18830
+    data_dir: Path = Path(".trygg-demo")
+    homes: int = 2
+    alarm_every_s: float = 45.0
+    fresh: bool = True
+
+
+def broker_config(host: str, port: int) -> dict[str, Any]:
+    return {
+        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+
+
+def gateway_config(options: DemoOptions, home_ids: list[str]) -> GatewayConfig:
+    devices = []
+    for index, home in enumerate(home_ids, start=1):
+        for name, kind in (
+            ("pendant", "alarm_button"),
+            ("front_door", "door_contact"),
+            ("hallway_motion", "motion"),
+            ("kitchen_smoke", "smoke"),
+            ("bathroom_leak", "water_leak"),
+        ):
+            devices.append(
+                {
+                    "id": f"{home}-{name}",
+                    "type": kind,
+                    "address": f"{home}/{name}",
+                    "home": home,
+                    "resident": f"resident-{index}",
+                }
+            )
+    broker = {"host": options.host, "port": options.mqtt_port}
+    return GatewayConfig.model_validate(
+        {
+            "gateway": {"id": GATEWAY_ID},
+            "store": {"path": options.data_dir / "gateway.db"},
+            "zigbee2mqtt": broker,
+            "uplink": broker,
+            "devices": devices,
+        }
+    )
+
+
+async def seed(settings: CloudSettings) -> None:
+    engine = make_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        async with make_sessionmaker(engine)() as session:
+            await ensure_organisation(session, *ORG)
+            for username, password, role in LOGINS:
+                await ensure_user(session, ORG[0], username, password, role)
+            await ensure_gateway(session, ORG[0], GATEWAY_ID, "Demo gateway")
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> None:
+    for what, port in (("console", options.port), ("MQTT broker", options.mqtt_port)):
+        if not port_is_free(options.host, port):
+            raise SystemExit(
+                f"port {port} for the {what} is in use; choose another with --port/--mqtt-port"
+            )
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    if options.fresh:
+        for name in ("cloud.db", "gateway.db"):
+            for suffix in ("", "-wal", "-shm"):
+                (options.data_dir / f"{name}{suffix}").unlink(missing_ok=True)
+
+    settings = CloudSettings(
+        database_url=f"sqlite+aiosqlite:///{(options.data_dir / 'cloud.db').resolve()}",
+        mqtt_host=options.host,
+        mqtt_port=options.mqtt_port,
+    )
+    home_ids = [f"home-{i}" for i in range(1, options.homes + 1)]
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+
+    async with contextlib.AsyncExitStack() as stack:
+        # Start order: broker, database, dispatch service, gateway, homes; undone in reverse.
+        broker = Broker(broker_config(options.host, options.mqtt_port))
+        await broker.start()
+        stack.push_async_callback(broker.shutdown)
+        await seed(settings)
+
+        server = make_server(create_app(settings), options.host, options.port)
+        server_task = asyncio.create_task(server.serve(), name="dispatch")
+
+        async def stop_server() -> None:
+            server.should_exit = True
+            await server_task
+
+        stack.push_async_callback(stop_server)
+        await wait_started(server, server_task)
+
+        gateway = Gateway(gateway_config(options, home_ids))
+        await stack.enter_async_context(gateway)
+
+        homes = [SimulatedHome(h, alarm_every_s=options.alarm_every_s) for h in home_ids]
+        sim_task = asyncio.create_task(
+            run_homes(options.host, options.mqtt_port, homes), name="sim"
+        )
+
+        async def stop_sim() -> None:
+            sim_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sim_task
+
+        stack.push_async_callback(stop_sim)
+
+        url = f"http://{options.host}:{options.port}/"
+        logins = ", ".join(f"{u} / {p}" for u, p, _ in LOGINS)
+        print(
+            f"\nTrygg demo is running.\n"
+            f"  Operator console: {url}\n"
+            f"  Logins:           {logins}\n"
+            f"  API docs:         {url}docs\n"
+            f"  MQTT broker:      {options.host}:{options.mqtt_port}\n"
+            f"  Simulated homes:  {len(homes)}, "
+            f"an alarm about every {options.alarm_every_s:.0f} s each\n"
+            f"Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        print("stopping…", flush=True)
+    print("Trygg demo stopped.", flush=True)

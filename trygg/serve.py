@@ -1,0 +1,61 @@
+"""Running the dispatch service's ASGI app inside an asyncio program we own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn, minus its signal handling: the program that embeds it decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def make_server(app: FastAPI, host: str, port: int) -> EmbeddedServer:
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    return EmbeddedServer(config)
+
+
+async def wait_started(
+    server: uvicorn.Server, task: asyncio.Task[None], limit_s: float = 30
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped it
+            raise RuntimeError("the web server stopped while starting")
+        if loop.time() > deadline:
+            raise TimeoutError("the web server did not start in time")
+        await asyncio.sleep(0.05)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
