@@ -99,7 +99,7 @@ def _decode_object(device_type: DeviceType, state: Mapping[str, Any]) -> Decoded
             if occurrence is not None:
                 signals.append(occurrence)
         elif key == "lock_state":
-            if value not in LOCK_STATES:
+            if not isinstance(value, str) or value not in LOCK_STATES:
                 raise UnexpectedValue(f"'lock_state' must be one of {sorted(LOCK_STATES)}")
             signals.append(SignalState(Signal.LOCK_JAMMED, value in LOCK_JAMMED_STATES))
         # Anything else (last_seen, sensitivity, firmware-specific keys) is not ours to judge.

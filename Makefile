@@ -1,0 +1,10 @@
+.PHONY: demo test lint
+
+demo:  ## set up and run the demo
+	scripts/demo.sh
+
+test:  ## install what the tests need, then lint, types and the suite
+	scripts/test.sh
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy

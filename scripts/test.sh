@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One command: install what the tests need (mosquitto, PostgreSQL, the Python tools),
+# then lint, type-check and run the whole suite against real servers.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k e2e).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+missing=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v pg_isready >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The tests run their own mosquitto on free ports; PostgreSQL they use through a
+# throwaway database on the local server, which must be up.
+if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  echo "starting PostgreSQL"
+  for version in $(ls /etc/postgresql); do
+    $sudo pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  done
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+export TRYGG_TEST_PG_DSN="${TRYGG_TEST_PG_DSN:-postgresql://postgres@127.0.0.1:5432/postgres}"
+if ! psql "$TRYGG_TEST_PG_DSN" -qAtc 'select 1' >/dev/null 2>&1; then
+  # A stock Debian server wants a password over TCP: give the test role one.
+  $sudo runuser -u postgres -- psql -qc "ALTER ROLE postgres PASSWORD 'trygg-test'" >/dev/null
+  export TRYGG_TEST_PG_DSN="postgresql://postgres:trygg-test@127.0.0.1:5432/postgres"
+fi
+
+scripts/setup-venv.sh dev
+
+echo "ruff";  .venv/bin/ruff check .
+echo "ruff format"; .venv/bin/ruff format --check . >/dev/null
+echo "mypy --strict"; .venv/bin/mypy
+echo "pytest"
+exec .venv/bin/pytest -n auto --durations=10 "$@"

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from cloud import CloudSettings, create_app
+from cloud.admin import admin_session, ensure_gateway, ensure_organisation, ensure_user
+from cloud.ingest import IngestWorker
+from cloud.security import Role
+from gateway import Gateway, GatewayConfig
+from trygg.serve import make_server, wait_started
+
+from .servers import Mosquitto, asyncpg_url, create_database, drop_database, free_port
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not SHARED_DATA.exists():  # a fresh clone has shared/ beside it, as CI does
+    SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+GATEWAY_ID = "gw-test-1"
+USERS = {
+    "anna": ("org-a", "anna-pass", Role.OPERATOR),
+    "tove": ("org-a", "tove-pass", Role.TECHNICIAN),
+    "sara": ("org-a", "sara-pass", Role.STAFF),
+    "olle": ("org-b", "olle-pass", Role.OPERATOR),
+}
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.fail(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    name = await create_database()
+    try:
+        yield asyncpg_url(name)
+    finally:
+        await drop_database(name)
+
+
+@dataclass
+class RunningCloud:
+    url: str
+    settings: CloudSettings
+    app: FastAPI
+
+    @property
+    def ingest(self) -> IngestWorker:
+        worker: IngestWorker = self.app.state.services.ingest
+        return worker
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=10)
+
+    async def token(self, username: str) -> str:
+        async with self.client() as http:
+            res = await http.post(
+                "/api/v1/auth/token", data={"username": username, "password": USERS[username][1]}
+            )
+            res.raise_for_status()
+            token: str = res.json()["access_token"]
+            return token
+
+    async def authed(self, username: str) -> httpx.AsyncClient:
+        token = await self.token(username)
+        return httpx.AsyncClient(
+            base_url=self.url, timeout=10, headers={"Authorization": f"Bearer {token}"}
+        )
+
+
+@contextlib.asynccontextmanager
+async def run_cloud(settings: CloudSettings) -> AsyncIterator[RunningCloud]:
+    async with admin_session(settings) as session:
+        for org in ("org-a", "org-b"):
+            await ensure_organisation(session, org, org.upper())
+        for username, (org, password, role) in USERS.items():
+            await ensure_user(session, org, username, password, role)
+        await ensure_gateway(session, "org-a", GATEWAY_ID, "Test gateway")
+        await session.commit()
+    app = create_app(settings)
+    port = free_port()
+    server = make_server(app, "127.0.0.1", port)
+    task = asyncio.create_task(server.serve())
+    await wait_started(server, task)
+    try:
+        yield RunningCloud(f"http://127.0.0.1:{port}", settings, app)
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def cloud(
+    request: pytest.FixtureRequest, mosquitto: Mosquitto, tmp_path: Path
+) -> AsyncIterator[RunningCloud]:
+    """The dispatch service on a free port, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}"
+        settings = CloudSettings(database_url=url, mqtt_port=mosquitto.port)
+        async with run_cloud(settings) as running:
+            yield running
+    else:
+        name = await create_database()
+        try:
+            settings = CloudSettings(database_url=asyncpg_url(name), mqtt_port=mosquitto.port)
+            async with run_cloud(settings) as running:
+                yield running
+        finally:
+            await drop_database(name)
+
+
+@pytest.fixture
+async def sqlite_cloud(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[RunningCloud]:
+    """The dispatch service on SQLite only, for tests about the API rather than the database."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}"
+    async with run_cloud(CloudSettings(database_url=url, mqtt_port=mosquitto.port)) as running:
+        yield running
+
+
+TEST_DEVICES = [
+    {
+        "id": "pendant-1",
+        "type": "alarm_button",
+        "address": "flat-12/pendant",
+        "home": "home-12",
+        "resident": "res-12",
+    },
+    {"id": "smoke-1", "type": "smoke", "address": "kitchen_smoke", "home": "home-12"},
+    {"id": "door-1", "type": "door_contact", "address": "front_door", "home": "home-12"},
+    {"id": "lock-1", "type": "digital_lock", "address": "front_door_lock", "home": "home-12"},
+]
+
+
+def gateway_config(mosquitto: Mosquitto, store: Path, **uplink: object) -> GatewayConfig:
+    broker = {"host": "127.0.0.1", "port": mosquitto.port}
+    return GatewayConfig.model_validate(
+        {
+            "gateway": {"id": GATEWAY_ID},
+            "store": {"path": store},
+            "zigbee2mqtt": broker,
+            "uplink": {**broker, **uplink},
+            "devices": TEST_DEVICES,
+        }
+    )
+
+
+@pytest.fixture
+async def gateway(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Gateway]:
+    gw = Gateway(gateway_config(mosquitto, tmp_path / "gateway.db", ack_timeout_s=2.0))
+    async with gw:
+        await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gw.uplink.connected.wait(), 10)
+        yield gw
+
+
+async def publish(port: int, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.publish(topic, payload, qos=1, retain=retain)

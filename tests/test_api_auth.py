@@ -1,0 +1,195 @@
+"""Every route refuses the unauthenticated and the wrong role, and never crosses organisations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+import jwt
+import pytest
+
+from cloud.security import Role, TokenClaims, issue_token
+from devices import Event, Priority, stable_event_id
+from devices.wire import EventEnvelope, events_topic
+
+from .conftest import GATEWAY_ID, RunningCloud, publish
+from .servers import Mosquitto, wait_until
+
+pytestmark = pytest.mark.integration
+
+# (method, path, roles allowed); {id} is an alarm of org-a.
+ROUTES = [
+    ("GET", "/api/v1/alarms", {"operator", "supervisor", "admin"}),
+    ("GET", "/api/v1/alarms/stream", {"operator", "supervisor", "admin"}),
+    ("POST", "/api/v1/alarms/{id}/acknowledge", {"operator", "supervisor"}),
+]
+
+
+async def make_alarm(cloud: RunningCloud, mosquitto: Mosquitto, n: int = 1) -> int:
+    event = Event(
+        id=stable_event_id("api-test", str(n)),
+        kind="alarm_button",
+        priority=Priority.CRITICAL,
+        device_id=f"pendant-{n}",
+        device_type="alarm_button",
+        home_id="home-1",
+        occurred_at=datetime.now(UTC),
+    )
+    envelope = EventEnvelope(gateway_id=GATEWAY_ID, sent_at=datetime.now(UTC), event=event)
+    await publish(mosquitto.port, events_topic(GATEWAY_ID), envelope.model_dump_json())
+    async with await cloud.authed("anna") as http:
+        found: list[dict[str, object]] = []
+
+        async def arrived() -> bool:
+            found[:] = (await http.get("/api/v1/alarms")).json()
+            return any(a["device_id"] == f"pendant-{n}" for a in found)
+
+        await wait_until(arrived)
+    alarm_id = next(a["id"] for a in found if a["device_id"] == f"pendant-{n}")
+    assert isinstance(alarm_id, int)
+    return alarm_id
+
+
+async def call(http: httpx.AsyncClient, method: str, path: str) -> httpx.Response:
+    if path.endswith("/stream"):
+        async with http.stream(method, path) as res:
+            if res.status_code != 200:
+                await res.aread()  # an error has a body; a 200 stream is endless
+            return res
+    return await http.request(method, path)
+
+
+async def test_every_route_refuses_the_unauthenticated_and_bad_tokens(
+    sqlite_cloud: RunningCloud, mosquitto: Mosquitto
+) -> None:
+    alarm_id = await make_alarm(sqlite_cloud, mosquitto)
+    secret = sqlite_cloud.settings.secret_key
+    expired = jwt.encode(
+        {"sub": "1", "org": "org-a", "role": "operator", "exp": 1}, secret, algorithm="HS256"
+    )
+    forged = issue_token(
+        TokenClaims(1, "org-a", Role.OPERATOR), "another-secret-of-thirty-two-chars!!", 60
+    )
+    unsigned = jwt.encode(
+        {"sub": "1", "org": "org-a", "role": "operator", "exp": 9e9}, None, algorithm="none"
+    )
+    for method, template, _roles in ROUTES:
+        path = template.format(id=alarm_id)
+        for headers in (
+            {},
+            {"Authorization": "Bearer"},
+            {"Authorization": "Bearer garbage"},
+            {"Authorization": f"Bearer {expired}"},
+            {"Authorization": f"Bearer {forged}"},
+            {"Authorization": f"Bearer {unsigned}"},
+            {"Authorization": "Basic YW5uYTphbm5h"},
+        ):
+            async with httpx.AsyncClient(base_url=sqlite_cloud.url, headers=headers) as http:
+                res = await call(http, method, path)
+            assert res.status_code == 401, (method, path, headers)
+
+
+@pytest.mark.parametrize("username", ["tove", "sara"])  # technician, staff
+async def test_wrong_roles_are_refused(
+    sqlite_cloud: RunningCloud, mosquitto: Mosquitto, username: str
+) -> None:
+    alarm_id = await make_alarm(sqlite_cloud, mosquitto)
+    async with await sqlite_cloud.authed(username) as http:
+        for method, template, roles in ROUTES:
+            assert "technician" not in roles and "staff" not in roles
+            res = await call(http, method, template.format(id=alarm_id))
+            assert res.status_code == 403, (method, template)
+            assert "operator" in res.json()["detail"]
+
+
+async def test_another_organisation_sees_nothing(
+    sqlite_cloud: RunningCloud, mosquitto: Mosquitto
+) -> None:
+    alarm_id = await make_alarm(sqlite_cloud, mosquitto)
+    async with await sqlite_cloud.authed("olle") as http:  # operator of org-b
+        assert (await http.get("/api/v1/alarms")).json() == []
+        res = await http.post(f"/api/v1/alarms/{alarm_id}/acknowledge")
+        assert res.status_code == 404
+    async with await sqlite_cloud.authed("anna") as http:
+        (alarm,) = (await http.get("/api/v1/alarms")).json()
+        assert alarm["state"] == "new"
+
+
+async def test_acknowledge_once_then_conflict(
+    sqlite_cloud: RunningCloud, mosquitto: Mosquitto
+) -> None:
+    alarm_id = await make_alarm(sqlite_cloud, mosquitto)
+    async with await sqlite_cloud.authed("anna") as http:
+        first = await http.post(f"/api/v1/alarms/{alarm_id}/acknowledge")
+        assert first.status_code == 200 and first.json()["state"] == "acknowledged"
+        second = await http.post(f"/api/v1/alarms/{alarm_id}/acknowledge")
+        assert second.status_code == 409
+        assert "acknowledged by anna" in second.json()["detail"]
+        assert (await http.post("/api/v1/alarms/999999/acknowledge")).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/api/v1/alarms?state=sleeping", "GET"),
+        ("/api/v1/alarms?priority=urgent", "GET"),
+        ("/api/v1/alarms?limit=0", "GET"),
+        ("/api/v1/alarms?limit=abc", "GET"),
+        ("/api/v1/alarms/not-a-number/acknowledge", "POST"),
+    ],
+)
+async def test_bad_parameters_are_422(sqlite_cloud: RunningCloud, path: str, method: str) -> None:
+    async with await sqlite_cloud.authed("anna") as http:
+        res = await http.request(method, path)
+    assert res.status_code == 422
+    assert res.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"username": "anna", "password": "wrong"},
+        {"username": "nobody", "password": "anna-pass"},
+        {"username": "anna", "password": ""},
+    ],
+)
+async def test_login_refuses_wrong_credentials(
+    sqlite_cloud: RunningCloud, form: dict[str, str]
+) -> None:
+    async with sqlite_cloud.client() as http:
+        res = await http.post("/api/v1/auth/token", data=form)
+    assert res.status_code in (401, 422)
+    assert "access_token" not in res.text
+
+
+async def test_login_gives_an_expiring_bearer_token(sqlite_cloud: RunningCloud) -> None:
+    async with sqlite_cloud.client() as http:
+        res = await http.post(
+            "/api/v1/auth/token", data={"username": "anna", "password": "anna-pass"}
+        )
+    body = res.json()
+    assert res.status_code == 200 and body["token_type"] == "bearer"
+    claims = jwt.decode(
+        body["access_token"], sqlite_cloud.settings.secret_key, algorithms=["HS256"]
+    )
+    assert claims["exp"] - claims["iat"] == sqlite_cloud.settings.token_ttl_s == body["expires_in"]
+    assert "anna-pass" not in res.text
+
+
+async def test_console_and_openapi_are_served(sqlite_cloud: RunningCloud) -> None:
+    async with sqlite_cloud.client() as http:
+        page = await http.get("/", follow_redirects=True)
+        assert page.status_code == 200 and "Trygg" in page.text and "app.js" in page.text
+        assert (await http.get("/console/app.js")).status_code == 200
+        spec = (await http.get("/openapi.json")).json()
+        assert "/api/v1/alarms/{alarm_id}/acknowledge" in spec["paths"]
+
+
+def test_production_refuses_the_development_secret() -> None:
+    from pydantic import ValidationError
+
+    from cloud import CloudSettings
+
+    with pytest.raises(ValidationError, match="TRYGG_SECRET_KEY"):
+        CloudSettings(environment="production")
+    CloudSettings(environment="production", secret_key="x" * 40)

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devices import DeviceType
+from gateway import ConfigError, load_config, parse_config
+
+GOOD = """
+[gateway]
+id = "gw-1"
+
+[zigbee2mqtt]
+host = "127.0.0.1"
+port = 1883
+
+[uplink]
+host = "dispatch.example"
+port = 8883
+ack_timeout_s = 5
+
+[[devices]]
+id = "pendant-1"
+type = "alarm_button"
+address = "flat-12/pendant"
+home = "home-12"
+resident = "res-12"
+"""
+
+
+def test_a_good_config_loads_with_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(GOOD)
+    config = load_config(path)
+    assert config.gateway.id == "gw-1"
+    assert config.gateway.heartbeat_interval_s == 60
+    assert config.uplink.ack_timeout_s == 5
+    assert config.zigbee2mqtt.base_topic == "zigbee2mqtt"
+    assert config.devices[0].type is DeviceType.ALARM_BUTTON
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("", ["gateway", "Field required"]),
+        ('[gateway]\nid = "gw 1"', ["gateway.id", "pattern"]),
+        ('[gateway]\nid = "gw"\ncolour = "red"', ["gateway.colour", "Extra inputs"]),
+        ('[gateway]\nid = "gw"\nheartbeat_interval_s = 5', ["gateway.heartbeat_interval_s", "60"]),
+        ('[gateway]\nid = "gw"\n[uplink]\nport = "high"', ["uplink.port", "integer"]),
+        (
+            GOOD.replace('"alarm_button"', '"toaster"'),
+            ["devices.0.type", "alarm_button", "fall_detector"],
+        ),
+        (GOOD + GOOD.split("[[devices]]")[1].join(["[[devices]]", ""]), ["same id"]),
+        ("[gateway\nid=1", ["not valid TOML"]),
+    ],
+)
+def test_errors_name_the_file_the_key_and_what_was_expected(text: str, names: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "site.toml")
+    message = str(info.value)
+    assert message.startswith("site.toml: ")
+    for name in names:
+        assert name in message
+
+
+def test_missing_and_binary_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(binary)
+
+
+def test_cli_reports_config_errors_with_exit_code_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trygg.cli import app
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[gateway]\nid = "gw"\n[[devices]]\nid = "x"\n')
+    result = CliRunner().invoke(app, ["gateway", "check-config", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "devices.0.type" in result.output
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD)
+    result = CliRunner().invoke(app, ["gateway", "check-config", "--config", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "pendant-1" in result.output
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_compose_gateway_config_is_valid_and_matches_the_simulated_home() -> None:
+    from trygg_sim import demo_home
+
+    config = load_config(ROOT / "docker" / "gateway.toml")
+    simulated = {d.friendly_name: d.type for d in demo_home("home-1").values()}
+    assert {d.address: d.type for d in config.devices} == simulated
+
+
+def test_cli_registers_gateways_and_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from cloud import CloudSettings
+    from cloud.admin import admin_session
+    from cloud.db import Gateway, User
+    from cloud.security import verify_password
+    from trygg.cli import app
+
+    monkeypatch.setenv("TRYGG_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["cloud", "add-gateway", "malmo", "gw-0042", "--name", "Rosengård 12"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app,
+        ["cloud", "add-user", "malmo", "anna", "--role", "operator"],
+        input="s3cret-pass\ns3cret-pass\n",
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["cloud", "add-user", "malmo", "bo", "--role", "king", "--password", "x"]
+    )
+    assert result.exit_code == 2 and "--role must be one of" in result.output
+
+    async def check() -> None:
+        async with admin_session(CloudSettings()) as session:
+            gateway = await session.get(Gateway, "gw-0042")
+            assert (
+                gateway is not None and gateway.org_id == "malmo" and gateway.name == "Rosengård 12"
+            )
+            user = await session.get(User, 1)
+            assert user is not None and user.role == "operator"
+            assert verify_password(user.password_hash, "s3cret-pass")
+
+    asyncio.run(check())

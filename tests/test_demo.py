@@ -1,0 +1,111 @@
+"""``trygg demo`` as a person runs it: starts, serves the console, raises alarms, stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .servers import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_starts_serves_the_console_raises_alarms_and_stops_cleanly(tmp_path: Path) -> None:
+    port, mqtt_port = free_port(), free_port()
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "trygg",
+                "demo",
+                "--port",
+                str(port),
+                "--mqtt-port",
+                str(mqtt_port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--alarm-every",
+                "2",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "Press Ctrl-C to stop" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        text = log.read_text()
+        assert f"http://127.0.0.1:{port}/" in text and "operator / operator" in text
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            page = http.get("/", follow_redirects=True)
+            assert page.status_code == 200 and "alarm queue" in page.text
+            token = http.post(
+                "/api/v1/auth/token", data={"username": "operator", "password": "operator"}
+            )
+            headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+            alarms: list[dict[str, object]] = []
+            while not alarms:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+                alarms = http.get("/api/v1/alarms", headers=headers).json()
+            assert alarms[0]["gateway_id"] == "gw-demo-1"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, log.read_text()
+        assert "Trygg demo stopped." in log.read_text()
+        assert "Traceback" not in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_demo_refuses_a_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trygg",
+                "demo",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+    assert result.returncode != 0
+    assert f"port {port}" in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["gateway", "--help"], ["cloud", "--help"], ["sim", "--help"], ["demo", "--help"]],
+)
+def test_help_is_clear(args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trygg", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout

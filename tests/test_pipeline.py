@@ -1,0 +1,163 @@
+"""The pipeline on a real store: raw Zigbee2MQTT messages in, durable events out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from devices import Event, Priority
+from gateway import DropReason, GatewayConfig, InputCounters, Pipeline, Registry, Store
+
+from .conftest import TEST_DEVICES
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(tmp_path / "gw.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def pipeline(store: Store, clock: Clock) -> Pipeline:
+    config = GatewayConfig.model_validate({"gateway": {"id": "gw-1"}, "devices": TEST_DEVICES})
+    return Pipeline(
+        "gw-1",
+        Registry(config.devices),
+        store,
+        InputCounters(),
+        monotonic=clock,
+        max_payload_bytes=4096,
+    )
+
+
+async def events(store: Store) -> list[Event]:
+    return [p.event for p in await store.pending(100)]
+
+
+PRESS = json.dumps({"action": "single", "battery": 90}).encode()
+
+
+async def test_a_press_becomes_a_durable_critical_event(pipeline: Pipeline, store: Store) -> None:
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    (event,) = await events(store)
+    assert (event.kind, event.priority, event.device_id) == (
+        "alarm_button",
+        Priority.CRITICAL,
+        "pendant-1",
+    )
+    assert (event.home_id, event.resident_id) == ("home-12", "res-12")
+    assert event.detail == {"action": "single"}
+    assert pipeline.registry.by_address("flat-12/pendant").status.battery_pct == 90  # type: ignore[union-attr]
+
+
+async def test_the_action_subtopic_is_a_press_too(pipeline: Pipeline, store: Store) -> None:
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant/action", b"emergency")
+    assert [e.kind for e in await events(store)] == ["alarm_button"]
+
+
+async def test_redelivery_is_dropped_but_a_later_press_is_a_new_event(
+    pipeline: Pipeline, store: Store, clock: Clock
+) -> None:
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    assert len(await events(store)) == 1
+    assert pipeline.counters.dropped[DropReason.DUPLICATE] == 1
+    clock.now += 30
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    found = await events(store)
+    assert len(found) == 2 and found[0].id != found[1].id
+
+
+async def test_state_alarms_fire_on_change_and_restore(
+    pipeline: Pipeline, store: Store, clock: Clock
+) -> None:
+    topic = "zigbee2mqtt/kitchen_smoke"
+    for smoke, lq in [(False, 50), (True, 51), (True, 52), (True, 53), (False, 54)]:
+        clock.now += 1
+        await pipeline.handle_zigbee2mqtt(
+            topic, json.dumps({"smoke": smoke, "linkquality": lq}).encode()
+        )
+    found = await events(store)
+    assert [(e.kind, e.restore) for e in found] == [("smoke", False), ("smoke", True)]
+
+
+async def test_signals_that_are_not_alarms_make_no_event(pipeline: Pipeline, store: Store) -> None:
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/front_door", b'{"contact": false}')
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/front_door_lock", b'{"lock_state": "locked"}')
+    assert await events(store) == []
+    assert pipeline.counters.accepted["message"] == 2
+
+
+GARBAGE = [
+    ("zigbee2mqtt/flat-12/pendant", b"{not json", DropReason.MALFORMED),
+    ("zigbee2mqtt/flat-12/pendant", b"\xff\x00\xfe", DropReason.MALFORMED),
+    ("zigbee2mqtt/flat-12/pendant", b"[]", DropReason.MALFORMED),
+    ("zigbee2mqtt/flat-12/pendant", b'{"action": 7}', DropReason.UNEXPECTED_VALUE),
+    ("zigbee2mqtt/kitchen_smoke", b'{"smoke": "maybe"}', DropReason.UNEXPECTED_VALUE),
+    (
+        "zigbee2mqtt/flat-12/pendant",
+        b'{"action":"single","x":"' + b"a" * 5000 + b'"}',
+        DropReason.OVERSIZED,
+    ),
+    ("zigbee2mqtt/0x00158d0001e50d78", PRESS, DropReason.UNKNOWN_DEVICE),
+    ("zigbee2mqtt/", PRESS, DropReason.UNKNOWN_TOPIC),
+    ("homeassistant/sensor/x", PRESS, DropReason.UNKNOWN_TOPIC),
+    ("zigbee2mqtt/flat-12/pendant/availability", b"sleepy", DropReason.MALFORMED),
+]
+
+
+async def test_garbage_is_counted_and_dropped_and_the_next_alarm_still_arrives(
+    pipeline: Pipeline, store: Store
+) -> None:
+    for topic, payload, _reason in GARBAGE:
+        await pipeline.handle_zigbee2mqtt(topic, payload)
+    expected: dict[DropReason, int] = {}
+    for _topic, _payload, reason in GARBAGE:
+        expected[reason] = expected.get(reason, 0) + 1
+    assert dict(pipeline.counters.dropped) == expected
+    assert await events(store) == []
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    assert [e.kind for e in await events(store)] == ["alarm_button"]
+
+
+async def test_unknown_devices_are_listed_as_discovered(pipeline: Pipeline, store: Store) -> None:
+    for _ in range(3):
+        await pipeline.handle_zigbee2mqtt("zigbee2mqtt/0x00158d0001e50d78", b'{"occupancy": true}')
+    (found,) = await store.discovered()
+    assert (found.transport, found.address, found.messages) == (
+        "zigbee2mqtt",
+        "0x00158d0001e50d78",
+        3,
+    )
+    assert await events(store) == []
+
+
+async def test_bridge_messages_and_commands_are_ignored(pipeline: Pipeline, store: Store) -> None:
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/bridge/state", b'{"state":"online"}')
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/front_door_lock/set", b'{"state":"UNLOCK"}')
+    assert await events(store) == [] and not pipeline.counters.dropped
+
+
+async def test_availability_is_tracked(pipeline: Pipeline) -> None:
+    await pipeline.handle_zigbee2mqtt(
+        "zigbee2mqtt/flat-12/pendant/availability", b'{"state":"offline"}'
+    )
+    assert pipeline.registry.by_address("flat-12/pendant").status.online is False  # type: ignore[union-attr]

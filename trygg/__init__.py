@@ -1,0 +1,3 @@
+"""The ``trygg`` command and the one-process demo that ties the programs together."""
+
+__all__: list[str] = []
