@@ -9,6 +9,8 @@ if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v pg_isready >/dev/null 2>&1 || missing+=(postgresql)
+# The console tests drive Debian's Chromium (Playwright's own browser download is not used).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   $sudo apt-get update -qq

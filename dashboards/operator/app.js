@@ -75,6 +75,7 @@ async function stream() {
         headers: { Authorization: `Bearer ${token}` }, signal: streamAbort.signal,
       });
       if (res.status === 401) { signOut("Session expired, sign in again"); return; }
+      if (res.status === 403) { signOut("This account cannot open the alarm queue (operators and supervisors can)."); return; }
       if (!res.ok) throw new Error(res.statusText);
       await load();
       setStatus("live", "live");

@@ -1,0 +1,107 @@
+"""The operator console in a real browser (Debian's Chromium, driven by Playwright):
+sign in, see a press appear at the top of the queue without a reload, acknowledge it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from gateway import Gateway
+
+from .conftest import RunningCloud, publish
+from .servers import Mosquitto
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: scripts/test.sh installs it")
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        await b.close()
+
+
+async def sign_in(page: Page, url: str, username: str, password: str) -> None:
+    await page.goto(url)
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def test_console_shows_alarms_live_most_urgent_first_and_acknowledges(
+    sqlite_cloud: RunningCloud,
+    gateway: Gateway,
+    mosquitto: Mosquitto,
+    browser: Browser,
+    tmp_path: Path,
+) -> None:
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await sign_in(page, sqlite_cloud.url, "anna", "anna-pass")
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    await expect(page.locator("#login")).to_be_hidden()
+    await expect(page.locator("#empty")).to_be_visible()
+
+    await publish(
+        mosquitto.port,
+        "zigbee2mqtt/front_door_lock",
+        json.dumps({"lock_state": "not_fully_locked"}),
+    )
+    await expect(page.locator("#alarms tr")).to_have_count(1, timeout=10_000)
+    await publish(
+        mosquitto.port, "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "emergency"})
+    )
+    rows = page.locator("#alarms tr")
+    await expect(rows).to_have_count(2, timeout=10_000)
+    # The later but critical press is on top of the earlier technical alarm.
+    await expect(rows.nth(0)).to_contain_text("Alarm button pressed")
+    await expect(rows.nth(0)).to_contain_text("critical")
+    await expect(rows.nth(0)).to_contain_text("home-12 / res-12")
+    await expect(rows.nth(1)).to_contain_text("Lock jammed")
+    await page.screenshot(path=str(tmp_path / "queue.png"))
+
+    await page.reload()  # the session survives a reload, and the queue is reloaded
+    await expect(rows).to_have_count(2, timeout=10_000)
+    await rows.nth(0).get_by_role("button", name="Acknowledge").click()
+    await expect(rows.nth(0)).to_contain_text("acknowledged by anna", timeout=10_000)
+    await expect(rows.nth(0).get_by_role("button", name="Acknowledge")).to_have_count(0)
+    assert errors == []
+
+
+async def test_console_refuses_a_wrong_password(
+    sqlite_cloud: RunningCloud, browser: Browser
+) -> None:
+    page = await browser.new_page()
+    await sign_in(page, sqlite_cloud.url, "anna", "not-her-password")
+    await expect(page.locator("#login-error")).to_have_text("Wrong username or password")
+    await expect(page.locator("#queue")).to_be_hidden()
+
+
+async def test_a_technician_cannot_open_the_queue(
+    sqlite_cloud: RunningCloud, browser: Browser
+) -> None:
+    page = await browser.new_page()
+    await sign_in(page, sqlite_cloud.url, "tove", "tove-pass")
+    await expect(page.locator("#login-error")).to_contain_text("cannot open the alarm queue")
+    await expect(page.locator("#queue")).to_be_hidden()
+    await expect(page.locator("#status")).to_have_text("signed out")
