@@ -34,6 +34,9 @@ class GatewaySection(_Strict):
 
 class StoreSection(_Strict):
     path: Path = Path("trygg-gateway.db")
+    # Readings are thinned, then dropped oldest first, to keep the database under this;
+    # events are never dropped for it.
+    budget_mb: float = Field(default=512, gt=0)
 
 
 class BrokerSection(_Strict):
@@ -53,6 +56,25 @@ class UplinkSection(BrokerSection):
     max_in_flight: int = Field(default=64, ge=1, le=1000)
 
 
+class TimeSeriesSection(_Strict):
+    """An InfluxDB v2 write API (InfluxDB 2, or anything speaking /api/v2/write)."""
+
+    url: str = Field(pattern=r"^https?://")
+    token: str = ""
+    org: str = "trygg"
+    bucket: str = "trygg"
+    batch_size: int = Field(default=10_000, ge=1, le=100_000)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    poll_s: float = Field(default=1.0, gt=0, le=60)
+
+
+class ApiSection(_Strict):
+    """The gateway's local HTTP API: /healthz and /metrics."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=0, le=65535)
+
+
 class Zigbee2MqttDevice(_Strict):
     transport: Literal["zigbee2mqtt"] = "zigbee2mqtt"
     id: str = Field(pattern=_NAME)
@@ -67,6 +89,8 @@ class GatewayConfig(_Strict):
     store: StoreSection = StoreSection()
     zigbee2mqtt: Zigbee2MqttSection = Zigbee2MqttSection()
     uplink: UplinkSection = UplinkSection()
+    timeseries: TimeSeriesSection | None = None
+    api: ApiSection | None = None
     devices: list[Zigbee2MqttDevice] = []
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from devices import CodecError, Event, GatewayId, Signal, UnexpectedValue, stabl
 from devices.codecs import Decoded, decode_action, decode_availability, decode_state
 
 from .counters import DropReason, InputCounters
+from .readings import ReadingsBuffer
 from .registry import RegisteredDevice, Registry
 from .store import Store
 
@@ -34,6 +35,7 @@ class Pipeline:
         *,
         base_topic: str = "zigbee2mqtt",
         max_payload_bytes: int = 16 * 1024,
+        readings: ReadingsBuffer | None = None,
         on_event: Callable[[Event], None] = lambda _event: None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -44,6 +46,7 @@ class Pipeline:
         self.base_topic = base_topic.rstrip("/")
         self.max_payload_bytes = max_payload_bytes
         self._on_event = on_event
+        self._readings = readings
         self._monotonic = monotonic
         # Ids must never repeat across restarts: a boot id plus a counter.
         self._boot = uuid.uuid4().hex
@@ -109,13 +112,19 @@ class Pipeline:
     # -- shared by every transport -----------------------------------------------------
     async def _accept(self, device: RegisteredDevice, decoded: Decoded) -> None:
         status = device.status
-        status.last_seen = utc_now()
+        now = utc_now()
+        status.last_seen = now
+        at_ms = int(now.timestamp() * 1000)
         for metric, value in decoded.readings:
             if metric == "battery_pct":
                 status.battery_pct = value
             elif metric == "linkquality":
                 status.linkquality = value
+            if self._readings is not None:
+                self._readings.add((device.config.id, metric, value, at_ms))
         self.counters.accept("message")
+        if decoded.readings:
+            self.counters.accept("reading")
         for state in decoded.signals:
             key = (device.config.id, state.signal)
             if not state.momentary:

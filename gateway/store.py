@@ -1,16 +1,26 @@
 """The gateway's local store: a SQLite database in WAL mode, written by one thread.
 
-The outbox holds every accepted event until the dispatch service has acknowledged
-it after its own commit. A row is committed (synchronous=FULL) before ``put``
-returns, so an event the pipeline accepted survives a kill or a power cut.
+- The outbox holds every accepted event until the dispatch service has acknowledged
+  it after its own commit. A row is committed (synchronous=FULL) before ``put``
+  returns, so an event the pipeline accepted survives a kill or a power cut.
+- The readings buffer holds time-series points until the time-series server accepted
+  them. Readings are group-committed in batches.
+- The disk budget protects the disk from readings, never from events: when the database
+  grows past it, the oldest readings are first thinned to one per device, metric and
+  minute, and then dropped oldest first. Every dropped reading is counted by reason.
+- A database that SQLite cannot read at start is moved aside (``*.corrupt-<time>``) and
+  a fresh one is started, rather than crash-looping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -18,6 +28,10 @@ from typing import TypeVar
 from devices import Event, EventId, Priority, utc_now
 
 T = TypeVar("T")
+log = logging.getLogger("trygg.gateway.store")
+
+# (device_id, metric, value, unix time in ms)
+ReadingRow = tuple[str, str, float, int]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -28,6 +42,19 @@ CREATE TABLE IF NOT EXISTS outbox (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (priority_rank, seq);
+CREATE TABLE IF NOT EXISTS readings (
+    seq INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS discovered (
     transport TEXT NOT NULL,
     address TEXT NOT NULL,
@@ -37,6 +64,18 @@ CREATE TABLE IF NOT EXISTS discovered (
     PRIMARY KEY (transport, address)
 );
 """
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One explicit transaction (the connection is in autocommit mode otherwise)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 class StoreError(Exception):
@@ -58,11 +97,24 @@ class Discovered:
     messages: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    seq: int
+    device_id: str
+    metric: str
+    value: float
+    at_ms: int
+
+
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, budget_bytes: int | None = None) -> None:
         self.path = path
+        self.budget_bytes = budget_bytes
+        self.quarantined: Path | None = None
+        self.readings_dropped: Counter[str] = Counter()
         self._db: sqlite3.Connection | None = None
         self._writer: ThreadPoolExecutor | None = None
+        self._thinned_upto = 0
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
@@ -78,13 +130,47 @@ class Store:
         if self.path.parent != Path():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db = self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not self.path.is_file():
+                raise StoreError(f"cannot open gateway store {self.path}: {exc}") from exc
+            self._quarantine(str(exc))
+            try:
+                self._db = self._connect()
+            except sqlite3.Error as again:
+                raise StoreError(f"cannot open gateway store {self.path}: {again}") from again
+            self._audit("store_quarantined", f"{self.quarantined}: {exc}")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            (check,) = db.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
             db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open gateway store {self.path}: {exc}") from exc
-        self._db = db
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _quarantine(self, reason: str) -> None:
+        stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        self.path.rename(target)
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                side.rename(target.with_name(target.name + suffix))
+        self.quarantined = target
+        log.error(
+            "gateway store %s is unreadable (%s); moved it to %s and started a fresh one. "
+            "Events that were in it were not sent and are kept in the moved file.",
+            self.path,
+            reason,
+            target,
+        )
 
     async def close(self) -> None:
         if self._writer is None:
@@ -145,11 +231,24 @@ class Store:
         def delete() -> int:
             db = self._conn()
             before = db.total_changes
-            with db:
+            with _transaction(db):
                 db.executemany("DELETE FROM outbox WHERE event_id = ?", ids)
             return db.total_changes - before
 
         return await self._run(delete)
+
+    async def outbox_stats(self) -> dict[Priority, tuple[int, str | None]]:
+        """Per priority: events held, and when the oldest of them was accepted (ISO UTC)."""
+
+        def stats() -> dict[Priority, tuple[int, str | None]]:
+            rows = self._conn().execute(
+                "SELECT priority_rank, COUNT(*), MIN(accepted_at) FROM outbox"
+                " GROUP BY priority_rank"
+            )
+            by_rank = {rank: (int(n), oldest) for rank, n, oldest in rows}
+            return {p: by_rank.get(p.rank, (0, None)) for p in Priority}
+
+        return await self._run(stats)
 
     async def depth(self) -> dict[Priority, int]:
         def count() -> dict[Priority, int]:
@@ -160,6 +259,108 @@ class Store:
             return {p: int(by_rank.get(p.rank, 0)) for p in Priority}
 
         return await self._run(count)
+
+    # -- readings -------------------------------------------------------------------
+    async def add_readings(self, rows: list[ReadingRow]) -> None:
+        """Commit a batch of readings in one transaction, then apply the disk budget."""
+
+        def insert() -> None:
+            db = self._conn()
+            with _transaction(db):
+                db.executemany(
+                    "INSERT INTO readings (device_id, metric, value, at_ms) VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+            if self.budget_bytes is not None:
+                self._apply_budget(self.budget_bytes)
+
+        await self._run(insert)
+
+    async def readings(self, limit: int) -> list[StoredReading]:
+        """The oldest buffered readings."""
+
+        def select() -> list[StoredReading]:
+            rows = self._conn().execute(
+                "SELECT seq, device_id, metric, value, at_ms FROM readings ORDER BY seq LIMIT ?",
+                (limit,),
+            )
+            return [StoredReading(*row) for row in rows]
+
+        return await self._run(select)
+
+    async def delete_readings(self, first_seq: int, last_seq: int) -> None:
+        def delete() -> None:
+            db = self._conn()
+            with _transaction(db):
+                db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?", (first_seq, last_seq))
+
+        await self._run(delete)
+
+    async def readings_count(self) -> int:
+        def count() -> int:
+            (n,) = self._conn().execute("SELECT COUNT(*) FROM readings").fetchone()
+            return int(n)
+
+        return await self._run(count)
+
+    def _used_bytes(self) -> int:
+        db = self._conn()
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        (free,) = db.execute("PRAGMA freelist_count").fetchone()
+        (size,) = db.execute("PRAGMA page_size").fetchone()
+        return int((pages - free) * size)
+
+    def _apply_budget(self, budget: int) -> None:
+        db = self._conn()
+        while self._used_bytes() > budget:
+            (lo, hi) = db.execute("SELECT MIN(seq), MAX(seq) FROM readings").fetchone()
+            if lo is None:
+                log.warning("gateway store over its budget with events alone; events are kept")
+                return
+            if self._thinned_upto < hi:
+                # Thin the older half to one reading per device, metric and minute.
+                cut = lo + (hi - lo) // 2
+                if cut > self._thinned_upto:
+                    with _transaction(db):
+                        cur = db.execute(
+                            "DELETE FROM readings WHERE seq > ? AND seq <= ? AND seq NOT IN ("
+                            " SELECT MIN(seq) FROM readings WHERE seq > ? AND seq <= ?"
+                            " GROUP BY device_id, metric, at_ms / 60000)",
+                            (self._thinned_upto, cut, self._thinned_upto, cut),
+                        )
+                    self._thinned_upto = cut
+                    self.readings_dropped["downsampled"] += cur.rowcount
+                    if cur.rowcount > 0:
+                        continue
+            # Then drop the oldest tenth.
+            (total,) = db.execute("SELECT COUNT(*) FROM readings").fetchone()
+            chunk = max(1, total // 10)
+            with _transaction(db):
+                cur = db.execute(
+                    "DELETE FROM readings WHERE seq IN"
+                    " (SELECT seq FROM readings ORDER BY seq LIMIT ?)",
+                    (chunk,),
+                )
+            self.readings_dropped["over_budget"] += cur.rowcount
+
+    # -- audit log ------------------------------------------------------------------------
+    def _audit(self, action: str, detail: str) -> None:
+        self._conn().execute(
+            "INSERT INTO audit (at, action, detail) VALUES (?, ?, ?)",
+            (utc_now().isoformat(), action, detail[:2000]),
+        )
+
+    async def audit(self, action: str, detail: str = "") -> None:
+        await self._run(lambda: self._audit(action, detail))
+
+    async def audit_log(self, limit: int = 100) -> list[tuple[str, str, str]]:
+        def select() -> list[tuple[str, str, str]]:
+            rows = self._conn().execute(
+                "SELECT at, action, detail FROM audit ORDER BY seq DESC LIMIT ?", (limit,)
+            )
+            return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+        return await self._run(select)
 
     # -- discovered devices ------------------------------------------------------------
     async def note_discovered(self, transport: str, address: str) -> None:

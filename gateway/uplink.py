@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import aiomqtt
+from prometheus_client import Histogram
 from pydantic import ValidationError
 
 from devices import EventId, utc_now
@@ -33,6 +34,7 @@ class DispatchUplink:
         store: Store,
         *,
         heartbeat_interval_s: float = 60.0,
+        ack_latency: Histogram | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -40,6 +42,7 @@ class DispatchUplink:
         self.store = store
         self.heartbeat_interval_s = heartbeat_interval_s
         self._monotonic = monotonic
+        self._ack_latency = ack_latency
         self._wake = asyncio.Event()
         self._in_flight: dict[EventId, float] = {}
         self.connected = asyncio.Event()
@@ -132,8 +135,11 @@ class DispatchUplink:
                 log.warning("ignored a malformed ack on %s", message.topic.value)
                 continue
             deleted = await self.store.ack(ack.event_ids)
+            now = self._monotonic()
             for event_id in ack.event_ids:
-                self._in_flight.pop(event_id, None)
+                sent = self._in_flight.pop(event_id, None)
+                if sent is not None and self._ack_latency is not None:
+                    self._ack_latency.observe(now - sent)
             self.acked += deleted
             self._wake.set()
 

@@ -11,6 +11,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v pg_isready >/dev/null 2>&1 || missing+=(postgresql)
 # The console tests drive Debian's Chromium (Playwright's own browser download is not used).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The time-series tests write to victoria-metrics, which speaks the InfluxDB v2 write API.
+command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   $sudo apt-get update -qq

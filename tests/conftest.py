@@ -18,7 +18,14 @@ from cloud.security import Role
 from gateway import Gateway, GatewayConfig
 from trygg.serve import make_server, wait_started
 
-from .servers import Mosquitto, asyncpg_url, create_database, drop_database, free_port
+from .servers import (
+    Mosquitto,
+    VictoriaMetrics,
+    asyncpg_url,
+    create_database,
+    drop_database,
+    free_port,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not SHARED_DATA.exists():  # a fresh clone has shared/ beside it, as CI does
@@ -48,6 +55,16 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    server = VictoriaMetrics(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -152,7 +169,9 @@ TEST_DEVICES = [
 ]
 
 
-def gateway_config(mosquitto: Mosquitto, store: Path, **uplink: object) -> GatewayConfig:
+def gateway_config(
+    mosquitto: Mosquitto, store: Path, *, extra: dict[str, object] | None = None, **uplink: object
+) -> GatewayConfig:
     broker = {"host": "127.0.0.1", "port": mosquitto.port}
     return GatewayConfig.model_validate(
         {
@@ -161,6 +180,7 @@ def gateway_config(mosquitto: Mosquitto, store: Path, **uplink: object) -> Gatew
             "zigbee2mqtt": broker,
             "uplink": {**broker, **uplink},
             "devices": TEST_DEVICES,
+            **(extra or {}),
         }
     )
 

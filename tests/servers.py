@@ -65,6 +65,62 @@ class Mosquitto:
             self._proc = None
 
 
+class VictoriaMetrics:
+    """A private victoria-metrics: it accepts the InfluxDB v2 write API on /api/v2/write."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("victoria-metrics")
+        if binary is None:
+            raise RuntimeError("victoria-metrics is not installed: run ./scripts/test.sh")
+        self.binary = binary
+        self.port = free_port()
+        self.data = workdir / f"vm-{self.port}"
+        self.log = workdir / f"vm-{self.port}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [
+                    self.binary,
+                    f"-httpListenAddr=127.0.0.1:{self.port}",
+                    f"-storageDataPath={self.data}",
+                    "-retentionPeriod=100y",
+                    "-search.latencyOffset=0s",
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(20)
+            self._proc = None
+
+    def export(self) -> dict[tuple[str, str], list[float]]:
+        """Every stored series as (metric, device) -> values."""
+        import json
+        import urllib.request
+
+        urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10).read()  # noqa: S310
+        request = urllib.request.Request(  # noqa: S310
+            f"{self.url}/api/v1/export", data=b'match[]={__name__=~"trygg.*"}'
+        )
+        body = urllib.request.urlopen(request, timeout=10).read().decode()  # noqa: S310
+        out: dict[tuple[str, str], list[float]] = {}
+        for line in body.splitlines():
+            item = json.loads(line)
+            key = (item["metric"]["__name__"], item["metric"].get("device", ""))
+            out.setdefault(key, []).extend(item["values"])
+        return out
+
+
 PG_ADMIN_DSN = os.environ.get("TRYGG_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

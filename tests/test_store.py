@@ -80,3 +80,56 @@ async def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     store = Store(tmp_path / "dir.db")
     with pytest.raises(StoreError, match="cannot open"):
         await store.open()
+
+
+async def test_the_disk_budget_thins_then_drops_readings_and_never_events(tmp_path: Path) -> None:
+    budget = 512 * 1024
+    store = Store(tmp_path / "gw.db", budget_bytes=budget)
+    await store.open()
+    kept = [event(i, Priority.CRITICAL) for i in range(20)]
+    for e in kept[:10]:
+        await store.put(e)
+    start_ms = 1_764_000_000_000
+    n = 0
+    for _batch in range(40):  # 40 x 2,000 readings, one a second from 4 devices: far over budget
+        rows = []
+        for _ in range(2000):
+            rows.append((f"dev-{n % 4}", "temperature_c", float(n), start_ms + (n // 4) * 1000))
+            n += 1
+        await store.add_readings(rows)
+    assert await store._run(store._used_bytes) <= budget
+    for e in kept[10:]:  # the store still accepts events when full of readings
+        assert await store.put(e)
+    assert [p.event for p in await store.pending(100)] == kept
+    assert store.readings_dropped["downsampled"] > 0
+    assert store.readings_dropped["over_budget"] > 0
+    remaining = await store.readings_count()
+    assert remaining + sum(store.readings_dropped.values()) == n
+    newest = await store.readings(100_000)
+    assert newest[-1].value == float(n - 1), "the newest readings are the ones kept"
+    await store.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+async def test_an_unreadable_database_is_moved_aside_and_a_fresh_one_started(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "gw.db"
+    if damage == "garbage":
+        path.write_bytes(b"this is not a database" * 500)
+    else:
+        store = Store(path)
+        await store.open()
+        for i in range(200):
+            await store.put(event(i, Priority.NORMAL))
+        await store.close()
+        data = path.read_bytes()
+        path.write_bytes(data[:4096] + b"\x00" * 100 + data[8192:])  # damage the second page
+    before = path.read_bytes()
+    store = Store(path)
+    await store.open()
+    assert store.quarantined is not None and store.quarantined.read_bytes() == before
+    assert "moved it to" in caplog.text
+    assert await store.put(event(1, Priority.CRITICAL))
+    assert [a for _, a, _ in await store.audit_log()] == ["store_quarantined"]
+    await store.close()
