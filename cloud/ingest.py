@@ -35,6 +35,9 @@ from .settings import CloudSettings
 
 log = logging.getLogger("trygg.cloud.ingest")
 
+# A database that is down shows as a driver error, or as the OSError of a refused connect.
+DATABASE_ERRORS = (SQLAlchemyError, OSError)
+
 
 class IngestWorker:
     def __init__(
@@ -81,7 +84,15 @@ class IngestWorker:
                         if not isinstance(payload, bytes | bytearray):
                             self._drop("malformed", message.topic.value, "empty payload")
                             continue
-                        await self.handle(client, message.topic.value, bytes(payload))
+                        try:
+                            await self.handle(client, message.topic.value, bytes(payload))
+                        except aiomqtt.MqttError:
+                            raise
+                        except Exception:
+                            # A bug must not stop the intake of every gateway's alarms. The
+                            # message is not acked, so its gateway will send it again.
+                            self.dropped["internal_error"] += 1
+                            log.exception("failed to handle a message on %s", message.topic.value)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 log.warning(
@@ -139,7 +150,7 @@ class IngestWorker:
                         type="created" if intake.created else "updated", alarm=public
                     )
                 await session.commit()
-        except SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
             # Not committed, so not acked: the gateway will send it again.
             self._drop("database_error", gateway_id, str(exc).splitlines()[0][:200])
             return
@@ -181,5 +192,5 @@ class IngestWorker:
                 if gateway.online:
                     gateway.last_seen_at = utc_now()
                 await session.commit()
-        except SQLAlchemyError as exc:
+        except DATABASE_ERRORS as exc:
             self._drop("database_error", gateway_id, str(exc).splitlines()[0][:200])

@@ -16,13 +16,15 @@ from devices.codecs import Decoded, decode_action, decode_availability, decode_s
 from .counters import DropReason, InputCounters
 from .readings import ReadingsBuffer
 from .registry import RegisteredDevice, Registry
-from .store import Store
+from .store import RecentInput, Store
 
 log = logging.getLogger("trygg.gateway.pipeline")
 
 # Zigbee2MQTT publishes these below a device's topic; "set"/"get" are commands to it.
 _SUBTOPICS = ("availability", "action", "set", "get")
-DUPLICATE_WINDOW_S = 2.0
+# An identical message from the same device within this window is a redelivery (the
+# broker resends what the gateway had not acknowledged, e.g. across a restart).
+DUPLICATE_WINDOW_S = 10.0
 
 
 class Pipeline:
@@ -37,7 +39,7 @@ class Pipeline:
         max_payload_bytes: int = 16 * 1024,
         readings: ReadingsBuffer | None = None,
         on_event: Callable[[Event], None] = lambda _event: None,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.gateway_id = gateway_id
         self.registry = registry
@@ -47,12 +49,16 @@ class Pipeline:
         self.max_payload_bytes = max_payload_bytes
         self._on_event = on_event
         self._readings = readings
-        self._monotonic = monotonic
+        self._clock = clock
         # Ids must never repeat across restarts: a boot id plus a counter.
         self._boot = uuid.uuid4().hex
         self._seq = count()
-        self._last_payload: dict[str, tuple[bytes, float]] = {}
+        self._recent: dict[tuple[str, bytes], float] = {}
         self._signal_state: dict[tuple[str, Signal], bool] = {}
+
+    async def load(self) -> None:
+        """Pick up what the previous run saw last, before the first message arrives."""
+        self._recent = await self.store.recent_inputs(self._clock() - DUPLICATE_WINDOW_S)
 
     # -- Zigbee2MQTT --------------------------------------------------------------------
     async def handle_zigbee2mqtt(self, topic: str, payload: bytes) -> None:
@@ -87,10 +93,11 @@ class Pipeline:
         except CodecError as exc:
             self.counters.drop(DropReason.MALFORMED, source, str(exc))
             return
-        if self._is_duplicate(device.config.id, payload):
-            self.counters.drop(DropReason.DUPLICATE, source, "same message again within 2 s")
+        digest = hashlib.blake2b(payload, digest_size=16).digest()
+        if self._is_duplicate(device.config.id, digest):
+            self.counters.drop(DropReason.DUPLICATE, source, "the same message again")
             return
-        await self._accept(device, decoded)
+        await self._accept(device, decoded, (device.config.id, digest, self._clock()))
 
     def _resolve(self, rest: str) -> tuple[RegisteredDevice | None, str | None]:
         device = self.registry.by_address(rest)
@@ -101,16 +108,18 @@ class Pipeline:
             return self.registry.by_address(name), sub
         return None, None
 
-    def _is_duplicate(self, device_id: str, payload: bytes) -> bool:
-        """An identical message within a short window is a redelivery, not a new fact."""
-        now = self._monotonic()
-        digest = hashlib.blake2b(payload, digest_size=16).digest()
-        last = self._last_payload.get(device_id)
-        self._last_payload[device_id] = (digest, now)
-        return last is not None and last[0] == digest and now - last[1] < DUPLICATE_WINDOW_S
+    def _is_duplicate(self, device_id: str, digest: bytes) -> bool:
+        now = self._clock()
+        if len(self._recent) > 50_000:  # keep memory bounded under a flood
+            self._recent = {k: t for k, t in self._recent.items() if now - t < DUPLICATE_WINDOW_S}
+        seen = self._recent.get((device_id, digest))
+        self._recent[(device_id, digest)] = now
+        return seen is not None and 0 <= now - seen < DUPLICATE_WINDOW_S
 
     # -- shared by every transport -----------------------------------------------------
-    async def _accept(self, device: RegisteredDevice, decoded: Decoded) -> None:
+    async def _accept(
+        self, device: RegisteredDevice, decoded: Decoded, source: RecentInput
+    ) -> None:
         status = device.status
         now = utc_now()
         status.last_seen = now
@@ -147,7 +156,7 @@ class Pipeline:
                 restore=not state.active,
                 detail=state.detail,
             )
-            await self.store.put(event)
+            await self.store.put(event, source, forget_before=source[2] - DUPLICATE_WINDOW_S)
             self.counters.accept("event")
             log.info(
                 "accepted %s%s from %s (%s)",

@@ -98,6 +98,7 @@ class Gateway:
         await self.store.open()
         self._stops.append(self.store.close)
         await self.store.audit("gateway_started", self.config.gateway.id)
+        await self.pipeline.load()
         self._spawn("dispatch-uplink", self.uplink.run)
         if self.timeseries is not None:
             self._spawn("timeseries-uplink", self.timeseries.run)

@@ -32,6 +32,8 @@ log = logging.getLogger("trygg.gateway.store")
 
 # (device_id, metric, value, unix time in ms)
 ReadingRow = tuple[str, str, float, int]
+# (device_id, digest of the message, unix time in s)
+RecentInput = tuple[str, bytes, float]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -42,6 +44,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (priority_rank, seq);
+CREATE TABLE IF NOT EXISTS recent_input (
+    device_id TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (device_id, digest)
+);
 CREATE TABLE IF NOT EXISTS readings (
     seq INTEGER PRIMARY KEY,
     device_id TEXT NOT NULL,
@@ -195,19 +203,44 @@ class Store:
         return self._db
 
     # -- outbox ----------------------------------------------------------------------
-    async def put(self, event: Event) -> bool:
-        """Commit the event durably. False if an event with that id was already held."""
+    async def put(
+        self, event: Event, source: RecentInput | None = None, *, forget_before: float = 0.0
+    ) -> bool:
+        """Commit the event durably. False if an event with that id was already held.
+
+        ``source`` records the input that raised it in the same transaction, so that a
+        broker's redelivery of that input after a restart is known for a duplicate;
+        inputs seen before ``forget_before`` (unix seconds) are forgotten.
+        """
         body = event.model_dump_json()
 
         def insert() -> bool:
-            cur = self._conn().execute(
-                "INSERT OR IGNORE INTO outbox (event_id, priority_rank, accepted_at, body)"
-                " VALUES (?, ?, ?, ?)",
-                (event.id, event.priority.rank, utc_now().isoformat(), body),
-            )
+            db = self._conn()
+            with _transaction(db):
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO outbox (event_id, priority_rank, accepted_at, body)"
+                    " VALUES (?, ?, ?, ?)",
+                    (event.id, event.priority.rank, utc_now().isoformat(), body),
+                )
+                if source is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO recent_input (device_id, digest, seen_at)"
+                        " VALUES (?, ?, ?)",
+                        source,
+                    )
+                    db.execute("DELETE FROM recent_input WHERE seen_at < ?", (forget_before,))
             return cur.rowcount == 1
 
         return await self._run(insert)
+
+    async def recent_inputs(self, since: float) -> dict[tuple[str, bytes], float]:
+        def select() -> dict[tuple[str, bytes], float]:
+            rows = self._conn().execute(
+                "SELECT device_id, digest, seen_at FROM recent_input WHERE seen_at >= ?", (since,)
+            )
+            return {(device, bytes(digest)): float(at) for device, digest, at in rows}
+
+        return await self._run(select)
 
     async def pending(self, limit: int, exclude: Iterable[EventId] = ()) -> list[Pending]:
         """The next events to send: highest priority first, then oldest."""

@@ -4,6 +4,7 @@ and the dispatch service on a free loopback port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -159,3 +160,133 @@ async def wait_until(predicate: object, limit_s: float = 10.0, interval_s: float
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"condition not met within {limit_s} s")
         await asyncio.sleep(interval_s)
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own, on a free port, that it may stop and start.
+
+    The server refuses to run as root, so the cluster belongs to the ``postgres`` user.
+    """
+
+    def __init__(self) -> None:
+        import glob
+        import tempfile
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bins:
+            raise RuntimeError("PostgreSQL server binaries not found: run ./scripts/test.sh")
+        if os.geteuid() != 0:
+            raise RuntimeError("a private PostgreSQL cluster needs root (to run as 'postgres')")
+        self.bin = Path(bins[-1])
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="trygg-pg-"))
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self._as_postgres(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
+
+    def _as_postgres(self, *args: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._as_postgres(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"
+        )
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def gateway_toml(
+    *,
+    gateway_id: str,
+    store: Path,
+    z2m_port: int,
+    uplink_port: int,
+    devices: list[dict[str, str]],
+    extra: str = "",
+) -> str:
+    lines = [
+        f'[gateway]\nid = "{gateway_id}"\n',
+        f'[store]\npath = "{store}"\n',
+        f'[zigbee2mqtt]\nhost = "127.0.0.1"\nport = {z2m_port}\n',
+        f'[uplink]\nhost = "127.0.0.1"\nport = {uplink_port}\nack_timeout_s = 2\n',
+        extra,
+    ]
+    for d in devices:
+        lines.append("[[devices]]\n" + "".join(f'{k} = "{v}"\n' for k, v in d.items()))
+    return "\n".join(lines)
+
+
+class GatewayProcess:
+    """``trygg gateway run`` as a real process, to be killed the hard way."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import sys
+
+        with self.log.open("ab") as out:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "trygg", "gateway", "run", "-c", str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(10)
+            self._proc = None
+
+    def terminate(self) -> int:
+        if self._proc is None:
+            return 0
+        self._proc.terminate()
+        code = self._proc.wait(20)
+        self._proc = None
+        return code
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")

@@ -43,7 +43,7 @@ def pipeline(store: Store, clock: Clock) -> Pipeline:
         Registry(config.devices),
         store,
         InputCounters(),
-        monotonic=clock,
+        clock=clock,
         max_payload_bytes=4096,
     )
 
@@ -161,3 +161,15 @@ async def test_availability_is_tracked(pipeline: Pipeline) -> None:
         "zigbee2mqtt/flat-12/pendant/availability", b'{"state":"offline"}'
     )
     assert pipeline.registry.by_address("flat-12/pendant").status.online is False  # type: ignore[union-attr]
+
+
+async def test_a_redelivery_after_a_restart_is_still_a_duplicate(
+    pipeline: Pipeline, store: Store, clock: Clock
+) -> None:
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    restarted = Pipeline("gw-1", pipeline.registry, store, InputCounters(), clock=clock)
+    await restarted.load()
+    clock.now += 3  # the time a restart takes
+    await restarted.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    assert len(await events(store)) == 1
+    assert restarted.counters.dropped[DropReason.DUPLICATE] == 1

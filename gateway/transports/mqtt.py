@@ -1,4 +1,10 @@
-"""Zigbee2MQTT over MQTT: subscribe to ``<base_topic>/#`` and hand every message on."""
+"""Zigbee2MQTT over MQTT: subscribe to ``<base_topic>/#`` and hand every message on.
+
+A QoS 1 message is acknowledged to the broker only after the pipeline has handled it
+(an alarm is committed to the outbox by then). A gateway killed in between gets the
+message again from its persistent session; the pipeline knows the redelivery.
+aiomqtt has no public manual-ack API yet, so paho's own is used through the client.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import aiomqtt
 
 from ..backoff import Backoff
 from ..config import Zigbee2MqttSection
+from ..store import StoreError
 
 log = logging.getLogger("trygg.gateway.zigbee2mqtt")
 
@@ -22,6 +29,7 @@ class Zigbee2MqttTransport:
         self.client_id = f"trygg-gw-{gateway_id}-z2m"
         self._handler = handler
         self.connected = asyncio.Event()
+        self.internal_errors = 0
 
     async def run(self) -> None:
         """Consume forever; a lost broker is retried with backoff, never fatal."""
@@ -29,14 +37,16 @@ class Zigbee2MqttTransport:
         s = self.settings
         while True:
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     s.host,
                     s.port,
                     identifier=self.client_id,
                     username=s.username,
                     password=s.password,
                     clean_session=False,  # the broker keeps QoS 1 messages while we are away
-                ) as client:
+                )
+                client._client.manual_ack_set(True)
+                async with client:
                     await client.subscribe(f"{s.base_topic}/#", qos=1)
                     self.connected.set()
                     backoff.reset()
@@ -45,7 +55,15 @@ class Zigbee2MqttTransport:
                         payload = message.payload
                         if not isinstance(payload, bytes | bytearray):
                             payload = str(payload).encode() if payload is not None else b""
-                        await self._handler(message.topic.value, bytes(payload))
+                        try:
+                            await self._handler(message.topic.value, bytes(payload))
+                        except StoreError:
+                            raise
+                        except Exception:
+                            # A bug on one message must not block every message behind it.
+                            self.internal_errors += 1
+                            log.exception("failed to handle a message on %s", message.topic.value)
+                        client._client.ack(message.mid, message.qos)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 delay = backoff.next_delay()
@@ -53,3 +71,8 @@ class Zigbee2MqttTransport:
                     "zigbee2mqtt broker %s:%d: %s; retrying in %.1f s", s.host, s.port, exc, delay
                 )
                 await asyncio.sleep(delay)
+            except StoreError as exc:
+                # Not acknowledged: the broker sends it again after we reconnect.
+                self.connected.clear()
+                log.error("could not store input (%s); reconnecting to receive it again", exc)
+                await asyncio.sleep(backoff.next_delay())
