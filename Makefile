@@ -1,4 +1,4 @@
-.PHONY: demo test lint
+.PHONY: demo test lint bench
 
 demo:  ## set up and run the demo
 	scripts/demo.sh
@@ -8,3 +8,6 @@ test:  ## install what the tests need, then lint, types and the suite
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+
+bench:  ## measure; writes docs/BENCHMARKS.md and docs/benchmarks.json (a few minutes)
+	scripts/bench.sh

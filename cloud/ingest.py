@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import socket
 from collections import Counter
 
 import aiomqtt
@@ -18,9 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import utc_now
 from devices.wire import (
+    DISPATCH_STATUS_TOPIC,
     MAX_MESSAGE_BYTES,
     TOPIC_ROOT,
     Ack,
+    DispatchStatus,
     EventEnvelope,
     Heartbeat,
     acks_topic,
@@ -37,6 +41,14 @@ log = logging.getLogger("trygg.cloud.ingest")
 
 # A database that is down shows as a driver error, or as the OSError of a refused connect.
 DATABASE_ERRORS = (SQLAlchemyError, OSError)
+
+
+def _no_delay(client: aiomqtt.Client) -> None:
+    """Acks are small packets sent right after a PUBACK: without TCP_NODELAY, Nagle's
+    algorithm holds them for the broker's delayed ACK (about 40 ms on Linux)."""
+    sock = client._client.socket()
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class IngestWorker:
@@ -63,7 +75,8 @@ class IngestWorker:
 
     async def run(self) -> None:
         s = self.settings
-        delay = 0.5
+        # A dispatch service has few connections and alarms wait on it: retry quickly.
+        delay = 0.1
         while True:
             try:
                 async with aiomqtt.Client(
@@ -73,11 +86,25 @@ class IngestWorker:
                     username=s.mqtt_username,
                     password=s.mqtt_password,
                     clean_session=False,
+                    will=aiomqtt.Will(
+                        DISPATCH_STATUS_TOPIC,
+                        DispatchStatus(state="offline").model_dump_json(),
+                        qos=1,
+                        retain=True,
+                    ),
                 ) as client:
+                    _no_delay(client)
                     await client.subscribe(f"{TOPIC_ROOT}/+/events", qos=1)
                     await client.subscribe(f"{TOPIC_ROOT}/+/status", qos=1)
+                    # Listening now: gateways resend what they hold unacked.
+                    await client.publish(
+                        DISPATCH_STATUS_TOPIC,
+                        DispatchStatus(state="online").model_dump_json(),
+                        qos=1,
+                        retain=True,
+                    )
                     self.connected.set()
-                    delay = 0.5
+                    delay = 0.1
                     log.info("ingest subscribed on %s:%d", s.mqtt_host, s.mqtt_port)
                     async for message in client.messages:
                         payload = message.payload
@@ -102,8 +129,8 @@ class IngestWorker:
                     exc,
                     delay,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 15.0)
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, 1.0)
 
     async def handle(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
         parts = split_topic(topic)

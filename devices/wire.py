@@ -4,6 +4,8 @@ Topics (MQTT 3.1.1, QoS 1):
   trygg/v1/gw/<gateway_id>/events  gateway -> cloud   EventEnvelope
   trygg/v1/gw/<gateway_id>/acks    cloud -> gateway   Ack, sent only after the cloud's commit
   trygg/v1/gw/<gateway_id>/status  gateway -> cloud   Heartbeat (the last will says offline)
+  trygg/v1/dispatch/status          cloud -> gateways DispatchStatus, retained: "online" once
+                                                      the service is subscribed (its will: offline)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ SCHEMA_VERSION: Literal[1] = 1
 TOPIC_ROOT = "trygg/v1/gw"
 MAX_MESSAGE_BYTES = 64 * 1024
 GATEWAY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+DISPATCH_STATUS_TOPIC = "trygg/v1/dispatch/status"
 
 
 def events_topic(gateway_id: GatewayId) -> str:
@@ -53,6 +56,13 @@ class EventEnvelope(_Wire):
 
 class Ack(_Wire):
     event_ids: list[EventId] = Field(min_length=1, max_length=1000)
+
+
+class DispatchStatus(_Wire):
+    """Said by the dispatch service: on "online", gateways resend what is still unacked
+    at once (after a broker restart it may have been published before anyone listened)."""
+
+    state: Literal["online", "offline"]
 
 
 class Heartbeat(_Wire):

@@ -44,20 +44,24 @@ class TimeSeriesUplink:
 
     async def run(self) -> None:
         s = self.settings
-        backoff = Backoff(first_s=0.5, cap_s=30.0)
+        backoff = Backoff(first_s=0.5, cap_s=10.0)
         async with InfluxDBClientAsync(
             url=s.url, token=s.token, org=s.org, timeout=int(s.timeout_s * 1000), enable_gzip=False
         ) as client:
             write_api = client.write_api()
+            batch: list[StoredReading] = []
+            body = ""
             while True:
-                batch = await self.store.readings(s.batch_size)
-                if not batch:
-                    await asyncio.sleep(s.poll_s)
-                    continue
+                if not batch:  # a batch that failed is sent again as it was
+                    batch = await self.store.readings(s.batch_size)
+                    if not batch:
+                        await asyncio.sleep(s.poll_s)
+                        continue
+                    body = line_protocol(self.gateway_id, batch)
                 try:
                     await write_api.write(
                         bucket=s.bucket,
-                        record=line_protocol(self.gateway_id, batch),
+                        record=body,
                         # The library's precision constants are plain strings.
                         write_precision=WritePrecision.MS,  # type: ignore[arg-type]
                     )
@@ -80,3 +84,4 @@ class TimeSeriesUplink:
                 backoff.reset()
                 await self.store.delete_readings(batch[0].seq, batch[-1].seq)
                 self.sent += len(batch)
+                batch = []

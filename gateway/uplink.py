@@ -16,11 +16,21 @@ import aiomqtt
 from prometheus_client import Histogram
 from pydantic import ValidationError
 
-from devices import EventId, utc_now
-from devices.wire import Ack, EventEnvelope, Heartbeat, acks_topic, events_topic, status_topic
+from devices import EventId, Priority, utc_now
+from devices.wire import (
+    DISPATCH_STATUS_TOPIC,
+    Ack,
+    DispatchStatus,
+    EventEnvelope,
+    Heartbeat,
+    acks_topic,
+    events_topic,
+    status_topic,
+)
 
 from .backoff import Backoff
 from .config import UplinkSection
+from .mqtt_socket import no_delay
 from .store import Store
 
 log = logging.getLogger("trygg.gateway.uplink")
@@ -73,7 +83,9 @@ class DispatchUplink:
                     will=will,
                     clean_session=False,
                 ) as client:
+                    no_delay(client)
                     await client.subscribe(acks_topic(self.gateway_id), qos=1)
+                    await client.subscribe(DISPATCH_STATUS_TOPIC, qos=1)
                     self._in_flight.clear()  # whatever was unacked goes again
                     self.connected.set()
                     backoff.reset()
@@ -84,7 +96,8 @@ class DispatchUplink:
                         tasks.create_task(self._heartbeat(client))
             except* aiomqtt.MqttError as group:
                 self.connected.clear()
-                delay = backoff.next_delay()
+                # While an alarm waits, try again within half a second; otherwise back off.
+                delay = backoff.next_delay(urgent=await self._alarm_waiting())
                 log.warning(
                     "uplink %s:%d lost: %s; retrying in %.1f s",
                     s.host,
@@ -92,7 +105,24 @@ class DispatchUplink:
                     group.exceptions[0],
                     delay,
                 )
-                await asyncio.sleep(delay)
+                await self._pause(delay)
+
+    async def _alarm_waiting(self) -> bool:
+        depth = await self.store.depth()
+        return depth[Priority.CRITICAL] + depth[Priority.HIGH] > 0
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep before reconnecting, but stop at once when an alarm is accepted."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while (remaining := deadline - loop.time()) > 0:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
+            if await self._alarm_waiting():
+                return
 
     async def _send(self, client: aiomqtt.Client) -> None:
         window = self.settings.max_in_flight
@@ -129,6 +159,9 @@ class DispatchUplink:
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
                 continue
+            if message.topic.value == DISPATCH_STATUS_TOPIC:
+                self._on_dispatch_status(payload)
+                continue
             try:
                 ack = Ack.model_validate_json(payload)
             except ValidationError:
@@ -141,6 +174,19 @@ class DispatchUplink:
                 if sent is not None and self._ack_latency is not None:
                     self._ack_latency.observe(now - sent)
             self.acked += deleted
+            self._wake.set()
+
+    def _on_dispatch_status(self, payload: bytes) -> None:
+        try:
+            status = DispatchStatus.model_validate_json(payload)
+        except ValidationError:
+            log.warning("ignored a malformed dispatch status")
+            return
+        if status.state == "online" and self._in_flight:
+            log.info(
+                "dispatch service is online: resending %d unacked events", len(self._in_flight)
+            )
+            self._in_flight.clear()
             self._wake.set()
 
     async def _heartbeat(self, client: aiomqtt.Client) -> None:

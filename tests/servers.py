@@ -36,7 +36,7 @@ def wait_port(port: int, limit_s: float = 10.0) -> None:
 class Mosquitto:
     """A private mosquitto on its own port; stop() and start() keep the port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, max_queued: int = 100_000, max_inflight: int = 20) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise RuntimeError(
@@ -47,7 +47,9 @@ class Mosquitto:
         self.config = workdir / f"mosquitto-{self.port}.conf"
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 100000\n"
+            f"max_queued_messages {max_queued}\nmax_inflight_messages {max_inflight}\n"
+            # As in production (docker/mosquitto.conf): no Nagle delay on the alarm's path.
+            "set_tcp_nodelay true\n"
         )
         self.log = workdir / f"mosquitto-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None

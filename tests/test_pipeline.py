@@ -173,3 +173,15 @@ async def test_a_redelivery_after_a_restart_is_still_a_duplicate(
     await restarted.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
     assert len(await events(store)) == 1
     assert restarted.counters.dropped[DropReason.DUPLICATE] == 1
+
+
+def test_backoff_is_jittered_capped_and_urgent_when_an_alarm_waits() -> None:
+    from gateway.backoff import Backoff
+
+    backoff = Backoff(first_s=0.5, cap_s=30)
+    delays = [backoff.next_delay() for _ in range(20)]
+    assert all(0.25 <= d <= 30 for d in delays) and max(delays) > 5
+    assert len(set(delays)) > 10, "jittered"
+    assert all(backoff.next_delay(urgent=True) <= 0.5 for _ in range(20))
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5

@@ -16,6 +16,7 @@ import aiomqtt
 
 from ..backoff import Backoff
 from ..config import Zigbee2MqttSection
+from ..mqtt_socket import no_delay
 from ..store import StoreError
 
 log = logging.getLogger("trygg.gateway.zigbee2mqtt")
@@ -47,6 +48,7 @@ class Zigbee2MqttTransport:
                 )
                 client._client.manual_ack_set(True)
                 async with client:
+                    no_delay(client)
                     await client.subscribe(f"{s.base_topic}/#", qos=1)
                     self.connected.set()
                     backoff.reset()
