@@ -6,18 +6,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
-import uvicorn
-from prometheus_client import Histogram
+from prometheus_client import CollectorRegistry, Histogram
 
-from .api import create_api, new_registry
 from .config import GatewayConfig
 from .counters import InputCounters
 from .pipeline import Pipeline
 from .readings import ReadingsBuffer
 from .registry import Registry
 from .store import Store
-from .timeseries import TimeSeriesUplink
 from .transports import Zigbee2MqttTransport
 from .uplink import DispatchUplink
 
@@ -26,12 +24,8 @@ log = logging.getLogger("trygg.gateway")
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-class _ApiServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the gateway decides when to stop."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+if TYPE_CHECKING:
+    from .timeseries import TimeSeriesUplink
 
 
 class Gateway:
@@ -40,7 +34,7 @@ class Gateway:
         gw = config.gateway.id
         self.counters = InputCounters()
         self.registry = Registry(config.devices)
-        self.metrics_registry = new_registry()
+        self.metrics_registry = CollectorRegistry(auto_describe=True)
         self.ack_latency = Histogram(
             "trygg_gateway_ack_latency_seconds",
             "From publishing an event to the dispatch service's ack",
@@ -58,9 +52,13 @@ class Gateway:
             heartbeat_interval_s=config.gateway.heartbeat_interval_s,
             ack_latency=self.ack_latency,
         )
-        self.timeseries = (
-            TimeSeriesUplink(config.timeseries, gw, self.store) if config.timeseries else None
-        )
+        # The time-series client and the local API are loaded only when configured:
+        # they weigh tens of MB that a small gateway need not carry.
+        self.timeseries: TimeSeriesUplink | None = None
+        if config.timeseries is not None:
+            from .timeseries import TimeSeriesUplink
+
+            self.timeseries = TimeSeriesUplink(config.timeseries, gw, self.store)
         self.pipeline = Pipeline(
             gw,
             self.registry,
@@ -115,6 +113,17 @@ class Gateway:
         )
 
     async def _start_api(self, host: str, port: int) -> None:
+        import uvicorn
+
+        from .api import create_api
+
+        class _ApiServer(uvicorn.Server):
+            """uvicorn without its own signal handling: the gateway decides when to stop."""
+
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
         server = _ApiServer(
             uvicorn.Config(
                 create_api(self), host=host, port=port, log_level="warning", lifespan="off"

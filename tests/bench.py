@@ -219,12 +219,13 @@ def phase_ingest(work: Path, messages: int) -> dict[str, float]:
             gateway_pid = _python_pid(proc.pid)
             os.kill(gateway_pid, signal.SIGSTOP)
             publisher = Publisher(broker.port, "bench-devices")
-            infos = [
-                publisher.publish(f"zigbee2mqtt/sensor-{n % SENSORS}", sensor_message(n))
-                for n in range(messages)
-            ]
-            for info in infos:
-                info.wait_for_publish(60)
+            for chunk in range(0, messages, 10_000):  # paho has 65,535 message ids
+                infos = [
+                    publisher.publish(f"zigbee2mqtt/sensor-{n % SENSORS}", sensor_message(n))
+                    for n in range(chunk, min(messages, chunk + 10_000))
+                ]
+                for info in infos:
+                    info.wait_for_publish(60)
             publisher.close()
             log(f"ingest: {messages:,} messages queued in the broker; resuming the gateway")
             expected = messages * READINGS_PER_MESSAGE

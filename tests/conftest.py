@@ -120,8 +120,11 @@ async def run_cloud(settings: CloudSettings) -> AsyncIterator[RunningCloud]:
     server = make_server(app, "127.0.0.1", port)
     task = asyncio.create_task(server.serve())
     await wait_started(server, task)
+    running = RunningCloud(f"http://127.0.0.1:{port}", settings, app)
+    # Subscribed before the test publishes anything (a broker keeps nothing for nobody).
+    await asyncio.wait_for(running.ingest.connected.wait(), 20)
     try:
-        yield RunningCloud(f"http://127.0.0.1:{port}", settings, app)
+        yield running
     finally:
         server.should_exit = True
         await task

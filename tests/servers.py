@@ -36,7 +36,14 @@ def wait_port(port: int, limit_s: float = 10.0) -> None:
 class Mosquitto:
     """A private mosquitto on its own port; stop() and start() keep the port."""
 
-    def __init__(self, workdir: Path, *, max_queued: int = 100_000, max_inflight: int = 20) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        max_queued: int = 100_000,
+        max_inflight: int = 20,
+        persistent: bool = False,
+    ) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise RuntimeError(
@@ -46,8 +53,17 @@ class Mosquitto:
         self.port = free_port()
         self.config = workdir / f"mosquitto-{self.port}.conf"
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            f"max_queued_messages {max_queued}\nmax_inflight_messages {max_inflight}\n"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            # As root, mosquitto would switch to its own user, who cannot write here.
+            + ("user root\n" if os.geteuid() == 0 else "")
+            # Persistent: sessions and their queues survive a restart, as in production.
+            + (
+                f"persistence true\npersistence_location {workdir}/\n"
+                f"persistence_file mosquitto-{self.port}.db\n"
+                if persistent
+                else "persistence false\n"
+            )
+            + f"max_queued_messages {max_queued}\nmax_inflight_messages {max_inflight}\n"
             # As in production (docker/mosquitto.conf): no Nagle delay on the alarm's path.
             "set_tcp_nodelay true\n"
         )

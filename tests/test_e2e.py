@@ -216,3 +216,37 @@ async def test_an_unregistered_gateway_is_not_acked(
                 async for message in client.messages:
                     acked.append(str(message.payload).encode())
     assert acked == []
+
+
+async def test_gateway_resends_at_once_when_the_dispatch_service_says_it_is_online(
+    mosquitto: Mosquitto, tmp_path: object
+) -> None:
+    """After a broker restart an event may be published before the dispatch service has
+    subscribed again; its retained "online" makes the gateway resend without waiting for
+    the ack timeout."""
+    from pathlib import Path
+
+    from devices.wire import DISPATCH_STATUS_TOPIC, DispatchStatus
+
+    from .conftest import gateway_config
+
+    assert isinstance(tmp_path, Path)
+    config = gateway_config(mosquitto, tmp_path / "gw.db", ack_timeout_s=60.0)
+    seen: list[float] = []
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as watcher:
+        await watcher.subscribe(events_topic(GATEWAY_ID), qos=1)
+
+        async def count() -> None:
+            async for _message in watcher.messages:
+                seen.append(time.monotonic())
+
+        counter = asyncio.create_task(count())
+        async with Gateway(config) as gw:
+            await asyncio.wait_for(gw.uplink.connected.wait(), 10)
+            await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", PRESS)
+            await wait_until(lambda: len(seen) == 1)
+            online = DispatchStatus(state="online").model_dump_json()
+            await publish(mosquitto.port, DISPATCH_STATUS_TOPIC, online, retain=True)
+            await wait_until(lambda: len(seen) == 2, 10)  # far sooner than the 60 s timeout
+            assert (await gw.store.depth())[Priority.CRITICAL] == 1, "still unacked: kept"
+        counter.cancel()

@@ -109,7 +109,9 @@ async def _all_arrived(cloud: RunningCloud, n: int) -> bool:
 @pytest.fixture
 async def two_brokers(tmp_path: Path) -> AsyncIterator[tuple[Mosquitto, Mosquitto]]:
     """The home's broker (Zigbee2MQTT) and the dispatch service's broker, as in the field."""
-    local, central = Mosquitto(tmp_path), Mosquitto(tmp_path)
+    # The dispatch broker persists sessions, as in production (docker/mosquitto.conf): what
+    # gateways publish after its restart waits for the dispatch service in order.
+    local, central = Mosquitto(tmp_path), Mosquitto(tmp_path, persistent=True)
     local.start()
     central.start()
     try:

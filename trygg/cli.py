@@ -74,7 +74,6 @@ def gateway_run(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    _fast_event_loop()
     asyncio.run(_run_until_signal(Gateway(settings).run_forever()))
 
 
@@ -194,15 +193,6 @@ def sim_run(
         for i in range(1, homes + 1)
     ]
     asyncio.run(_run_until_signal(run_homes(host, port, sims)))
-
-
-def _fast_event_loop() -> None:
-    """uvloop where it is installed: about a quarter more messages a second here."""
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 async def _run_until_signal(main: Coroutine[Any, Any, None]) -> None:
