@@ -139,22 +139,23 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def count_rows(db: Path, table: str) -> int:
+def _scalar(db: Path, sql: str) -> int:
+    """One number from the gateway's store, read beside it (WAL allows a reader)."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
         try:
-            (n,) = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()  # noqa: S608
-        except sqlite3.OperationalError:
+            (n,) = conn.execute(sql).fetchone()
+        except sqlite3.OperationalError:  # not created yet
             return 0
-        return int(n)
+        return int(n or 0)
+
+
+def count_rows(db: Path, table: str) -> int:
+    return _scalar(db, f"SELECT COUNT(*) FROM {table}")  # noqa: S608
 
 
 def max_seq(db: Path, table: str) -> int:
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
-        try:
-            (n,) = conn.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table}").fetchone()  # noqa: S608
-        except sqlite3.OperationalError:
-            return 0
-        return int(n)
+    """The newest row's sequence: rows ever added, even when some were sent and deleted."""
+    return _scalar(db, f"SELECT MAX(seq) FROM {table}")  # noqa: S608
 
 
 def wait_for(predicate: object, limit_s: float, what: str, interval_s: float = 0.05) -> None:

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
@@ -15,6 +16,8 @@ from cloud import CloudSettings, create_app
 from cloud.admin import admin_session, ensure_gateway, ensure_organisation, ensure_user
 from cloud.ingest import IngestWorker
 from cloud.security import Role
+from devices import Event, Priority, stable_event_id
+from devices.wire import EventEnvelope
 from gateway import Gateway, GatewayConfig
 from trygg.serve import make_server, wait_started
 
@@ -195,6 +198,26 @@ async def gateway(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Gateway
         await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
         await asyncio.wait_for(gw.uplink.connected.wait(), 10)
         yield gw
+
+
+def envelope(
+    source: str,
+    n: int,
+    priority: Priority = Priority.CRITICAL,
+    kind: str = "alarm_button",
+    device: str | None = None,
+) -> EventEnvelope:
+    """What the test gateway would send for its n-th event from ``source``."""
+    event = Event(
+        id=stable_event_id(source, str(n)),
+        kind=kind,
+        priority=priority,
+        device_id=device or f"dev-{n}",
+        device_type="alarm_button",
+        home_id="home-1",
+        occurred_at=datetime.now(UTC),
+    )
+    return EventEnvelope(gateway_id=GATEWAY_ID, sent_at=datetime.now(UTC), event=event)
 
 
 async def publish(port: int, topic: str, payload: bytes | str, *, retain: bool = False) -> None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import httpx
 import jwt
 import pytest
 
 from cloud.security import Role, TokenClaims, issue_token
-from devices import Event, Priority, stable_event_id
-from devices.wire import EventEnvelope, events_topic
+from devices.wire import events_topic
 
-from .conftest import GATEWAY_ID, RunningCloud, publish
+from .conftest import GATEWAY_ID, RunningCloud, envelope, publish
 from .servers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
@@ -26,17 +23,8 @@ ROUTES = [
 
 
 async def make_alarm(cloud: RunningCloud, mosquitto: Mosquitto, n: int = 1) -> int:
-    event = Event(
-        id=stable_event_id("api-test", str(n)),
-        kind="alarm_button",
-        priority=Priority.CRITICAL,
-        device_id=f"pendant-{n}",
-        device_type="alarm_button",
-        home_id="home-1",
-        occurred_at=datetime.now(UTC),
-    )
-    envelope = EventEnvelope(gateway_id=GATEWAY_ID, sent_at=datetime.now(UTC), event=event)
-    await publish(mosquitto.port, events_topic(GATEWAY_ID), envelope.model_dump_json())
+    sent = envelope("api-test", n, device=f"pendant-{n}")
+    await publish(mosquitto.port, events_topic(GATEWAY_ID), sent.model_dump_json())
     async with await cloud.authed("anna") as http:
         found: list[dict[str, object]] = []
 

@@ -13,11 +13,11 @@ import aiomqtt
 import httpx
 import pytest
 
-from devices import Event, Priority, stable_event_id
+from devices import Priority, stable_event_id
 from devices.wire import Ack, EventEnvelope, acks_topic, events_topic
 from gateway import Gateway
 
-from .conftest import GATEWAY_ID, RunningCloud, publish
+from .conftest import GATEWAY_ID, RunningCloud, envelope, publish
 from .servers import Mosquitto, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -93,16 +93,7 @@ async def test_the_same_message_delivered_twice_yields_one_alarm(
 def _envelope(
     n: int, priority: Priority = Priority.CRITICAL, kind: str = "alarm_button"
 ) -> EventEnvelope:
-    event = Event(
-        id=stable_event_id("wire-test", str(n)),
-        kind=kind,
-        priority=priority,
-        device_id=f"dev-{n}",
-        device_type="alarm_button",
-        home_id="home-1",
-        occurred_at=datetime.now(UTC),
-    )
-    return EventEnvelope(gateway_id=GATEWAY_ID, sent_at=datetime.now(UTC), event=event)
+    return envelope("wire-test", n, priority, kind)
 
 
 async def test_wire_duplicates_are_acked_every_time_but_stored_once(
@@ -139,8 +130,8 @@ async def test_queue_is_priority_then_age_and_filters_work(
         _envelope(3, Priority.HIGH, "inactivity"),
         _envelope(4, Priority.CRITICAL, "smoke"),
     ]
-    for envelope in sent:
-        await publish(mosquitto.port, events_topic(GATEWAY_ID), envelope.model_dump_json())
+    for item in sent:
+        await publish(mosquitto.port, events_topic(GATEWAY_ID), item.model_dump_json())
     async with await cloud.authed("anna") as http:
         await wait_until(lambda: _count(http, 4))
         found = await alarms(http)

@@ -9,7 +9,6 @@ import json
 import random
 import shutil
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiomqtt
@@ -18,11 +17,18 @@ from sqlalchemy import func, select
 
 from cloud import CloudSettings
 from cloud.db import Alarm, EventRecord
-from devices import Event, Priority, stable_event_id
-from devices.wire import EventEnvelope, events_topic
+from devices import Priority
+from devices.wire import events_topic
 from gateway import Gateway
 
-from .conftest import GATEWAY_ID, TEST_DEVICES, RunningCloud, gateway_config, run_cloud
+from .conftest import (
+    GATEWAY_ID,
+    TEST_DEVICES,
+    RunningCloud,
+    envelope,
+    gateway_config,
+    run_cloud,
+)
 from .servers import (
     GatewayProcess,
     Mosquitto,
@@ -294,25 +300,12 @@ async def test_a_corrupt_gateway_database_is_quarantined_and_the_gateway_starts_
 async def test_duplicated_and_reordered_deliveries_make_one_alarm_each(
     sqlite_cloud: RunningCloud, mosquitto: Mosquitto
 ) -> None:
-    envelopes = []
-    for i in range(20):
-        event = Event(
-            id=stable_event_id("reorder", str(i)),
-            kind="alarm_button",
-            priority=Priority.CRITICAL,
-            device_id=f"pendant-{i}",
-            device_type="alarm_button",
-            home_id=f"home-{i}",
-            occurred_at=datetime.now(UTC),
-        )
-        envelopes.append(
-            EventEnvelope(gateway_id=GATEWAY_ID, sent_at=datetime.now(UTC), event=event)
-        )
+    envelopes = [envelope("reorder", i, device=f"pendant-{i}") for i in range(20)]
     wire = envelopes * 3
     random.Random(3).shuffle(wire)
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-        for envelope in wire:
-            await client.publish(events_topic(GATEWAY_ID), envelope.model_dump_json(), qos=1)
+        for item in wire:
+            await client.publish(events_topic(GATEWAY_ID), item.model_dump_json(), qos=1)
     await wait_until(lambda: sqlite_cloud.ingest.duplicates == 40, 20)
     assert await cloud_counts(sqlite_cloud) == (20, 20)
     async with await sqlite_cloud.authed("anna") as http:
