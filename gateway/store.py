@@ -15,11 +15,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import queue
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +88,56 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+URGENT, BULK = 0, 1
+
+
+class _Writer:
+    """The store's one thread. Work is taken most urgent first: an alarm's commit never
+    queues behind readings batches (one already running finishes first)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]] = (
+            queue.PriorityQueue()
+        )
+        self._order = itertools.count()
+        self._thread = threading.Thread(target=self._work, name="trygg-store", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            _, _, job = self._queue.get()
+            if job is None:
+                return
+            job()
+
+    def submit(self, fn: Callable[[], T], urgency: int) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: T | None, error: BaseException | None) -> None:
+            if future.cancelled():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        def job() -> None:
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the awaiting task, not lost here
+                loop.call_soon_threadsafe(settle, None, exc)
+            else:
+                loop.call_soon_threadsafe(settle, result, None)
+
+        self._queue.put((urgency, next(self._order), job))
+        return future
+
+    def shutdown(self) -> None:
+        self._queue.put((BULK + 1, next(self._order), None))
+        self._thread.join()
+
+
 class StoreError(Exception):
     """The local store cannot be opened or written."""
 
@@ -121,16 +173,16 @@ class Store:
         self.quarantined: Path | None = None
         self.readings_dropped: Counter[str] = Counter()
         self._db: sqlite3.Connection | None = None
-        self._writer: ThreadPoolExecutor | None = None
+        self._writer: _Writer | None = None
         self._thinned_upto = 0
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trygg-store")
+        self._writer = _Writer()
         try:
             await self._run(self._open)
         except BaseException:
-            self._writer.shutdown(wait=True)
+            self._writer.shutdown()
             self._writer = None
             raise
 
@@ -184,7 +236,7 @@ class Store:
         if self._writer is None:
             return
         await self._run(self._close)
-        self._writer.shutdown(wait=True)
+        self._writer.shutdown()
         self._writer = None
 
     def _close(self) -> None:
@@ -192,10 +244,10 @@ class Store:
             self._db.close()
             self._db = None
 
-    async def _run(self, fn: Callable[[], T]) -> T:
+    async def _run(self, fn: Callable[[], T], urgency: int = URGENT) -> T:
         if self._writer is None:
             raise StoreError("store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
+        return await self._writer.submit(fn, urgency)
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -307,7 +359,7 @@ class Store:
             if self.budget_bytes is not None:
                 self._apply_budget(self.budget_bytes)
 
-        await self._run(insert)
+        await self._run(insert, BULK)
 
     async def readings(self, limit: int) -> list[StoredReading]:
         """The oldest buffered readings."""
@@ -319,7 +371,7 @@ class Store:
             )
             return [StoredReading(*row) for row in rows]
 
-        return await self._run(select)
+        return await self._run(select, BULK)
 
     async def delete_readings(self, first_seq: int, last_seq: int) -> None:
         def delete() -> None:
@@ -327,14 +379,14 @@ class Store:
             with _transaction(db):
                 db.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?", (first_seq, last_seq))
 
-        await self._run(delete)
+        await self._run(delete, BULK)
 
     async def readings_count(self) -> int:
         def count() -> int:
             (n,) = self._conn().execute("SELECT COUNT(*) FROM readings").fetchone()
             return int(n)
 
-        return await self._run(count)
+        return await self._run(count, BULK)
 
     def _used_bytes(self) -> int:
         db = self._conn()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -132,4 +133,30 @@ async def test_an_unreadable_database_is_moved_aside_and_a_fresh_one_started(
     assert "moved it to" in caplog.text
     assert await store.put(event(1, Priority.CRITICAL))
     assert [a for _, a, _ in await store.audit_log()] == ["store_quarantined"]
+    await store.close()
+
+
+async def test_an_alarm_commit_goes_ahead_of_queued_readings_work(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from gateway.store import BULK
+
+    store = Store(tmp_path / "gw.db")
+    await store.open()
+    done: list[str] = []
+
+    def slow(name: str) -> Callable[[], None]:
+        def work() -> None:
+            time.sleep(0.05)
+            done.append(name)
+
+        return work
+
+    bulk = [asyncio.ensure_future(store._run(slow(f"bulk-{n}"), BULK)) for n in range(4)]
+    await asyncio.sleep(0.01)  # bulk-0 is running, bulk-1..3 wait
+    assert await store.put(event(1, Priority.CRITICAL))
+    done.append("alarm")
+    await asyncio.gather(*bulk)
+    assert done.index("alarm") <= 1, done  # after the batch that was already running, at most
     await store.close()
