@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -117,9 +117,9 @@ async def record_event(session: AsyncSession, org_id: str, gateway_id: str, even
         alarm = None
     if alarm is not None:
         await session.flush()
-        record = await session.get(EventRecord, event.id)
-        if record is not None:
-            record.alarm_id = alarm.id
+        await session.execute(
+            update(EventRecord).where(EventRecord.id == event.id).values(alarm_id=alarm.id)
+        )
     return Intake(duplicate=False, alarm=alarm, created=created)
 
 

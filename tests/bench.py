@@ -383,8 +383,10 @@ def phase_latency(work: Path, alarms: int) -> dict[str, float]:
             time.sleep(3.0)
             device = Publisher(broker.port, "bench-pendant")
             latencies = []
+            published_at: list[float] = []  # wall clock, to split the path with the database's
             for i in range(alarms):
                 watcher.acked.clear()
+                published_at.append(time.time())
                 started = time.perf_counter()
                 device.publish(
                     "zigbee2mqtt/flat-1/pendant",
@@ -400,6 +402,7 @@ def phase_latency(work: Path, alarms: int) -> dict[str, float]:
             device.close()
             background.close()
             watcher.close()
+        legs = asyncio.run(_legs(asyncpg_url(database), published_at))
         latencies.sort()
         p50 = statistics.median(latencies)
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -408,10 +411,16 @@ def phase_latency(work: Path, alarms: int) -> dict[str, float]:
             f"max {latencies[-1]:.1f} ms "
             f"(background about {background_rate:,.0f} readings/s)"
         )
+        log(
+            f"latency legs (p50): device -> gateway commit {legs['device_to_gateway']:.1f} ms, "
+            f"gateway commit -> dispatch insert {legs['gateway_to_dispatch']:.1f} ms"
+        )
         return {
             "alarm_latency_ms_p50": round(p50, 2),
             "alarm_latency_ms_p99": round(p99, 2),
             "alarm_latency_ms_max": round(latencies[-1], 2),
+            "alarm_leg_device_to_gateway_ms_p50": round(legs["device_to_gateway"], 2),
+            "alarm_leg_gateway_to_dispatch_ms_p50": round(legs["gateway_to_dispatch"], 2),
         }
     finally:
         cloud.terminate()
@@ -419,6 +428,27 @@ def phase_latency(work: Path, alarms: int) -> dict[str, float]:
         asyncio.run(drop_database(database))
         victoria.stop()
         broker.stop()
+
+
+async def _legs(url: str, published_at: list[float]) -> dict[str, float]:
+    """Median of each leg, from the event's own stamps: occurred_at is taken by the gateway
+    as it accepts the event, received_at by the dispatch service before its insert."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        rows = await conn.fetch("SELECT occurred_at, received_at FROM events ORDER BY received_at")
+    finally:
+        await conn.close()
+    pairs = list(zip(published_at, rows, strict=True))
+    return {
+        "device_to_gateway": statistics.median(
+            (r["occurred_at"].timestamp() - t) * 1000 for t, r in pairs
+        ),
+        "gateway_to_dispatch": statistics.median(
+            (r["received_at"].timestamp() - r["occurred_at"].timestamp()) * 1000 for _, r in pairs
+        ),
+    }
 
 
 def fill_backlog(store_path: Path, readings: int) -> None:
@@ -567,6 +597,10 @@ PostgreSQL, victoria-metrics for the InfluxDB v2 write API.
   service's ack for it arrives — that ack is sent only after the event is committed in
   PostgreSQL. One press at a time, while about 5,000 readings/s flow through the same gateway
   to the time-series server.
+- `alarm_leg_*_ms_p50`: the same alarms split by the event's own timestamps (one clock, one
+  machine): publish -> committed to the gateway's outbox, and -> the dispatch service's
+  insert. The rest of `alarm_latency_ms_p50` is the dispatch service's insert, commit and ack.
+  Everything but the gateway shares core 0 with the load generator on this 2-core machine.
 - `drain_readings_per_s`: a backlog of one hour at 500 readings/s (1,800,000 readings) in the
   gateway's store, written to the time-series server after it comes back, each batch deleted
   locally only after the server accepted it; measured from the first accepted batch to an
