@@ -30,9 +30,8 @@ from .servers import (
     free_port,
 )
 
+# shared/ stands beside the repository, in a work tree and in CI's fresh clone alike.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED_DATA.exists():  # a fresh clone has shared/ beside it, as CI does
-    SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 GATEWAY_ID = "gw-test-1"
 USERS = {
