@@ -1,0 +1,156 @@
+"""NMEA 0183 from GPS receivers: bytes off a serial line -> sentences -> position fixes.
+
+Only GGA and RMC carry what a GPS pendant needs (position, fix quality, satellites,
+speed); other well-formed sentences (GSA, GSV, GLL, ZDA, proprietary) are accepted and
+yield no fix. A sentence without a checksum, with a wrong one, or two sentences run
+together by a noisy line, is a ``MalformedPayload``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import pynmea2
+
+from ..errors import MalformedPayload
+
+MAX_SENTENCE = 120  # NMEA says 82 characters; receivers exceed it a little, noise much more
+KNOTS_TO_KMH = 1.852
+
+
+@dataclass(frozen=True, slots=True)
+class GpsFix:
+    """What one GGA or RMC sentence says. ``valid`` is False for a no-fix sentence."""
+
+    sentence: str  # "GGA" or "RMC"
+    valid: bool
+    latitude: float | None
+    longitude: float | None
+    quality: int | None = None  # GGA: 0 none, 1 GPS, 2 DGPS, 6 estimated, ...
+    satellites: int | None = None
+    speed_kmh: float | None = None
+
+
+def checksum(body: str) -> str:
+    """The XOR of the characters between ``$`` and ``*``, as two hex digits."""
+    return f"{functools.reduce(lambda acc, ch: acc ^ ord(ch), body, 0):02X}"
+
+
+def encode_sentence(body: str) -> bytes:
+    """``GPGGA,...`` -> ``$GPGGA,...*hh\\r\\n`` (used by the simulator)."""
+    return f"${body}*{checksum(body)}\r\n".encode("ascii")
+
+
+def _coordinate(value: str, hemisphere: str, degree_digits: int) -> float | None:
+    if not value or hemisphere not in ("N", "S", "E", "W"):
+        return None
+    try:
+        degrees = int(value[:degree_digits])
+        minutes = float(value[degree_digits:])
+    except ValueError as exc:
+        raise MalformedPayload(f"bad coordinate {value!r}") from exc
+    if not 0 <= minutes < 60:
+        raise MalformedPayload(f"bad coordinate {value!r}")
+    decimal = degrees + minutes / 60
+    return -decimal if hemisphere in ("S", "W") else decimal
+
+
+def _int(value: str) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError as exc:
+        raise MalformedPayload(f"not a number: {value!r}") from exc
+
+
+def _float(value: str) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError as exc:
+        raise MalformedPayload(f"not a number: {value!r}") from exc
+
+
+def decode_sentence(line: bytes | str) -> GpsFix | None:
+    """One sentence (with or without its line ending) -> a fix, or None for other types."""
+    try:
+        text = line.decode("ascii") if isinstance(line, bytes) else line
+    except UnicodeDecodeError as exc:
+        raise MalformedPayload("NMEA sentence is not ASCII") from exc
+    text = text.strip("\r\n\x00 ")
+    if len(text) > MAX_SENTENCE:
+        raise MalformedPayload(f"sentence longer than {MAX_SENTENCE} characters")
+    if not text.startswith("$"):
+        raise MalformedPayload("sentence does not start with $")
+    body, star, sent = text[1:].rpartition("*")
+    if not star:
+        raise MalformedPayload("sentence has no checksum")
+    if "$" in body:
+        raise MalformedPayload("two sentences run together")
+    if sent.upper() != checksum(body):
+        raise MalformedPayload(f"checksum {sent!r} does not match {checksum(body)}")
+    fields = body.split(",")
+    kind = fields[0][2:] if len(fields[0]) == 5 else ""
+    if kind == "GGA":
+        return _gga(fields)
+    if kind == "RMC":
+        return _rmc(fields)
+    try:
+        pynmea2.parse(text)  # well-formed enough for the library; no fix in it
+    except (pynmea2.ParseError, pynmea2.SentenceTypeError, ValueError) as exc:
+        raise MalformedPayload(f"unparseable {fields[0][:10]!r} sentence") from exc
+    return None
+
+
+def _gga(f: list[str]) -> GpsFix:
+    if len(f) < 8:
+        raise MalformedPayload("GGA sentence cut short")
+    quality = _int(f[6])
+    return GpsFix(
+        "GGA",
+        valid=bool(quality) and quality != 6,  # 6 = dead reckoning, not a position
+        latitude=_coordinate(f[2], f[3], 2),
+        longitude=_coordinate(f[4], f[5], 3),
+        quality=quality,
+        satellites=_int(f[7]),
+    )
+
+
+def _rmc(f: list[str]) -> GpsFix:
+    if len(f) < 8:
+        raise MalformedPayload("RMC sentence cut short")
+    knots = _float(f[7])
+    return GpsFix(
+        "RMC",
+        valid=f[2] == "A",
+        latitude=_coordinate(f[3], f[4], 2),
+        longitude=_coordinate(f[5], f[6], 3),
+        speed_kmh=None if knots is None else round(knots * KNOTS_TO_KMH, 3),
+    )
+
+
+class NmeaLineReader:
+    """Reassembles sentences from serial chunks of any size; pure, keeps no I/O.
+
+    A run of bytes longer than any sentence without a line end is thrown away and
+    counted in ``overlong``, so line noise cannot grow the buffer without bound.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.overlong = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._buffer += chunk
+        lines = []
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                break
+            line = bytes(self._buffer[:end]).rstrip(b"\r")
+            del self._buffer[: end + 1]
+            if line:
+                lines.append(line)
+        if len(self._buffer) > 4 * MAX_SENTENCE:
+            self._buffer.clear()
+            self.overlong += 1
+        return lines
