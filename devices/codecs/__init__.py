@@ -1,4 +1,8 @@
-"""Codecs: bytes or JSON from a device into `Decoded` observations, and back."""
+"""Codecs: bytes or JSON from a device into `Decoded` observations, and back.
+
+Zigbee2MQTT is exported here. ``devices.codecs.nmea`` (GPS) and ``devices.codecs.bthome``
+(BLE, which loads the Bluetooth libraries) are imported by name where they are used.
+"""
 
 from .common import Decoded, SignalState
 from .zigbee2mqtt import decode_action, decode_availability, decode_state, encode_state

@@ -1,0 +1,137 @@
+"""BTHome v2 against the 45 cases in shared/data/bthome (values from bthome-ble 3.25.0)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devices import CodecError, DeviceType, Signal, UnexpectedValue
+from devices.codecs.bthome import PRESSES, READINGS, SIGNALS, BthomeDecoder, _base
+
+from .conftest import SHARED_DATA
+
+CASES = list(csv.DictReader((SHARED_DATA / "bthome" / "cases.csv").open(encoding="utf-8")))
+
+
+def decoder(case: dict[str, str], kind: DeviceType = DeviceType.ALARM_BUTTON) -> BthomeDecoder:
+    key = bytes.fromhex(case["bindkey"]) if case["bindkey"] else None
+    return BthomeDecoder(kind, case["mac"], key)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["case_id"] for c in CASES])
+def test_every_case_decodes_to_the_reference_values(case: dict[str, str]) -> None:
+    expected: dict[str, Any] = json.loads(case["expected_json"])
+    decoded = decoder(case).decode(bytes.fromhex(case["payload_hex"]), case["local_name"])
+    readings = dict(decoded.readings)
+    for key, value in expected["sensors"].items():
+        if _base(key) in READINGS and isinstance(value, int | float):
+            name = READINGS[_base(key)] + key[len(_base(key)) :]
+            assert readings[name] == pytest.approx(value), key
+    signals = {(s.signal, s.active) for s in decoded.signals if not s.momentary}
+    for key, value in expected["binary_sensors"].items():
+        if _base(key) in SIGNALS:
+            assert (SIGNALS[_base(key)], value) in signals, key
+    presses = [
+        e
+        for k, e in expected["events"].items()
+        if _base(k) == "button" and e["event_type"] in PRESSES
+    ]
+    assert len([s for s in decoded.signals if s.momentary]) == len(presses)
+
+
+def test_the_cases_cover_what_home_care_needs() -> None:
+    seen: set[Signal] = set()
+    for case in CASES:
+        seen |= {s.signal for s in decoder(case).decode(bytes.fromhex(case["payload_hex"])).signals}
+    assert {
+        Signal.BUTTON_PRESS,
+        Signal.SMOKE,
+        Signal.CO,
+        Signal.WATER_LEAK,
+        Signal.DOOR_OPEN,
+        Signal.MOTION,
+        Signal.BATTERY_LOW,
+        Signal.TAMPER,
+    } <= seen
+
+
+ENCRYPTED = [c for c in CASES if c["bindkey"]]
+PLAIN = [c for c in CASES if not c["bindkey"]]
+
+
+@pytest.mark.parametrize("case", ENCRYPTED, ids=[c["case_id"] for c in ENCRYPTED])
+def test_a_wrong_key_or_no_key_is_refused(case: dict[str, str]) -> None:
+    payload = bytes.fromhex(case["payload_hex"])
+    wrong = BthomeDecoder(DeviceType.ALARM_BUTTON, case["mac"], bytes(16))
+    with pytest.raises(UnexpectedValue, match="decryption failed"):
+        wrong.decode(payload)
+    keyless = BthomeDecoder(DeviceType.ALARM_BUTTON, case["mac"], None)
+    with pytest.raises(UnexpectedValue, match="no bindkey"):
+        keyless.decode(payload)
+    if not payload[0] & 0x02:  # without the MAC in the payload, the nonce uses the address
+        other = BthomeDecoder(
+            DeviceType.ALARM_BUTTON, "00:11:22:33:44:55", bytes.fromhex(case["bindkey"])
+        )
+        with pytest.raises(UnexpectedValue, match="decryption failed"):
+            other.decode(payload)
+
+
+def test_a_plain_advertisement_from_a_device_with_a_key_is_refused() -> None:
+    key = bytes.fromhex(ENCRYPTED[0]["bindkey"])
+    for case in PLAIN[:5]:
+        with pytest.raises(UnexpectedValue, match="plain advertisement"):
+            BthomeDecoder(DeviceType.ALARM_BUTTON, case["mac"], key).decode(
+                bytes.fromhex(case["payload_hex"])
+            )
+
+
+@pytest.mark.parametrize("case", ENCRYPTED, ids=[c["case_id"] for c in ENCRYPTED])
+def test_a_truncated_encrypted_payload_is_refused(case: dict[str, str]) -> None:
+    payload = bytes.fromhex(case["payload_hex"])
+    with pytest.raises(CodecError):
+        decoder(case).decode(payload[:-3])
+
+
+def test_a_retransmission_raises_nothing_and_a_new_press_does() -> None:
+    pendant = BthomeDecoder(DeviceType.ALARM_BUTTON, "A4:C1:38:00:00:01")
+    first = bytes.fromhex("4000013a01")  # packet id 1, button press
+    again = bytes.fromhex("4000013a01")  # the radio repeats the same packet
+    second = bytes.fromhex("4000023a01")  # the resident presses again
+    presses = [
+        [s for s in pendant.decode(payload).signals if s.signal is Signal.BUTTON_PRESS]
+        for payload in (first, again, again, second)
+    ]
+    assert [len(p) for p in presses] == [1, 0, 0, 1]
+
+
+def test_a_sensor_does_not_raise_presses() -> None:
+    case = next(c for c in CASES if c["case_id"] == "button_press")
+    decoded = decoder(case, DeviceType.DOOR_CONTACT).decode(bytes.fromhex(case["payload_hex"]))
+    assert not any(s.signal is Signal.BUTTON_PRESS for s in decoded.signals)
+
+
+@pytest.mark.parametrize(
+    "payload", [b"", b"\x40" * 100, bytes.fromhex("e00102"), bytes.fromhex("41")]
+)
+def test_garbage_is_a_codec_error(payload: bytes) -> None:
+    with pytest.raises(CodecError):
+        BthomeDecoder(DeviceType.ALARM_BUTTON, "A4:C1:38:00:00:02").decode(payload)
+
+
+def test_a_bindkey_must_be_16_bytes() -> None:
+    with pytest.raises(ValueError, match="16 bytes"):
+        BthomeDecoder(DeviceType.ALARM_BUTTON, "A4:C1:38:00:00:03", b"short")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40), st.booleans())
+def test_arbitrary_bytes_raise_only_codec_errors(payload: bytes, keyed: bool) -> None:
+    key = bytes(range(16)) if keyed else None
+    with contextlib.suppress(CodecError):
+        BthomeDecoder(DeviceType.ALARM_BUTTON, "A4:C1:38:00:00:04", key).decode(payload)
