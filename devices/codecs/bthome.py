@@ -47,8 +47,15 @@ SIGNALS: dict[str, Signal] = {
     "battery": Signal.BATTERY_LOW,  # BTHome's "battery" binary sensor means low
 }
 
-PRESSES = {"press", "double_press", "triple_press", "long_press", "long_double_press",
-           "long_triple_press", "hold_press"}
+PRESSES = {
+    "press",
+    "double_press",
+    "triple_press",
+    "long_press",
+    "long_double_press",
+    "long_triple_press",
+    "hold_press",
+}
 _PRESS_TYPES = {DeviceType.ALARM_BUTTON, DeviceType.FALL_DETECTOR, DeviceType.GPS_PENDANT}
 
 
