@@ -288,6 +288,77 @@ def phase_pipeline(work: Path, messages: int) -> dict[str, float]:
     return {"pipeline_readings_per_s": round(rate)}
 
 
+def phase_codecs(_work: Path, seconds: float = 1.0) -> dict[str, float]:
+    """Decode throughput per codec on real inputs, and camera frames measured per second."""
+    import csv
+
+    import numpy as np
+
+    from devices import DeviceType
+    from devices.codecs import decode_state
+    from devices.codecs.bthome import BthomeDecoder
+    from devices.codecs.camera import MotionMeter
+    from devices.codecs.nmea import decode_sentence
+    from devices.codecs.radio import FrameType, RadioFrame, RadioFrameReader, encode_frame
+
+    shared = ROOT.parent / "shared" / "data"
+    nmea = [
+        line
+        for line in (shared / "nmea" / "bu353s4.log").read_bytes().splitlines()
+        if line and not line.startswith(b"#")
+    ]
+    cases = list(csv.DictReader((shared / "bthome" / "cases.csv").open(encoding="utf-8")))
+    plain = [(c["mac"], bytes.fromhex(c["payload_hex"])) for c in cases if not c["bindkey"]]
+    radio = b"".join(
+        encode_frame(RadioFrame(FrameType.CHECK_IN, n, n % 256, bytes([n % 101, 200])))
+        for n in range(1000)
+    )
+
+    def rate(work: Callable[[int], int]) -> float:
+        done, n, started = 0, 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            done += work(n)
+            n += 1
+        return done / (time.perf_counter() - started)
+
+    def z2m(n: int) -> int:
+        decode_state(DeviceType.WATER_LEAK, sensor_message(n))
+        return 1
+
+    def nmea_one(n: int) -> int:
+        decode_sentence(nmea[n % len(nmea)])
+        return 1
+
+    decoders = {mac: BthomeDecoder(DeviceType.ALARM_BUTTON, mac) for mac, _ in plain}
+
+    def bthome(n: int) -> int:
+        mac, payload = plain[n % len(plain)]
+        decoders[mac].decode(payload)
+        return 1
+
+    def radio_batch(_n: int) -> int:
+        return len(RadioFrameReader().feed(radio))
+
+    meter = MotionMeter()
+    frames = [
+        np.random.default_rng(i).integers(0, 255, (480, 640, 3), dtype=np.uint8) for i in range(4)
+    ]
+
+    def camera(n: int) -> int:
+        meter.measure(frames[n % 4])
+        return 1
+
+    results = {
+        "codec_zigbee2mqtt_msgs_per_s": rate(z2m),
+        "codec_nmea_msgs_per_s": rate(nmea_one),
+        "codec_bthome_msgs_per_s": rate(bthome),
+        "codec_radio_msgs_per_s": rate(radio_batch),
+        "camera_motion_fps": rate(camera),
+    }
+    log("codecs: " + ", ".join(f"{k} {v:,.0f}" for k, v in results.items()))
+    return {k: round(v) for k, v in results.items()}
+
+
 def _python_pid(pid: int) -> int:
     """The gateway's own pid (it runs under taskset, which execs it: usually the same)."""
     return next((c for c in _children(pid)), pid)
@@ -539,6 +610,7 @@ def phase_drain_and_reconnect(work: Path, backlog: int) -> dict[str, float]:
 
 
 TARGETS = {
+    "camera_motion_fps": (">=", 200),
     "ingest_readings_per_s": (">=", 20_000),
     "alarm_latency_ms_p99": ("<=", 50),
     "drain_readings_per_s": (">=", 50_000),
@@ -601,6 +673,10 @@ PostgreSQL, victoria-metrics for the InfluxDB v2 write API.
   machine): publish -> committed to the gateway's outbox, and -> the dispatch service's
   insert. The rest of `alarm_latency_ms_p50` is the dispatch service's insert, commit and ack.
   Everything but the gateway shares core 0 with the load generator on this 2-core machine.
+- `codec_*_msgs_per_s`: decodes per second on core 0, one codec at a time, on real inputs
+  (a Zigbee2MQTT sensor state, the bu353s4 NMEA capture, the plain BTHome cases, check-in
+  frames of the radio protocol). `camera_motion_fps`: 640x480 colour frames through the
+  motion measure (shrink, grey, blur, running-average difference).
 - `drain_readings_per_s`: a backlog of one hour at 500 readings/s (1,800,000 readings) in the
   gateway's store, written to the time-series server after it comes back, each batch deleted
   locally only after the server accepted it; measured from the first accepted batch to an
@@ -630,6 +706,7 @@ def main() -> None:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="trygg-bench-") as tmp:
         phases: list[tuple[str, Callable[[Path], dict[str, float]]]] = [
+            ("codecs", phase_codecs),
             ("pipeline", lambda w: phase_pipeline(w, 50_000)),
             ("ingest", lambda w: phase_ingest(w, args.ingest_messages)),
             ("latency", lambda w: phase_latency(w, args.alarms)),

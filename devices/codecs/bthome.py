@@ -8,6 +8,7 @@ advertisements; a plain one from it is refused, not believed.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from bthome_ble import BTHomeBluetoothDeviceData
@@ -57,6 +58,26 @@ PRESSES = {
     "hold_press",
 }
 _PRESS_TYPES = {DeviceType.ALARM_BUTTON, DeviceType.FALL_DETECTOR, DeviceType.GPS_PENDANT}
+
+
+class _Once(logging.Filter):
+    """bthome-ble warns on every advertisement of a misbehaving device; say it once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self._seen:
+            return False
+        if len(self._seen) < 1000:
+            self._seen.add(message)
+        return True
+
+
+logging.getLogger("bthome_ble").addFilter(_Once())
+logging.getLogger("bthome_ble.parser").addFilter(_Once())
 
 
 def _base(key: str) -> str:
