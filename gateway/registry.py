@@ -34,6 +34,3 @@ class Registry:
 
     def by_address(self, address: str) -> RegisteredDevice | None:
         return self._by_address.get(address)
-
-    def all(self) -> list[RegisteredDevice]:
-        return list(self._by_address.values())

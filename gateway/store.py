@@ -336,14 +336,8 @@ class Store:
         return await self._run(stats)
 
     async def depth(self) -> dict[Priority, int]:
-        def count() -> dict[Priority, int]:
-            rows = self._conn().execute(
-                "SELECT priority_rank, COUNT(*) FROM outbox GROUP BY priority_rank"
-            )
-            by_rank = dict(rows.fetchall())
-            return {p: int(by_rank.get(p.rank, 0)) for p in Priority}
-
-        return await self._run(count)
+        """Events held per priority."""
+        return {p: count for p, (count, _oldest) in (await self.outbox_stats()).items()}
 
     # -- readings -------------------------------------------------------------------
     async def add_readings(self, rows: list[ReadingRow]) -> None:

@@ -24,10 +24,8 @@ from trygg.serve import make_server, wait_started
 from .servers import (
     Mosquitto,
     VictoriaMetrics,
-    asyncpg_url,
-    create_database,
-    drop_database,
     free_port,
+    throwaway_database,
 )
 
 # shared/ stands beside the repository, in a work tree and in CI's fresh clone alike.
@@ -67,15 +65,6 @@ def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    name = await create_database()
-    try:
-        yield asyncpg_url(name)
-    finally:
-        await drop_database(name)
 
 
 @dataclass
@@ -137,19 +126,13 @@ async def cloud(
     request: pytest.FixtureRequest, mosquitto: Mosquitto, tmp_path: Path
 ) -> AsyncIterator[RunningCloud]:
     """The dispatch service on a free port, on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}"
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}"
+        else:
+            url = await stack.enter_async_context(throwaway_database())
         settings = CloudSettings(database_url=url, mqtt_port=mosquitto.port)
-        async with run_cloud(settings) as running:
-            yield running
-    else:
-        name = await create_database()
-        try:
-            settings = CloudSettings(database_url=asyncpg_url(name), mqtt_port=mosquitto.port)
-            async with run_cloud(settings) as running:
-                yield running
-        finally:
-            await drop_database(name)
+        yield await stack.enter_async_context(run_cloud(settings))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -159,6 +160,16 @@ async def drop_database(name: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def throwaway_database() -> AsyncIterator[str]:
+    """A fresh database on the local PostgreSQL server, dropped afterwards; yields its URL."""
+    name = await create_database()
+    try:
+        yield asyncpg_url(name)
+    finally:
+        await drop_database(name)
 
 
 def asyncpg_url(name: str) -> str:
