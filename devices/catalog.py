@@ -42,6 +42,10 @@ class Signal(StrEnum):
     BATTERY_LOW = "battery_low"
     LOCK_JAMMED = "lock_jammed"
     LOCK_OPENED = "lock_opened"
+    GEOFENCE_EXIT = "geofence_exit"
+    # Raised by the gateway itself, not by a message: supervision and the radio link.
+    DEVICE_SILENT = "device_silent"
+    RADIO_LOST = "radio_lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,7 @@ EVENT_KINDS: dict[str, EventKind] = {
         EventKind("inactivity", Priority.HIGH, 102, "No activity"),
         EventKind("water_leak", Priority.NORMAL, 154, "Water leak"),
         EventKind("device_silent", Priority.NORMAL, 381, "Device has stopped checking in"),
+        EventKind("radio_lost", Priority.NORMAL, 355, "Radio link to the device lost"),
         EventKind("battery_low", Priority.NORMAL, 384, "Battery low"),
         EventKind("tamper", Priority.NORMAL, 383, "Device tampered with"),
         EventKind("lock_jammed", Priority.NORMAL, 380, "Lock jammed"),
@@ -92,7 +97,12 @@ class DeviceSpec:
         return None if name is None else EVENT_KINDS[name]
 
 
-_TECHNICAL: dict[Signal, str] = {Signal.BATTERY_LOW: "battery_low", Signal.TAMPER: "tamper"}
+_TECHNICAL: dict[Signal, str] = {
+    Signal.BATTERY_LOW: "battery_low",
+    Signal.TAMPER: "tamper",
+    Signal.DEVICE_SILENT: "device_silent",
+    Signal.RADIO_LOST: "radio_lost",
+}
 
 # Check-in intervals follow what the radios do: battery Zigbee devices report at least
 # every 50-60 min; mains devices (camera, lock bridge) are expected every few minutes.
@@ -133,7 +143,12 @@ CATALOG: dict[DeviceType, DeviceSpec] = {
             DeviceType.GPS_PENDANT,
             "GPS pendant",
             timedelta(minutes=15),
-            {Signal.BUTTON_PRESS: "alarm_button", Signal.FALL: "fall", **_TECHNICAL},
+            {
+                Signal.BUTTON_PRESS: "alarm_button",
+                Signal.FALL: "fall",
+                Signal.GEOFENCE_EXIT: "geofence_exit",
+                **_TECHNICAL,
+            },
         ),
         DeviceSpec(
             DeviceType.DIGITAL_LOCK,
@@ -141,6 +156,11 @@ CATALOG: dict[DeviceType, DeviceSpec] = {
             timedelta(minutes=30),
             {Signal.LOCK_JAMMED: "lock_jammed", Signal.LOCK_OPENED: "lock_opened", **_TECHNICAL},
         ),
-        DeviceSpec(DeviceType.CAMERA, "Night camera", timedelta(minutes=5), {}),
+        DeviceSpec(
+            DeviceType.CAMERA,
+            "Night camera",
+            timedelta(minutes=5),
+            {Signal.DEVICE_SILENT: "device_silent"},
+        ),
     )
 }

@@ -1,18 +1,28 @@
-"""The gateway's local HTTP API: ``/healthz`` for supervisors and ``/metrics`` for
-Prometheus. It listens on loopback by default and carries no names."""
+"""The gateway's local HTTP API: ``/healthz`` for supervisors, ``/metrics`` for
+Prometheus, and ``/devices`` for technicians pairing devices. It listens on loopback by
+default and carries no names (residents are ids here).
+
+The technician routes need ``Authorization: Bearer <[api] technician_token>``; without a
+token configured they answer only on loopback."""
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+from dataclasses import asdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from pydantic import ValidationError
 
 from devices import utc_now
+
+from .registry import DEVICE_CONFIG, RegistryError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -50,12 +60,43 @@ async def snapshot(gateway: Gateway) -> dict[str, Any]:
             else "disconnected"
         ),
         "zigbee2mqtt": "connected" if gateway.zigbee2mqtt.connected.is_set() else "disconnected",
+        "serial": {
+            t.port.name: "open" if t.connected.is_set() else "closed" for t in gateway.serial
+        },
+        "ble": (
+            None
+            if gateway.ble is None
+            else "scanning"
+            if gateway.ble.scanning.is_set()
+            else "not scanning"
+        ),
+        "devices": len(gateway.registry),
+        "devices_silent": sum(1 for d in gateway.registry if d.status.silent),
         "store_quarantined": str(gateway.store.quarantined) if gateway.store.quarantined else None,
     }
 
 
+def _technician(request: Request) -> None:
+    settings = request.app.state.gateway.config.api
+    token = settings.technician_token if settings else None
+    if token is None:
+        client = request.client.host if request.client else ""
+        if not _is_loopback(client):
+            raise HTTPException(403, "set [api] technician_token to manage devices remotely")
+        return
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise HTTPException(
+            401, "a technician token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+Technician = Annotated[None, Depends(_technician)]
+
+
 def create_api(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="Trygg gateway", docs_url=None, redoc_url=None)
+    app.state.gateway = gateway
     registry = gateway.metrics_registry
     dynamic = _Snapshot()
     registry.register(dynamic)
@@ -113,4 +154,52 @@ def create_api(gateway: Gateway) -> FastAPI:
         dynamic.families = [depth, age, buffered, up, dropped, readings_dropped, accepted]
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/devices")
+    async def list_devices(_: Technician) -> list[dict[str, Any]]:
+        return [device.public() for device in gateway.registry]
+
+    @app.get("/devices/discovered")
+    async def discovered(_: Technician) -> list[dict[str, Any]]:
+        return [asdict(d) for d in await gateway.store.discovered()]
+
+    @app.get("/devices/{device_id}")
+    async def get_device(device_id: str, _: Technician) -> dict[str, Any]:
+        device = gateway.registry.get(device_id)
+        if device is None:
+            raise HTTPException(404, f"no device {device_id!r}")
+        return device.public()
+
+    @app.post("/devices", status_code=201)
+    async def pair(body: Annotated[dict[str, Any], Body()], _: Technician) -> dict[str, Any]:
+        try:
+            config = DEVICE_CONFIG.validate_python(body)
+        except ValidationError as exc:
+            problems = [
+                f"{'.'.join(str(p) for p in e['loc'][1:]) or 'device'}: {e['msg']}"
+                for e in exc.errors()
+            ]
+            raise HTTPException(422, "; ".join(problems)) from None
+        try:
+            device = await gateway.pair(config)
+        except RegistryError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return device.public()
+
+    @app.delete("/devices/{device_id}", status_code=204)
+    async def unpair(device_id: str, _: Technician) -> Response:
+        try:
+            await gateway.unpair(device_id)
+        except KeyError:
+            raise HTTPException(404, f"no device {device_id!r}") from None
+        except RegistryError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return Response(status_code=204)
+
     return app
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

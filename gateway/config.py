@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 from devices import DeviceType
 from devices.wire import GATEWAY_ID_PATTERN
 
 _NAME = r"^[A-Za-z0-9_.:-]{1,128}$"
+MacAddress = Annotated[
+    str, Field(pattern=r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"), AfterValidator(str.upper)
+]
 
 
 class ConfigError(Exception):
@@ -73,15 +85,157 @@ class ApiSection(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8081, ge=0, le=65535)
+    # Required by the technician routes (/devices) when the API listens beyond loopback.
+    technician_token: str | None = Field(default=None, min_length=16, max_length=256)
 
 
-class Zigbee2MqttDevice(_Strict):
-    transport: Literal["zigbee2mqtt"] = "zigbee2mqtt"
+class BleSection(_Strict):
+    """BLE scanning. ``sim`` takes advertisements from the simulator over a local UDP
+    socket instead of a radio, through the same scanner callback path."""
+
+    backend: Literal["bleak", "sim"] = "bleak"
+    adapter: str | None = Field(default=None, pattern=r"^hci[0-9]{1,2}$")
+    scanning_mode: Literal["active", "passive"] = "active"
+    # A scanner that has heard nothing for this long is restarted (BlueZ scanners stall).
+    quiet_restart_s: float = Field(default=60.0, ge=1, le=3600)
+    sim_host: str = "127.0.0.1"
+    sim_port: int = Field(default=9750, ge=0, le=65535)
+    max_queue: int = Field(default=10_000, ge=10, le=1_000_000)
+
+
+class SerialPort(_Strict):
+    """One serial device: a social-alarm radio receiver or a GPS receiver."""
+
+    name: str = Field(pattern=_NAME)
+    path: str = Field(min_length=1, max_length=4096, description="e.g. /dev/serial/by-id/...")
+    protocol: Literal["radio", "nmea"]
+    baudrate: int | None = Field(default=None, ge=1200, le=4_000_000)
+    # Devices behind a port that stays away this long are reported as radio lost.
+    lost_after_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @property
+    def speed(self) -> int:
+        if self.baudrate is not None:
+            return self.baudrate
+        return 115_200 if self.protocol == "radio" else 4800  # NMEA 0183's standard rate
+
+
+class SafeZone(_Strict):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    radius_m: float = Field(gt=0, le=100_000)
+
+
+class _Device(_Strict):
     id: str = Field(pattern=_NAME)
     type: DeviceType
-    address: str = Field(min_length=1, max_length=256, description="friendly name in Zigbee2MQTT")
     home: str = Field(pattern=_NAME)
     resident: str | None = Field(default=None, pattern=_NAME)
+    # Overrides the catalog's check-in interval for this one device.
+    checkin_s: int | None = Field(default=None, ge=10, le=7 * 86400)
+
+    def _require(self, transport: str, *types: DeviceType) -> None:
+        if self.type not in types:
+            allowed = ", ".join(t.value for t in types)
+            raise ValueError(f"a {transport} device must be of type {allowed}")
+
+
+class Zigbee2MqttDevice(_Device):
+    transport: Literal["zigbee2mqtt"] = "zigbee2mqtt"
+    address: str = Field(min_length=1, max_length=256, description="friendly name in Zigbee2MQTT")
+
+
+class BleDevice(_Device):
+    """A BTHome v2 device; ``bindkey`` (32 hex characters) when it encrypts."""
+
+    transport: Literal["ble"]
+    address: MacAddress
+    bindkey: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{32}$")
+
+    @property
+    def key(self) -> bytes | None:
+        return None if self.bindkey is None else bytes.fromhex(self.bindkey)
+
+
+class BleLockDevice(_Device):
+    """A digital lock on a BLE GATT link (docs/ble-lock.md)."""
+
+    transport: Literal["ble_lock"]
+    address: MacAddress
+
+    @model_validator(mode="after")
+    def _check(self) -> BleLockDevice:
+        self._require("ble_lock", DeviceType.DIGITAL_LOCK)
+        return self
+
+
+class RadioDevice(_Device):
+    """A device heard by a social-alarm radio receiver on a serial port."""
+
+    transport: Literal["radio"]
+    port: str = Field(pattern=_NAME, description="the name of a [[serial]] port")
+    radio_address: int = Field(ge=0, le=0xFFFFFFFF)
+
+    @property
+    def address(self) -> str:
+        return radio_address(self.port, self.radio_address)
+
+
+class GpsDevice(_Device):
+    """A GPS receiver speaking NMEA 0183 on a serial port; optionally a safe zone."""
+
+    transport: Literal["nmea"]
+    port: str = Field(pattern=_NAME, description="the name of a [[serial]] port")
+    safe_zone: SafeZone | None = None
+
+    @property
+    def address(self) -> str:
+        return self.port
+
+    @model_validator(mode="after")
+    def _check(self) -> GpsDevice:
+        self._require("nmea", DeviceType.GPS_PENDANT)
+        return self
+
+
+class CameraDevice(_Device):
+    """A night camera: any RTSP or HTTP MJPEG URL OpenCV can open."""
+
+    transport: Literal["camera"]
+    url: str = Field(pattern=r"^(rtsps?|https?)://", max_length=2048)
+    analyse_fps: float = Field(default=2.0, gt=0, le=30)
+    # One motion reading per this many seconds: the most motion seen in that time.
+    reading_interval_s: float = Field(default=10.0, ge=0.1, le=3600)
+
+    @property
+    def address(self) -> str:
+        return self.id
+
+    @model_validator(mode="after")
+    def _check(self) -> CameraDevice:
+        self._require("camera", DeviceType.CAMERA)
+        return self
+
+
+def radio_address(port: str, address: int) -> str:
+    return f"{port}/{address:08X}"
+
+
+def _transport_of(value: object) -> str:
+    if isinstance(value, dict):
+        return str(value.get("transport", "zigbee2mqtt"))  # the original default
+    return str(getattr(value, "transport", "zigbee2mqtt"))
+
+
+DeviceConfig = Annotated[
+    Annotated[Zigbee2MqttDevice, Tag("zigbee2mqtt")]
+    | Annotated[BleDevice, Tag("ble")]
+    | Annotated[BleLockDevice, Tag("ble_lock")]
+    | Annotated[RadioDevice, Tag("radio")]
+    | Annotated[GpsDevice, Tag("nmea")]
+    | Annotated[CameraDevice, Tag("camera")],
+    Discriminator(_transport_of),
+]
 
 
 class GatewayConfig(_Strict):
@@ -91,24 +245,58 @@ class GatewayConfig(_Strict):
     uplink: UplinkSection = UplinkSection()
     timeseries: TimeSeriesSection | None = None
     api: ApiSection | None = None
-    devices: list[Zigbee2MqttDevice] = []
+    ble: BleSection | None = None
+    serial: list[SerialPort] = []
+    devices: list[DeviceConfig] = []
 
     @model_validator(mode="after")
-    def _unique_devices(self) -> GatewayConfig:
-        for attr in ("id", "address"):
-            seen: set[str] = set()
-            for device in self.devices:
-                value = getattr(device, attr)
-                if value in seen:
-                    raise ValueError(f"two devices have the same {attr} {value!r}")
-                seen.add(value)
+    def _consistent(self) -> GatewayConfig:
+        ids: set[str] = set()
+        addresses: set[tuple[str, str]] = set()
+        for device in self.devices:
+            if device.id in ids:
+                raise ValueError(f"two devices have the same id {device.id!r}")
+            ids.add(device.id)
+            key = (device.transport, device.address)
+            if key in addresses:
+                raise ValueError(f"two {device.transport} devices have the address {key[1]!r}")
+            addresses.add(key)
+        ports = {p.name: p for p in self.serial}
+        if len(ports) != len(self.serial):
+            raise ValueError("two [[serial]] ports have the same name")
+        if len({p.path for p in self.serial}) != len(self.serial):
+            raise ValueError("two [[serial]] ports have the same path")
+        for device in self.devices:
+            if isinstance(device, RadioDevice | GpsDevice):
+                port = ports.get(device.port)
+                wanted = "radio" if isinstance(device, RadioDevice) else "nmea"
+                if port is None:
+                    raise ValueError(
+                        f"device {device.id}: no [[serial]] port named {device.port!r}"
+                    )
+                if port.protocol != wanted:
+                    speaks = f"port {port.name!r} speaks {port.protocol}, not {wanted}"
+                    raise ValueError(f"device {device.id}: {speaks}")
         return self
+
+    @property
+    def ble_enabled(self) -> bool:
+        return self.ble is not None or any(isinstance(d, BleDevice) for d in self.devices)
+
+
+TRANSPORTS = ("zigbee2mqtt", "ble", "ble_lock", "radio", "nmea", "camera")
 
 
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        parts: list[str] = []
+        for index, part in enumerate(item["loc"]):
+            # pydantic names the union member ("devices.0.radio.port"); people wrote no such key
+            if index and isinstance(item["loc"][index - 1], int) and part in TRANSPORTS:
+                continue
+            parts.append(str(part))
+        key = ".".join(parts) or "(top level)"
         lines.append(f"{key}: {item['msg']}")
     return "; ".join(lines)
 

@@ -16,6 +16,7 @@ class DropReason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     UNKNOWN_TOPIC = "unknown_topic"
     DUPLICATE = "duplicate"
+    QUEUE_FULL = "queue_full"
 
 
 class InputCounters:

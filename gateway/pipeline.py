@@ -4,14 +4,21 @@ prioritise, and commit to the outbox before anything else happens to it."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from itertools import count
 
 from devices import CodecError, Event, GatewayId, Signal, UnexpectedValue, stable_event_id, utc_now
-from devices.codecs import Decoded, decode_action, decode_availability, decode_state
+from devices.codecs import (
+    Decoded,
+    SignalState,
+    decode_action,
+    decode_availability,
+    decode_state,
+)
 
 from .counters import DropReason, InputCounters
 from .readings import ReadingsBuffer
@@ -25,6 +32,8 @@ _SUBTOPICS = ("availability", "action", "set", "get")
 # An identical message from the same device within this window is a redelivery (the
 # broker resends what the gateway had not acknowledged, e.g. across a restart).
 DUPLICATE_WINDOW_S = 10.0
+# An unknown device is written to the discovered list at most this often.
+DISCOVERED_NOTE_S = 60.0
 
 
 class Pipeline:
@@ -40,6 +49,7 @@ class Pipeline:
         readings: ReadingsBuffer | None = None,
         on_event: Callable[[Event], None] = lambda _event: None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.gateway_id = gateway_id
         self.registry = registry
@@ -50,6 +60,8 @@ class Pipeline:
         self._on_event = on_event
         self._readings = readings
         self._clock = clock
+        self._mono = monotonic
+        self._discovered_at: dict[tuple[str, str], tuple[float, int]] = {}
         # Ids must never repeat across restarts: a boot id plus a counter.
         self._boot = uuid.uuid4().hex
         self._seq = count()
@@ -71,17 +83,24 @@ class Pipeline:
             self.counters.drop(DropReason.UNKNOWN_TOPIC, source)
             return
         rest = topic[len(prefix) :]
+        if rest == "bridge/devices":
+            self._bridge_devices(payload)
+            return
         if rest == "bridge" or rest.startswith("bridge/"):
             return  # the bridge's own state and logs: not device input
         device, sub = self._resolve(rest)
         if device is None:
-            self.counters.drop(DropReason.UNKNOWN_DEVICE, source, "not in the device registry")
-            await self.store.note_discovered("zigbee2mqtt", rest)
+            await self.discovered("zigbee2mqtt", rest, source)
             return
         try:
             if sub == "availability":
-                device.status.online = decode_availability(payload)
+                online = decode_availability(payload)
+                device.status.online = online
+                device.status.radio_lost = not online
                 self.counters.accept("availability")
+                # The bridge lost the device's radio: a technical event, and one on return.
+                detail: dict[str, object] = {"source": "zigbee2mqtt availability"}
+                await self.raise_signal(device, Signal.RADIO_LOST, not online, detail)
                 return
             if sub in ("set", "get"):
                 return
@@ -94,18 +113,34 @@ class Pipeline:
             self.counters.drop(DropReason.MALFORMED, source, str(exc))
             return
         digest = hashlib.blake2b(payload, digest_size=16).digest()
-        if self._is_duplicate(device.config.id, digest):
-            self.counters.drop(DropReason.DUPLICATE, source, "the same message again")
+        await self.accept(device, decoded, digest=digest, source=source)
+
+    def _bridge_devices(self, payload: bytes) -> None:
+        """The bridge's device list names each device's firmware build."""
+        try:
+            listing = json.loads(payload)
+        except ValueError:
+            self.counters.drop(DropReason.MALFORMED, "mqtt:bridge/devices", "not JSON")
             return
-        await self._accept(device, decoded, (device.config.id, digest, self._clock()))
+        if not isinstance(listing, list):
+            self.counters.drop(DropReason.MALFORMED, "mqtt:bridge/devices", "not a list")
+            return
+        for entry in listing:
+            if not isinstance(entry, dict):
+                continue
+            name, build = entry.get("friendly_name"), entry.get("software_build_id")
+            if isinstance(name, str) and isinstance(build, str) and build:
+                device = self.registry.by_address("zigbee2mqtt", name)
+                if device is not None:
+                    device.status.firmware = build[:64]
 
     def _resolve(self, rest: str) -> tuple[RegisteredDevice | None, str | None]:
-        device = self.registry.by_address(rest)
+        device = self.registry.by_address("zigbee2mqtt", rest)
         if device is not None:
             return device, None
         name, _, sub = rest.rpartition("/")
         if sub in _SUBTOPICS:
-            return self.registry.by_address(name), sub
+            return self.registry.by_address("zigbee2mqtt", name), sub
         return None, None
 
     def _is_duplicate(self, device_id: str, digest: bytes) -> bool:
@@ -117,18 +152,74 @@ class Pipeline:
         return seen is not None and 0 <= now - seen < DUPLICATE_WINDOW_S
 
     # -- shared by every transport -----------------------------------------------------
+    async def discovered(self, transport: str, address: str, source: str) -> None:
+        """A device that is not in the registry: shown to technicians, not ingested."""
+        self.counters.drop(DropReason.UNKNOWN_DEVICE, source, "not in the device registry")
+        now = self._mono()
+        key = (transport, address)
+        last, pending = self._discovered_at.get(key, (None, 0))
+        if last is not None and now - last < DISCOVERED_NOTE_S:
+            # A chatty stranger costs no disk write per message; its count is kept here.
+            self._discovered_at[key] = (last, pending + 1)
+            return
+        if len(self._discovered_at) > 10_000:
+            self._discovered_at.clear()
+        self._discovered_at[key] = (now, 0)
+        await self.store.note_discovered(transport, address, messages=pending + 1)
+
+    def seen(self, device: RegisteredDevice, *, rssi: float | None = None) -> None:
+        """The device spoke (even if only to repeat itself): it is alive."""
+        device.status.last_seen = utc_now()
+        device.status.last_seen_mono = self._mono()
+        if rssi is not None:
+            device.status.rssi_dbm = rssi
+
+    async def accept(
+        self,
+        device: RegisteredDevice,
+        decoded: Decoded,
+        *,
+        digest: bytes | None = None,
+        rssi: float | None = None,
+        source: str = "",
+    ) -> None:
+        """Decoded input from a known device. ``digest`` identifies the message for the
+        duplicate check; a device's own sequence number, where it has one, is used instead."""
+        self.seen(device, rssi=rssi)
+        if decoded.sequence is not None:
+            digest = b"seq:%d" % decoded.sequence
+        recent: RecentInput | None = None
+        if digest is not None:
+            if self._is_duplicate(device.config.id, digest):
+                self.counters.drop(
+                    DropReason.DUPLICATE, source or device.id, "the same message again"
+                )
+                return
+            recent = (device.config.id, digest, self._clock())
+        await self._accept(device, decoded, recent)
+
+    async def raise_signal(
+        self, device: RegisteredDevice, signal: Signal, active: bool, detail: Mapping[str, object]
+    ) -> None:
+        """A condition the gateway itself detected (a silent device, a lost radio link)."""
+        state = SignalState(signal, active, detail=dict(detail))
+        await self._accept(device, Decoded(signals=(state,)))
+
     async def _accept(
-        self, device: RegisteredDevice, decoded: Decoded, source: RecentInput
+        self, device: RegisteredDevice, decoded: Decoded, source: RecentInput | None = None
     ) -> None:
         status = device.status
         now = utc_now()
-        status.last_seen = now
         at_ms = int(now.timestamp() * 1000)
+        if decoded.firmware:
+            status.firmware = decoded.firmware
         for metric, value in decoded.readings:
             if metric == "battery_pct":
                 status.battery_pct = value
             elif metric == "linkquality":
                 status.linkquality = value
+            elif metric == "rssi_dbm":
+                status.rssi_dbm = value
             if self._readings is not None:
                 self._readings.add((device.config.id, metric, value, at_ms))
         self.counters.accept("message")
@@ -144,8 +235,15 @@ class Pipeline:
             kind = device.spec.event_kind(state.signal)
             if kind is None:
                 continue  # a signal for home rules, not an alarm by itself
+            if decoded.sequence is not None:
+                # The device's own counter, so the same frame is the same event anywhere.
+                first_sight = str(int(source[2] * 1000)) if source else ""
+                parts = ("seq", str(decoded.sequence), first_sight, state.signal.value)
+                event_id = stable_event_id(self.gateway_id, device.config.id, *parts)
+            else:
+                event_id = stable_event_id(self.gateway_id, self._boot, str(next(self._seq)))
             event = Event(
-                id=stable_event_id(self.gateway_id, self._boot, str(next(self._seq))),
+                id=event_id,
                 kind=kind.name,
                 priority=kind.priority,
                 device_id=device.config.id,
@@ -156,7 +254,8 @@ class Pipeline:
                 restore=not state.active,
                 detail=state.detail,
             )
-            await self.store.put(event, source, forget_before=source[2] - DUPLICATE_WINDOW_S)
+            forget_before = (source[2] if source else self._clock()) - DUPLICATE_WINDOW_S
+            await self.store.put(event, source, forget_before=forget_before)
             self.counters.accept("event")
             log.info(
                 "accepted %s%s from %s (%s)",

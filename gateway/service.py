@@ -5,27 +5,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from .config import GatewayConfig
+from .config import BleLockDevice, BleSection, CameraDevice, DeviceConfig, GatewayConfig
 from .counters import InputCounters
 from .pipeline import Pipeline
 from .readings import ReadingsBuffer
-from .registry import Registry
+from .registry import DEVICE_CONFIG, RegisteredDevice, Registry, RegistryError
 from .store import Store
+from .supervision import Supervisor
 from .transports import Zigbee2MqttTransport
+from .transports.serial import SerialTransport
 from .uplink import DispatchUplink
 
 log = logging.getLogger("trygg.gateway")
 
+STOP_TASK_S = 5.0
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 if TYPE_CHECKING:
     from .timeseries import TimeSeriesUplink
+    from .transports.ble import BleTransport
+    from .transports.ble_lock import BleLockLink
+    from .transports.camera import CameraTransport
 
 
 class Gateway:
@@ -73,8 +79,19 @@ class Gateway:
         self.zigbee2mqtt = Zigbee2MqttTransport(
             config.zigbee2mqtt, gw, self.pipeline.handle_zigbee2mqtt
         )
+        self.serial = [SerialTransport(port, self.pipeline) for port in config.serial]
+        # bleak and OpenCV load only for gateways that have such devices.
+        self.ble: BleTransport | None = None
+        if config.ble_enabled:
+            from .transports.ble import BleTransport
+
+            self.ble = BleTransport(config.ble or BleSection(), self.pipeline)
+        self.supervisor = Supervisor(self.registry, self.pipeline)
+        self.cameras: dict[str, CameraTransport] = {}
+        self.locks: dict[str, BleLockLink] = {}
         self.api_port: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self._stops: list[Callable[[], Awaitable[None]]] = []
 
     def _spawn(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
@@ -97,6 +114,7 @@ class Gateway:
         self._stops.append(self.store.close)
         await self.store.audit("gateway_started", self.config.gateway.id)
         await self.pipeline.load()
+        await self._load_paired()
         self._spawn("dispatch-uplink", self.uplink.run)
         if self.timeseries is not None:
             self._spawn("timeseries-uplink", self.timeseries.run)
@@ -105,12 +123,84 @@ class Gateway:
         if self.config.api is not None:
             await self._start_api(self.config.api.host, self.config.api.port)
         self._spawn("zigbee2mqtt", self.zigbee2mqtt.run)
+        for transport in self.serial:
+            self._spawn(f"serial-{transport.port.name}", transport.run)
+        if self.ble is not None:
+            self._spawn("ble", self.ble.run)
+        for device in self.registry:
+            self._device_changed(device, True)
+        self.registry.subscribe(self._device_changed)
+        self._spawn("supervision", self.supervisor.run)
         log.info(
             "gateway %s started: %d devices, store %s",
             self.config.gateway.id,
-            len(self.config.devices),
+            len(self.registry),
             self.config.store.path,
         )
+
+    async def _load_paired(self) -> None:
+        for device_id, body in await self.store.paired_devices():
+            try:
+                self.registry.add(DEVICE_CONFIG.validate_json(body), origin="paired")
+            except (ValueError, RegistryError) as exc:
+                # Kept in the store for a technician to see; not a reason to stay down.
+                log.error("paired device %s not loaded: %s", device_id, exc)
+
+    async def pair(self, config: DeviceConfig) -> RegisteredDevice:
+        """Add a device through the technician API: registered, kept, and listened to."""
+        if config.transport in ("radio", "nmea"):
+            ports = {p.name for p in self.config.serial}
+            port = getattr(config, "port", None)
+            if port not in ports:
+                raise RegistryError(f"no [[serial]] port named {port!r} in the gateway's config")
+        if config.transport == "ble" and self.ble is None:
+            raise RegistryError("BLE is not enabled on this gateway (add a [ble] section)")
+        device = self.registry.add(config)  # checks id and address; raises before storing
+        try:
+            await self.store.pair(config.id, config.model_dump_json())
+        except BaseException:
+            self.registry.remove(config.id)
+            raise
+        await self.store.forget_discovered(config.transport, config.address)
+        log.info("paired %s (%s %s)", config.id, config.transport, config.address)
+        return device
+
+    async def unpair(self, device_id: str) -> None:
+        self.registry.remove(device_id)  # KeyError / RegistryError for the caller
+        await self.store.unpair(device_id)
+        log.info("unpaired %s", device_id)
+
+    def _device_changed(self, device: RegisteredDevice, added: bool) -> None:
+        """Devices with a connection of their own get a task: cameras and BLE locks."""
+        if not added:
+            task = self._device_tasks.pop(device.id, None)
+            if task is not None:
+                task.cancel()
+            self.cameras.pop(device.id, None)
+            self.locks.pop(device.id, None)
+            return
+        config = device.config
+        if isinstance(config, CameraDevice):
+            from .transports.camera import CameraTransport
+
+            camera = self.cameras[device.id] = CameraTransport(device, self.pipeline)
+            work: Callable[[], Coroutine[Any, Any, None]] = camera.run
+        elif isinstance(config, BleLockDevice):
+            from .transports.ble_lock import BleLockLink
+
+            lock = self.locks[device.id] = BleLockLink(device, self.pipeline)
+            work = lock.run
+        else:
+            return
+        task = asyncio.create_task(work(), name=f"device-{device.id}")
+        task.add_done_callback(self._device_task_ended)
+        self._device_tasks[device.id] = task
+
+    @staticmethod
+    def _device_task_ended(task: asyncio.Task[None]) -> None:
+        # One device's bug must not take the others down; it is logged loudly instead.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s stopped", task.get_name(), exc_info=task.exception())
 
     async def _start_api(self, host: str, port: int) -> None:
         import uvicorn
@@ -145,14 +235,26 @@ class Gateway:
         self._stops.append(stop_api)
 
     async def stop(self) -> None:
+        for task in list(self._device_tasks.values()):
+            await self._cancel(task)
+        self._device_tasks.clear()
         for task in reversed(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await self._cancel(task)
         self._tasks.clear()
         while self._stops:
             await self._stops.pop()()
         log.info("gateway %s stopped", self.config.gateway.id)
+
+    @staticmethod
+    async def _cancel(task: asyncio.Task[None]) -> None:
+        """Stop a task, but never hang the stop on it: a client library that waits
+        forever for a goodbye from its server must not keep the store from closing."""
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=STOP_TASK_S)
+        if not done:
+            log.warning("%s did not stop within %.0f s; going on", task.get_name(), STOP_TASK_S)
+        elif not task.cancelled() and task.exception() is not None:
+            log.error("%s had failed", task.get_name(), exc_info=task.exception())
 
     async def __aenter__(self) -> Gateway:
         await self.start()

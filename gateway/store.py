@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS paired_device (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    paired_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS discovered (
     transport TEXT NOT NULL,
     address TEXT NOT NULL,
@@ -442,15 +447,16 @@ class Store:
         return await self._run(select)
 
     # -- discovered devices ------------------------------------------------------------
-    async def note_discovered(self, transport: str, address: str) -> None:
+    async def note_discovered(self, transport: str, address: str, *, messages: int = 1) -> None:
         now = utc_now().isoformat()
 
         def upsert() -> None:
             self._conn().execute(
-                "INSERT INTO discovered (transport, address, first_seen, last_seen)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (transport, address)"
-                " DO UPDATE SET last_seen = excluded.last_seen, messages = messages + 1",
-                (transport, address[:256], now, now),
+                "INSERT INTO discovered (transport, address, first_seen, last_seen, messages)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (transport, address)"
+                " DO UPDATE SET last_seen = excluded.last_seen,"
+                " messages = messages + excluded.messages",
+                (transport, address[:256], now, now, messages),
             )
 
         await self._run(upsert)
@@ -464,3 +470,44 @@ class Store:
             return [Discovered(*row) for row in rows]
 
         return await self._run(select)
+
+    # -- devices paired by a technician ------------------------------------------------
+    async def paired_devices(self) -> list[tuple[str, str]]:
+        """(id, JSON body) of every paired device, in pairing order."""
+
+        def select() -> list[tuple[str, str]]:
+            rows = self._conn().execute("SELECT id, body FROM paired_device ORDER BY paired_at")
+            return [(str(a), str(b)) for a, b in rows]
+
+        return await self._run(select)
+
+    async def pair(self, device_id: str, body: str) -> None:
+        def insert() -> None:
+            db = self._conn()
+            with _transaction(db):
+                db.execute(
+                    "INSERT INTO paired_device (id, body, paired_at) VALUES (?, ?, ?)",
+                    (device_id, body, utc_now().isoformat()),
+                )
+                self._audit("device_paired", device_id)
+
+        await self._run(insert)
+
+    async def unpair(self, device_id: str) -> bool:
+        def delete() -> bool:
+            db = self._conn()
+            with _transaction(db):
+                cur = db.execute("DELETE FROM paired_device WHERE id = ?", (device_id,))
+                if cur.rowcount:
+                    self._audit("device_unpaired", device_id)
+            return cur.rowcount == 1
+
+        return await self._run(delete)
+
+    async def forget_discovered(self, transport: str, address: str) -> None:
+        def delete() -> None:
+            self._conn().execute(
+                "DELETE FROM discovered WHERE transport = ? AND address = ?", (transport, address)
+            )
+
+        await self._run(delete)

@@ -24,6 +24,13 @@ def free_port() -> int:
         return port
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def wait_port(port: int, limit_s: float = 10.0) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:

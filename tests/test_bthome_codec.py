@@ -98,16 +98,24 @@ def test_a_truncated_encrypted_payload_is_refused(case: dict[str, str]) -> None:
         decoder(case).decode(payload[:-3])
 
 
-def test_a_retransmission_raises_nothing_and_a_new_press_does() -> None:
+def test_a_retransmission_carries_the_same_packet_id_and_a_new_press_the_next() -> None:
     pendant = BthomeDecoder(DeviceType.ALARM_BUTTON, "A4:C1:38:00:00:01")
     first = bytes.fromhex("4000013a01")  # packet id 1, button press
     again = bytes.fromhex("4000013a01")  # the radio repeats the same packet
     second = bytes.fromhex("4000023a01")  # the resident presses again
-    presses = [
-        [s for s in pendant.decode(payload).signals if s.signal is Signal.BUTTON_PRESS]
-        for payload in (first, again, again, second)
-    ]
-    assert [len(p) for p in presses] == [1, 0, 0, 1]
+    decoded = [pendant.decode(payload) for payload in (first, again, again, second)]
+    assert [d.sequence for d in decoded] == [1, 1, 1, 2]
+    # The pipeline drops the repeats by packet id (tests/test_ble_transport.py).
+    assert all(
+        [s.signal for s in d.signals if s.momentary] == [Signal.BUTTON_PRESS] for d in decoded
+    )
+
+
+def test_each_advertisement_says_only_what_it_carries() -> None:
+    smoke = BthomeDecoder(DeviceType.SMOKE, "A4:C1:38:00:00:02")
+    assert smoke.decode(bytes.fromhex("4000012901")).signals  # packet 1: smoke
+    later = smoke.decode(bytes.fromhex("40000201" + "5d"))  # packet 2: battery only
+    assert later.signals == () and later.sequence == 2
 
 
 def test_a_sensor_does_not_raise_presses() -> None:

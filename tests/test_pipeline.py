@@ -44,6 +44,7 @@ def pipeline(store: Store, clock: Clock) -> Pipeline:
         store,
         InputCounters(),
         clock=clock,
+        monotonic=clock,
         max_payload_bytes=4096,
     )
 
@@ -65,7 +66,7 @@ async def test_a_press_becomes_a_durable_critical_event(pipeline: Pipeline, stor
     )
     assert (event.home_id, event.resident_id) == ("home-12", "res-12")
     assert event.detail == {"action": "single"}
-    assert pipeline.registry.by_address("flat-12/pendant").status.battery_pct == 90  # type: ignore[union-attr]
+    assert pipeline.registry.by_address("zigbee2mqtt", "flat-12/pendant").status.battery_pct == 90  # type: ignore[union-attr]
 
 
 async def test_the_action_subtopic_is_a_press_too(pipeline: Pipeline, store: Store) -> None:
@@ -138,15 +139,23 @@ async def test_garbage_is_counted_and_dropped_and_the_next_alarm_still_arrives(
     assert [e.kind for e in await events(store)] == ["alarm_button"]
 
 
-async def test_unknown_devices_are_listed_as_discovered(pipeline: Pipeline, store: Store) -> None:
+async def test_unknown_devices_are_listed_as_discovered(
+    pipeline: Pipeline, store: Store, clock: Clock
+) -> None:
     for _ in range(3):
         await pipeline.handle_zigbee2mqtt("zigbee2mqtt/0x00158d0001e50d78", b'{"occupancy": true}')
     (found,) = await store.discovered()
+    # Listed at once; a chatty stranger is written at most once a minute, with its count.
     assert (found.transport, found.address, found.messages) == (
         "zigbee2mqtt",
         "0x00158d0001e50d78",
-        3,
+        1,
     )
+    assert pipeline.counters.dropped[DropReason.UNKNOWN_DEVICE] == 3
+    clock.now += 61
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/0x00158d0001e50d78", b'{"occupancy": true}')
+    (found,) = await store.discovered()
+    assert found.messages == 4
     assert await events(store) == []
 
 
@@ -160,7 +169,7 @@ async def test_availability_is_tracked(pipeline: Pipeline) -> None:
     await pipeline.handle_zigbee2mqtt(
         "zigbee2mqtt/flat-12/pendant/availability", b'{"state":"offline"}'
     )
-    assert pipeline.registry.by_address("flat-12/pendant").status.online is False  # type: ignore[union-attr]
+    assert pipeline.registry.by_address("zigbee2mqtt", "flat-12/pendant").status.online is False  # type: ignore[union-attr]
 
 
 async def test_a_redelivery_after_a_restart_is_still_a_duplicate(

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .devices_cli import devices_app
+
 app = typer.Typer(
     help="Trygg: open welfare technology for home care. Alarms, sensors, GPS, cameras and locks.",
     no_args_is_help=True,
@@ -20,6 +22,7 @@ gateway_app = typer.Typer(help="The on-premise gateway.", no_args_is_help=True)
 cloud_app = typer.Typer(help="The central dispatch service.", no_args_is_help=True)
 sim_app = typer.Typer(help="Simulated devices speaking the real transports.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
+gateway_app.add_typer(devices_app, name="devices")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(sim_app, name="sim")
 

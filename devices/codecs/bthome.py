@@ -1,9 +1,10 @@
 """BTHome v2 advertisements (service data under UUID 0xFCD2), plain and encrypted.
 
-Decoding is bthome-ble's, the reference parser. One ``BthomeDecoder`` lives per device:
-it remembers the packet id, so a radio retransmission of a press (same packet id) raises
-nothing while a new press (new packet id) does. A device with a key must send encrypted
-advertisements; a plain one from it is refused, not believed.
+Decoding is bthome-ble's, the reference parser. One ``BthomeDecoder`` lives per device
+(its address and key). Each advertisement is decoded on its own and carries its packet
+id as ``Decoded.sequence``: the gateway's pipeline takes the same packet id again for a
+radio retransmission (no second alarm) and a new one for a new press. A device with a
+key must send encrypted advertisements; a plain one from it is refused, not believed.
 """
 
 from __future__ import annotations
@@ -94,7 +95,6 @@ class BthomeDecoder:
         self.device_type = device_type
         self.address = address
         self.bindkey = bindkey
-        self._parser = BTHomeBluetoothDeviceData(bindkey=bindkey)
 
     def decode(self, service_data: bytes, name: str = "") -> Decoded:
         if not service_data or len(service_data) > MAX_PAYLOAD:
@@ -118,20 +118,31 @@ class BthomeDecoder:
             time=0.0,
             tx_power=None,
         )
+        # A fresh parser per advertisement: the library's parser carries every value it
+        # has seen into later updates, and one advertisement must say only what it says.
+        # Retransmissions are recognised by the packet id (``Decoded.sequence``).
+        parser = BTHomeBluetoothDeviceData(bindkey=self.bindkey)
         try:
-            update = self._parser.update(info)
+            update = parser.update(info)
         except Exception as exc:  # the library's own errors are not typed
             raise MalformedPayload(f"BTHome: {exc}") from exc
-        if encrypted and not self._parser.bindkey_verified:
+        if encrypted and not parser.bindkey_verified:
             raise UnexpectedValue("BTHome decryption failed (wrong bindkey?)")
         if not update.devices:
             raise MalformedPayload("not a BTHome v2 advertisement")
+        measured = {key.key for key in update.entity_values} - {"signal_strength"}
+        if not (measured or update.binary_entity_values or update.events):
+            raise UnexpectedValue("no measurement in it that BTHome v2 defines")
         return self._observations(update)
 
     def _observations(self, update: Any) -> Decoded:
         readings: list[tuple[str, float]] = []
         signals: list[SignalState] = []
+        sequence: int | None = None
         for key, value in update.entity_values.items():
+            if key.key == "packet_id" and isinstance(value.native_value, int | float):
+                sequence = int(value.native_value)
+                continue
             metric = READINGS.get(_base(key.key))
             number = value.native_value
             if metric and isinstance(number, int | float) and not isinstance(number, bool):
@@ -147,4 +158,9 @@ class BthomeDecoder:
                 signals.append(
                     SignalState(Signal.BUTTON_PRESS, True, momentary=True, detail={"action": kind})
                 )
-        return Decoded(tuple(readings), tuple(signals))
+        firmware = None
+        for info in update.devices.values():
+            version = info.sw_version
+            if version and not version.startswith("BTHome BLE"):  # that one is the protocol's
+                firmware = version
+        return Decoded(tuple(readings), tuple(signals), sequence, firmware)

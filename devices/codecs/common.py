@@ -24,3 +24,7 @@ class SignalState:
 class Decoded:
     readings: tuple[tuple[str, float], ...] = ()
     signals: tuple[SignalState, ...] = ()
+    # The device's own message counter where it has one (radio SEQ, BTHome packet id):
+    # a retransmission carries the same number, a new message the next one.
+    sequence: int | None = None
+    firmware: str | None = None  # where the message names it

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pynmea2
 
 from ..errors import MalformedPayload
+from .common import Decoded
 
 MAX_SENTENCE = 120  # NMEA says 82 characters; receivers exceed it a little, noise much more
 KNOTS_TO_KMH = 1.852
@@ -30,6 +31,17 @@ class GpsFix:
     quality: int | None = None  # GGA: 0 none, 1 GPS, 2 DGPS, 6 estimated, ...
     satellites: int | None = None
     speed_kmh: float | None = None
+
+    def observations(self) -> Decoded:
+        """Readings from a fix; a sentence without a valid position gives only its quality."""
+        readings: list[tuple[str, float]] = [("gps_fix", 1.0 if self.valid else 0.0)]
+        if self.valid and self.latitude is not None and self.longitude is not None:
+            readings += [("latitude", self.latitude), ("longitude", self.longitude)]
+        if self.satellites is not None:
+            readings.append(("satellites", float(self.satellites)))
+        if self.valid and self.speed_kmh is not None:
+            readings.append(("speed_kmh", self.speed_kmh))
+        return Decoded(readings=tuple(readings))
 
 
 def checksum(body: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from ..catalog import Signal
@@ -66,6 +66,9 @@ class RadioFrame:
 
     def observations(self) -> Decoded:
         """What the frame says, in the codec vocabulary the pipeline speaks."""
+        return replace(self._observations(), sequence=self.seq)
+
+    def _observations(self) -> Decoded:
         p = self.payload
         detail = {"seq": self.seq}
         if self.type is FrameType.ALARM:

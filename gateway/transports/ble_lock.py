@@ -1,0 +1,144 @@
+"""Digital locks on a BLE GATT link, through bleak and bleak-retry-connector.
+
+One link per lock keeps a connection open, subscribes to the lock's state
+notifications (docs/ble-lock.md) and reads the state once on every connect. A lost
+link is connected again with backoff; bleak-retry-connector does the retries inside
+one attempt that BlueZ needs. ``command`` passes an opaque signed command to the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from bleak import BleakClient
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+from bleak.exc import BleakError
+from bleak_retry_connector import establish_connection
+
+from devices import CodecError, UnexpectedValue
+from devices.codecs.blelock import COMMAND_UUID, STATE_UUID, decode_status
+
+from ..backoff import Backoff
+from ..counters import DropReason
+from ..pipeline import Pipeline
+from ..registry import RegisteredDevice
+
+log = logging.getLogger("trygg.gateway.ble_lock")
+
+CONNECT_ATTEMPTS = 3
+MAX_COMMAND = 512
+
+
+class LockLinkError(Exception):
+    """The lock is not connected, or it refused or lost a command."""
+
+
+class BleLockLink:
+    def __init__(
+        self,
+        device: RegisteredDevice,
+        pipeline: Pipeline,
+        *,
+        backend: type[BaseBleakClient] | None = None,
+    ) -> None:
+        self.device = device
+        self.pipeline = pipeline
+        self.backend = backend  # None: the platform's (BlueZ); tests pass a GATT server
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self._client: BleakClient | None = None
+        self._lost = asyncio.Event()
+        self._notifications: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue(1000)
+        self.source = f"ble_lock:{device.config.address}"
+
+    async def command(self, payload: bytes, timeout_s: float = 10.0) -> None:
+        """Write a command to the lock and wait for the lock's write response."""
+        if not 1 <= len(payload) <= MAX_COMMAND:
+            raise LockLinkError(f"a command is 1-{MAX_COMMAND} bytes")
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise LockLinkError(f"lock {self.device.id} is not connected")
+        try:
+            async with asyncio.timeout(timeout_s):
+                await client.write_gatt_char(COMMAND_UUID, payload, response=True)
+        except (BleakError, TimeoutError) as exc:
+            raise LockLinkError(f"lock {self.device.id}: command failed: {exc}") from exc
+
+    async def run(self) -> None:
+        consumer = asyncio.create_task(self._consume(), name=f"lock-{self.device.id}")
+        try:
+            await self._connect_forever()
+        finally:
+            consumer.cancel()
+
+    async def _connect_forever(self) -> None:
+        backoff = Backoff(first_s=1.0, cap_s=60.0)
+        address = self.device.config.address
+        options: dict[str, Any] = {} if self.backend is None else {"backend": self.backend}
+        while True:
+            self._lost.clear()
+            try:
+                client = await establish_connection(
+                    BleakClient,
+                    BLEDevice(address, self.device.id, None),
+                    self.device.id,
+                    disconnected_callback=self._disconnected,
+                    max_attempts=CONNECT_ATTEMPTS,
+                    **options,
+                )
+            except (BleakError, OSError, TimeoutError) as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "lock %s: cannot connect: %s; retrying in %.1f s", self.device.id, exc, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            try:
+                await client.start_notify(STATE_UUID, self._on_state)
+                state = await client.read_gatt_char(STATE_UUID)
+                self._notifications.put_nowait((bytes(state), True))
+                self._client = client
+                self.connects += 1
+                self.connected.set()
+                backoff.reset()
+                log.info("lock %s connected", self.device.id)
+                await self._lost.wait()
+                log.warning("lock %s: link lost; connecting again", self.device.id)
+            except (BleakError, OSError, TimeoutError) as exc:
+                log.warning("lock %s: link failed: %s", self.device.id, exc)
+                await asyncio.sleep(backoff.next_delay())
+            finally:
+                self.connected.clear()
+                self._client = None
+                try:
+                    await client.disconnect()
+                except (BleakError, OSError, TimeoutError) as exc:
+                    log.debug("lock %s: disconnect: %s", self.device.id, exc)
+
+    def _disconnected(self, _client: BleakClient) -> None:
+        self._lost.set()
+
+    def _on_state(self, _characteristic: BleakGATTCharacteristic, data: bytearray) -> None:
+        try:
+            self._notifications.put_nowait((bytes(data), False))
+        except asyncio.QueueFull:
+            self.pipeline.counters.drop(DropReason.QUEUE_FULL, self.source, "notifications")
+
+    async def _consume(self) -> None:
+        while True:
+            data, initial = await self._notifications.get()
+            try:
+                status = decode_status(data)
+            except UnexpectedValue as exc:
+                self.pipeline.counters.drop(DropReason.UNEXPECTED_VALUE, self.source, str(exc))
+                continue
+            except CodecError as exc:
+                self.pipeline.counters.drop(DropReason.MALFORMED, self.source, str(exc))
+                continue
+            await self.pipeline.accept(
+                self.device, status.observations(initial=initial), source=self.source
+            )

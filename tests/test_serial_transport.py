@@ -1,0 +1,316 @@
+"""The serial transport through a real pseudo-terminal pair, opened by path with pyserial.
+
+The port's path is a symlink to the pty's slave side, as udev's /dev/serial/by-id links
+are: unplugging closes the pty and removes the link; plugging in again makes a new pty
+(with a new /dev/pts number) behind the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import tty
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from devices import Event, Priority
+from devices.codecs.nmea import encode_sentence
+from devices.codecs.radio import FrameType, RadioFrame, Trigger, encode_frame
+from gateway import DropReason, GatewayConfig, InputCounters, Pipeline, Registry, Store
+from gateway.readings import ReadingsBuffer
+from gateway.transports.serial import SerialTransport
+
+from .conftest import SHARED_DATA
+from .servers import wait_until
+
+PENDANT = 0x00A1B2C3
+SMOKE = 0x00A1B2C4
+
+
+class PtyCable:
+    """A serial device on the end of a cable that can be pulled out and put back."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self.master: int | None = None
+        self.slave: int | None = None
+
+    def plug(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)  # no line discipline between the device and the gateway
+        self.link.unlink(missing_ok=True)
+        self.link.symlink_to(os.ttyname(self.slave))
+
+    def unplug(self) -> None:
+        for fd in (self.master, self.slave):
+            if fd is not None:
+                os.close(fd)
+        self.master = self.slave = None
+        self.link.unlink(missing_ok=True)
+
+    def write(self, data: bytes) -> None:
+        assert self.master is not None, "unplugged"
+        view = memoryview(data)
+        while view:
+            written = os.write(self.master, view)
+            view = view[written:]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(tmp_path / "gw.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+def make_config(tmp_path: Path, **port: object) -> GatewayConfig:
+    return GatewayConfig.model_validate(
+        {
+            "gateway": {"id": "gw-1"},
+            "serial": [
+                {"name": "radio1", "path": str(tmp_path / "ttyRADIO"), "protocol": "radio", **port},
+                {"name": "gps1", "path": str(tmp_path / "ttyGPS"), "protocol": "nmea", **port},
+            ],
+            "devices": [
+                {
+                    "id": "pendant-7",
+                    "transport": "radio",
+                    "type": "alarm_button",
+                    "port": "radio1",
+                    "radio_address": PENDANT,
+                    "home": "home-7",
+                    "resident": "res-7",
+                },
+                {
+                    "id": "smoke-7",
+                    "transport": "radio",
+                    "type": "smoke",
+                    "port": "radio1",
+                    "radio_address": SMOKE,
+                    "home": "home-7",
+                },
+                {
+                    "id": "gps-7",
+                    "transport": "nmea",
+                    "type": "gps_pendant",
+                    "port": "gps1",
+                    "home": "home-7",
+                    # The bu353s4 capture was logged at about 37.785 S, 175.315 E.
+                    "safe_zone": {"latitude": -37.785, "longitude": 175.315, "radius_m": 5000},
+                },
+            ],
+        }
+    )
+
+
+Rig = tuple[Pipeline, Callable[[str], SerialTransport], PtyCable, PtyCable]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, store: Store) -> AsyncIterator[Rig]:
+    config = make_config(tmp_path, lost_after_s=1.0)
+    readings = ReadingsBuffer(store)
+    pipeline = Pipeline("gw-1", Registry(config.devices), store, InputCounters(), readings=readings)
+    transports = {p.name: SerialTransport(p, pipeline) for p in config.serial}
+    radio, gps = PtyCable(tmp_path / "ttyRADIO"), PtyCable(tmp_path / "ttyGPS")
+    radio.plug()
+    gps.plug()
+    tasks = [asyncio.create_task(t.run()) for t in transports.values()]
+    for t in transports.values():
+        await asyncio.wait_for(t.connected.wait(), 10)
+    yield pipeline, transports.__getitem__, radio, gps
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    radio.unplug()
+    gps.unplug()
+
+
+async def events(store: Store) -> list[Event]:
+    return [p.event for p in await store.pending(1000)]
+
+
+def press(seq: int, address: int = PENDANT) -> bytes:
+    return encode_frame(RadioFrame(FrameType.ALARM, address, seq, bytes([Trigger.BUTTON])))
+
+
+async def wait_for_events(store: Store, n: int) -> list[Event]:
+    async def enough() -> bool:
+        return len(await events(store)) >= n
+
+    await wait_until(enough)
+    return await events(store)
+
+
+async def test_a_radio_press_through_the_pty_is_a_critical_event(rig: Rig, store: Store) -> None:
+    pipeline, _, radio, _ = rig
+    # The pendant repeats each press three times, as social-alarm radios do.
+    radio.write(press(41) * 3)
+    (event,) = await wait_for_events(store, 1)
+    assert (event.kind, event.priority, event.device_id, event.resident_id) == (
+        "alarm_button",
+        Priority.CRITICAL,
+        "pendant-7",
+        "res-7",
+    )
+    assert event.detail == {"seq": 41, "trigger": "button"}
+    await wait_until(lambda: pipeline.counters.dropped[DropReason.DUPLICATE] == 2)
+    radio.write(press(42))  # a new press: the next sequence number
+    assert [e.kind for e in await wait_for_events(store, 2)] == ["alarm_button"] * 2
+
+
+async def test_noise_and_bad_frames_are_counted_and_good_frames_still_arrive(
+    rig: Rig, store: Store
+) -> None:
+    pipeline, _, radio, _ = rig
+    bad_crc = bytearray(press(1))
+    bad_crc[-1] ^= 0xFF
+    unknown_trigger = encode_frame(RadioFrame(FrameType.ALARM, PENDANT, 2, b"\x7f"))
+    stranger = press(3, address=0x0BADBEEF)
+    rng = random.Random(7)
+    noise = bytes(rng.randrange(256) for _ in range(300)).replace(b"\xa5", b"\x00")
+    smoke = encode_frame(RadioFrame(FrameType.ALARM, SMOKE, 4, bytes([Trigger.SMOKE])))
+    stream = noise + bytes(bad_crc) + unknown_trigger + stranger + noise + press(5) + smoke
+    for i in range(0, len(stream), 7):  # a slow line: small chunks
+        radio.write(stream[i : i + 7])
+    found = await wait_for_events(store, 2)
+    assert sorted(e.kind for e in found) == ["alarm_button", "smoke"]
+    dropped = pipeline.counters.dropped
+    assert dropped[DropReason.MALFORMED] >= 2  # the bad CRC and the unknown trigger
+    assert dropped[DropReason.UNKNOWN_DEVICE] == 1
+    (stranger_entry,) = await store.discovered()
+    assert (stranger_entry.transport, stranger_entry.address) == ("radio", "radio1/0BADBEEF")
+
+
+async def test_check_ins_set_battery_and_signal(rig: Rig) -> None:
+    pipeline, _, radio, _ = rig
+    check_in = RadioFrame(FrameType.CHECK_IN, PENDANT, 9, bytes([77, 256 - 71]))
+    radio.write(encode_frame(check_in))
+    device = pipeline.registry.get("pendant-7")
+    assert device is not None
+    await wait_until(lambda: device.status.battery_pct == 77)
+    assert device.status.rssi_dbm == -71
+
+
+async def test_unplug_and_replug_carries_on(rig: Rig, store: Store) -> None:
+    _, transport, radio, _ = rig
+    port = transport("radio1")
+    radio.write(press(10))
+    await wait_for_events(store, 1)
+    radio.unplug()
+    await wait_until(lambda: not port.connected.is_set())
+    assert port.unplugs == 1
+    await asyncio.sleep(0.3)
+    radio.plug()  # a new pty behind the same path
+    await asyncio.wait_for(port.connected.wait(), 10)
+    radio.write(press(11))
+    assert len(await wait_for_events(store, 2)) == 2
+    assert port.opens == 2
+
+
+async def test_a_port_away_too_long_is_radio_lost_and_restored_on_return(
+    rig: Rig, store: Store
+) -> None:
+    _, transport, radio, _ = rig
+    port = transport("radio1")
+    radio.unplug()
+    found = await wait_for_events(store, 2)  # lost_after_s = 1 in this rig
+    assert sorted((e.kind, e.device_id, e.restore) for e in found) == [
+        ("radio_lost", "pendant-7", False),
+        ("radio_lost", "smoke-7", False),
+    ]
+    assert all(e.priority is Priority.NORMAL for e in found)
+    assert port.lost
+    radio.plug()
+    found = await wait_for_events(store, 4)
+    assert sorted((e.device_id, e.restore) for e in found if e.restore) == [
+        ("pendant-7", True),
+        ("smoke-7", True),
+    ]
+
+
+async def test_a_missing_port_at_start_is_retried_until_it_appears(
+    tmp_path: Path, store: Store
+) -> None:
+    config = make_config(tmp_path)
+    pipeline = Pipeline("gw-1", Registry(config.devices), store, InputCounters())
+    port = SerialTransport(config.serial[0], pipeline)
+    task = asyncio.create_task(port.run())
+    try:
+        await wait_until(lambda: port.open_failures >= 2)
+        assert not port.connected.is_set()
+        cable = PtyCable(tmp_path / "ttyRADIO")
+        cable.plug()
+        await asyncio.wait_for(port.connected.wait(), 10)
+        cable.write(press(1))
+        assert len(await wait_for_events(store, 1)) == 1
+        cable.unplug()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_real_gps_capture_through_the_pty_gives_positions(rig: Rig, store: Store) -> None:
+    pipeline, _, _, gps = rig
+    capture = (SHARED_DATA / "nmea" / "bu353s4.log").read_bytes()
+    body = b"".join(
+        line + b"\n" for line in capture.split(b"\n") if line.strip() and not line.startswith(b"#")
+    )
+    rng = random.Random(3)
+    i = 0
+    while i < len(body):
+        n = rng.randint(1, 64)
+        gps.write(body[i : i + n])
+        i += n
+    device = pipeline.registry.get("gps-7")
+    assert device is not None
+    await wait_until(lambda: pipeline.counters.accepted["reading"] >= 40)
+    assert pipeline.counters.dropped[DropReason.MALFORMED] == 0
+    readings = pipeline._readings
+    assert readings is not None
+    await readings.flush()
+    rows = await store.readings(100_000)
+    latitudes = [r.value for r in rows if r.metric == "latitude" and r.device_id == "gps-7"]
+    assert latitudes and all(-37.79 < lat < -37.78 for lat in latitudes)
+    assert await events(store) == []  # inside the safe zone: no alarm
+
+
+def sentence(lat: float, lon: float) -> bytes:
+    def dm(value: float, degree_digits: int, hemis: str) -> str:
+        d = int(abs(value))
+        minutes = (abs(value) - d) * 60
+        return f"{d:0{degree_digits}d}{minutes:07.4f},{hemis[value < 0]}"
+
+    body = f"GPGGA,020000.00,{dm(lat, 2, 'NS')},{dm(lon, 3, 'EW')},1,08,0.9,10.0,M,0.0,M,,"
+    return encode_sentence(body)
+
+
+async def test_leaving_the_safe_zone_is_a_high_alarm_and_coming_back_a_restore(
+    rig: Rig, store: Store
+) -> None:
+    pipeline, _, _, gps = rig
+    walk = [(-37.785, 175.315), (-37.755, 175.315), (-37.695, 175.315), (-37.685, 175.315)]
+    for lat, lon in walk:  # 0 m, 3.3 km, 10 km (out), 11 km (still out)
+        gps.write(sentence(lat, lon))
+    (event,) = await wait_for_events(store, 1)
+    assert (event.kind, event.priority, event.restore) == ("geofence_exit", Priority.HIGH, False)
+    assert event.detail["latitude"] == pytest.approx(-37.695, abs=1e-4)
+    accepted = pipeline.counters.accepted["reading"]
+    gps.write(sentence(-37.741, 175.315))  # 4.9 km: inside the edge, not yet well inside
+    await wait_until(lambda: pipeline.counters.accepted["reading"] > accepted)
+    assert len(await events(store)) == 1  # no restore yet: a walk along the edge is one exit
+    gps.write(sentence(-37.775, 175.315))  # back home
+    found = await wait_for_events(store, 2)
+    assert [(e.kind, e.restore) for e in found] == [
+        ("geofence_exit", False),
+        ("geofence_exit", True),
+    ]
+
+
+async def test_a_receiver_at_the_nmea_standard_rate_by_default(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    assert [p.speed for p in config.serial] == [115_200, 4800]
