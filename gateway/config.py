@@ -234,7 +234,13 @@ DeviceConfig = Annotated[
     | Annotated[RadioDevice, Tag("radio")]
     | Annotated[GpsDevice, Tag("nmea")]
     | Annotated[CameraDevice, Tag("camera")],
-    Discriminator(_transport_of),
+    Discriminator(
+        _transport_of,
+        custom_error_type="transport",
+        custom_error_message=(
+            "transport must be zigbee2mqtt, ble, ble_lock, radio, nmea or camera"
+        ),
+    ),
 ]
 
 

@@ -8,6 +8,7 @@ import json
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from itertools import count
 
@@ -32,6 +33,7 @@ _SUBTOPICS = ("availability", "action", "set", "get")
 # An identical message from the same device within this window is a redelivery (the
 # broker resends what the gateway had not acknowledged, e.g. across a restart).
 DUPLICATE_WINDOW_S = 10.0
+MAX_RECENT_INPUTS = 50_000
 # An unknown device is written to the discovered list at most this often.
 DISCOVERED_NOTE_S = 60.0
 
@@ -65,12 +67,14 @@ class Pipeline:
         # Ids must never repeat across restarts: a boot id plus a counter.
         self._boot = uuid.uuid4().hex
         self._seq = count()
-        self._recent: dict[tuple[str, bytes], float] = {}
+        # Oldest first, so expiry takes from the front: amortised O(1) per message.
+        self._recent: OrderedDict[tuple[str, bytes], float] = OrderedDict()
         self._signal_state: dict[tuple[str, Signal], bool] = {}
 
     async def load(self) -> None:
         """Pick up what the previous run saw last, before the first message arrives."""
-        self._recent = await self.store.recent_inputs(self._clock() - DUPLICATE_WINDOW_S)
+        recent = await self.store.recent_inputs(self._clock() - DUPLICATE_WINDOW_S)
+        self._recent = OrderedDict(sorted(recent.items(), key=lambda item: item[1]))
 
     # -- Zigbee2MQTT --------------------------------------------------------------------
     async def handle_zigbee2mqtt(self, topic: str, payload: bytes) -> None:
@@ -145,10 +149,16 @@ class Pipeline:
 
     def _is_duplicate(self, device_id: str, digest: bytes) -> bool:
         now = self._clock()
-        if len(self._recent) > 50_000:  # keep memory bounded under a flood
-            self._recent = {k: t for k, t in self._recent.items() if now - t < DUPLICATE_WINDOW_S}
-        seen = self._recent.get((device_id, digest))
-        self._recent[(device_id, digest)] = now
+        key = (device_id, digest)
+        seen = self._recent.pop(key, None)
+        self._recent[key] = now
+        recent = self._recent
+        while recent:
+            oldest = next(iter(recent.values()))
+            # Memory stays bounded under a flood: past the cap, the oldest are forgotten.
+            if now - oldest < DUPLICATE_WINDOW_S and len(recent) <= MAX_RECENT_INPUTS:
+                break
+            recent.popitem(last=False)
         return seen is not None and 0 <= now - seen < DUPLICATE_WINDOW_S
 
     # -- shared by every transport -----------------------------------------------------

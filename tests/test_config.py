@@ -40,6 +40,50 @@ def test_a_good_config_loads_with_defaults(tmp_path: Path) -> None:
     assert config.devices[0].type is DeviceType.ALARM_BUTTON
 
 
+GW = '[gateway]\nid = "gw-1"\n'
+SERIAL = '[[serial]]\nname = "radio1"\npath = "/dev/ttyUSB0"\nprotocol = "radio"\n'
+BAD_DEVICES = [
+    (
+        '[[devices]]\nid = "b"\ntransport = "ble"\ntype = "smoke"\naddress = "AA:BB"\nhome = "h"',
+        ["devices.0.address", "pattern"],
+    ),
+    (
+        '[[devices]]\nid = "b"\ntransport = "ble"\ntype = "smoke"\n'
+        'address = "AA:BB:CC:DD:EE:FF"\nbindkey = "xyz"\nhome = "h"',
+        ["devices.0.bindkey"],
+    ),
+    (
+        '[[devices]]\nid = "r"\ntransport = "radio"\ntype = "smoke"\nport = "radio9"\n'
+        'radio_address = 1\nhome = "h"',
+        ["no [[serial]] port named 'radio9'"],
+    ),
+    (
+        '[[devices]]\nid = "r"\ntransport = "radio"\ntype = "smoke"\nport = "radio1"\n'
+        'radio_address = 4294967296\nhome = "h"',
+        ["devices.0.radio_address"],
+    ),
+    (
+        '[[devices]]\nid = "g"\ntransport = "nmea"\ntype = "gps_pendant"\nport = "radio1"\n'
+        'home = "h"',
+        ["speaks radio, not nmea"],
+    ),
+    (
+        '[[devices]]\nid = "c"\ntransport = "camera"\ntype = "smoke"\n'
+        'url = "http://cam/x.mjpg"\nhome = "h"',
+        ["camera device must be of type camera"],
+    ),
+    (
+        '[[devices]]\nid = "c"\ntransport = "camera"\ntype = "camera"\n'
+        'url = "file:///etc/passwd"\nhome = "h"',
+        ["devices.0.url"],
+    ),
+    (
+        '[[devices]]\nid = "x"\ntransport = "telegraph"\ntype = "smoke"\nhome = "h"',
+        ["devices.0: transport must be zigbee2mqtt, ble"],
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("text", "names"),
     [
@@ -54,6 +98,9 @@ def test_a_good_config_loads_with_defaults(tmp_path: Path) -> None:
         ),
         (GOOD + GOOD.split("[[devices]]")[1].join(["[[devices]]", ""]), ["same id"]),
         ("[gateway\nid=1", ["not valid TOML"]),
+        *[(f"{GW}\n{SERIAL}\n{device}", names) for device, names in BAD_DEVICES],
+        (f"{GW}\n{SERIAL}\n{SERIAL}", ["same name"]),
+        (f'{GW}\n[ble]\nbackend = "radio"', ["ble.backend", "'bleak' or 'sim'"]),
     ],
 )
 def test_errors_name_the_file_the_key_and_what_was_expected(text: str, names: list[str]) -> None:
@@ -100,6 +147,15 @@ def test_the_compose_gateway_config_is_valid_and_matches_the_simulated_home() ->
     config = load_config(ROOT / "docker" / "gateway.toml")
     simulated = {d.friendly_name: d.type for d in demo_home("home-1").values()}
     assert {d.address: d.type for d in config.devices} == simulated
+
+
+def test_the_readmes_gateway_example_is_valid() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```toml\n[gateway]") + len("```toml\n")
+    config = parse_config(readme[start : readme.index("```", start)], "README.md")
+    transports = {d.transport for d in config.devices}
+    assert transports == {"zigbee2mqtt", "ble", "radio", "nmea", "ble_lock", "camera"}
+    assert [p.speed for p in config.serial] == [115_200, 4800]
 
 
 def test_cli_registers_gateways_and_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -194,3 +194,20 @@ def test_backoff_is_jittered_capped_and_urgent_when_an_alarm_waits() -> None:
     assert all(backoff.next_delay(urgent=True) <= 0.5 for _ in range(20))
     backoff.reset()
     assert backoff.next_delay() <= 0.5
+
+
+async def test_the_duplicate_memory_is_bounded_and_expires_oldest_first(
+    pipeline: Pipeline, store: Store, clock: Clock
+) -> None:
+    from gateway.pipeline import MAX_RECENT_INPUTS
+
+    device = pipeline.registry.get("door-1")
+    assert device is not None
+    for n in range(MAX_RECENT_INPUTS + 500):  # a flood of distinct messages in one instant
+        assert not pipeline._is_duplicate("door-1", n.to_bytes(4, "big"))
+    assert len(pipeline._recent) == MAX_RECENT_INPUTS
+    assert pipeline._is_duplicate("door-1", (MAX_RECENT_INPUTS + 499).to_bytes(4, "big"))
+    assert not pipeline._is_duplicate("door-1", (0).to_bytes(4, "big"))  # forgotten first
+    clock.now += 11  # past the window: everything before expires with the next message
+    assert not pipeline._is_duplicate("door-1", b"new")
+    assert len(pipeline._recent) == 1

@@ -68,7 +68,7 @@ def gateway_run(
     ),
     log_level: LogLevel = "info",
 ) -> None:
-    """Run the gateway with a TOML configuration (see docs/gateway.md)."""
+    """Run the gateway with a TOML configuration (README.md, "Gateway", has an example)."""
     from gateway import ConfigError, Gateway, load_config
 
     _logging(log_level)
