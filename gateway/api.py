@@ -104,9 +104,10 @@ def create_api(gateway: Gateway) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         state = await snapshot(gateway)
-        healthy = state["dispatch_uplink"] == "connected" and state["zigbee2mqtt"] == "connected"
-        state["status"] = "ok" if healthy else "degraded"
-        return JSONResponse(state, status_code=200 if healthy else 503)
+        problems = _problems(state)
+        state["status"] = "ok" if not problems else "degraded"
+        state["problems"] = problems
+        return JSONResponse(state, status_code=200 if not problems else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -151,7 +152,29 @@ def create_api(gateway: Gateway) -> FastAPI:
         )
         for kind, n in gateway.counters.accepted.items():
             accepted.add_metric([kind], n)
-        dynamic.families = [depth, age, buffered, up, dropped, readings_dropped, accepted]
+        for name, status in state["serial"].items():
+            up.add_metric([f"serial:{name}"], status == "open")
+        if state["ble"] is not None:
+            up.add_metric(["ble"], state["ble"] == "scanning")
+        devices = GaugeMetricFamily(
+            "trygg_gateway_devices", "Registered devices by supervision state", labels=["state"]
+        )
+        counts = {"ok": 0, "silent": 0, "radio_lost": 0}
+        for device in gateway.registry:
+            s = device.status
+            counts["radio_lost" if s.radio_lost else "silent" if s.silent else "ok"] += 1
+        for label, n in counts.items():
+            devices.add_metric([label], n)
+        dynamic.families = [
+            depth,
+            age,
+            buffered,
+            up,
+            dropped,
+            readings_dropped,
+            accepted,
+            devices,
+        ]
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/devices")
@@ -196,6 +219,19 @@ def create_api(gateway: Gateway) -> FastAPI:
         return Response(status_code=204)
 
     return app
+
+
+def _problems(state: dict[str, Any]) -> list[str]:
+    """What makes the gateway degraded: an uplink or a transport it was told to use down."""
+    problems = []
+    if state["dispatch_uplink"] != "connected":
+        problems.append("dispatch uplink disconnected")
+    if state["zigbee2mqtt"] != "connected":
+        problems.append("zigbee2mqtt broker disconnected")
+    problems += [f"serial port {n} closed" for n, s in state["serial"].items() if s != "open"]
+    if state["ble"] not in (None, "scanning"):
+        problems.append("BLE not scanning")
+    return problems
 
 
 def _is_loopback(host: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -16,19 +17,31 @@ from pathlib import Path
 
 import asyncpg
 
+# Ports for servers the tests start are picked below the kernel's ephemeral range
+# (32768-60999 on Linux), from which every client connection and every bind to port 0
+# takes its port: a port picked there could be taken before the server binds it.
+_PORTS = (20_000, 32_000)
+_rng = random.Random()
+
+
+def _free(kind: socket.SocketKind) -> int:
+    for _ in range(1000):
+        port = _rng.randrange(*_PORTS)
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return _free(socket.SOCK_STREAM)
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return _free(socket.SOCK_DGRAM)
 
 
 def wait_port(port: int, limit_s: float = 10.0) -> None:

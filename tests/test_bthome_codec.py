@@ -143,3 +143,40 @@ def test_arbitrary_bytes_raise_only_codec_errors(payload: bytes, keyed: bool) ->
     key = bytes(range(16)) if keyed else None
     with contextlib.suppress(CodecError):
         BthomeDecoder(DeviceType.ALARM_BUTTON, "A4:C1:38:00:00:04", key).decode(payload)
+
+
+@given(
+    st.integers(0, 255),
+    st.integers(0, 100),
+    st.sampled_from(["press", "double_press", "long_press"]),
+    st.integers(0, 2**32 - 1),
+    st.binary(min_size=16, max_size=16),
+)
+def test_the_simulators_encrypted_advertisements_decode(
+    packet_id: int, battery: int, button: str, counter: int, key: bytes
+) -> None:
+    from trygg_sim.bthome import advertisement, objects
+
+    mac = "B4:35:22:F5:3D:A4"
+    body = objects(packet_id=packet_id, battery=battery, button=button)
+    data = advertisement(body, trigger_based=True, bindkey=key, mac=mac, counter=counter)
+    decoded = BthomeDecoder(DeviceType.ALARM_BUTTON, mac, key).decode(data)
+    assert decoded.sequence == packet_id
+    assert decoded.readings == (("battery_pct", float(battery)),)
+    (press,) = decoded.signals
+    assert (press.signal, press.detail) == (Signal.BUTTON_PRESS, {"action": button})
+
+
+def test_the_simulator_encrypts_exactly_as_the_real_button_did() -> None:
+    from trygg_sim.bthome import advertisement, objects
+
+    case = next(c for c in CASES if c["case_id"] == "enc_button")
+    body = objects(packet_id=7, battery=100, button="press")
+    data = advertisement(
+        body,
+        trigger_based=True,
+        bindkey=bytes.fromhex(case["bindkey"]),
+        mac=case["mac"],
+        counter=0x1BA,
+    )
+    assert data.hex() == case["payload_hex"]

@@ -246,3 +246,24 @@ async def test_the_cli_says_clearly_when_no_gateway_answers(tmp_path: Path) -> N
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
     assert "is not answering" in err.decode()
+
+
+async def test_health_names_a_closed_serial_port_and_metrics_count_device_states(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    extra: dict[str, object] = {
+        "api": {"port": 0},
+        "serial": [{"name": "radio1", "path": str(tmp_path / "no-such-tty"), "protocol": "radio"}],
+    }
+    async with Gateway(gateway_config(mosquitto, tmp_path / "gw.db", extra=extra)) as gateway:
+        await asyncio.wait_for(gateway.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gateway.uplink.connected.wait(), 10)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.api_port}") as http:
+            health = await http.get("/healthz")
+            assert health.status_code == 503
+            assert health.json()["problems"] == ["serial port radio1 closed"]
+            metrics = (await http.get("/metrics")).text
+            assert 'trygg_gateway_uplink_connected{uplink="serial:radio1"} 0.0' in metrics
+            assert 'trygg_gateway_devices{state="ok"} 4.0' in metrics
+            # Without a token, the technician routes answer on loopback.
+            assert (await http.get("/devices")).status_code == 200

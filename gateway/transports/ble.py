@@ -38,10 +38,6 @@ log = logging.getLogger("trygg.gateway.ble")
 MAX_DATAGRAM = 2048
 
 
-class BleTransportError(Exception):
-    """The BLE scanner could not be started or stopped."""
-
-
 class SimScanner(BaseBleakScanner):
     """A bleak scanner backend fed over UDP by the simulator: there is no radio here."""
 
