@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from .devices_cli import devices_app
+from .runner import LogLevel, configure_logging, run_until_signal
+from .sim_cli import sim_app
 
 app = typer.Typer(
     help="Trygg: open welfare technology for home care. Alarms, sensors, GPS, cameras and locks.",
@@ -20,22 +19,10 @@ app = typer.Typer(
 )
 gateway_app = typer.Typer(help="The on-premise gateway.", no_args_is_help=True)
 cloud_app = typer.Typer(help="The central dispatch service.", no_args_is_help=True)
-sim_app = typer.Typer(help="Simulated devices speaking the real transports.", no_args_is_help=True)
 app.add_typer(gateway_app, name="gateway")
 gateway_app.add_typer(devices_app, name="devices")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(sim_app, name="sim")
-
-LogLevel = Annotated[str, typer.Option(help="debug, info, warning or error")]
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    logging.getLogger("amqtt").setLevel(logging.WARNING)
-    logging.getLogger("transitions").setLevel(logging.WARNING)
 
 
 @app.command()
@@ -56,7 +43,7 @@ def demo(
     """Run everything on this machine: simulated homes, gateway, dispatch and console."""
     from .demo import DemoOptions, run_demo
 
-    _logging(log_level)
+    configure_logging(log_level)
     options = DemoOptions(host, port, mqtt_port, data_dir, homes, alarm_every, fresh=not keep)
     asyncio.run(run_demo(options))
 
@@ -71,13 +58,13 @@ def gateway_run(
     """Run the gateway with a TOML configuration (README.md, "Gateway", has an example)."""
     from gateway import ConfigError, Gateway, load_config
 
-    _logging(log_level)
+    configure_logging(log_level)
     try:
         settings = load_config(config)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    asyncio.run(_run_until_signal(Gateway(settings).run_forever()))
+    asyncio.run(run_until_signal(Gateway(settings).run_forever()))
 
 
 @gateway_app.command("check-config")
@@ -110,7 +97,7 @@ def cloud_run(
 
     from .serve import make_server, stop_on_signals
 
-    _logging(log_level)
+    configure_logging(log_level)
     server = make_server(create_app(CloudSettings()), host, port)
 
     async def serve() -> None:
@@ -172,43 +159,3 @@ def cloud_add_gateway(
 
     asyncio.run(add())
     typer.echo(f"gateway {gateway_id} in {org}")
-
-
-@sim_app.command("run")
-def sim_run(
-    host: Annotated[str, typer.Option(help="MQTT broker the gateway listens to")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="MQTT broker port")] = 1883,
-    homes: Annotated[int, typer.Option(min=1, max=1000)] = 1,
-    alarm_every: Annotated[
-        float, typer.Option(min=1.0, help="seconds between alarms per home")
-    ] = 45.0,
-    seed: Annotated[int | None, typer.Option(help="seed for a reproducible run")] = None,
-    log_level: LogLevel = "info",
-) -> None:
-    """Play simulated Zigbee2MQTT homes (home-N/pendant, home-N/front_door, ...) to a broker."""
-    from trygg_sim import SimulatedHome, run_homes
-
-    _logging(log_level)
-    sims = [
-        SimulatedHome(
-            f"home-{i}", alarm_every_s=alarm_every, seed=None if seed is None else seed + i
-        )
-        for i in range(1, homes + 1)
-    ]
-    asyncio.run(_run_until_signal(run_homes(host, port, sims)))
-
-
-async def _run_until_signal(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` until it ends or SIGINT/SIGTERM arrives, then cancel it cleanly."""
-    from .serve import stop_on_signals
-
-    stop = asyncio.Event()
-    stop_on_signals(stop)
-    task = asyncio.create_task(main)
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if not task.done():
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -150,6 +150,8 @@ class BthomeDecoder:
                 readings.append((metric + suffix, float(number)))
         for key, value in update.binary_entity_values.items():
             signal = SIGNALS.get(_base(key.key))
+            if signal is Signal.MOTION and self.device_type is DeviceType.BED_SENSOR:
+                signal = Signal.BED_OCCUPIED  # a bed sensor's presence is someone in bed
             if signal is not None and isinstance(value.native_value, bool):
                 signals.append(SignalState(signal, value.native_value))
         for key, event in update.events.items():

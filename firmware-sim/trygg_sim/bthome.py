@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
+from devices.codecs.bthome import BTHOME_UUID
+
+__all__ = ["BINARY", "BTHOME_UUID", "BUTTON_EVENTS", "advertisement", "objects"]
+
 UUID16_LE = bytes.fromhex("d2fc")
 _VERSION_2 = 0x40
 _ENCRYPTED = 0x01
@@ -18,14 +22,19 @@ _TRIGGER_BASED = 0x04
 # Object ids (bthome.io/format), the few a home-care device sends.
 PACKET_ID = 0x00
 BATTERY = 0x01
-TEMPERATURE = 0x02  # sint16, 0.01 °C
 BUTTON = 0x3A
-SMOKE = 0x29
-MOTION = 0x21
-OPENING = 0x11
-MOISTURE = 0x20
-TAMPER = 0x2C  # binary: 1 = tampered
-FIRMWARE_4 = 0xF1
+BINARY = {  # binary sensors, by the name objects() takes
+    "opening": 0x11,
+    "battery_low": 0x15,
+    "carbon_monoxide": 0x17,
+    "door": 0x1A,
+    "moisture": 0x20,
+    "motion": 0x21,
+    "occupancy": 0x23,
+    "smoke": 0x29,
+    "tamper": 0x2B,
+    "vibration": 0x2C,
+}
 
 BUTTON_EVENTS = {"none": 0, "press": 1, "double_press": 2, "triple_press": 3, "long_press": 4}
 
@@ -43,10 +52,8 @@ def objects(
         out += bytes([PACKET_ID, packet_id & 0xFF])
     if battery is not None:
         out += bytes([BATTERY, max(0, min(100, battery))])
-    ids = {"opening": OPENING, "moisture": MOISTURE, "motion": MOTION, "smoke": SMOKE}
-    ids["tamper"] = TAMPER
-    for name, value in sorted(binary.items(), key=lambda item: ids[item[0]]):
-        out += bytes([ids[name], 1 if value else 0])
+    for name, value in sorted(binary.items(), key=lambda item: BINARY[item[0]]):
+        out += bytes([BINARY[name], 1 if value else 0])
     if button is not None:
         out += bytes([BUTTON, BUTTON_EVENTS[button]])
     return bytes(out)

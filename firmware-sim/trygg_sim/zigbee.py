@@ -45,6 +45,22 @@ class SimulatedZigbeeDevice:
         )
 
 
+def initial_state(kind: DeviceType) -> dict[str, Any]:
+    """What a device of this type reports before anything happens."""
+    initial: dict[DeviceType, dict[str, Any]] = {
+        DeviceType.ALARM_BUTTON: {"action": ""},
+        DeviceType.FALL_DETECTOR: {"action": "", "fall": False},
+        DeviceType.DOOR_CONTACT: {"contact": True},
+        DeviceType.MOTION: {"occupancy": False},
+        DeviceType.BED_SENSOR: {"occupancy": True},
+        DeviceType.SMOKE: {"smoke": False, "battery_low": False},
+        DeviceType.CO: {"carbon_monoxide": False},
+        DeviceType.WATER_LEAK: {"water_leak": False},
+        DeviceType.DIGITAL_LOCK: {"state": "LOCK", "lock_state": "locked", "action": ""},
+    }
+    return dict(initial.get(kind, {}))
+
+
 def demo_home(home: str, base_topic: str = "zigbee2mqtt") -> dict[str, SimulatedZigbeeDevice]:
     """The devices of one simulated flat, keyed by role."""
 
