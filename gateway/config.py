@@ -6,7 +6,6 @@ gateway reads raw configuration.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from devices import DeviceType
+from devices.tomlfile import parse_toml, read_text
 from devices.wire import GATEWAY_ID_PATTERN
 
 _NAME = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -308,21 +308,8 @@ def _describe(error: ValidationError) -> str:
 
 
 def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    try:
-        return GatewayConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc)}") from exc
+    return parse_toml(text, source, GatewayConfig, ConfigError, _describe)
 
 
 def load_config(path: Path) -> GatewayConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text") from exc
-    return parse_config(text, str(path))
+    return parse_config(read_text(path, ConfigError), str(path))

@@ -122,6 +122,15 @@ def run_gateway(config: Path, logfile: Path, core: int | None) -> subprocess.Pop
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def rss_mb(pid: int) -> float:
     """Peak resident memory of a process (VmHWM), of the python under taskset."""
     for candidate in (pid, *_children(pid)):
@@ -200,12 +209,7 @@ def gateway_process(
         time.sleep(2.0)
         yield proc, store
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 # -- phases -------------------------------------------------------------------------------
@@ -406,12 +410,7 @@ def phase_sim_load(work: Path, seconds: float) -> dict[str, float]:
             "sim_load_catch_up_s": round(catch_up, 1),
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         broker.stop()
 
 

@@ -8,13 +8,12 @@ are: unplugging closes the pty and removes the link; plugging in again makes a n
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import tty
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from trygg_sim.serial import PtyPort
 
 from devices import Event, Priority
 from devices.codecs.nmea import encode_sentence
@@ -28,35 +27,6 @@ from .servers import wait_until
 
 PENDANT = 0x00A1B2C3
 SMOKE = 0x00A1B2C4
-
-
-class PtyCable:
-    """A serial device on the end of a cable that can be pulled out and put back."""
-
-    def __init__(self, link: Path) -> None:
-        self.link = link
-        self.master: int | None = None
-        self.slave: int | None = None
-
-    def plug(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)  # no line discipline between the device and the gateway
-        self.link.unlink(missing_ok=True)
-        self.link.symlink_to(os.ttyname(self.slave))
-
-    def unplug(self) -> None:
-        for fd in (self.master, self.slave):
-            if fd is not None:
-                os.close(fd)
-        self.master = self.slave = None
-        self.link.unlink(missing_ok=True)
-
-    def write(self, data: bytes) -> None:
-        assert self.master is not None, "unplugged"
-        view = memoryview(data)
-        while view:
-            written = os.write(self.master, view)
-            view = view[written:]
 
 
 @pytest.fixture
@@ -107,7 +77,7 @@ def make_config(tmp_path: Path, **port: object) -> GatewayConfig:
     )
 
 
-Rig = tuple[Pipeline, Callable[[str], SerialTransport], PtyCable, PtyCable]
+Rig = tuple[Pipeline, Callable[[str], SerialTransport], PtyPort, PtyPort]
 
 
 @pytest.fixture
@@ -116,7 +86,7 @@ async def rig(tmp_path: Path, store: Store) -> AsyncIterator[Rig]:
     readings = ReadingsBuffer(store)
     pipeline = Pipeline("gw-1", Registry(config.devices), store, InputCounters(), readings=readings)
     transports = {p.name: SerialTransport(p, pipeline) for p in config.serial}
-    radio, gps = PtyCable(tmp_path / "ttyRADIO"), PtyCable(tmp_path / "ttyGPS")
+    radio, gps = PtyPort(tmp_path / "ttyRADIO"), PtyPort(tmp_path / "ttyGPS")
     radio.plug()
     gps.plug()
     tasks = [asyncio.create_task(t.run()) for t in transports.values()]
@@ -243,7 +213,7 @@ async def test_a_missing_port_at_start_is_retried_until_it_appears(
     try:
         await wait_until(lambda: port.open_failures >= 2)
         assert not port.connected.is_set()
-        cable = PtyCable(tmp_path / "ttyRADIO")
+        cable = PtyPort(tmp_path / "ttyRADIO")
         cable.plug()
         await asyncio.wait_for(port.connected.wait(), 10)
         cable.write(press(1))

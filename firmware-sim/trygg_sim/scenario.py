@@ -10,7 +10,6 @@ configuration that hears exactly these devices; ``ScenarioRun`` plays the timeli
 from __future__ import annotations
 
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from devices import DeviceType, Priority
 from devices.catalog import CATALOG, EVENT_KINDS
 from devices.codecs.radio import Trigger
+from devices.tomlfile import parse_toml, read_text
 
 from .bthome import BINARY
 from .camera import Scene
@@ -273,14 +273,7 @@ def _describe(error: ValidationError) -> str:
 
 
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{source}: not valid TOML: {exc}") from exc
-    try:
-        return Scenario.model_validate(raw)
-    except ValidationError as exc:
-        raise ScenarioError(f"{source}: {_describe(exc)}") from exc
+    return parse_toml(text, source, Scenario, ScenarioError, _describe)
 
 
 def shipped() -> dict[str, Path]:
@@ -302,13 +295,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             names = ", ".join(sorted(known))
             raise ScenarioError(f"{name_or_path}: no such file or shipped scenario ({names})")
         path = known[str(name_or_path)]
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not UTF-8 text") from exc
-    return parse_scenario(text, str(path))
+    return parse_scenario(read_text(path, ScenarioError), str(path))
 
 
 def compare(expected: Counter[tuple[str, str]], alarms: Iterable[Mapping[str, Any]]) -> list[str]:
