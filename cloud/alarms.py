@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from enum import StrEnum
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -13,15 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from devices import Event, Priority, utc_now
 
 from .db import Alarm, EventRecord
+from .lifecycle import OPEN_STATES, SYSTEM, Action, AlarmState, Outcome, Plan, cas
 
-
-class AlarmState(StrEnum):
-    NEW = "new"
-    ACKNOWLEDGED = "acknowledged"
-    RESOLVED = "resolved"
-
-
-OPEN_STATES = (AlarmState.NEW.value, AlarmState.ACKNOWLEDGED.value)
 # Information events (a lock opened by staff, a check done) are kept, not queued.
 QUEUED_PRIORITIES = {Priority.CRITICAL, Priority.HIGH, Priority.NORMAL}
 
@@ -33,15 +28,41 @@ class Intake:
     created: bool
 
 
-class TransitionError(Exception):
-    """The alarm is not in a state that allows the action."""
+# Technical alarms end when their cause does: the device is back, the battery replaced.
+TECHNICAL_KINDS = frozenset(
+    {"device_silent", "radio_lost", "battery_low", "tamper", "lock_jammed", "gateway_offline"}
+)
+MERGE_WINDOW = timedelta(minutes=10)
 
 
-async def record_event(session: AsyncSession, org_id: str, gateway_id: str, event: Event) -> Intake:
+def _coordinate(value: object, limit: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and -limit <= number <= limit else None
+
+
+def _position(detail: dict[str, Any]) -> tuple[float, float] | None:
+    """Where the event says the resident is (a GPS pendant's fix), if it says so sanely."""
+    lat = _coordinate(detail.get("latitude"), 90)
+    lon = _coordinate(detail.get("longitude"), 180)
+    return None if lat is None or lon is None else (lat, lon)
+
+
+async def record_event(
+    session: AsyncSession,
+    org_id: str,
+    gateway_id: str,
+    event: Event,
+    *,
+    merge_window: timedelta = MERGE_WINDOW,
+) -> Intake:
     """Store one event exactly once and fold it into the queue. The caller commits.
 
     A repeated event id (a resend, a broker redelivery) changes nothing. A new event
-    for a device that already has an open alarm of that kind joins that alarm.
+    for a device whose open alarm of that kind had an event within ``merge_window``
+    joins that alarm (a count, and the latest position); a restore resolves an open
+    technical alarm and marks any other as restored.
     """
     now = utc_now()
     values = {
@@ -81,15 +102,21 @@ async def record_event(session: AsyncSession, org_id: str, gateway_id: str, even
 
     alarm: Alarm | None
     created = False
+    position = _position(event.detail)
     if event.restore:
         alarm = open_alarm
         if alarm is not None:
             alarm.restored_at = now
             alarm.updated_at = now
-    elif open_alarm is not None:
+            if alarm.kind in TECHNICAL_KINDS:
+                await _resolve_restored(session, alarm, now)
+    elif open_alarm is not None and _recent(open_alarm, now, merge_window):
         alarm = open_alarm
         alarm.event_count += 1
         alarm.updated_at = now
+        alarm.last_event_at = now
+        if position is not None:
+            alarm.latitude, alarm.longitude = position
     elif event.priority in QUEUED_PRIORITIES:
         alarm = Alarm(
             org_id=org_id,
@@ -102,11 +129,15 @@ async def record_event(session: AsyncSession, org_id: str, gateway_id: str, even
             priority=event.priority.value,
             priority_rank=event.priority.rank,
             state=AlarmState.NEW.value,
+            version=0,
             event_count=1,
             first_event_id=event.id,
             occurred_at=event.occurred_at,
             received_at=now,
             updated_at=now,
+            last_event_at=now,
+            latitude=position[0] if position else None,
+            longitude=position[1] if position else None,
             restored_at=None,
             acknowledged_by=None,
             acknowledged_at=None,
@@ -140,25 +171,24 @@ async def list_alarms(
     return list((await session.execute(query)).scalars())
 
 
-async def acknowledge(
-    session: AsyncSession, org_id: str, alarm_id: int, username: str
-) -> Alarm | None:
-    """None if the organisation has no such alarm; TransitionError if it is not new."""
-    alarm = (
-        await session.execute(
-            select(Alarm).where(Alarm.id == alarm_id, Alarm.org_id == org_id).with_for_update()
-        )
-    ).scalar_one_or_none()
-    if alarm is None:
-        return None
-    if alarm.state != AlarmState.NEW.value:
-        raise TransitionError(
-            f"alarm {alarm_id} is {alarm.state}"
-            + (f" (acknowledged by {alarm.acknowledged_by})" if alarm.acknowledged_by else "")
-        )
-    now = utc_now()
-    alarm.state = AlarmState.ACKNOWLEDGED.value
-    alarm.acknowledged_by = username
-    alarm.acknowledged_at = now
-    alarm.updated_at = now
-    return alarm
+def _recent(alarm: Alarm, now: datetime, window: timedelta) -> bool:
+    last = alarm.last_event_at or alarm.received_at
+    return now - last <= window
+
+
+async def _resolve_restored(session: AsyncSession, alarm: Alarm, now: datetime) -> None:
+    """A technical alarm whose cause went away: resolved by the system, on the record."""
+    await session.flush()  # the restored_at change first; the resolution compares versions
+    await session.refresh(alarm)
+    step = Plan(
+        AlarmState.RESOLVED,
+        {
+            "state": AlarmState.RESOLVED.value,
+            "updated_at": now,
+            "resolved_by": SYSTEM,
+            "resolved_at": now,
+            "outcome": Outcome.RESTORED.value,
+        },
+        {"outcome": Outcome.RESTORED.value},
+    )
+    await cas(session, alarm, Action.RESOLVE.value, SYSTEM, step, now)

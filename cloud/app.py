@@ -20,6 +20,7 @@ from .ingest import IngestWorker
 from .migrate import upgrade
 from .services import Services
 from .settings import CloudSettings
+from .supervision import GatewaySupervisor
 
 log = logging.getLogger("trygg.cloud")
 
@@ -33,15 +34,20 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         sessions = make_sessionmaker(engine)
         hub = AlarmHub()
         await upgrade(engine)
-        ingest = IngestWorker(settings, sessions, hub)
-        app.state.services = Services(settings, engine, sessions, hub, ingest)
-        task = asyncio.create_task(ingest.run(), name="ingest") if run_ingest else None
+        supervisor = GatewaySupervisor(sessions, hub)
+        ingest = IngestWorker(settings, sessions, hub, supervisor)
+        app.state.services = Services(settings, engine, sessions, hub, ingest, supervisor)
+        tasks = []
+        if run_ingest:
+            tasks.append(asyncio.create_task(ingest.run(), name="ingest"))
+            sweep = supervisor.run(settings.supervision_every_s)
+            tasks.append(asyncio.create_task(sweep, name="supervision"))
         log.info("dispatch service ready (%s)", engine.url.render_as_string(hide_password=True))
         try:
             yield
         finally:
             hub.close_all()
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

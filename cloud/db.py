@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, TypeDecorator
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -62,6 +62,9 @@ class Gateway(Base):
     name: Mapped[str] = mapped_column(String(200))
     last_seen_at: Mapped[datetime | None]
     online: Mapped[bool | None]
+    # What its heartbeats say of themselves, and since when it is away (cloud/supervision.py).
+    heartbeat_interval_s: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    offline_since: Mapped[datetime | None]
 
 
 class Alarm(Base):
@@ -85,6 +88,21 @@ class Alarm(Base):
     restored_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(100))
     acknowledged_at: Mapped[datetime | None]
+    # The lifecycle (cloud/lifecycle.py); ``version`` makes every transition a compare-and-set.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None]
+    assigned_to: Mapped[str | None] = mapped_column(String(100))
+    assigned_at: Mapped[datetime | None]
+    on_site_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
+    resolved_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    resolution_note: Mapped[str | None] = mapped_column(String(2000))
+    # The latest event folded into this alarm, and the latest position any of them carried.
+    last_event_at: Mapped[datetime | None]
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (
         Index("alarms_queue", "org_id", "state", "priority_rank", "received_at"),
@@ -106,6 +124,21 @@ class EventRecord(Base):
     restore: Mapped[bool]
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
+    detail: Mapped[dict[str, Any]]
+
+
+class AlarmTransition(Base):
+    """One step of an alarm's lifecycle: who did what, when, from which state."""
+
+    __tablename__ = "alarm_transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarms.id"), index=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    action: Mapped[str] = mapped_column(String(20))
+    from_state: Mapped[str] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    by: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime]
     detail: Mapped[dict[str, Any]]
 
 

@@ -13,13 +13,13 @@ import random
 import socket
 import time
 from collections import Counter
+from datetime import timedelta
 
 import aiomqtt
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from devices import utc_now
 from devices.wire import (
     DISPATCH_STATUS_TOPIC,
     MAX_MESSAGE_BYTES,
@@ -37,6 +37,7 @@ from .db import Gateway
 from .hub import AlarmHub
 from .schemas import AlarmChange, AlarmPublic
 from .settings import CloudSettings
+from .supervision import GatewaySupervisor
 
 log = logging.getLogger("trygg.cloud.ingest")
 
@@ -59,8 +60,11 @@ class IngestWorker:
         settings: CloudSettings,
         sessions: async_sessionmaker[AsyncSession],
         hub: AlarmHub,
+        supervisor: GatewaySupervisor,
     ) -> None:
         self.settings = settings
+        self.supervisor = supervisor
+        self.merge_window = timedelta(seconds=settings.alarm_merge_window_s)
         self.sessions = sessions
         self.hub = hub
         self.dropped: Counter[str] = Counter()
@@ -180,7 +184,9 @@ class IngestWorker:
                     # Not acked: the gateway keeps the event until it is registered.
                     self._drop("unknown_gateway", gateway_id, "gateway is not registered")
                     return
-                intake = await record_event(session, org_id, gateway_id, event)
+                intake = await record_event(
+                    session, org_id, gateway_id, event, merge_window=self.merge_window
+                )
                 change = None
                 if intake.alarm is not None:
                     public = AlarmPublic.model_validate(intake.alarm)
@@ -226,9 +232,8 @@ class IngestWorker:
                 if gateway is None:
                     self._drop("unknown_gateway", gateway_id, "gateway is not registered")
                     return
-                gateway.online = beat.state == "online"
-                if gateway.online:
-                    gateway.last_seen_at = utc_now()
+                changes = await self.supervisor.heartbeat(session, gateway, beat)
                 await session.commit()
+            self.supervisor.tell(changes)
         except DATABASE_ERRORS as exc:
             self._drop("database_error", gateway_id, str(exc).splitlines()[0][:200])

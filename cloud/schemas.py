@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, computed_field
 
@@ -28,12 +29,40 @@ class AlarmPublic(BaseModel):
     restored_at: datetime | None
     acknowledged_by: str | None
     acknowledged_at: datetime | None
+    claimed_by: str | None
+    claimed_at: datetime | None
+    assigned_to: str | None
+    assigned_at: datetime | None
+    on_site_at: datetime | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    outcome: str | None
+    resolution_note: str | None
+    last_event_at: datetime | None
+    latitude: float | None
+    longitude: float | None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def title(self) -> str:
         kind = EVENT_KINDS.get(self.kind)
         return kind.description if kind else self.kind
+
+
+class TransitionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    action: str
+    from_state: str
+    to_state: str
+    by: str
+    at: datetime
+    detail: dict[str, Any]
+
+
+class AlarmDetail(BaseModel):
+    alarm: AlarmPublic
+    history: list[TransitionPublic]
 
 
 class AlarmChange(BaseModel):

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from .hub import AlarmHub
 from .ingest import IngestWorker
 from .settings import CloudSettings
+from .supervision import GatewaySupervisor
 
 
 @dataclass(slots=True)
@@ -18,3 +19,4 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     hub: AlarmHub
     ingest: IngestWorker
+    supervisor: GatewaySupervisor

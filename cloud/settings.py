@@ -22,7 +22,10 @@ class CloudSettings(BaseSettings):
     mqtt_client_id: str = "trygg-cloud"
     secret_key: str = Field(default=DEVELOPMENT_SECRET, min_length=32)
     token_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400)
-    gateway_offline_after_s: int = Field(default=120, ge=10)
+    # How often to look for gateways silent past two heartbeat intervals.
+    supervision_every_s: float = Field(default=5.0, gt=0, le=60)
+    # Repeated events from one device within this time join its open alarm (a count).
+    alarm_merge_window_s: int = Field(default=600, ge=0, le=86400)
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> CloudSettings:

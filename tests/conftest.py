@@ -34,6 +34,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GATEWAY_ID = "gw-test-1"
 USERS = {
     "anna": ("org-a", "anna-pass", Role.OPERATOR),
+    "bert": ("org-a", "bert-pass", Role.OPERATOR),
+    "stina": ("org-a", "stina-pass", Role.SUPERVISOR),
     "tove": ("org-a", "tove-pass", Role.TECHNICIAN),
     "sara": ("org-a", "sara-pass", Role.STAFF),
     "olle": ("org-b", "olle-pass", Role.OPERATOR),

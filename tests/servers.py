@@ -339,3 +339,25 @@ class GatewayProcess:
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def one_broker_gateway(
+    workdir: Path,
+    broker_port: int,
+    gateway_id: str,
+    devices: list[dict[str, str]],
+    *,
+    store: Path | None = None,
+) -> GatewayProcess:
+    """A gateway process whose devices and dispatch service share one broker."""
+    config = workdir / "gateway.toml"
+    config.write_text(
+        gateway_toml(
+            gateway_id=gateway_id,
+            store=store or workdir / "gw.db",
+            z2m_port=broker_port,
+            uplink_port=broker_port,
+            devices=devices,
+        )
+    )
+    return GatewayProcess(config, workdir / "gateway.log")

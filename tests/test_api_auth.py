@@ -12,17 +12,26 @@ import pytest
 from cloud.security import Role, TokenClaims, issue_token
 from devices.wire import events_topic
 
-from .conftest import GATEWAY_ID, RunningCloud, envelope, publish
+from .conftest import GATEWAY_ID, USERS, RunningCloud, envelope, publish
 from .servers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
 
-# (method, path, roles allowed); {id} is an alarm of org-a.
-ROUTES = [
-    ("GET", "/api/v1/alarms", {"operator", "supervisor", "admin"}),
-    ("GET", "/api/v1/alarms/stream", {"operator", "supervisor", "admin"}),
-    ("POST", "/api/v1/alarms/{id}/acknowledge", {"operator", "supervisor"}),
+# (method, path, roles allowed, body); {id} is an alarm of org-a. Every route of the API is
+# here (test_the_route_table_covers_the_whole_api checks), so each is checked for all roles.
+HANDLERS = {"operator", "supervisor"}
+ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
+    ("GET", "/api/v1/alarms", {"operator", "supervisor", "admin"}, None),
+    ("GET", "/api/v1/alarms/stream", {"operator", "supervisor", "admin"}, None),
+    ("GET", "/api/v1/alarms/{id}", {"operator", "supervisor", "admin", "staff"}, None),
+    ("POST", "/api/v1/alarms/{id}/claim", HANDLERS, None),
+    ("POST", "/api/v1/alarms/{id}/release", HANDLERS, None),
+    ("POST", "/api/v1/alarms/{id}/acknowledge", HANDLERS, None),
+    ("POST", "/api/v1/alarms/{id}/assign", HANDLERS, {"staff": "sara"}),
+    ("POST", "/api/v1/alarms/{id}/on-site", {"operator", "supervisor", "staff"}, None),
+    ("POST", "/api/v1/alarms/{id}/resolve", HANDLERS, {"outcome": "help_given"}),
 ]
+UNAUTHENTICATED = {("POST", "/api/v1/auth/token"), ("GET", "/healthz")}
 
 
 async def make_alarm(cloud: RunningCloud, mosquitto: Mosquitto, n: int = 1) -> int:
@@ -50,13 +59,26 @@ def _unsigned_token(claims: dict[str, object]) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
-async def call(http: httpx.AsyncClient, method: str, path: str) -> httpx.Response:
+async def call(
+    http: httpx.AsyncClient, method: str, path: str, body: dict[str, object] | None = None
+) -> httpx.Response:
     if path.endswith("/stream"):
         async with http.stream(method, path) as res:
             if res.status_code != 200:
                 await res.aread()  # an error has a body; a 200 stream is endless
             return res
-    return await http.request(method, path)
+    return await http.request(method, path, json=body)
+
+
+async def test_the_route_table_covers_the_whole_api(sqlite_cloud: RunningCloud) -> None:
+    async with sqlite_cloud.client() as http:
+        spec = (await http.get("/openapi.json")).json()
+    served = {
+        (method.upper(), path.replace("{alarm_id}", "{id}"))
+        for path, methods in spec["paths"].items()
+        for method in methods
+    }
+    assert served == {(m, p) for m, p, _r, _b in ROUTES} | UNAUTHENTICATED
 
 
 async def test_every_route_refuses_the_unauthenticated_and_bad_tokens(
@@ -71,7 +93,7 @@ async def test_every_route_refuses_the_unauthenticated_and_bad_tokens(
         TokenClaims(1, "org-a", Role.OPERATOR), "another-secret-of-thirty-two-chars!!", 60
     )
     unsigned = _unsigned_token({"sub": "1", "org": "org-a", "role": "operator", "exp": 9e9})
-    for method, template, _roles in ROUTES:
+    for method, template, _roles, body in ROUTES:
         path = template.format(id=alarm_id)
         for headers in (
             {},
@@ -83,21 +105,24 @@ async def test_every_route_refuses_the_unauthenticated_and_bad_tokens(
             {"Authorization": "Basic YW5uYTphbm5h"},
         ):
             async with httpx.AsyncClient(base_url=sqlite_cloud.url, headers=headers) as http:
-                res = await call(http, method, path)
+                res = await call(http, method, path, body)
             assert res.status_code == 401, (method, path, headers)
 
 
-@pytest.mark.parametrize("username", ["tove", "sara"])  # technician, staff
-async def test_wrong_roles_are_refused(
+@pytest.mark.parametrize("username", ["anna", "stina", "tove", "sara"])
+async def test_every_route_refuses_the_roles_it_does_not_serve(
     sqlite_cloud: RunningCloud, mosquitto: Mosquitto, username: str
 ) -> None:
+    role = USERS[username][2].value
     alarm_id = await make_alarm(sqlite_cloud, mosquitto)
+    refused = [(m, t, b) for m, t, roles, b in ROUTES if role not in roles]
     async with await sqlite_cloud.authed(username) as http:
-        for method, template, roles in ROUTES:
-            assert "technician" not in roles and "staff" not in roles
-            res = await call(http, method, template.format(id=alarm_id))
-            assert res.status_code == 403, (method, template)
-            assert "operator" in res.json()["detail"]
+        for method, template, body in refused:
+            res = await call(http, method, template.format(id=alarm_id), body)
+            assert res.status_code == 403, (username, method, template)
+            assert "This needs one of the roles" in res.json()["detail"]
+    if role == "technician":
+        assert len(refused) == len(ROUTES)
 
 
 async def test_another_organisation_sees_nothing(
@@ -106,8 +131,10 @@ async def test_another_organisation_sees_nothing(
     alarm_id = await make_alarm(sqlite_cloud, mosquitto)
     async with await sqlite_cloud.authed("olle") as http:  # operator of org-b
         assert (await http.get("/api/v1/alarms")).json() == []
-        res = await http.post(f"/api/v1/alarms/{alarm_id}/acknowledge")
-        assert res.status_code == 404
+        for method, template, _roles, body in ROUTES:
+            if "{id}" in template:
+                res = await call(http, method, template.format(id=alarm_id), body)
+                assert res.status_code == 404, (method, template)
     async with await sqlite_cloud.authed("anna") as http:
         (alarm,) = (await http.get("/api/v1/alarms")).json()
         assert alarm["state"] == "new"
@@ -122,7 +149,7 @@ async def test_acknowledge_once_then_conflict(
         assert first.status_code == 200 and first.json()["state"] == "acknowledged"
         second = await http.post(f"/api/v1/alarms/{alarm_id}/acknowledge")
         assert second.status_code == 409
-        assert "acknowledged by anna" in second.json()["detail"]
+        assert "is acknowledged, claimed by anna" in second.json()["detail"]
         assert (await http.post("/api/v1/alarms/999999/acknowledge")).status_code == 404
 
 
@@ -134,6 +161,9 @@ async def test_acknowledge_once_then_conflict(
         ("/api/v1/alarms?limit=0", "GET"),
         ("/api/v1/alarms?limit=abc", "GET"),
         ("/api/v1/alarms/not-a-number/acknowledge", "POST"),
+        ("/api/v1/alarms/not-a-number", "GET"),
+        ("/api/v1/alarms/1/assign", "POST"),
+        ("/api/v1/alarms/1/resolve", "POST"),
     ],
 )
 async def test_bad_parameters_are_422(sqlite_cloud: RunningCloud, path: str, method: str) -> None:

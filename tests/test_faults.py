@@ -33,7 +33,7 @@ from .servers import (
     GatewayProcess,
     Mosquitto,
     PrivatePostgres,
-    gateway_toml,
+    one_broker_gateway,
     wait_until,
 )
 
@@ -50,12 +50,23 @@ PENDANTS = [
 ]
 
 
+OFFLINE = "gateway_offline"
+
+
 async def cloud_counts(cloud: RunningCloud) -> tuple[int, int]:
-    """(events stored, events counted into alarms) in the dispatch database."""
+    """(events stored, events counted into alarms) in the dispatch database, of devices:
+    not the service's own ``gateway_offline`` events, which a killed gateway's last will or
+    a broker outage raise (tests/test_gateway_supervision.py)."""
     async with cloud.app.state.services.sessions() as session:
-        events = (await session.execute(select(func.count()).select_from(EventRecord))).scalar_one()
+        events = (
+            await session.execute(
+                select(func.count()).select_from(EventRecord).where(EventRecord.kind != OFFLINE)
+            )
+        ).scalar_one()
         counted = (
-            await session.execute(select(func.coalesce(func.sum(Alarm.event_count), 0)))
+            await session.execute(
+                select(func.coalesce(func.sum(Alarm.event_count), 0)).where(Alarm.kind != OFFLINE)
+            )
         ).scalar_one()
     return int(events), int(counted)
 
@@ -67,17 +78,7 @@ async def wait_for_log(gateway: GatewayProcess, text: str, limit_s: float = 30) 
 async def test_kill_9_in_the_middle_of_bursts_loses_nothing_and_duplicates_nothing(
     sqlite_cloud: RunningCloud, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        gateway_toml(
-            gateway_id=GATEWAY_ID,
-            store=tmp_path / "gw.db",
-            z2m_port=mosquitto.port,
-            uplink_port=mosquitto.port,
-            devices=PENDANTS,
-        )
-    )
-    gw = GatewayProcess(config, tmp_path / "gateway.log")
+    gw = one_broker_gateway(tmp_path, mosquitto.port, GATEWAY_ID, PENDANTS)
     rng = random.Random(7)
     sent = 0
     gw.start()
@@ -130,9 +131,9 @@ async def two_brokers(tmp_path: Path) -> AsyncIterator[tuple[Mosquitto, Mosquitt
 async def received_order(cloud: RunningCloud) -> list[tuple[str, str]]:
     async with cloud.app.state.services.sessions() as session:
         rows = await session.execute(
-            select(EventRecord.priority, EventRecord.kind).order_by(
-                EventRecord.received_at, EventRecord.id
-            )
+            select(EventRecord.priority, EventRecord.kind)
+            .where(EventRecord.kind != OFFLINE)
+            .order_by(EventRecord.received_at, EventRecord.id)
         )
         return [(p, k) for p, k in rows]
 
@@ -273,17 +274,7 @@ async def test_a_corrupt_gateway_database_is_quarantined_and_the_gateway_starts_
 ) -> None:
     store = tmp_path / "gw.db"
     store.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 64)
-    config = tmp_path / "gateway.toml"
-    config.write_text(
-        gateway_toml(
-            gateway_id=GATEWAY_ID,
-            store=store,
-            z2m_port=mosquitto.port,
-            uplink_port=mosquitto.port,
-            devices=TEST_DEVICES,
-        )
-    )
-    gw = GatewayProcess(config, tmp_path / "gateway.log")
+    gw = one_broker_gateway(tmp_path, mosquitto.port, GATEWAY_ID, TEST_DEVICES, store=store)
     gw.start()
     try:
         await wait_for_log(gw, "subscribed to zigbee2mqtt/#")

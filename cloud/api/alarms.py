@@ -2,16 +2,40 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices import Priority
 
-from ..alarms import AlarmState, TransitionError, acknowledge, list_alarms
-from ..schemas import AlarmChange, AlarmPublic
-from .deps import AlarmHandler, AlarmReader, ServicesDep, SessionDep
+from ..alarms import list_alarms
+from ..db import User
+from ..lifecycle import (
+    Action,
+    Actor,
+    AlarmState,
+    Outcome,
+    TransitionError,
+    apply,
+    get_alarm,
+    history,
+)
+from ..schemas import AlarmChange, AlarmDetail, AlarmPublic, TransitionPublic
+from ..security import Role
+from ..services import Services
+from .deps import (
+    AlarmHandler,
+    AlarmReader,
+    AlarmViewer,
+    OnSiteReporter,
+    ServicesDep,
+    SessionDep,
+)
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 
@@ -31,13 +55,44 @@ async def get_alarms(
     return [AlarmPublic.model_validate(a) for a in alarms]
 
 
-@router.post("/{alarm_id}/acknowledge")
-async def post_acknowledge(
-    alarm_id: int, user: AlarmHandler, session: SessionDep, services: ServicesDep
+class NoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class AssignBody(NoteBody):
+    staff: str = Field(min_length=1, max_length=100, description="the staff member's username")
+
+
+class ResolveBody(NoteBody):
+    outcome: Outcome
+
+
+async def _act(
+    alarm_id: int,
+    action: Action,
+    user: User,
+    session: AsyncSession,
+    services: Services,
+    *,
+    assignee: str | None = None,
+    outcome: Outcome | None = None,
+    note: str | None = None,
 ) -> AlarmPublic:
+    actor = Actor(user.username, Role(user.role))
     try:
-        alarm = await acknowledge(session, user.org_id, alarm_id, user.username)
+        alarm = await apply(
+            session,
+            user.org_id,
+            alarm_id,
+            action,
+            actor,
+            assignee=assignee,
+            outcome=outcome,
+            note=note,
+        )
     except TransitionError as exc:
+        await session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     if alarm is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No alarm {alarm_id}")
@@ -69,4 +124,86 @@ async def stream(user: AlarmReader, services: ServicesDep, request: Request) -> 
         events(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/{alarm_id}")
+async def get_alarm_detail(alarm_id: int, user: AlarmViewer, session: SessionDep) -> AlarmDetail:
+    """One alarm with its history: every transition, who and when."""
+    alarm = await get_alarm(session, user.org_id, alarm_id)
+    if alarm is None or (user.role == Role.STAFF and alarm.assigned_to != user.username):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No alarm {alarm_id}")
+    steps = [TransitionPublic.model_validate(t) for t in await history(session, alarm_id)]
+    return AlarmDetail(alarm=AlarmPublic.model_validate(alarm), history=steps)
+
+
+@router.post("/{alarm_id}/claim")
+async def post_claim(
+    alarm_id: int, user: AlarmHandler, session: SessionDep, services: ServicesDep
+) -> AlarmPublic:
+    """Take a new alarm: nobody else can act on it until you release or resolve it."""
+    return await _act(alarm_id, Action.CLAIM, user, session, services)
+
+
+@router.post("/{alarm_id}/release")
+async def post_release(
+    alarm_id: int, user: AlarmHandler, session: SessionDep, services: ServicesDep
+) -> AlarmPublic:
+    """Give a claimed alarm back to the queue."""
+    return await _act(alarm_id, Action.RELEASE, user, session, services)
+
+
+@router.post("/{alarm_id}/acknowledge")
+async def post_acknowledge(
+    alarm_id: int, user: AlarmHandler, session: SessionDep, services: ServicesDep
+) -> AlarmPublic:
+    """You have spoken with the resident (or tried): claims a new alarm on the way."""
+    return await _act(alarm_id, Action.ACKNOWLEDGE, user, session, services)
+
+
+@router.post("/{alarm_id}/assign")
+async def post_assign(
+    alarm_id: int,
+    body: AssignBody,
+    user: AlarmHandler,
+    session: SessionDep,
+    services: ServicesDep,
+) -> AlarmPublic:
+    """Send a staff member of your organisation (again, to send another one instead)."""
+    if await get_alarm(session, user.org_id, alarm_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No alarm {alarm_id}")
+    staff = await session.scalar(
+        select(User).where(
+            User.username == body.staff, User.org_id == user.org_id, User.role == Role.STAFF
+        )
+    )
+    if staff is None:
+        raise HTTPException(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            detail=f"No staff member {body.staff!r} in your organisation",
+        )
+    return await _act(
+        alarm_id, Action.ASSIGN, user, session, services, assignee=staff.username, note=body.note
+    )
+
+
+@router.post("/{alarm_id}/on-site")
+async def post_on_site(
+    alarm_id: int, user: OnSiteReporter, session: SessionDep, services: ServicesDep
+) -> AlarmPublic:
+    """The assigned staff member is with the resident."""
+    return await _act(alarm_id, Action.ON_SITE, user, session, services)
+
+
+@router.post("/{alarm_id}/resolve")
+async def post_resolve(
+    alarm_id: int,
+    body: ResolveBody,
+    user: AlarmHandler,
+    session: SessionDep,
+    services: ServicesDep,
+) -> AlarmPublic:
+    """Close the alarm with how it ended."""
+    return await _act(
+        alarm_id, Action.RESOLVE, user, session, services, outcome=body.outcome, note=body.note
     )

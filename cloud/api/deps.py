@@ -72,3 +72,8 @@ def require_role(*roles: Role) -> Callable[[User], Coroutine[Any, Any, User]]:
 
 AlarmReader = Annotated[User, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN))]
 AlarmHandler = Annotated[User, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR))]
+# Staff see and report on the alarms assigned to them (the route checks which).
+AlarmViewer = Annotated[
+    User, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN, Role.STAFF))
+]
+OnSiteReporter = Annotated[User, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR, Role.STAFF))]

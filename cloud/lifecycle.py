@@ -1,0 +1,244 @@
+"""The alarm lifecycle: an explicit state machine, and who may move an alarm along it.
+
+    new -> claimed -> acknowledged -> assigned -> on_site -> resolved
+
+One operator claims an alarm; the others are told who has it. Acknowledging a new alarm
+claims it on the way (the console's one button). A supervisor may act on any claimed
+alarm. Staff mark themselves on site only for an alarm assigned to them. Resolving takes
+an outcome code. Technical alarms resolve themselves when their restore arrives.
+
+``plan`` is pure: it checks a transition and says which columns change. ``apply`` writes
+it as a compare-and-set on the alarm's ``version``, so two operators claiming at once
+cannot both win, on PostgreSQL or SQLite, and records the transition in the same
+transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from devices import utc_now
+
+from .db import Alarm, AlarmTransition
+from .security import Role
+
+
+class AlarmState(StrEnum):
+    NEW = "new"
+    CLAIMED = "claimed"
+    ACKNOWLEDGED = "acknowledged"
+    ASSIGNED = "assigned"
+    ON_SITE = "on_site"
+    RESOLVED = "resolved"
+
+
+class Action(StrEnum):
+    CLAIM = "claim"
+    RELEASE = "release"
+    ACKNOWLEDGE = "acknowledge"
+    ASSIGN = "assign"
+    ON_SITE = "on_site"
+    RESOLVE = "resolve"
+
+
+S = AlarmState
+# action -> (the states it may start from, the state it leads to)
+TRANSITIONS: dict[Action, tuple[frozenset[AlarmState], AlarmState]] = {
+    Action.CLAIM: (frozenset({S.NEW}), S.CLAIMED),
+    Action.RELEASE: (frozenset({S.CLAIMED}), S.NEW),
+    Action.ACKNOWLEDGE: (frozenset({S.NEW, S.CLAIMED}), S.ACKNOWLEDGED),
+    Action.ASSIGN: (frozenset({S.ACKNOWLEDGED, S.ASSIGNED}), S.ASSIGNED),
+    Action.ON_SITE: (frozenset({S.ASSIGNED}), S.ON_SITE),
+    Action.RESOLVE: (frozenset({S.CLAIMED, S.ACKNOWLEDGED, S.ASSIGNED, S.ON_SITE}), S.RESOLVED),
+}
+OPEN_STATES = tuple(s.value for s in AlarmState if s is not AlarmState.RESOLVED)
+
+# Who may take each action (the route checks the role first; this is the rule itself).
+ROLES: dict[Action, frozenset[Role]] = {
+    Action.CLAIM: frozenset({Role.OPERATOR, Role.SUPERVISOR}),
+    Action.RELEASE: frozenset({Role.OPERATOR, Role.SUPERVISOR}),
+    Action.ACKNOWLEDGE: frozenset({Role.OPERATOR, Role.SUPERVISOR}),
+    Action.ASSIGN: frozenset({Role.OPERATOR, Role.SUPERVISOR}),
+    Action.ON_SITE: frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.STAFF}),
+    Action.RESOLVE: frozenset({Role.OPERATOR, Role.SUPERVISOR}),
+}
+
+
+class Outcome(StrEnum):
+    """How an alarm ended, for the record and the statistics."""
+
+    HELP_GIVEN = "help_given"  # staff helped the resident
+    AMBULANCE = "ambulance"  # emergency services called
+    RESOLVED_BY_PHONE = "resolved_by_phone"  # talked with the resident, no visit needed
+    FALSE_ALARM = "false_alarm"  # pressed by mistake
+    TEST = "test"  # a test alarm
+    TECHNICAL_FIXED = "technical_fixed"  # a technical fault dealt with
+    RESTORED = "restored"  # a technical alarm whose device came back by itself
+    OTHER = "other"
+
+
+SYSTEM = "system"  # who resolves a technical alarm on its restore
+
+
+class TransitionError(Exception):
+    """The alarm is not in a state, or not held by someone, that allows the action."""
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    username: str
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a transition changes, and what the history says of it."""
+
+    to_state: AlarmState
+    changes: dict[str, Any]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def describe(alarm: Alarm) -> str:
+    state = alarm.state
+    if state == S.RESOLVED:
+        return f"alarm {alarm.id} is resolved ({alarm.outcome}, by {alarm.resolved_by})"
+    if state == S.NEW:
+        return f"alarm {alarm.id} is new"
+    held = f", claimed by {alarm.claimed_by}" if alarm.claimed_by else ""
+    assigned = f", assigned to {alarm.assigned_to}" if alarm.assigned_to else ""
+    return f"alarm {alarm.id} is {state}{held}{assigned}"
+
+
+def plan(
+    alarm: Alarm,
+    action: Action,
+    actor: Actor,
+    now: datetime,
+    *,
+    assignee: str | None = None,
+    outcome: Outcome | None = None,
+    note: str | None = None,
+) -> Plan:
+    """Check one transition against the state machine and the rules of who may act."""
+    sources, target = TRANSITIONS[action]
+    if actor.role not in ROLES[action]:
+        raise TransitionError(f"a {actor.role.value} cannot {action.value} an alarm")
+    if AlarmState(alarm.state) not in sources:
+        allowed = " or ".join(sorted(s.value for s in sources))
+        raise TransitionError(f"cannot {action.value}: {describe(alarm)} (needs {allowed})")
+    supervisor = actor.role is Role.SUPERVISOR
+    holder = alarm.claimed_by
+    if holder and holder != actor.username and not supervisor and actor.role is not Role.STAFF:
+        raise TransitionError(f"cannot {action.value}: {describe(alarm)}")
+    changes: dict[str, Any] = {"state": target.value, "updated_at": now}
+    detail: dict[str, Any] = {}
+    if action is Action.CLAIM or (action is Action.ACKNOWLEDGE and not holder):
+        changes |= {"claimed_by": actor.username, "claimed_at": now}
+    if action is Action.RELEASE:
+        changes |= {"claimed_by": None, "claimed_at": None}
+    elif action is Action.ACKNOWLEDGE:
+        changes |= {"acknowledged_by": actor.username, "acknowledged_at": now}
+    elif action is Action.ASSIGN:
+        if not assignee:
+            raise TransitionError("assign needs the staff member to send")
+        changes |= {"assigned_to": assignee, "assigned_at": now, "on_site_at": None}
+        detail["assigned_to"] = assignee
+        if alarm.assigned_to and alarm.assigned_to != assignee:
+            detail["instead_of"] = alarm.assigned_to
+    elif action is Action.ON_SITE:
+        if actor.role is Role.STAFF and alarm.assigned_to != actor.username:
+            raise TransitionError(f"cannot report on site: {describe(alarm)}, not to you")
+        changes |= {"on_site_at": now}
+    elif action is Action.RESOLVE:
+        if outcome is None:
+            raise TransitionError("resolve needs an outcome")
+        changes |= {
+            "resolved_by": actor.username,
+            "resolved_at": now,
+            "outcome": outcome.value,
+            "resolution_note": note,
+        }
+        detail["outcome"] = outcome.value
+    if note:
+        detail["note"] = note
+    return Plan(target, changes, detail)
+
+
+async def get_alarm(session: AsyncSession, org_id: str, alarm_id: int) -> Alarm | None:
+    found = await session.execute(
+        select(Alarm)
+        .where(Alarm.id == alarm_id, Alarm.org_id == org_id)
+        .execution_options(populate_existing=True)
+    )
+    return found.scalar_one_or_none()
+
+
+async def apply(
+    session: AsyncSession,
+    org_id: str,
+    alarm_id: int,
+    action: Action,
+    actor: Actor,
+    *,
+    assignee: str | None = None,
+    outcome: Outcome | None = None,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> Alarm | None:
+    """Move an alarm along, and record it; None if the organisation has no such alarm.
+    Raises TransitionError when the state or the holder does not allow it, including
+    when someone else acted first. The caller commits."""
+    alarm = await get_alarm(session, org_id, alarm_id)
+    if alarm is None:
+        return None
+    now = now or utc_now()
+    step = plan(alarm, action, actor, now, assignee=assignee, outcome=outcome, note=note)
+    await cas(session, alarm, action.value, actor.username, step, now)
+    return alarm
+
+
+async def cas(
+    session: AsyncSession, alarm: Alarm, action: str, by: str, step: Plan, now: datetime
+) -> None:
+    """Write a planned transition if nobody changed the alarm since it was read."""
+    from_state = alarm.state
+    result = await session.execute(
+        update(Alarm)
+        .where(Alarm.id == alarm.id, Alarm.version == alarm.version)
+        .values(**step.changes, version=alarm.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        current = await get_alarm(session, alarm.org_id, alarm.id)
+        assert current is not None
+        raise TransitionError(f"cannot {action}: {describe(current)}")
+    session.add(
+        AlarmTransition(
+            alarm_id=alarm.id,
+            org_id=alarm.org_id,
+            action=action,
+            from_state=from_state,
+            to_state=step.to_state.value,
+            by=by,
+            at=now,
+            detail=step.detail,
+        )
+    )
+    await session.flush()
+    await session.refresh(alarm)
+
+
+async def history(session: AsyncSession, alarm_id: int) -> list[AlarmTransition]:
+    rows = await session.execute(
+        select(AlarmTransition)
+        .where(AlarmTransition.alarm_id == alarm_id)
+        .order_by(AlarmTransition.at, AlarmTransition.id)
+    )
+    return list(rows.scalars())

@@ -1,0 +1,86 @@
+"""The migrations build exactly the tables the code declares, on SQLite and PostgreSQL,
+and upgrading keeps the alarms that were there."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud.db import Base, make_engine
+from cloud.migrate import alembic_config, upgrade
+
+from .servers import throwaway_database
+
+pytestmark = pytest.mark.integration
+
+
+@contextlib.asynccontextmanager
+async def engine_for(kind: str, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    async with contextlib.AsyncExitStack() as stack:
+        if kind == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}"
+        else:
+            url = await stack.enter_async_context(throwaway_database())
+        engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_the_migrated_schema_is_the_declared_schema(kind: str, tmp_path: Path) -> None:
+    async with engine_for(kind, tmp_path) as engine:
+        await upgrade(engine)
+
+        def differences(connection: Connection) -> list[object]:
+            context = MigrationContext.configure(connection)
+            return list(compare_metadata(context, Base.metadata))
+
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(differences)
+    assert diff == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_upgrading_keeps_alarms_and_who_acknowledged_them_has_claimed_them(
+    kind: str, tmp_path: Path
+) -> None:
+    async with engine_for(kind, tmp_path) as engine:
+
+        def to(revision: str) -> Callable[[Connection], None]:
+            def run(connection: Connection) -> None:
+                command.upgrade(alembic_config(connection), revision)
+
+            return run
+
+        async with engine.begin() as conn:
+            await conn.run_sync(to("0001"))
+            await conn.execute(text("INSERT INTO organisations (id, name) VALUES ('o', 'O')"))
+            await conn.execute(
+                text(
+                    "INSERT INTO alarms (org_id, gateway_id, device_id, device_type, home_id,"
+                    " kind, priority, priority_rank, state, event_count, first_event_id,"
+                    " occurred_at, received_at, updated_at, acknowledged_by, acknowledged_at)"
+                    " VALUES ('o', 'gw', 'd', 'alarm_button', 'h', 'alarm_button', 'critical',"
+                    " 1, 'acknowledged', 2, 'e1', :t, :t, :t, 'anna', :t)"
+                ),
+                {"t": datetime(2026, 11, 24, 2, 14, tzinfo=UTC)},
+            )
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT state, event_count, claimed_by, version FROM alarms")
+                )
+            ).one()
+    assert tuple(row) == ("acknowledged", 2, "anna", 0)
