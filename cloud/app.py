@@ -15,6 +15,7 @@ from dashboards import OPERATOR_CONSOLE
 
 from .api import api_router
 from .db import make_engine, make_sessionmaker
+from .escalation import Escalator, Limits
 from .hub import AlarmHub
 from .ingest import IngestWorker
 from .migrate import upgrade
@@ -35,13 +36,19 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         hub = AlarmHub()
         await upgrade(engine)
         supervisor = GatewaySupervisor(sessions, hub)
+        limits = Limits.from_settings(settings)
+        escalator = Escalator(sessions, hub, limits, settings.escalation_webhook_url)
         ingest = IngestWorker(settings, sessions, hub, supervisor)
-        app.state.services = Services(settings, engine, sessions, hub, ingest, supervisor)
+        app.state.services = Services(
+            settings, engine, sessions, hub, ingest, supervisor, escalator
+        )
         tasks = []
         if run_ingest:
             tasks.append(asyncio.create_task(ingest.run(), name="ingest"))
             sweep = supervisor.run(settings.supervision_every_s)
             tasks.append(asyncio.create_task(sweep, name="supervision"))
+            escalate = escalator.run(settings.escalation_every_s)
+            tasks.append(asyncio.create_task(escalate, name="escalation"))
         log.info("dispatch service ready (%s)", engine.url.render_as_string(hide_password=True))
         try:
             yield

@@ -103,6 +103,10 @@ class Alarm(Base):
     last_event_at: Mapped[datetime | None]
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
+    # Escalation (cloud/escalation.py): the latest reason, when, and how many so far.
+    escalated_at: Mapped[datetime | None]
+    escalation: Mapped[str | None] = mapped_column(String(20))
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         Index("alarms_queue", "org_id", "state", "priority_rank", "received_at"),

@@ -41,6 +41,9 @@ class AlarmPublic(BaseModel):
     last_event_at: datetime | None
     latitude: float | None
     longitude: float | None
+    escalated_at: datetime | None
+    escalation: str | None
+    escalation_level: int
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -68,7 +71,7 @@ class AlarmDetail(BaseModel):
 class AlarmChange(BaseModel):
     """One message of the live stream."""
 
-    type: str  # "created" | "updated"
+    type: str  # "created" | "updated" | "escalated"
     alarm: AlarmPublic
 
 

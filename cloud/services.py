@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from .escalation import Escalator
 from .hub import AlarmHub
 from .ingest import IngestWorker
 from .settings import CloudSettings
@@ -20,3 +21,4 @@ class Services:
     hub: AlarmHub
     ingest: IngestWorker
     supervisor: GatewaySupervisor
+    escalator: Escalator

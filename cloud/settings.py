@@ -24,6 +24,13 @@ class CloudSettings(BaseSettings):
     token_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400)
     # How often to look for gateways silent past two heartbeat intervals.
     supervision_every_s: float = Field(default=5.0, gt=0, le=60)
+    # Escalation (cloud/escalation.py): how long an alarm may wait at each stage.
+    escalate_unclaimed_critical_s: int = Field(default=30, ge=1, le=86400)
+    escalate_unclaimed_high_s: int = Field(default=120, ge=1, le=86400)
+    escalate_unassigned_s: int = Field(default=300, ge=1, le=86400)
+    escalate_not_on_site_s: int = Field(default=1800, ge=1, le=86400)
+    escalation_every_s: float = Field(default=1.0, gt=0, le=60)
+    escalation_webhook_url: str | None = Field(default=None, pattern=r"^https?://")
     # Repeated events from one device within this time join its open alarm (a count).
     alarm_merge_window_s: int = Field(default=600, ge=0, le=86400)
 

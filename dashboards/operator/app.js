@@ -28,6 +28,18 @@ async function api(path, options = {}) {
 
 function cell(text) { const td = document.createElement("td"); td.textContent = text; return td; }
 
+function stateCell(a) {
+  const who = a.assigned_to ? ` to ${a.assigned_to}` : a.claimed_by ? ` by ${a.claimed_by}` : "";
+  const td = cell(a.state.replace("_", " ") + who);
+  if (a.escalation) {
+    const flag = document.createElement("strong");
+    flag.className = "escalation";
+    flag.textContent = ` escalated: ${a.escalation.replace(/_/g, " ")}`;
+    td.append(flag);
+  }
+  return td;
+}
+
 function render() {
   const rows = [...alarms.values()]
     .filter((a) => a.state !== "resolved")
@@ -37,12 +49,12 @@ function render() {
   body.replaceChildren();
   for (const a of rows) {
     const tr = document.createElement("tr");
-    tr.className = `${a.priority} ${a.state}`;
+    tr.className = `${a.priority} ${a.state}${a.escalation ? " escalated" : ""}`;
     tr.dataset.alarmId = a.id;
     const badge = cell(a.priority); badge.className = "badge";
     tr.append(badge, cell(a.title), cell(`${a.home_id}${a.resident_id ? " / " + a.resident_id : ""}`),
       cell(`${a.device_id} (${a.device_type})`), cell(new Date(a.received_at).toLocaleTimeString()),
-      cell(String(a.event_count)), cell(a.state + (a.acknowledged_by ? ` by ${a.acknowledged_by}` : "")));
+      cell(String(a.event_count)), stateCell(a));
     const action = document.createElement("td");
     if (a.state === "new") {
       const btn = document.createElement("button");
