@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -85,6 +85,11 @@ async def record_event(
     if result.rowcount == 0:  # type: ignore[attr-defined]
         return Intake(duplicate=True, alarm=None, created=False)
 
+    if dialect == "postgresql":
+        # Replicas take events in parallel: two events of one device and kind at once must
+        # still make one alarm. Serialise them on that key until this transaction ends.
+        key = f"{org_id}/{event.device_id}/{event.kind}"
+        await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
     open_alarm = (
         await session.execute(
             select(Alarm)

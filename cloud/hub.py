@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from .schemas import AlarmChange
@@ -17,6 +17,7 @@ QUEUE_LIMIT = 1000
 class AlarmHub:
     def __init__(self) -> None:
         self._subscribers: dict[asyncio.Queue[AlarmChange | None], str] = {}
+        self.relay: Callable[[str, AlarmChange], None] | None = None
 
     @asynccontextmanager
     async def subscribe(self, org_id: str) -> AsyncIterator[asyncio.Queue[AlarmChange | None]]:
@@ -28,6 +29,14 @@ class AlarmHub:
             self._subscribers.pop(queue, None)
 
     def publish(self, org_id: str, change: AlarmChange) -> None:
+        """A change made here: to this replica's streams, and through ``relay`` to the
+        other replicas' (set by the ingest worker, which holds the broker connection)."""
+        self.deliver(org_id, change)
+        if self.relay is not None:
+            self.relay(org_id, change)
+
+    def deliver(self, org_id: str, change: AlarmChange) -> None:
+        """To this replica's live streams of the organisation."""
         for queue, subscriber_org in list(self._subscribers.items()):
             if subscriber_org != org_id:
                 continue

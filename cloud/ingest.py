@@ -12,6 +12,7 @@ import logging
 import random
 import socket
 import time
+import uuid
 from collections import Counter
 from datetime import timedelta
 
@@ -35,10 +36,11 @@ from devices.wire import (
 from .alarms import record_event
 from .db import Gateway
 from .hub import AlarmHub
-from .schemas import AlarmChange, AlarmPublic
+from .schemas import AlarmChange, AlarmPublic, RelayedChange
 from .settings import CloudSettings
 from .supervision import GatewaySupervisor
 
+CHANGES_TOPIC = "trygg/v1/dispatch/changes"  # between replicas: alarm changes for consoles
 log = logging.getLogger("trygg.cloud.ingest")
 
 ORG_CACHE_S = 60.0
@@ -72,6 +74,11 @@ class IngestWorker:
         self.duplicates = 0
         self.connected = asyncio.Event()
         self._warned: set[tuple[str, str]] = set()
+        self._client: aiomqtt.Client | None = None
+        self._relaying: set[asyncio.Task[None]] = set()
+        self.replica = f"{settings.mqtt_client_id}-{uuid.uuid4().hex[:8]}"
+        self.relay_dropped = 0
+        hub.relay = self.relay
         self._orgs: dict[str, tuple[str, float]] = {}
 
     def _drop(self, reason: str, source: str, detail: str = "") -> None:
@@ -101,8 +108,14 @@ class IngestWorker:
                     ),
                 ) as client:
                     _no_delay(client)
-                    await client.subscribe(f"{TOPIC_ROOT}/+/events", qos=1)
-                    await client.subscribe(f"{TOPIC_ROOT}/+/status", qos=1)
+                    # Replicas share the gateways' traffic: each message goes to one of them.
+                    share = f"$share/{s.mqtt_shared_group}/" if s.mqtt_shared_group else ""
+                    await client.subscribe(f"{share}{TOPIC_ROOT}/+/events", qos=1)
+                    await client.subscribe(f"{share}{TOPIC_ROOT}/+/status", qos=1)
+                    # Every replica hears the others: their changes, and their last wills.
+                    await client.subscribe(CHANGES_TOPIC, qos=0)
+                    await client.subscribe(DISPATCH_STATUS_TOPIC, qos=1)
+                    self._client = client
                     # Listening now: gateways resend what they hold unacked.
                     await client.publish(
                         DISPATCH_STATUS_TOPIC,
@@ -118,6 +131,12 @@ class IngestWorker:
                         if not isinstance(payload, bytes | bytearray):
                             self._drop("malformed", message.topic.value, "empty payload")
                             continue
+                        if message.topic.value == CHANGES_TOPIC:
+                            self._relayed(bytes(payload))
+                            continue
+                        if message.topic.value == DISPATCH_STATUS_TOPIC:
+                            await self._dispatch_status(client, bytes(payload))
+                            continue
                         try:
                             await self.handle(client, message.topic.value, bytes(payload))
                         except aiomqtt.MqttError:
@@ -129,6 +148,7 @@ class IngestWorker:
                             log.exception("failed to handle a message on %s", message.topic.value)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
+                self._client = None
                 log.warning(
                     "ingest broker %s:%d: %s; retrying in %.1f s",
                     s.mqtt_host,
@@ -138,6 +158,49 @@ class IngestWorker:
                 )
                 await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, 1.0)
+
+    async def _dispatch_status(self, client: aiomqtt.Client, payload: bytes) -> None:
+        """Another replica's last will says "offline" while this one is up: say "online"
+        again, so that gateways resend at once what that replica had not acked."""
+        try:
+            status = DispatchStatus.model_validate_json(payload)
+        except ValidationError:
+            self._drop("malformed", DISPATCH_STATUS_TOPIC)
+            return
+        if status.state == "offline":
+            log.info("another dispatch replica went away; telling gateways this one is online")
+            await client.publish(
+                DISPATCH_STATUS_TOPIC,
+                DispatchStatus(state="online").model_dump_json(),
+                qos=1,
+                retain=True,
+            )
+
+    def relay(self, org_id: str, change: AlarmChange) -> None:
+        """Tell the other replicas' consoles of a change made here (best effort: a console
+        that misses one reloads the queue when its stream reconnects)."""
+        client = self._client
+        if client is None:
+            self.relay_dropped += 1
+            return
+        body = RelayedChange(replica=self.replica, org_id=org_id, change=change)
+        task = asyncio.create_task(client.publish(CHANGES_TOPIC, body.model_dump_json(), qos=0))
+        self._relaying.add(task)
+        task.add_done_callback(self._relay_done)
+
+    def _relay_done(self, task: asyncio.Task[None]) -> None:
+        self._relaying.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.relay_dropped += 1
+
+    def _relayed(self, payload: bytes) -> None:
+        try:
+            body = RelayedChange.model_validate_json(payload)
+        except ValidationError:
+            self._drop("malformed", CHANGES_TOPIC)
+            return
+        if body.replica != self.replica:
+            self.hub.deliver(body.org_id, body.change)
 
     async def handle(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
         parts = split_topic(topic)

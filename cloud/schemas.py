@@ -79,3 +79,11 @@ class Token(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 (a scheme name)
     expires_in: int
+
+
+class RelayedChange(BaseModel):
+    """A change passed between dispatch replicas, for their consoles."""
+
+    replica: str
+    org_id: str
+    change: AlarmChange

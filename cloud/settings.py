@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -19,7 +20,11 @@ class CloudSettings(BaseSettings):
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
     mqtt_username: str | None = None
     mqtt_password: str | None = None
-    mqtt_client_id: str = "trygg-cloud"
+    # Each replica needs its own, stable across its restarts (it keeps a broker session).
+    mqtt_client_id: str = Field(default_factory=lambda: f"trygg-cloud-{socket.gethostname()}")
+    # Replicas in one group share the gateways' messages (MQTT shared subscriptions);
+    # empty: this replica takes them all.
+    mqtt_shared_group: str = Field(default="trygg-dispatch", pattern=r"^[A-Za-z0-9_-]{0,64}$")
     secret_key: str = Field(default=DEVELOPMENT_SECRET, min_length=32)
     token_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400)
     # How often to look for gateways silent past two heartbeat intervals.

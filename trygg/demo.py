@@ -108,6 +108,8 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> 
         database_url=f"sqlite+aiosqlite:///{(options.data_dir / 'cloud.db').resolve()}",
         mqtt_host=options.host,
         mqtt_port=options.mqtt_port,
+        # One replica, and the embedded broker (amqtt) has no shared subscriptions.
+        mqtt_shared_group="",
     )
     home_ids = [f"home-{i}" for i in range(1, options.homes + 1)]
     stop = asyncio.Event()
