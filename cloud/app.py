@@ -7,8 +7,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from dashboards import OPERATOR_CONSOLE
@@ -24,6 +26,20 @@ from .settings import CloudSettings
 from .supervision import GatewaySupervisor
 
 log = logging.getLogger("trygg.cloud")
+
+
+async def readable_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """422 with ``detail`` a sentence a person can act on, and ``errors`` for programs."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    parts = []
+    for error in errors:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return JSONResponse(
+        status_code=422,
+        content={"detail": "; ".join(parts), "errors": jsonable_encoder(errors)},
+    )
 
 
 def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True) -> FastAPI:
@@ -62,6 +78,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
 
     app = FastAPI(title="Trygg dispatch", version="0.1.0", lifespan=lifespan)
     app.include_router(api_router)
+    app.add_exception_handler(RequestValidationError, readable_validation_error)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .escalation import Escalator
 from .hub import AlarmHub
 from .ingest import IngestWorker
+from .ratelimit import LoginLimiter
 from .settings import CloudSettings
 from .supervision import GatewaySupervisor
 
@@ -22,3 +23,4 @@ class Services:
     ingest: IngestWorker
     supervisor: GatewaySupervisor
     escalator: Escalator
+    login_limiter: LoginLimiter = field(default_factory=LoginLimiter)

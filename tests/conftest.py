@@ -39,6 +39,7 @@ USERS = {
     "tove": ("org-a", "tove-pass", Role.TECHNICIAN),
     "sara": ("org-a", "sara-pass", Role.STAFF),
     "olle": ("org-b", "olle-pass", Role.OPERATOR),
+    "ulla": ("org-b", "ulla-pass", Role.SUPERVISOR),
 }
 
 

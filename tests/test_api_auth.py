@@ -30,6 +30,7 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
     ("POST", "/api/v1/alarms/{id}/assign", HANDLERS, {"staff": "sara"}),
     ("POST", "/api/v1/alarms/{id}/on-site", {"operator", "supervisor", "staff"}, None),
     ("POST", "/api/v1/alarms/{id}/resolve", HANDLERS, {"outcome": "help_given"}),
+    ("GET", "/api/v1/statistics", {"supervisor", "admin"}, None),
 ]
 UNAUTHENTICATED = {("POST", "/api/v1/auth/token"), ("GET", "/healthz")}
 

@@ -1,9 +1,10 @@
 from fastapi import APIRouter
 
-from . import alarms, auth
+from . import alarms, auth, statistics
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(auth.router)
 api_router.include_router(alarms.router)
+api_router.include_router(statistics.router)
 
 __all__ = ["api_router"]

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
@@ -17,15 +18,29 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 @router.post("/token")
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
     session: SessionDep,
     services: ServicesDep,
 ) -> Token:
+    """Sign in. After 5 wrong passwords in 5 minutes for a name (50 from one address),
+    sign-in is refused (429, with Retry-After) until the oldest of them is 5 minutes old."""
+    limiter = services.login_limiter
+    keys = (f"user:{form.username.lower()}", f"ip:{request.client.host if request.client else '-'}")
+    wait = limiter.retry_after(*keys)
+    if wait > 0:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"Too many failed sign-ins; try again in {math.ceil(wait)} s",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
     user = (
         await session.execute(select(User).where(User.username == form.username))
     ).scalar_one_or_none()
     ok = verify_password(user.password_hash if user else DUMMY_HASH, form.password)
     if user is None or not ok:
+        limiter.failed(*keys)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Wrong username or password")
+    limiter.succeeded(keys[0])
     ttl = services.settings.token_ttl_s
     token = issue_token(
         TokenClaims(user.id, user.org_id, Role(user.role)), services.settings.secret_key, ttl

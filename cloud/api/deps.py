@@ -77,3 +77,4 @@ AlarmViewer = Annotated[
     User, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN, Role.STAFF))
 ]
 OnSiteReporter = Annotated[User, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR, Role.STAFF))]
+StatisticsReader = Annotated[User, Depends(require_role(Role.SUPERVISOR, Role.ADMIN))]

@@ -1,0 +1,157 @@
+"""Response statistics (time to claim, assign, on site; share claimed within 60 s and
+180 s; per day and per operator) on SQLite and PostgreSQL; sign-in throttling; validation
+errors a person can read."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from cloud.alarms import record_event
+from cloud.db import Alarm
+from cloud.lifecycle import Action, Actor, apply
+from cloud.ratelimit import LoginLimiter
+from devices import Event, Priority, stable_event_id
+
+from .conftest import GATEWAY_ID, USERS, RunningCloud
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+
+
+async def alarm_at(cloud: RunningCloud, n: int, received_at: datetime) -> int:
+    event = Event(
+        id=stable_event_id("stats", str(n)),
+        kind="alarm_button",
+        priority=Priority.CRITICAL,
+        device_id=f"pendant-{n}",
+        device_type="alarm_button",
+        home_id="home-1",
+        occurred_at=received_at,
+    )
+    async with cloud.app.state.services.sessions() as session:
+        intake = await record_event(session, "org-a", GATEWAY_ID, event)
+        assert intake.alarm is not None
+        await session.execute(
+            update(Alarm).where(Alarm.id == intake.alarm.id).values(received_at=received_at)
+        )
+        await session.commit()
+        return intake.alarm.id
+
+
+async def step(
+    cloud: RunningCloud, alarm_id: int, action: Action, who: str, at: datetime, **kw: Any
+) -> None:
+    actor = Actor(who, USERS[who][2])
+    async with cloud.app.state.services.sessions() as session:
+        assert await apply(session, "org-a", alarm_id, action, actor, now=at, **kw)
+        await session.commit()
+
+
+async def test_statistics_count_from_receipt_to_the_first_claim_assignment_and_arrival(
+    cloud: RunningCloud,
+) -> None:
+    s = timedelta(seconds=1)
+    a1, a2, a3, a4 = [await alarm_at(cloud, n, T0) for n in range(1, 5)]
+    a5 = await alarm_at(cloud, 5, T0 + timedelta(days=1))
+    await step(cloud, a1, Action.CLAIM, "anna", T0 + 20 * s)
+    await step(cloud, a1, Action.ACKNOWLEDGE, "anna", T0 + 40 * s)
+    await step(cloud, a1, Action.ASSIGN, "anna", T0 + 100 * s, assignee="sara")
+    await step(cloud, a1, Action.ON_SITE, "sara", T0 + 700 * s)
+    await step(cloud, a2, Action.CLAIM, "bert", T0 + 90 * s)
+    await step(cloud, a3, Action.ACKNOWLEDGE, "anna", T0 + 150 * s)  # claims on the way
+    # a4 was never claimed: it counts against both shares.
+    await step(cloud, a5, Action.CLAIM, "anna", T0 + timedelta(days=1) + 30 * s)
+    await step(cloud, a5, Action.RELEASE, "anna", T0 + timedelta(days=1) + 40 * s)
+    await step(cloud, a5, Action.CLAIM, "bert", T0 + timedelta(days=1) + 99 * s)  # not first
+    assert a4
+    async with await cloud.authed("stina") as http:
+        res = await http.get(
+            "/api/v1/statistics",
+            params={"from": "2026-11-23T00:00:00Z", "to": "2026-11-25T00:00:00Z"},
+        )
+    assert res.status_code == 200, res.text
+    body = res.json()
+    total = body["total"]
+    assert (total["alarms"], total["claimed"]) == (5, 4)
+    assert total["median_s_to_claim"] == 60.0  # of 20, 30, 90, 150
+    assert total["median_s_to_assign"] == 100.0 and total["median_s_to_on_site"] == 700.0
+    assert total["claimed_within_60s_share"] == 0.4  # 20 and 30 of five
+    assert total["claimed_within_180s_share"] == 0.8
+    days = {d["day"]: (d["alarms"], d["claimed"]) for d in body["days"]}
+    assert days == {"2026-11-23": (4, 3), "2026-11-24": (1, 1)}
+    operators = {o["operator"]: (o["claimed"], o["median_s_to_claim"]) for o in body["operators"]}
+    assert operators == {"anna": (3, 30.0), "bert": (1, 90.0)}
+    # Another organisation's supervisor sees none of it.
+    async with await cloud.authed("ulla") as http:
+        theirs = await http.get("/api/v1/statistics", params={"from": "2026-11-23T00:00:00Z"})
+    assert theirs.json()["total"]["alarms"] == 0 and theirs.json()["operators"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"from": "2026-11-24T00:00:00Z", "to": "2026-11-23T00:00:00Z"}, "before"),
+        ({"from": "2024-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "366 days"),
+        ({"from": "2026-11-23T00:00:00"}, "time zone"),
+        ({"from": "yesterday"}, "from:"),
+        ({"priority": "urgent"}, "priority"),
+    ],
+)
+async def test_statistics_refuse_bad_ranges_with_a_reason(
+    sqlite_cloud: RunningCloud, params: dict[str, str], message: str
+) -> None:
+    async with await sqlite_cloud.authed("stina") as http:
+        res = await http.get("/api/v1/statistics", params=params)
+    assert res.status_code == 422
+    assert message in res.json()["detail"]
+
+
+async def test_validation_errors_are_a_sentence_and_a_list(sqlite_cloud: RunningCloud) -> None:
+    async with await sqlite_cloud.authed("anna") as http:
+        res = await http.post("/api/v1/alarms/1/resolve", json={"outcome": "fixed-it"})
+    body = res.json()
+    assert res.status_code == 422
+    assert body["detail"].startswith("outcome: Input should be 'help_given'")
+    assert body["errors"][0]["loc"] == ["body", "outcome"]
+
+
+async def test_sign_in_is_throttled_after_five_wrong_passwords(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    async with sqlite_cloud.client() as http:
+        for _ in range(5):
+            wrong = await http.post(
+                "/api/v1/auth/token", data={"username": "anna", "password": "guess"}
+            )
+            assert wrong.status_code == 401
+        right = {"username": "anna", "password": USERS["anna"][1]}
+        refused = await http.post("/api/v1/auth/token", data=right)
+        assert refused.status_code == 429
+        assert 0 < int(refused.headers["Retry-After"]) <= 300
+        assert "Too many failed sign-ins" in refused.json()["detail"]
+        # Another operator at the same centre (same address) still signs in.
+        other = {"username": "bert", "password": USERS["bert"][1]}
+        assert (await http.post("/api/v1/auth/token", data=other)).status_code == 200
+
+
+def test_the_limiter_forgets_failures_after_its_window_and_an_address_gets_more() -> None:
+    now = [0.0]
+    limiter = LoginLimiter(clock=lambda: now[0])
+    for _ in range(5):
+        limiter.failed("user:anna", "ip:10.0.0.7")
+    assert limiter.retry_after("user:anna") == 300
+    assert limiter.retry_after("ip:10.0.0.7") == 0  # 5 of 50
+    now[0] = 200
+    assert limiter.retry_after("user:anna") == 100
+    now[0] = 301
+    assert limiter.retry_after("user:anna") == 0
+    for n in range(50):
+        limiter.failed(f"user:u{n}", "ip:10.0.0.7")
+    assert limiter.retry_after("ip:10.0.0.7") > 0
+    limiter.succeeded("user:anna")
+    assert limiter.retry_after("user:anna") == 0
