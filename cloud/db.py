@@ -111,6 +111,8 @@ class Alarm(Base):
     __table_args__ = (
         Index("alarms_queue", "org_id", "state", "priority_rank", "received_at"),
         Index("alarms_open_by_device", "org_id", "device_id", "kind", "state"),
+        # GET /alarms without a state filter: priority then age, read off the index.
+        Index("alarms_by_priority_then_age", "org_id", "priority_rank", "received_at", "id"),
     )
 
 

@@ -14,6 +14,8 @@ Phases:
   drain      a one-hour backlog at 500 readings/s -> InfluxDB v2 write API (victoria-metrics)
   reconnect  an alarm queued while the dispatch broker is down, with that backlog present
   sim_load   'trygg sim load' at 1,000 homes against the gateway
+  cloud      the dispatch service on PostgreSQL: alarm intake, heartbeats from 10,000
+             gateways, the alarm list over 100,000 historical alarms
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -96,7 +98,7 @@ class Publisher:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.loop_start()
 
-    def publish(self, topic: str, payload: bytes, qos: int = 1) -> paho.MQTTMessageInfo:
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> paho.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos)
 
     def close(self) -> None:
@@ -538,6 +540,7 @@ def run_cloud(work: Path, database_url: str, broker: Mosquitto) -> subprocess.Po
         stdout=subprocess.DEVNULL,
     )
     port = free_port()
+    (work / "cloud.port").write_text(str(port))
     with (work / "cloud.log").open("ab") as out:
         proc = subprocess.Popen(
             [
@@ -701,6 +704,200 @@ def fill_backlog(store_path: Path, readings: int) -> None:
     asyncio.run(fill())
 
 
+class AckCounter:
+    """Counts the event ids in the dispatch service's acks to one gateway."""
+
+    def __init__(self, port: int) -> None:
+        self.ids = 0
+        self.last_at = 0.0
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-ack-count")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"trygg/v1/gw/{GATEWAY_ID}/acks", qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, _client: object, _userdata: object, message: paho.MQTTMessage) -> None:
+        self.ids += len(json.loads(message.payload)["event_ids"])
+        self.last_at = time.perf_counter()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+async def _cloud_history(url: str, gateways: int, history: int) -> None:
+    """10,000 gateways and 100,000 old alarms (2 % still open) in the bench organisation,
+    and an operator to query them."""
+    from sqlalchemy import insert
+
+    from cloud import CloudSettings
+    from cloud.admin import admin_session, ensure_user
+    from cloud.db import Alarm, Gateway
+    from cloud.security import Role
+
+    async with admin_session(CloudSettings(database_url=url)) as session:
+        await ensure_user(session, "bench", "bench-operator", "bench-operator", Role.OPERATOR)
+        await session.execute(
+            insert(Gateway),
+            [
+                {"id": f"gw-hb-{i}", "org_id": "bench", "name": f"hb {i}", "online": None}
+                for i in range(gateways)
+            ],
+        )
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        priorities = [("critical", 0), ("high", 1), ("normal", 2)]
+        rows = []
+        for n in range(history):
+            at = start + timedelta(seconds=n * 150)  # a year and a half at ~600 alarms a day
+            name, rank = priorities[n % 3]
+            open_ = n % 50 == 0
+            rows.append(
+                {
+                    "org_id": "bench",
+                    "gateway_id": f"gw-hb-{n % gateways}",
+                    "device_id": f"old-{n % 5000}",
+                    "device_type": "alarm_button",
+                    "home_id": f"home-{n % 5000}",
+                    "kind": "alarm_button",
+                    "priority": name,
+                    "priority_rank": rank,
+                    "state": "new" if open_ else "resolved",
+                    "event_count": 1,
+                    "first_event_id": f"old-{n}",
+                    "occurred_at": at,
+                    "received_at": at,
+                    "updated_at": at,
+                    "outcome": None if open_ else "help_given",
+                }
+            )
+        for chunk in range(0, len(rows), 10_000):
+            await session.execute(insert(Alarm), rows[chunk : chunk + 10_000])
+        await session.commit()
+
+
+def phase_cloud(work: Path, alarms: int, gateways: int, beats: int) -> dict[str, float]:
+    """The dispatch service on PostgreSQL, as its own process: alarm intake (committed and
+    acked), sustained heartbeats from 10,000 gateways, and the alarm list over 100,000
+    historical alarms."""
+    import httpx
+
+    from devices import Event, Priority, stable_event_id
+    from devices.wire import EventEnvelope, Heartbeat, events_topic
+
+    broker = Mosquitto(work, max_queued=beats + alarms + 10_000)
+    broker.start()
+    database = asyncio.run(create_database())
+    url = asyncpg_url(database)
+    cloud = run_cloud(work, url, broker)
+    api = f"http://127.0.0.1:{_cloud_port(work)}"
+    try:
+        asyncio.run(_cloud_history(url, gateways, 100_000))
+        log(f"cloud: {gateways:,} gateways and 100,000 historical alarms in PostgreSQL")
+        # 1. Alarm intake: distinct devices, so that each event opens an alarm.
+        counter = AckCounter(broker.port)
+        publisher = Publisher(broker.port, "bench-gateway")
+        now = datetime.now(UTC)
+        bodies = [
+            EventEnvelope(
+                gateway_id=GATEWAY_ID,
+                sent_at=now,
+                event=Event(
+                    id=stable_event_id("bench-cloud", str(n)),
+                    kind="alarm_button",
+                    priority=Priority.CRITICAL,
+                    device_id=f"dev-{n}",
+                    device_type="alarm_button",
+                    home_id=f"home-{n}",
+                    occurred_at=now,
+                ),
+            ).model_dump_json()
+            for n in range(alarms)
+        ]
+        started = time.perf_counter()
+        infos = [publisher.publish(events_topic(GATEWAY_ID), body) for body in bodies]
+        for info in infos:
+            info.wait_for_publish(60)
+        wait_for(lambda: counter.ids >= alarms, 300, "all alarms acked")
+        ingest_rate = alarms / (counter.last_at - started)
+        counter.close()
+        log(f"cloud: {alarms:,} alarms committed to PostgreSQL and acked at {ingest_rate:,.0f}/s")
+        # 2. Heartbeats: round robin over 10,000 gateways; the last one is a marker whose
+        # arrival in the database means every earlier one was handled (one ordered stream).
+        marker = f"gw-hb-{gateways - 1}"
+        started = time.perf_counter()
+        sent_at = datetime.now(UTC).isoformat()
+        for chunk in range(0, beats, 10_000):
+            infos = [
+                publisher.publish(
+                    f"trygg/v1/gw/gw-hb-{n % (gateways - 1)}/status",
+                    Heartbeat.model_validate(
+                        {
+                            "gateway_id": f"gw-hb-{n % (gateways - 1)}",
+                            "state": "online",
+                            "sent_at": sent_at,
+                        }
+                    ).model_dump_json(),
+                )
+                for n in range(chunk, min(beats, chunk + 10_000))
+            ]
+            for info in infos:
+                info.wait_for_publish(60)
+        marker_beat = Heartbeat(gateway_id=marker, state="online", sent_at=datetime.now(UTC))
+        publisher.publish(f"trygg/v1/gw/{marker}/status", marker_beat.model_dump_json())
+        publish_s = time.perf_counter() - started
+        wait_for(lambda: _seen(url, marker), 600, "the marker heartbeat", interval_s=0.2)
+        beat_rate = (beats + 1) / (time.perf_counter() - started)
+        publisher.close()
+        log(
+            f"cloud: {beats:,} heartbeats from {gateways:,} gateways handled at "
+            f"{beat_rate:,.0f}/s (published in {publish_s:.1f} s)"
+        )
+        # 3. The alarm list with 100,000 historical alarms (and the new ones) present.
+        with httpx.Client(base_url=api, timeout=10) as http:
+            token = http.post(
+                "/api/v1/auth/token",
+                data={"username": "bench-operator", "password": "bench-operator"},
+            ).json()["access_token"]
+            http.headers["Authorization"] = f"Bearer {token}"
+            for _ in range(20):  # warm-up
+                http.get("/api/v1/alarms").raise_for_status()
+            times = []
+            for _ in range(500):
+                t = time.perf_counter()
+                http.get("/api/v1/alarms").raise_for_status()
+                times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99) - 1]
+        log(f"cloud: GET /api/v1/alarms over 100,000+ alarms: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        return {
+            "cloud_alarm_ingest_per_s": round(ingest_rate),
+            "cloud_heartbeats_per_s": round(beat_rate),
+            "alarms_query_p50_ms": round(p50, 2),
+            "alarms_query_p99_ms": round(p99, 2),
+        }
+    finally:
+        stop_process(cloud)
+        asyncio.run(drop_database(database))
+        broker.stop()
+
+
+def _cloud_port(work: Path) -> int:
+    return int((work / "cloud.port").read_text())
+
+
+def _seen(url: str, gateway_id: str) -> bool:
+    async def check() -> bool:
+        from cloud import CloudSettings
+        from cloud.admin import admin_session
+        from cloud.db import Gateway
+
+        async with admin_session(CloudSettings(database_url=url)) as session:
+            row = await session.get(Gateway, gateway_id)
+            return row is not None and row.last_seen_at is not None
+
+    return asyncio.run(check())
+
+
 def phase_drain_and_reconnect(work: Path, backlog: int) -> dict[str, float]:
     """Backlog -> time-series server when it returns; an alarm after the broker returns."""
     local, central = Mosquitto(work), Mosquitto(work)
@@ -775,6 +972,7 @@ TARGETS = {
     "drain_readings_per_s": (">=", 50_000),
     "alarm_after_reconnect_ms": ("<=", 1_000),
     "gateway_rss_mb": ("<=", 120),
+    "alarms_query_p99_ms": ("<=", 50),
 }
 
 
@@ -851,6 +1049,17 @@ PostgreSQL, victoria-metrics for the InfluxDB v2 write API.
 - `alarm_after_reconnect_ms`: an alarm accepted while the dispatch broker was down (with the
   backlog above present), from the moment the broker listens again to the ack after commit.
 - `gateway_rss_mb`: peak resident memory (VmHWM) of the gateway during the ingest run.
+- `cloud_alarm_ingest_per_s`: 5,000 alarm events (distinct devices, so each opens an
+  alarm) published at QoS 1 on one gateway's events topic as fast as paho sends them, to
+  the dispatch service as its own process on PostgreSQL; counted by the event ids in its
+  acks, each sent after the event's commit; first publish to last ack. The service handles
+  one message at a time, one transaction each.
+- `cloud_heartbeats_per_s`: 50,000 heartbeats round robin over 10,000 registered gateways,
+  then a marker heartbeat from one more; from the first publish until the marker's
+  last-seen time is in the database (one ordered stream, so everything before it is done).
+- `alarms_query_p50_ms`, `alarms_query_p99_ms`: `GET /api/v1/alarms` (the default: 200
+  alarms, priority then age), 500 times in a row after a warm-up, with 100,000 historical
+  alarms (2 % still open) of the same organisation in PostgreSQL, including sign-in check.
 - `sim_load_*`: the simulator's load mode (`trygg sim load`, docs/simulator.md) with
   {SIM_HOMES:,} homes of six Zigbee2MQTT devices, each device reporting once a second on
   average (6,000 messages/s asked for) plus alarms, for 20 s, from core 0 over 4 MQTT
@@ -876,6 +1085,8 @@ def main() -> None:
         "--backlog", type=int, default=1_800_000, help="readings (one hour at 500/s)"
     )
     parser.add_argument("--sim-load-seconds", type=float, default=20.0)
+    parser.add_argument("--cloud-alarms", type=int, default=5_000)
+    parser.add_argument("--heartbeats", type=int, default=50_000)
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         # The gateway gets core 1 to itself; the devices, brokers and servers share core 0.
@@ -895,6 +1106,7 @@ def main() -> None:
             ("latency", lambda w: phase_latency(w, args.alarms)),
             ("drain", lambda w: phase_drain_and_reconnect(w, args.backlog)),
             ("sim_load", lambda w: phase_sim_load(w, args.sim_load_seconds)),
+            ("cloud", lambda w: phase_cloud(w, args.cloud_alarms, 10_000, args.heartbeats)),
         ]
         only = set(args.only.split(",")) if args.only else None
         for name, phase in phases:
