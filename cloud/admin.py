@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices import utc_now
 
-from .db import Gateway, Organisation, User, make_engine, make_sessionmaker
+from .db import Gateway, Home, Organisation, Resident, User, make_engine, make_sessionmaker
 from .migrate import upgrade
 from .security import Role, hash_password
 from .settings import CloudSettings
@@ -63,3 +63,37 @@ async def ensure_gateway(session: AsyncSession, org_id: str, gateway_id: str, na
         session.add(gateway)
         await session.flush()
     return gateway
+
+
+async def ensure_home(
+    session: AsyncSession, org_id: str, home_id: str, address: str, key_safe: str | None = None
+) -> Home:
+    home = await session.get(Home, (org_id, home_id))
+    if home is None:
+        home = Home(org_id=org_id, id=home_id, address=address, key_safe=key_safe, notes="")
+        session.add(home)
+        await session.flush()
+    return home
+
+
+async def ensure_resident(
+    session: AsyncSession,
+    org_id: str,
+    resident_id: str,
+    home_id: str,
+    name: str,
+    contacts: list[dict[str, str]] | None = None,
+) -> Resident:
+    resident = await session.get(Resident, (org_id, resident_id))
+    if resident is None:
+        resident = Resident(
+            org_id=org_id,
+            id=resident_id,
+            home_id=home_id,
+            name=name,
+            notes="",
+            contacts=contacts or [],
+        )
+        session.add(resident)
+        await session.flush()
+    return resident

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -53,6 +63,69 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime]
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", name="users_team_id_fkey"))
+
+
+class Team(Base):
+    """A group of home-care staff (a district, a night patrol)."""
+
+    __tablename__ = "teams"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+    __table_args__ = (UniqueConstraint("org_id", "name", name="teams_name_per_org"),)
+
+
+class Home(Base):
+    """A resident's home. Gateways and events know only its id; the rest is cloud-only."""
+
+    __tablename__ = "homes"
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    address: Mapped[str] = mapped_column(String(300))
+    key_safe: Mapped[str | None] = mapped_column(String(100))  # where and which code
+    notes: Mapped[str] = mapped_column(String(2000), default="")
+
+
+class Resident(Base):
+    """A person cared for. Names, contacts and notes live here only, never on a gateway."""
+
+    __tablename__ = "residents"
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    home_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200))
+    notes: Mapped[str] = mapped_column(String(2000), default="")
+    contacts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class Device(Base):
+    """A device as the dispatch service knows it: which gateway, home and resident."""
+
+    __tablename__ = "devices"
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"))
+    home_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(64))
+    resident_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class AuditEntry(Base):
+    """Who did or read what, when: every action, and every read of resident data."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index("audit_by_org_time", "org_id", "at"),)
 
 
 class Gateway(Base):

@@ -63,9 +63,29 @@ class TransitionPublic(BaseModel):
     detail: dict[str, Any]
 
 
+class HomeContext(BaseModel):
+    """What whoever goes there needs: the address and how to get in."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    address: str
+    key_safe: str | None
+    notes: str
+
+
+class ResidentContext(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    notes: str
+    contacts: list[dict[str, Any]]
+
+
 class AlarmDetail(BaseModel):
     alarm: AlarmPublic
     history: list[TransitionPublic]
+    home: HomeContext | None = None
+    resident: ResidentContext | None = None  # reading it is logged in the audit log
 
 
 class AlarmChange(BaseModel):

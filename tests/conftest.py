@@ -13,7 +13,14 @@ import pytest
 from fastapi import FastAPI
 
 from cloud import CloudSettings, create_app
-from cloud.admin import admin_session, ensure_gateway, ensure_organisation, ensure_user
+from cloud.admin import (
+    admin_session,
+    ensure_gateway,
+    ensure_home,
+    ensure_organisation,
+    ensure_resident,
+    ensure_user,
+)
 from cloud.ingest import IngestWorker
 from cloud.security import Role
 from devices import Event, Priority, stable_event_id
@@ -40,6 +47,7 @@ USERS = {
     "sara": ("org-a", "sara-pass", Role.STAFF),
     "olle": ("org-b", "olle-pass", Role.OPERATOR),
     "ulla": ("org-b", "ulla-pass", Role.SUPERVISOR),
+    "adam": ("org-a", "adam-pass", Role.ADMIN),
 }
 
 
@@ -108,6 +116,11 @@ async def run_cloud(settings: CloudSettings) -> AsyncIterator[RunningCloud]:
         for username, (org, password, role) in USERS.items():
             await ensure_user(session, org, username, password, role)
         await ensure_gateway(session, "org-a", GATEWAY_ID, "Test gateway")
+        await ensure_home(
+            session, "org-a", "home-12", "Storgatan 12, Malmö", "key safe by the door, 4711"
+        )
+        contact = {"name": "Lena", "relation": "daughter", "phone": "+46 70 123 45 67"}
+        await ensure_resident(session, "org-a", "res-12", "home-12", "Ingrid", [contact])
         await session.commit()
     app = create_app(settings)
     port = free_port()

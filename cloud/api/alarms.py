@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from devices import Priority
 
 from ..alarms import list_alarms
-from ..db import User
+from ..audit import audit
+from ..db import Home, Resident, User
 from ..lifecycle import (
     Action,
     Actor,
@@ -25,7 +26,14 @@ from ..lifecycle import (
     get_alarm,
     history,
 )
-from ..schemas import AlarmChange, AlarmDetail, AlarmPublic, TransitionPublic
+from ..schemas import (
+    AlarmChange,
+    AlarmDetail,
+    AlarmPublic,
+    HomeContext,
+    ResidentContext,
+    TransitionPublic,
+)
 from ..security import Role
 from ..services import Services
 from .deps import (
@@ -96,6 +104,8 @@ async def _act(
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     if alarm is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No alarm {alarm_id}")
+    detail = {k: v for k, v in (("assigned_to", assignee), ("outcome", outcome)) if v}
+    audit(session, user, f"alarm.{action.value}", f"alarm:{alarm_id}", detail)
     public = AlarmPublic.model_validate(alarm)
     await session.commit()
     services.hub.publish(user.org_id, AlarmChange(type="updated", alarm=public))
@@ -134,7 +144,19 @@ async def get_alarm_detail(alarm_id: int, user: AlarmViewer, session: SessionDep
     if alarm is None or (user.role == Role.STAFF and alarm.assigned_to != user.username):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No alarm {alarm_id}")
     steps = [TransitionPublic.model_validate(t) for t in await history(session, alarm_id)]
-    return AlarmDetail(alarm=AlarmPublic.model_validate(alarm), history=steps)
+    home = await session.get(Home, (user.org_id, alarm.home_id))
+    resident = (
+        await session.get(Resident, (user.org_id, alarm.resident_id)) if alarm.resident_id else None
+    )
+    if resident is not None:
+        audit(session, user, "resident.read", f"resident:{resident.id}", {"alarm": alarm_id})
+        await session.commit()
+    return AlarmDetail(
+        alarm=AlarmPublic.model_validate(alarm),
+        history=steps,
+        home=HomeContext.model_validate(home) if home else None,
+        resident=ResidentContext.model_validate(resident) if resident else None,
+    )
 
 
 @router.post("/{alarm_id}/claim")

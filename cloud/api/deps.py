@@ -78,3 +78,18 @@ AlarmViewer = Annotated[
 ]
 OnSiteReporter = Annotated[User, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR, Role.STAFF))]
 StatisticsReader = Annotated[User, Depends(require_role(Role.SUPERVISOR, Role.ADMIN))]
+
+# The organisation's people and places (cloud/api/people.py).
+_R = Role
+Admin = Annotated[User, Depends(require_role(_R.ADMIN))]
+PeopleReader = Annotated[User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR, _R.OPERATOR))]
+HomeReader = Annotated[
+    User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR, _R.OPERATOR, _R.TECHNICIAN))
+]
+ResidentReader = Annotated[User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR, _R.OPERATOR))]
+GatewayReader = Annotated[
+    User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR, _R.OPERATOR, _R.TECHNICIAN))
+]
+DeviceReader = Annotated[User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR, _R.TECHNICIAN))]
+DeviceManager = Annotated[User, Depends(require_role(_R.ADMIN, _R.TECHNICIAN))]
+AuditReader = Annotated[User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR))]

@@ -1,0 +1,360 @@
+"""Organisations' people and places: teams, users, homes, residents, gateways, devices,
+and the audit log. Everything is scoped to the caller's organisation; writes and reads of
+resident data are audited."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from devices import DeviceType, utc_now
+from devices.wire import GATEWAY_ID_PATTERN
+
+from ..audit import audit, read_audit
+from ..db import Device, Gateway, Home, Resident, Team, User
+from ..security import Role, hash_password
+from .deps import (
+    Admin,
+    AuditReader,
+    DeviceManager,
+    DeviceReader,
+    GatewayReader,
+    HomeReader,
+    PeopleReader,
+    ResidentReader,
+    SessionDep,
+)
+
+router = APIRouter(tags=["organisation"])
+
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+Text = Annotated[str, Field(max_length=2000)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+def _not_found(kind: str, key: object) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No {kind} {key}")
+
+
+async def _commit(session: AsyncSession, conflict: str) -> None:
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=conflict) from None
+
+
+# -- teams and users ---------------------------------------------------------------------
+
+
+class TeamIn(_In):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class TeamOut(_Out):
+    id: int
+    name: str
+
+
+@router.get("/teams")
+async def list_teams(user: PeopleReader, session: SessionDep) -> list[TeamOut]:
+    rows = await session.execute(select(Team).where(Team.org_id == user.org_id).order_by(Team.name))
+    return [TeamOut.model_validate(t) for t in rows.scalars()]
+
+
+@router.post("/teams", status_code=status.HTTP_201_CREATED)
+async def create_team(body: TeamIn, user: Admin, session: SessionDep) -> TeamOut:
+    team = Team(org_id=user.org_id, name=body.name)
+    session.add(team)
+    await session.flush()
+    audit(session, user, "team.create", f"team:{team.id}", {"name": body.name})
+    await _commit(session, f"There is already a team called {body.name!r}")
+    return TeamOut.model_validate(team)
+
+
+class UserIn(_In):
+    username: str = Field(min_length=2, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
+    password: str = Field(min_length=10, max_length=200)
+    role: Role
+    team_id: int | None = None
+
+
+class UserOut(_Out):
+    username: str
+    role: str
+    team_id: int | None
+    created_at: datetime
+
+
+@router.get("/users")
+async def list_users(user: PeopleReader, session: SessionDep) -> list[UserOut]:
+    rows = await session.execute(
+        select(User).where(User.org_id == user.org_id).order_by(User.username)
+    )
+    return [UserOut.model_validate(u) for u in rows.scalars()]
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED)
+async def create_user(body: UserIn, user: Admin, session: SessionDep) -> UserOut:
+    if body.team_id is not None:
+        team = await session.get(Team, body.team_id)
+        if team is None or team.org_id != user.org_id:
+            raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail=f"No team {body.team_id}")
+    created = User(
+        org_id=user.org_id,
+        username=body.username,
+        password_hash=hash_password(body.password),
+        role=body.role.value,
+        team_id=body.team_id,
+        created_at=utc_now(),
+    )
+    session.add(created)
+    audit(session, user, "user.create", f"user:{body.username}", {"role": body.role.value})
+    await _commit(session, f"The username {body.username!r} is taken")
+    return UserOut.model_validate(created)
+
+
+# -- homes and residents -------------------------------------------------------------------
+
+
+class HomeIn(_In):
+    address: str = Field(min_length=1, max_length=300)
+    key_safe: str | None = Field(default=None, max_length=100)
+    notes: Text = ""
+
+
+class HomeNew(HomeIn):
+    id: str = Field(pattern=_ID)
+
+
+class HomeOut(_Out):
+    id: str
+    address: str
+    key_safe: str | None
+    notes: str
+
+
+@router.get("/homes")
+async def list_homes(user: HomeReader, session: SessionDep) -> list[HomeOut]:
+    rows = await session.execute(select(Home).where(Home.org_id == user.org_id).order_by(Home.id))
+    return [HomeOut.model_validate(h) for h in rows.scalars()]
+
+
+@router.post("/homes", status_code=status.HTTP_201_CREATED)
+async def create_home(body: HomeNew, user: Admin, session: SessionDep) -> HomeOut:
+    home = Home(org_id=user.org_id, **body.model_dump())
+    session.add(home)
+    audit(session, user, "home.create", f"home:{body.id}")
+    await _commit(session, f"There is already a home {body.id}")
+    return HomeOut.model_validate(home)
+
+
+@router.put("/homes/{home_id}")
+async def update_home(home_id: str, body: HomeIn, user: Admin, session: SessionDep) -> HomeOut:
+    home = await session.get(Home, (user.org_id, home_id))
+    if home is None:
+        raise _not_found("home", home_id)
+    for key, value in body.model_dump().items():
+        setattr(home, key, value)
+    audit(session, user, "home.update", f"home:{home_id}")
+    await session.commit()
+    return HomeOut.model_validate(home)
+
+
+class Contact(_In):
+    name: str = Field(min_length=1, max_length=200)
+    relation: str = Field(default="", max_length=100)
+    phone: str = Field(pattern=r"^\+?[0-9 ()-]{5,30}$")
+
+
+class ResidentIn(_In):
+    home_id: str = Field(pattern=_ID)
+    name: str = Field(min_length=1, max_length=200)
+    notes: Text = ""
+    contacts: list[Contact] = Field(default=[], max_length=20)
+
+
+class ResidentNew(ResidentIn):
+    id: str = Field(pattern=_ID)
+
+
+class ResidentSummary(_Out):
+    id: str
+    home_id: str
+    name: str
+
+
+class ResidentOut(ResidentSummary):
+    notes: str
+    contacts: list[dict[str, Any]]
+
+
+async def _home_exists(session: AsyncSession, org_id: str, home_id: str) -> None:
+    if await session.get(Home, (org_id, home_id)) is None:
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail=f"home_id: no home {home_id}")
+
+
+@router.get("/residents")
+async def list_residents(user: ResidentReader, session: SessionDep) -> list[ResidentSummary]:
+    """Names and homes only; reading one resident's details is logged."""
+    rows = await session.execute(
+        select(Resident).where(Resident.org_id == user.org_id).order_by(Resident.name)
+    )
+    return [ResidentSummary.model_validate(r) for r in rows.scalars()]
+
+
+@router.get("/residents/{resident_id}")
+async def get_resident(resident_id: str, user: ResidentReader, session: SessionDep) -> ResidentOut:
+    resident = await session.get(Resident, (user.org_id, resident_id))
+    if resident is None:
+        raise _not_found("resident", resident_id)
+    audit(session, user, "resident.read", f"resident:{resident_id}")
+    await session.commit()
+    return ResidentOut.model_validate(resident)
+
+
+@router.post("/residents", status_code=status.HTTP_201_CREATED)
+async def create_resident(body: ResidentNew, user: Admin, session: SessionDep) -> ResidentOut:
+    await _home_exists(session, user.org_id, body.home_id)
+    resident = Resident(org_id=user.org_id, **body.model_dump())
+    session.add(resident)
+    audit(session, user, "resident.create", f"resident:{body.id}")
+    await _commit(session, f"There is already a resident {body.id}")
+    return ResidentOut.model_validate(resident)
+
+
+@router.put("/residents/{resident_id}")
+async def update_resident(
+    resident_id: str, body: ResidentIn, user: Admin, session: SessionDep
+) -> ResidentOut:
+    resident = await session.get(Resident, (user.org_id, resident_id))
+    if resident is None:
+        raise _not_found("resident", resident_id)
+    await _home_exists(session, user.org_id, body.home_id)
+    for key, value in body.model_dump().items():
+        setattr(resident, key, value)
+    audit(session, user, "resident.update", f"resident:{resident_id}")
+    await session.commit()
+    return ResidentOut.model_validate(resident)
+
+
+# -- gateways and devices ------------------------------------------------------------------
+
+
+class GatewayIn(_In):
+    id: str = Field(pattern=GATEWAY_ID_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class GatewayOut(_Out):
+    id: str
+    name: str
+    online: bool | None
+    last_seen_at: datetime | None
+    offline_since: datetime | None
+    heartbeat_interval_s: int
+
+
+@router.get("/gateways")
+async def list_gateways(user: GatewayReader, session: SessionDep) -> list[GatewayOut]:
+    rows = await session.execute(
+        select(Gateway).where(Gateway.org_id == user.org_id).order_by(Gateway.id)
+    )
+    return [GatewayOut.model_validate(g) for g in rows.scalars()]
+
+
+@router.post("/gateways", status_code=status.HTTP_201_CREATED)
+async def create_gateway(body: GatewayIn, user: Admin, session: SessionDep) -> GatewayOut:
+    gateway = Gateway(
+        id=body.id, org_id=user.org_id, name=body.name, last_seen_at=None, online=None
+    )
+    session.add(gateway)
+    audit(session, user, "gateway.create", f"gateway:{body.id}")
+    await _commit(session, f"The gateway id {body.id} is taken")
+    await session.refresh(gateway)
+    return GatewayOut.model_validate(gateway)
+
+
+class DeviceIn(_In):
+    id: str = Field(pattern=_ID)
+    gateway_id: str = Field(pattern=GATEWAY_ID_PATTERN)
+    home_id: str = Field(pattern=_ID)
+    type: DeviceType
+    resident_id: str | None = Field(default=None, pattern=_ID)
+
+
+class DeviceOut(_Out):
+    id: str
+    gateway_id: str
+    home_id: str
+    type: str
+    resident_id: str | None
+
+
+@router.get("/devices")
+async def list_devices(
+    user: DeviceReader, session: SessionDep, home_id: str | None = None
+) -> list[DeviceOut]:
+    query = select(Device).where(Device.org_id == user.org_id)
+    if home_id is not None:
+        query = query.where(Device.home_id == home_id)
+    rows = await session.execute(query.order_by(Device.id))
+    return [DeviceOut.model_validate(d) for d in rows.scalars()]
+
+
+@router.post("/devices", status_code=status.HTTP_201_CREATED)
+async def create_device(body: DeviceIn, user: DeviceManager, session: SessionDep) -> DeviceOut:
+    gateway = await session.get(Gateway, body.gateway_id)
+    if gateway is None or gateway.org_id != user.org_id:
+        raise HTTPException(
+            HTTPStatus.UNPROCESSABLE_ENTITY, detail=f"gateway_id: no gateway {body.gateway_id}"
+        )
+    await _home_exists(session, user.org_id, body.home_id)
+    device = Device(org_id=user.org_id, **body.model_dump(mode="json"))
+    session.add(device)
+    audit(session, user, "device.create", f"device:{body.id}", {"type": body.type.value})
+    await _commit(session, f"There is already a device {body.id}")
+    return DeviceOut.model_validate(device)
+
+
+# -- the audit log -------------------------------------------------------------------------
+
+
+class AuditOut(_Out):
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+@router.get("/audit")
+async def get_audit(
+    user: AuditReader,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    before: Annotated[int | None, Query(ge=1, description="page back from this entry")] = None,
+    actor: Annotated[str | None, Query(max_length=100)] = None,
+    target: Annotated[str | None, Query(max_length=200)] = None,
+) -> list[AuditOut]:
+    """Newest first."""
+    rows = await read_audit(
+        session, user.org_id, limit=limit, before=before, actor=actor, target=target
+    )
+    return [AuditOut.model_validate(r) for r in rows]
