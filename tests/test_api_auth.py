@@ -255,3 +255,55 @@ def test_production_refuses_the_development_secret() -> None:
     with pytest.raises(ValidationError, match="TRYGG_SECRET_KEY"):
         CloudSettings(environment="production")
     CloudSettings(environment="production", secret_key="x" * 40)
+
+
+GARBAGE_BODIES: list[bytes] = [
+    b"not json",
+    b"[]",
+    b"null",
+    b'{"a": ' * 50 + b"1" + b"}" * 50,
+    b'{"name": "' + b"x" * 100_000 + b'"}',
+    b'{"outcome": 7, "staff": ["sara"], "id": {"$gt": ""}, "address": null}',
+    '{"name": "\u0000\ud800"}'.encode("utf-8", "surrogatepass"),
+]
+GARBAGE_IDS = ["0", "-1", "99999999999999999999999", "a" * 300, "%00", "..%2f..%2fetc", "💥"]
+
+
+async def test_garbage_on_every_route_is_refused_and_never_a_server_error(
+    sqlite_cloud: RunningCloud, mosquitto: Mosquitto
+) -> None:
+    """Every route, with its allowed role, fed bodies and ids that are not what it takes:
+    a 4xx with a reason every time, nothing stored, and the service still answers."""
+    await make_alarm(sqlite_cloud, mosquitto)
+    tried = 0
+    clients = {u: await sqlite_cloud.authed(u) for u in ("anna", "stina", "adam", "sara")}
+    try:
+        for method, template, roles, _body in ROUTES:
+            if method == "GET" and "{" not in template:
+                continue  # nothing to garble but the query (test_bad_parameters_are_422)
+            http = next(c for u, c in clients.items() if USERS[u][2].value in roles)
+            ids = GARBAGE_IDS if "{" in template else [""]
+            for bad_id in ids:
+                path = template.format(id=bad_id, home_id=bad_id, resident_id=bad_id)
+                bodies = GARBAGE_BODIES if method in ("POST", "PUT") else [b""]
+                for raw in bodies:
+                    headers = {"Content-Type": "application/json"}
+                    res = await http.request(method, path, content=raw, headers=headers)
+                    tried += 1
+                    assert 400 <= res.status_code < 500, (method, path, raw[:60], res.text)
+                    if res.status_code == 422:
+                        assert res.json()["detail"], (method, path)
+        # Ids that are well formed but not there: 404 on every route that takes one.
+        for method, template, roles, good in ROUTES:
+            if "{" in template:
+                http = next(c for u, c in clients.items() if USERS[u][2].value in roles)
+                res = await call(http, method, template.format(id=424242, **_MISSING), good)
+                assert res.status_code == 404, (method, template, res.text)
+        assert (await clients["anna"].get("/api/v1/alarms")).status_code == 200
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    assert tried > 300
+
+
+_MISSING = {"home_id": "no-such-home", "resident_id": "no-such-resident"}

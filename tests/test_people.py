@@ -18,12 +18,15 @@ from .servers import Mosquitto, wait_until
 pytestmark = pytest.mark.integration
 
 
-async def audit_of(cloud: RunningCloud, **params: str) -> list[dict[str, Any]]:
+async def audit_of(
+    cloud: RunningCloud, *, sign_ins: bool = False, **params: str
+) -> list[dict[str, Any]]:
+    """The audit log, newest first; without sign-ins unless asked (each test signs in)."""
     async with await cloud.authed("stina") as http:
         res = await http.get("/api/v1/audit", params=params)
     res.raise_for_status()
     entries: list[dict[str, Any]] = res.json()
-    return entries
+    return [e for e in entries if sign_ins or not e["action"].startswith("auth.")]
 
 
 async def created(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -83,9 +86,24 @@ async def test_an_administrator_sets_up_a_home_and_everything_is_audited(
         ("anna", "resident.read", "resident:res-7"),
     ]
     # Paging back, and filtering by who or what.
-    older = await audit_of(cloud, before=str(entries[0]["id"]), limit="2")
-    assert [e["action"] for e in older] == ["resident.update", "device.create"]
+    older = await audit_of(cloud, actor="adam", before=str(entries[1]["id"]), limit="2")
+    assert [e["action"] for e in older] == ["device.create", "gateway.create"]
     assert [e["action"] for e in await audit_of(cloud, actor="anna")] == ["resident.read"]
+    assert [e["actor"] for e in await audit_of(cloud, target="resident:res-7")] == [
+        "anna",
+        "adam",
+        "adam",
+    ]
+
+
+async def test_sign_ins_and_failed_ones_are_audited(sqlite_cloud: RunningCloud) -> None:
+    async with sqlite_cloud.client() as http:
+        await http.post("/api/v1/auth/token", data={"username": "anna", "password": "nope"})
+        await http.post("/api/v1/auth/token", data={"username": "nobody", "password": "nope"})
+    await sqlite_cloud.token("anna")
+    entries = await audit_of(sqlite_cloud, sign_ins=True, target="user:anna")
+    assert [e["action"] for e in entries] == ["auth.login", "auth.failed"]
+    assert entries[0]["detail"]["from"].startswith("ip:127.0.0.1")
 
 
 async def test_the_alarm_shows_who_lives_there_and_how_to_get_in_and_the_reading_is_logged(

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -48,6 +48,8 @@ from .deps import (
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 
 KEEPALIVE_S = 15.0
+# Ids are 32-bit in every database Trygg runs on; anything else cannot be an alarm.
+AlarmId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the alarm's id")]
 
 
 @router.get("")
@@ -138,7 +140,9 @@ async def stream(user: AlarmReader, services: ServicesDep, request: Request) -> 
 
 
 @router.get("/{alarm_id}")
-async def get_alarm_detail(alarm_id: int, user: AlarmViewer, session: SessionDep) -> AlarmDetail:
+async def get_alarm_detail(
+    alarm_id: AlarmId, user: AlarmViewer, session: SessionDep
+) -> AlarmDetail:
     """One alarm with its history: every transition, who and when."""
     alarm = await get_alarm(session, user.org_id, alarm_id)
     if alarm is None or (user.role == Role.STAFF and alarm.assigned_to != user.username):
@@ -161,7 +165,7 @@ async def get_alarm_detail(alarm_id: int, user: AlarmViewer, session: SessionDep
 
 @router.post("/{alarm_id}/claim")
 async def post_claim(
-    alarm_id: int, user: AlarmHandler, session: SessionDep, services: ServicesDep
+    alarm_id: AlarmId, user: AlarmHandler, session: SessionDep, services: ServicesDep
 ) -> AlarmPublic:
     """Take a new alarm: nobody else can act on it until you release or resolve it."""
     return await _act(alarm_id, Action.CLAIM, user, session, services)
@@ -169,7 +173,7 @@ async def post_claim(
 
 @router.post("/{alarm_id}/release")
 async def post_release(
-    alarm_id: int, user: AlarmHandler, session: SessionDep, services: ServicesDep
+    alarm_id: AlarmId, user: AlarmHandler, session: SessionDep, services: ServicesDep
 ) -> AlarmPublic:
     """Give a claimed alarm back to the queue."""
     return await _act(alarm_id, Action.RELEASE, user, session, services)
@@ -177,7 +181,7 @@ async def post_release(
 
 @router.post("/{alarm_id}/acknowledge")
 async def post_acknowledge(
-    alarm_id: int, user: AlarmHandler, session: SessionDep, services: ServicesDep
+    alarm_id: AlarmId, user: AlarmHandler, session: SessionDep, services: ServicesDep
 ) -> AlarmPublic:
     """You have spoken with the resident (or tried): claims a new alarm on the way."""
     return await _act(alarm_id, Action.ACKNOWLEDGE, user, session, services)
@@ -185,7 +189,7 @@ async def post_acknowledge(
 
 @router.post("/{alarm_id}/assign")
 async def post_assign(
-    alarm_id: int,
+    alarm_id: AlarmId,
     body: AssignBody,
     user: AlarmHandler,
     session: SessionDep,
@@ -211,7 +215,7 @@ async def post_assign(
 
 @router.post("/{alarm_id}/on-site")
 async def post_on_site(
-    alarm_id: int, user: OnSiteReporter, session: SessionDep, services: ServicesDep
+    alarm_id: AlarmId, user: OnSiteReporter, session: SessionDep, services: ServicesDep
 ) -> AlarmPublic:
     """The assigned staff member is with the resident."""
     return await _act(alarm_id, Action.ON_SITE, user, session, services)
@@ -219,7 +223,7 @@ async def post_on_site(
 
 @router.post("/{alarm_id}/resolve")
 async def post_resolve(
-    alarm_id: int,
+    alarm_id: AlarmId,
     body: ResolveBody,
     user: AlarmHandler,
     session: SessionDep,

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
+from ..audit import audit
 from ..db import User
 from ..schemas import Token
 from ..security import DUMMY_HASH, Role, TokenClaims, issue_token, verify_password
@@ -39,8 +40,13 @@ async def login(
     ok = verify_password(user.password_hash if user else DUMMY_HASH, form.password)
     if user is None or not ok:
         limiter.failed(*keys)
+        if user is not None:  # a known name: its organisation's log says someone tried
+            audit(session, user, "auth.failed", f"user:{user.username}", {"from": keys[1]})
+            await session.commit()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Wrong username or password")
     limiter.succeeded(keys[0])
+    audit(session, user, "auth.login", f"user:{user.username}", {"from": keys[1]})
+    await session.commit()
     ttl = services.settings.token_ttl_s
     token = issue_token(
         TokenClaims(user.id, user.org_id, Role(user.role)), services.settings.secret_key, ttl
