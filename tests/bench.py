@@ -355,15 +355,18 @@ def phase_serial(work: Path, frames: int) -> dict[str, float]:
 SIM_HOMES = 1000
 
 
-def _accepted_messages(api_port: int) -> int:
-    """The gateway's count of accepted Zigbee2MQTT messages, from its /metrics."""
+def _gateway_counts(api_port: int) -> tuple[int, int]:
+    """The gateway's accepted Zigbee2MQTT messages and dropped inputs, from its /metrics."""
     url = f"http://127.0.0.1:{api_port}/metrics"
     with urllib.request.urlopen(url, timeout=5) as res:
         text = res.read().decode()
+    accepted = dropped = 0
     for line in text.splitlines():
         if line.startswith('trygg_gateway_accepted_total{kind="message"}'):
-            return int(float(line.rsplit(" ", 1)[1]))
-    return 0
+            accepted = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("trygg_gateway_input_dropped_total{"):
+            dropped += int(float(line.rsplit(" ", 1)[1]))
+    return accepted, dropped
 
 
 def phase_sim_load(work: Path, seconds: float) -> dict[str, float]:
@@ -398,18 +401,21 @@ def phase_sim_load(work: Path, seconds: float) -> dict[str, float]:
         time.sleep(2.0)  # subscribed
         report = asyncio.run(run_load(plan, "127.0.0.1", broker.port, seconds))
         load_ended = time.monotonic()
-        wait_for(lambda: _accepted_messages(api_port) >= report.messages, 300, "all accepted")
+        wait_for(lambda: sum(_gateway_counts(api_port)) >= report.messages, 120, "all handled")
         catch_up = time.monotonic() - load_ended
+        accepted, dropped = _gateway_counts(api_port)
         gateway_rate = report.messages / (report.elapsed_s + catch_up)
         log(
             f"sim load: {report.summary()}; the gateway accepted all of it at "
-            f"{gateway_rate:,.0f} messages/s ({catch_up:.1f} s after the load ended)"
+            f"{gateway_rate:,.0f} messages/s ({catch_up:.1f} s after the load ended); "
+            f"{accepted:,} accepted, {dropped} dropped"
         )
         return {
             "sim_load_homes": SIM_HOMES,
             "sim_load_sent_messages_per_s": round(report.messages_per_s),
             "sim_load_gateway_messages_per_s": round(gateway_rate),
             "sim_load_catch_up_s": round(catch_up, 1),
+            "sim_load_gateway_dropped": dropped,
         }
     finally:
         stop_process(proc)

@@ -324,3 +324,16 @@ def test_a_load_plan_names_devices_the_gateway_accepts() -> None:
         LoadPlan(homes=0)
     with pytest.raises(ValueError, match="at least one device"):
         LoadPlan(homes=1, mix=())
+
+
+def test_no_two_load_messages_are_identical_even_a_press_and_its_reset_in_one_tick() -> None:
+    """The gateway folds identical messages as duplicates; the load must not send any."""
+    plan = LoadPlan(homes=2, mix=(DeviceType.ALARM_BUTTON,), alarms_per_home_per_hour=1)
+    shard = _Shard(plan, [1, 2], "0/0")
+    sent = []
+    for _ in range(500):
+        sent.append(shard.next_report())
+        alarm = shard.alarm(0.0)
+        assert alarm is not None
+        sent.extend(alarm[1])
+    assert len(set(sent)) == len(sent)

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiomqtt
@@ -147,6 +147,7 @@ class _Shard:
         }
         self.cursor = self.rng.randrange(len(self.devices)) if self.devices else 0
         self.clearing: list[tuple[float, int, DeviceType, str]] = []
+        self.last_seen: dict[tuple[int, DeviceType], datetime] = {}
 
     def _initial(self, kind: DeviceType) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -159,7 +160,15 @@ class _Shard:
     def message(self, home: int, kind: DeviceType, **changes: Any) -> tuple[str, bytes]:
         state = self.state[(home, kind)]
         state.update(changes)
-        state["last_seen"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+        # Zigbee2MQTT stamps the time it heard the device; two messages of one device are
+        # never heard in the same millisecond (a press and its reset would be identical).
+        heard = datetime.now(UTC)
+        now = heard.replace(microsecond=heard.microsecond // 1000 * 1000)
+        last = self.last_seen.get((home, kind))
+        if last is not None and now <= last:
+            now = last + timedelta(milliseconds=1)
+        self.last_seen[(home, kind)] = now
+        state["last_seen"] = now.isoformat(timespec="milliseconds")
         return f"{self.plan.base_topic}/{self.plan.address(home, kind)}", encode_state(state)
 
     def next_report(self) -> tuple[str, bytes]:
