@@ -105,3 +105,53 @@ async def test_a_technician_cannot_open_the_queue(
     await expect(page.locator("#login-error")).to_contain_text("cannot open the alarm queue")
     await expect(page.locator("#queue")).to_be_hidden()
     await expect(page.locator("#status")).to_have_text("signed out")
+
+
+async def test_an_operator_takes_an_alarm_from_claim_to_resolved_and_a_colleague_sees_it(
+    sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    anna, bert = await browser.new_page(), await browser.new_page()
+    errors: list[str] = []
+    for page in (anna, bert):
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await sign_in(anna, sqlite_cloud.url, "anna", "anna-pass")
+    await sign_in(bert, sqlite_cloud.url, "bert", "bert-pass")
+    for page in (anna, bert):
+        await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "sos"}))
+    row = anna.locator("#alarms tr").first
+    await expect(row).to_contain_text("new", timeout=10_000)
+
+    await row.get_by_role("button", name="Claim").click()
+    await expect(row).to_contain_text("claimed by anna", timeout=10_000)
+    # Bert's queue shows who has it, live; if he tries anyway he is told.
+    bert_row = bert.locator("#alarms tr").first
+    await expect(bert_row).to_contain_text("claimed by anna", timeout=10_000)
+    await bert_row.get_by_role("button", name="Acknowledge").click()
+    await expect(bert.locator("#status")).to_contain_text("claimed by anna")
+
+    # The details: who lives there and how to get in.
+    await row.get_by_role("cell", name="Alarm button pressed").click()
+    detail = anna.locator("#detail")
+    await expect(detail).to_contain_text("Ingrid", timeout=10_000)
+    await expect(detail).to_contain_text("Storgatan 12, Malmö")
+    await expect(detail).to_contain_text("key safe by the door, 4711")
+    await expect(detail).to_contain_text("Lena (daughter), +46 70 123 45 67")
+    await expect(detail).to_contain_text("claim by anna")
+
+    await row.get_by_role("button", name="Acknowledge").click()
+    await expect(row).to_contain_text("acknowledged by anna", timeout=10_000)
+    await row.get_by_role("button", name="Assign…").click()
+    await row.get_by_label("Staff member").select_option("sara")
+    await row.get_by_role("button", name="Send").click()
+    await expect(row).to_contain_text("assigned to sara", timeout=10_000)
+    await expect(detail).to_contain_text("assign by anna (sara)")
+    await row.get_by_role("button", name="Resolve…").click()
+    await row.get_by_label("Outcome").select_option("false_alarm")
+    await row.get_by_label("Note").fill("pressed while dressing")
+    await row.get_by_role("button", name="Resolve", exact=True).click()
+    await expect(anna.locator("#alarms tr")).to_have_count(0, timeout=10_000)
+    await expect(anna.locator("#empty")).to_be_visible()
+    await expect(bert.locator("#alarms tr")).to_have_count(0, timeout=10_000)
+    await expect(detail).to_contain_text("resolve by anna (false_alarm, pressed while dressing)")
+    assert errors == []

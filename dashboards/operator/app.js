@@ -51,17 +51,17 @@ function render() {
     const tr = document.createElement("tr");
     tr.className = `${a.priority} ${a.state}${a.escalation ? " escalated" : ""}`;
     tr.dataset.alarmId = a.id;
+    tr.onclick = () => showDetail(a.id);
     const badge = cell(a.priority); badge.className = "badge";
     tr.append(badge, cell(a.title), cell(`${a.home_id}${a.resident_id ? " / " + a.resident_id : ""}`),
       cell(`${a.device_id} (${a.device_type})`), cell(new Date(a.received_at).toLocaleTimeString()),
       cell(String(a.event_count)), stateCell(a));
-    const action = document.createElement("td");
-    if (a.state === "new") {
-      const btn = document.createElement("button");
-      btn.textContent = "Acknowledge";
-      btn.onclick = () => api(`/api/v1/alarms/${a.id}/acknowledge`, { method: "POST" })
-        .then(upsert).catch((e) => setStatus(`Could not acknowledge: ${e.message}`, "down"));
-      action.append(btn);
+    // A form being filled in (assign, resolve) survives the re-render of other changes.
+    let action = forms.get(a.id);
+    if (!action) {
+      action = document.createElement("td");
+      action.className = "actions";
+      action.append(...actionsFor(a));
     }
     tr.append(action);
     body.append(tr);
@@ -69,7 +69,127 @@ function render() {
   $("empty").hidden = rows.length > 0;
 }
 
-function upsert(alarm) { alarms.set(alarm.id, alarm); render(); }
+// The lifecycle (cloud/lifecycle.py): which buttons each state offers.
+const OUTCOMES = ["help_given", "ambulance", "resolved_by_phone", "false_alarm", "test",
+  "technical_fixed", "other"];
+const STEPS = {
+  new: ["claim", "acknowledge"],
+  claimed: ["acknowledge", "release", "resolve"],
+  acknowledged: ["assign", "resolve"],
+  assigned: ["on-site", "assign", "resolve"],
+  on_site: ["resolve"],
+};
+const LABELS = { claim: "Claim", acknowledge: "Acknowledge", release: "Release",
+  assign: "Assign…", "on-site": "On site", resolve: "Resolve…" };
+let staff = null;
+const forms = new Map();  // alarm id -> its actions cell while a form is open in it
+
+function button(label, onclick) {
+  const btn = document.createElement("button");
+  btn.type = "button";
+  btn.textContent = label;
+  btn.onclick = (ev) => { ev.stopPropagation(); onclick(); };
+  return btn;
+}
+
+function act(a, step, body) {
+  const options = { method: "POST" };
+  if (body) {
+    options.body = JSON.stringify(body);
+    options.headers = { "Content-Type": "application/json" };
+  }
+  return api(`/api/v1/alarms/${a.id}/${step}`, options)
+    .then((alarm) => { forms.delete(a.id); upsert(alarm); if (openDetail === a.id) showDetail(a.id); })
+    .catch((e) => setStatus(`Could not ${step.replace("-", " ")}: ${e.message}`, "down"));
+}
+
+function choose(name, values, labelOf) {
+  const select = document.createElement("select");
+  select.setAttribute("aria-label", name);
+  for (const v of values) {
+    const option = document.createElement("option");
+    option.value = v;
+    option.textContent = labelOf ? labelOf(v) : v.replace(/_/g, " ");
+    select.append(option);
+  }
+  return select;
+}
+
+function actionsFor(a) {
+  return (STEPS[a.state] || []).map((step) => {
+    if (step === "assign") {
+      return button(LABELS[step], async () => {
+        staff = staff || (await api("/api/v1/users")).filter((u) => u.role === "staff");
+        const who = choose("Staff member", staff.map((u) => u.username), (v) => v);
+        const cell = $("alarms").querySelector(`tr[data-alarm-id="${a.id}"] td.actions`);
+        cell.replaceChildren(who, button("Send", () => act(a, "assign", { staff: who.value })),
+          button("Cancel", () => { forms.delete(a.id); render(); }));
+        forms.set(a.id, cell);
+      });
+    }
+    if (step === "resolve") {
+      return button(LABELS[step], () => {
+        const outcome = choose("Outcome", OUTCOMES);
+        const note = document.createElement("input");
+        note.placeholder = "Note";
+        note.setAttribute("aria-label", "Note");
+        const cell = $("alarms").querySelector(`tr[data-alarm-id="${a.id}"] td.actions`);
+        cell.replaceChildren(outcome, note, button("Resolve", () =>
+          act(a, "resolve", { outcome: outcome.value, note: note.value || null })),
+          button("Cancel", () => { forms.delete(a.id); render(); }));
+        forms.set(a.id, cell);
+      });
+    }
+    return button(LABELS[step], () => act(a, step));
+  });
+}
+
+// The detail of one alarm: who lives there, how to get in, and what has happened.
+let openDetail = null;
+
+async function showDetail(id) {
+  const d = await api(`/api/v1/alarms/${id}`).catch((e) => { setStatus(e.message, "down"); });
+  if (!d) return;
+  openDetail = id;
+  const panel = $("detail");
+  const lines = [];
+  const line = (label, text) => { if (text) lines.push([label, text]); };
+  line("Alarm", `${d.alarm.title} (${d.alarm.priority}), ${d.alarm.state.replace("_", " ")}`);
+  line("Resident", d.resident && d.resident.name);
+  line("Address", d.home && d.home.address);
+  line("Key safe", d.home && d.home.key_safe);
+  line("Notes", [d.home && d.home.notes, d.resident && d.resident.notes].filter(Boolean).join(" "));
+  for (const c of (d.resident ? d.resident.contacts : [])) {
+    line("Contact", `${c.name}${c.relation ? " (" + c.relation + ")" : ""}, ${c.phone}`);
+  }
+  if (d.alarm.latitude != null) line("Position", `${d.alarm.latitude}, ${d.alarm.longitude}`);
+  const dl = document.createElement("dl");
+  for (const [label, text] of lines) {
+    const dt = document.createElement("dt"); dt.textContent = label;
+    const dd = document.createElement("dd"); dd.textContent = text;
+    dl.append(dt, dd);
+  }
+  const history = document.createElement("ol");
+  for (const t of d.history) {
+    const li = document.createElement("li");
+    const extra = Object.values(t.detail || {}).join(", ");
+    li.textContent = `${new Date(t.at).toLocaleTimeString()} ${t.action.replace("_", " ")} by ${t.by}` +
+      (extra ? ` (${extra})` : "");
+    history.append(li);
+  }
+  const heading = document.createElement("h2");
+  heading.textContent = "Alarm details";
+  const close = button("Close", () => { panel.hidden = true; openDetail = null; });
+  panel.replaceChildren(heading, close, dl, history);
+  panel.hidden = false;
+}
+
+function upsert(alarm) {
+  const before = alarms.get(alarm.id);
+  if (before && before.state !== alarm.state) forms.delete(alarm.id);  // moved on elsewhere
+  alarms.set(alarm.id, alarm);
+  render();
+}
 
 async function load() {
   const list = await api("/api/v1/alarms?limit=500");
@@ -126,6 +246,9 @@ function signOut(message) {
   sessionStorage.removeItem("trygg.token");
   if (streamAbort) streamAbort.abort();
   alarms.clear();
+  forms.clear();
+  staff = null;
+  $("detail").hidden = true;
   $("queue").hidden = true;
   $("signout").hidden = true;
   $("login").hidden = false;
