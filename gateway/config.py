@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -124,6 +125,33 @@ class SafeZone(_Strict):
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
     radius_m: float = Field(gt=0, le=100_000)
+
+
+_HHMM = r"([01]\d|2[0-3]):[0-5]\d"
+
+
+class HomeSection(_Strict):
+    """Home rules for one home (gateway/rules.py); each is off unless set."""
+
+    id: str = Field(pattern=_NAME)
+    # Night, in the home's local time; start == end is the whole day.
+    night: str = Field(
+        default="22:00-07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
+    )
+    timezone: str | None = Field(default=None, description="IANA name; default the gateway's")
+    # Out of bed at night and not back within this many seconds: bed_exit_no_return.
+    bed_exit_return_s: int = Field(default=0, ge=0, le=86400)
+    # A door contact opening at night: door_open_night.
+    door_open_at_night: bool = False
+
+    @model_validator(mode="after")
+    def _zone(self) -> HomeSection:
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"home {self.id}: unknown time zone {self.timezone!r}") from None
+        return self
 
 
 class _Device(_Strict):
@@ -253,6 +281,7 @@ class GatewayConfig(_Strict):
     api: ApiSection | None = None
     ble: BleSection | None = None
     serial: list[SerialPort] = []
+    homes: list[HomeSection] = []
     devices: list[DeviceConfig] = []
 
     @model_validator(mode="after")
@@ -267,6 +296,8 @@ class GatewayConfig(_Strict):
             if key in addresses:
                 raise ValueError(f"two {device.transport} devices have the address {key[1]!r}")
             addresses.add(key)
+        if len({h.id for h in self.homes}) != len(self.homes):
+            raise ValueError("two [[homes]] have the same id")
         ports = {p.name: p for p in self.serial}
         if len(ports) != len(self.serial):
             raise ValueError("two [[serial]] ports have the same name")

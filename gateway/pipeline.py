@@ -12,7 +12,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from itertools import count
 
-from devices import CodecError, Event, GatewayId, Signal, UnexpectedValue, stable_event_id, utc_now
+from devices import (
+    CodecError,
+    Event,
+    EventKind,
+    GatewayId,
+    Signal,
+    UnexpectedValue,
+    stable_event_id,
+    utc_now,
+)
 from devices.codecs import (
     Decoded,
     SignalState,
@@ -24,6 +33,7 @@ from devices.codecs import (
 from .counters import DropReason, InputCounters
 from .readings import ReadingsBuffer
 from .registry import RegisteredDevice, Registry
+from .rules import HomeRules, RuleEvent
 from .store import RecentInput, Store
 
 log = logging.getLogger("trygg.gateway.pipeline")
@@ -52,8 +62,10 @@ class Pipeline:
         on_event: Callable[[Event], None] = lambda _event: None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        rules: HomeRules | None = None,
     ) -> None:
         self.gateway_id = gateway_id
+        self.rules = rules
         self.registry = registry
         self.store = store
         self.counters = counters
@@ -235,6 +247,7 @@ class Pipeline:
         self.counters.accept("message")
         if decoded.readings:
             self.counters.accept("reading")
+        ruled: list[RuleEvent] = []
         for state in decoded.signals:
             key = (device.config.id, state.signal)
             if not state.momentary:
@@ -242,6 +255,8 @@ class Pipeline:
                 self._signal_state[key] = state.active
                 if previous == state.active or (previous is None and not state.active):
                     continue
+                if self.rules is not None:
+                    ruled += self.rules.observe(device, state.signal, state.active)
             kind = device.spec.event_kind(state.signal)
             if kind is None:
                 continue  # a signal for home rules, not an alarm by itself
@@ -251,27 +266,49 @@ class Pipeline:
                 parts = ("seq", str(decoded.sequence), first_sight, state.signal.value)
                 event_id = stable_event_id(self.gateway_id, device.config.id, *parts)
             else:
-                event_id = stable_event_id(self.gateway_id, self._boot, str(next(self._seq)))
-            event = Event(
-                id=event_id,
-                kind=kind.name,
-                priority=kind.priority,
-                device_id=device.config.id,
-                device_type=device.config.type.value,
-                home_id=device.config.home,
-                resident_id=device.config.resident,
-                occurred_at=utc_now(),
-                restore=not state.active,
-                detail=state.detail,
-            )
-            forget_before = (source[2] if source else self._clock()) - DUPLICATE_WINDOW_S
-            await self.store.put(event, source, forget_before=forget_before)
-            self.counters.accept("event")
-            log.info(
-                "accepted %s%s from %s (%s)",
-                event.kind,
-                " restore" if event.restore else "",
-                event.device_id,
-                event.priority,
-            )
-            self._on_event(event)
+                event_id = self._next_id()
+            await self._emit(device, kind, state.active, state.detail, event_id, source)
+        for rule in ruled:
+            await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
+
+    async def tick_rules(self) -> None:
+        """Raise the home-rule alarms whose time has come (bed exit with no return)."""
+        if self.rules is not None:
+            for rule in self.rules.tick():
+                await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
+
+    def _next_id(self) -> str:
+        return stable_event_id(self.gateway_id, self._boot, str(next(self._seq)))
+
+    async def _emit(
+        self,
+        device: RegisteredDevice,
+        kind: EventKind,
+        active: bool,
+        detail: Mapping[str, object],
+        event_id: str,
+        source: RecentInput | None = None,
+    ) -> None:
+        event = Event(
+            id=event_id,
+            kind=kind.name,
+            priority=kind.priority,
+            device_id=device.config.id,
+            device_type=device.config.type.value,
+            home_id=device.config.home,
+            resident_id=device.config.resident,
+            occurred_at=utc_now(),
+            restore=not active,
+            detail=dict(detail),
+        )
+        forget_before = (source[2] if source else self._clock()) - DUPLICATE_WINDOW_S
+        await self.store.put(event, source, forget_before=forget_before)
+        self.counters.accept("event")
+        log.info(
+            "accepted %s%s from %s (%s)",
+            event.kind,
+            " restore" if event.restore else "",
+            event.device_id,
+            event.priority,
+        )
+        self._on_event(event)

@@ -15,6 +15,7 @@ from .counters import InputCounters
 from .pipeline import Pipeline
 from .readings import ReadingsBuffer
 from .registry import DEVICE_CONFIG, RegisteredDevice, Registry, RegistryError
+from .rules import HomeRules
 from .store import Store
 from .supervision import Supervisor
 from .transports import Zigbee2MqttTransport
@@ -22,6 +23,7 @@ from .transports.serial import SerialTransport
 from .uplink import DispatchUplink
 
 log = logging.getLogger("trygg.gateway")
+RULES_TICK_S = 0.5  # how late a home rule's timer may fire
 
 STOP_TASK_S = 5.0
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -75,6 +77,7 @@ class Gateway:
             # Without a time-series server readings are not kept: they would only fill the disk.
             readings=self.readings if self.timeseries else None,
             on_event=lambda _event: self.uplink.wake(),
+            rules=HomeRules(config.homes) if config.homes else None,
         )
         self.zigbee2mqtt = Zigbee2MqttTransport(
             config.zigbee2mqtt, gw, self.pipeline.handle_zigbee2mqtt
@@ -93,6 +96,11 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self._stops: list[Callable[[], Awaitable[None]]] = []
+
+    async def _rules(self) -> None:
+        while True:
+            await asyncio.sleep(RULES_TICK_S)
+            await self.pipeline.tick_rules()
 
     def _spawn(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
         async def run() -> None:
@@ -131,6 +139,8 @@ class Gateway:
             self._device_changed(device, True)
         self.registry.subscribe(self._device_changed)
         self._spawn("supervision", self.supervisor.run)
+        if self.pipeline.rules is not None:
+            self._spawn("home rules", self._rules)
         log.info(
             "gateway %s started: %d devices, store %s",
             self.config.gateway.id,

@@ -43,7 +43,9 @@ async def play_against_gateway(
     scenario: Scenario, wiring: Wiring, store: Path
 ) -> tuple[Gateway, Any]:
     config = GatewayConfig.model_validate(
-        gateway_config(scenario, wiring, gateway_id=GATEWAY_ID, store=store)
+        gateway_config(
+            scenario, wiring, gateway_id=GATEWAY_ID, store=store, speed=speed_for(scenario)
+        )
     )
     async with ScenarioRun(scenario, wiring, speed=speed_for(scenario)) as run:
         gateway = Gateway(config)

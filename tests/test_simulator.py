@@ -212,6 +212,13 @@ BAD_STEPS_AND_EXPECTATIONS = [
         "only BLE devices have a bindkey",
     ),
 ]
+BAD_STEPS_AND_EXPECTATIONS.append(
+    (
+        '[[device]]\nid = "bed"\ntype = "bed_sensor"\ntransport = "zigbee2mqtt"\nhome = "h"\n'
+        '[[expect]]\nkind = "bed_exit_no_return"\ndevice = "bed"',
+        "is its home rule on in [rules]?",
+    )
+)
 BAD_TOP_LEVEL = [("speed = -1", "greater than 0"), ("colour = 'red'", "Extra inputs")]
 
 
@@ -337,3 +344,18 @@ def test_no_two_load_messages_are_identical_even_a_press_and_its_reset_in_one_ti
         assert alarm is not None
         sent.extend(alarm[1])
     assert len(set(sent)) == len(sent)
+
+
+def test_home_rules_reach_the_gateway_with_their_minutes_scaled_to_the_speed() -> None:
+    scenario = load_scenario("night-fall")
+    at = {speed: gateway_config(scenario, Wiring(), speed=speed)["homes"] for speed in (60, 6)}
+    assert at[60] == [
+        {
+            "id": "home-ingrid",
+            "night": "00:00-00:00",
+            "bed_exit_return_s": 2,
+            "door_open_at_night": False,
+        }
+    ]
+    assert at[6][0]["bed_exit_return_s"] == 20
+    assert "homes" not in gateway_config(load_scenario("smoke"), Wiring())

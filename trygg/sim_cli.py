@@ -88,6 +88,10 @@ def sim_config(
     ble_port: BlePort = 9750,
     serial_dir: SerialDir = SERIAL_DIR,
     camera_port: CameraPort = 8554,
+    speed: Annotated[
+        float | None,
+        typer.Option(help="the speed 'sim run' will play at (home rules' timers scale with it)"),
+    ] = None,
     gateway_id: Annotated[str, typer.Option(help="the gateway's id")] = "gw-sim",
     store: Annotated[Path, typer.Option(help="the gateway's store")] = Path("trygg-gateway.db"),
     out: Annotated[Path | None, typer.Option(help="write here instead of printing")] = None,
@@ -101,7 +105,7 @@ def sim_config(
         raise typer.Exit(2)
     if scenario is not None:
         played = _scenario(scenario)
-        config = gateway_config(played, wiring, gateway_id=gateway_id, store=store)
+        config = gateway_config(played, wiring, gateway_id=gateway_id, store=store, speed=speed)
         header = f"Gateway for the scenario '{played.name}' (trygg sim config {scenario})."
     else:
         from trygg_sim.load import LoadPlan

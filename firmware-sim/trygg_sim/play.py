@@ -78,6 +78,7 @@ def gateway_config(
     store: Path = Path("trygg-gateway.db"),
     uplink_host: str | None = None,
     uplink_port: int | None = None,
+    speed: float | None = None,
 ) -> dict[str, Any]:
     """The gateway configuration that hears exactly this scenario's devices."""
     broker = {"host": wiring.broker_host, "port": wiring.broker_port}
@@ -125,6 +126,20 @@ def gateway_config(
         devices.append(entry)
     if serial:
         config["serial"] = serial
+    rules = scenario.rules
+    if rules.kinds():
+        # The gateway runs on real time: the scenario's night is whenever it is played, and
+        # its minutes pass ``speed`` times faster.
+        return_s = round(rules.bed_exit_return_min * 60 / (speed or scenario.speed))
+        config["homes"] = [
+            {
+                "id": home,
+                "night": "00:00-00:00",
+                "bed_exit_return_s": max(1, return_s) if rules.bed_exit_return_min else 0,
+                "door_open_at_night": rules.door_open_at_night,
+            }
+            for home in sorted({d.home for d in scenario.device})
+        ]
     config["devices"] = devices
     return config
 

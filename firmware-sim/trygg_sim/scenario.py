@@ -166,6 +166,25 @@ class Expect(_Strict):
     count: int = Field(default=1, ge=1, le=1000)
 
 
+RULE_KINDS = {"bed_exit_no_return", "door_open_night"}
+
+
+class Rules(_Strict):
+    """The gateway's home rules for the scenario's homes (gateway/rules.py)."""
+
+    bed_exit_return_min: float = Field(default=0, ge=0, le=1440, description="0: off")
+    door_open_at_night: bool = False
+
+    def kinds(self) -> dict[DeviceType, str]:
+        """Which device type raises which rule's alarm, for the rules switched on."""
+        out = {}
+        if self.bed_exit_return_min:
+            out[DeviceType.BED_SENSOR] = "bed_exit_no_return"
+        if self.door_open_at_night:
+            out[DeviceType.DOOR_CONTACT] = "door_open_night"
+        return out
+
+
 class Scenario(_Strict):
     name: str = Field(min_length=1, max_length=100)
     description: str = ""
@@ -173,6 +192,7 @@ class Scenario(_Strict):
     end: str
     speed: Annotated[float, Field(gt=0, le=10_000)] = 60.0
     seed: int = 0
+    rules: Rules = Rules()
     device: list[SimDevice] = Field(min_length=1)
     step: list[Step] = []
     expect: list[Expect] = []
@@ -211,8 +231,10 @@ class Scenario(_Strict):
             kind = EVENT_KINDS.get(expect.kind)
             if kind is None:
                 raise ValueError(f"expect: no event kind {expect.kind!r}")
-            if expect.kind not in CATALOG[device.type].alarms.values():
-                raise ValueError(f"expect: a {device.type.value} never raises {expect.kind}")
+            raised = {*CATALOG[device.type].alarms.values(), self.rules.kinds().get(device.type)}
+            if expect.kind not in raised:
+                rule = " (is its home rule on in [rules]?)" if expect.kind in RULE_KINDS else ""
+                raise ValueError(f"expect: a {device.type.value} never raises {expect.kind}{rule}")
             if kind.priority is Priority.LOW:
                 raise ValueError(
                     f"expect {expect.kind}: low-priority events are logged, not alarms"

@@ -1,0 +1,131 @@
+"""Home rules: alarms that no single device raises, from what a home's devices say.
+
+    bed_exit_no_return   at night, the bed sensor says the resident got up, and they
+                         are not back within ``bed_exit_return_s``; back in bed restores it
+    door_open_night      at night, a door contact of the home opens; closing restores it
+
+Rules are per home (``[[homes]]`` in the configuration) and off unless configured. Night
+is a window of local time in the home's time zone; a window whose start equals its end
+is the whole day. Timers run on the monotonic clock; ``tick`` fires the ones due.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from devices import EVENT_KINDS, DeviceType, EventKind, Signal, utc_now
+
+from .config import HomeSection
+from .registry import RegisteredDevice
+
+BED_EXIT = EVENT_KINDS["bed_exit_no_return"]
+DOOR_AT_NIGHT = EVENT_KINDS["door_open_night"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEvent:
+    device: RegisteredDevice
+    kind: EventKind
+    active: bool
+    detail: dict[str, object]
+
+
+def _minutes(text: str) -> int:
+    hours, minutes = text.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def is_night(window: str, local: datetime) -> bool:
+    start, end = (_minutes(part) for part in window.split("-"))
+    now = local.hour * 60 + local.minute
+    if start == end:
+        return True
+    if start < end:
+        return start <= now < end
+    return now >= start or now < end  # across midnight
+
+
+class HomeRules:
+    def __init__(
+        self,
+        homes: list[HomeSection],
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.homes = {h.id: h for h in homes}
+        self._zones = {h.id: ZoneInfo(h.timezone) if h.timezone else None for h in homes}
+        self._clock = clock
+        self._mono = monotonic
+        self._out_of_bed: dict[str, tuple[float, RegisteredDevice]] = {}  # device id -> since
+        self._raised: set[tuple[str, str]] = set()  # (device id, kind) active now
+
+    def night(self, home_id: str) -> bool:
+        home = self.homes[home_id]
+        zone = self._zones[home_id]
+        now = self._clock()
+        local = now.astimezone(zone) if zone else now.astimezone()
+        return is_night(home.night, local)
+
+    def observe(self, device: RegisteredDevice, signal: Signal, active: bool) -> list[RuleEvent]:
+        """A change of state of one device's signal; the rule events it causes at once."""
+        home = self.homes.get(device.config.home)
+        if home is None:
+            return []
+        kind = device.config.type
+        if (
+            kind is DeviceType.BED_SENSOR
+            and signal is Signal.BED_OCCUPIED
+            and home.bed_exit_return_s
+        ):
+            if not active and self.night(home.id):
+                self._out_of_bed[device.id] = (self._mono(), device)
+                return []
+            self._out_of_bed.pop(device.id, None)
+            if active:
+                return self._clear(device, BED_EXIT, {"back_in_bed": True})
+            return []
+        if (
+            kind is DeviceType.DOOR_CONTACT
+            and signal is Signal.DOOR_OPEN
+            and home.door_open_at_night
+        ):
+            if active and self.night(home.id):
+                return self._raise(device, DOOR_AT_NIGHT, {"door": device.id})
+            if not active:
+                return self._clear(device, DOOR_AT_NIGHT, {"closed": True})
+        return []
+
+    def tick(self) -> list[RuleEvent]:
+        """The rule events whose time has come (call about once a second)."""
+        now = self._mono()
+        due = []
+        for device_id, (since, device) in list(self._out_of_bed.items()):
+            limit = self.homes[device.config.home].bed_exit_return_s
+            if now - since >= limit:
+                del self._out_of_bed[device_id]
+                away = timedelta(seconds=round(now - since))
+                due += self._raise(device, BED_EXIT, {"out_of_bed_for_s": away.total_seconds()})
+        return due
+
+    def _raise(
+        self, device: RegisteredDevice, kind: EventKind, detail: dict[str, object]
+    ) -> list[RuleEvent]:
+        key = (device.id, kind.name)
+        if key in self._raised:
+            return []
+        self._raised.add(key)
+        return [RuleEvent(device, kind, True, detail)]
+
+    def _clear(
+        self, device: RegisteredDevice, kind: EventKind, detail: dict[str, object]
+    ) -> list[RuleEvent]:
+        key = (device.id, kind.name)
+        if key not in self._raised:
+            return []
+        self._raised.discard(key)
+        return [RuleEvent(device, kind, False, detail)]
