@@ -25,7 +25,7 @@ from cloud.ingest import IngestWorker
 from cloud.security import Role
 from devices import Event, Priority, stable_event_id
 from devices.wire import EventEnvelope
-from gateway import Gateway, GatewayConfig
+from gateway import Gateway, GatewayConfig, Store
 from trygg.serve import make_server, wait_started
 
 from .servers import (
@@ -66,6 +66,15 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A gateway store of its own for the test."""
+    s = Store(tmp_path / "gw.db")
+    await s.open()
+    yield s
+    await s.close()
 
 
 @pytest.fixture

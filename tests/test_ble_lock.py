@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -143,14 +142,6 @@ class GattServer(BaseBleakClient):
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
         self.subscribers.clear()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "gw.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 Rig = tuple[BleLockLink, LockPeripheral, Callable[[], Any]]

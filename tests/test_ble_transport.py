@@ -10,7 +10,6 @@ import csv
 import json
 import socket
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from bleak.backends.device import BLEDevice
@@ -68,14 +67,6 @@ def config(**ble: object) -> GatewayConfig:
             ],
         }
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "gw.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def radio(

@@ -4,8 +4,6 @@ in the gateway's worker thread, measured, and turned into readings."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from trygg_sim.camera import BedroomCamera, Scene
@@ -15,14 +13,6 @@ from gateway.readings import ReadingsBuffer
 from gateway.transports.camera import CameraTransport
 
 from .servers import free_port, wait_until
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "gw.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ unless configured. Driven through the real Zigbee2MQTT message path of the pipel
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -40,14 +38,6 @@ class Clocks:
     def advance(self, seconds: float) -> None:
         self.wall += timedelta(seconds=seconds)
         self.mono += seconds
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "gw.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 @pytest.fixture

@@ -29,14 +29,6 @@ PENDANT = 0x00A1B2C3
 SMOKE = 0x00A1B2C4
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "gw.db")
-    await s.open()
-    yield s
-    await s.close()
-
-
 def make_config(tmp_path: Path, **port: object) -> GatewayConfig:
     return GatewayConfig.model_validate(
         {

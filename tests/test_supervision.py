@@ -4,8 +4,6 @@ technical event, speaking again is its restore; nothing is raised twice."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -33,14 +31,6 @@ DEVICES = [
         "checkin_s": 120,  # this installation wants the lock heard every two minutes
     },
 ]
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "gw.db")
-    await s.open()
-    yield s
-    await s.close()
 
 
 @pytest.fixture
