@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from devices import Event, Priority, utc_now
 
 from .db import Alarm, EventRecord
-from .lifecycle import OPEN_STATES, SYSTEM, Action, AlarmState, Outcome, Plan, cas
+from .lifecycle import OPEN_STATES, AlarmState, Outcome, resolve_by_system
 
 # Information events (a lock opened by staff, a check done) are kept, not queued.
 QUEUED_PRIORITIES = {Priority.CRITICAL, Priority.HIGH, Priority.NORMAL}
@@ -114,7 +114,7 @@ async def record_event(
             alarm.restored_at = now
             alarm.updated_at = now
             if alarm.kind in TECHNICAL_KINDS:
-                await _resolve_restored(session, alarm, now)
+                await resolve_by_system(session, alarm, Outcome.RESTORED, now)
     elif open_alarm is not None and _recent(open_alarm, now, merge_window):
         alarm = open_alarm
         alarm.event_count += 1
@@ -179,21 +179,3 @@ async def list_alarms(
 def _recent(alarm: Alarm, now: datetime, window: timedelta) -> bool:
     last = alarm.last_event_at or alarm.received_at
     return now - last <= window
-
-
-async def _resolve_restored(session: AsyncSession, alarm: Alarm, now: datetime) -> None:
-    """A technical alarm whose cause went away: resolved by the system, on the record."""
-    await session.flush()  # the restored_at change first; the resolution compares versions
-    await session.refresh(alarm)
-    step = Plan(
-        AlarmState.RESOLVED,
-        {
-            "state": AlarmState.RESOLVED.value,
-            "updated_at": now,
-            "resolved_by": SYSTEM,
-            "resolved_at": now,
-            "outcome": Outcome.RESTORED.value,
-        },
-        {"outcome": Outcome.RESTORED.value},
-    )
-    await cas(session, alarm, Action.RESOLVE.value, SYSTEM, step, now)

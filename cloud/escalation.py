@@ -27,15 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devices import Priority, utc_now
 
-from .db import Alarm, AlarmTransition
+from .db import Alarm
 from .hub import AlarmHub
-from .lifecycle import AlarmState
+from .lifecycle import SYSTEM, AlarmState, record
 from .schemas import AlarmChange, AlarmPublic
 from .settings import CloudSettings
 
 log = logging.getLogger("trygg.cloud.escalation")
 
-SYSTEM = "system"
 WEBHOOK_ATTEMPTS = 4
 WEBHOOK_QUEUE = 1000
 
@@ -147,20 +146,8 @@ class Escalator:
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             return False  # another replica, or an operator acted meanwhile
-        session.add(
-            AlarmTransition(
-                alarm_id=alarm.id,
-                org_id=alarm.org_id,
-                action="escalate",
-                from_state=alarm.state,
-                to_state=alarm.state,
-                by=SYSTEM,
-                at=now,
-                detail={"reason": reason.value},
-            )
-        )
-        await session.flush()
-        await session.refresh(alarm)
+        detail = {"reason": reason.value}
+        await record(session, alarm, "escalate", SYSTEM, now, detail, alarm.state, alarm.state)
         return True
 
     def _queue_webhook(self, org_id: str, alarm: AlarmPublic, reason: Reason) -> None:

@@ -83,7 +83,7 @@ class Outcome(StrEnum):
     OTHER = "other"
 
 
-SYSTEM = "system"  # who resolves a technical alarm on its restore
+SYSTEM = "system"  # who acts when no person does: restores, escalations
 
 
 class TransitionError(Exception):
@@ -219,20 +219,51 @@ async def cas(
         current = await get_alarm(session, alarm.org_id, alarm.id)
         assert current is not None
         raise TransitionError(f"cannot {action}: {describe(current)}")
+    await record(session, alarm, action, by, now, step.detail, from_state, step.to_state.value)
+
+
+async def record(
+    session: AsyncSession,
+    alarm: Alarm,
+    action: str,
+    by: str,
+    at: datetime,
+    detail: dict[str, Any],
+    from_state: str,
+    to_state: str,
+) -> None:
+    """Add a step to the alarm's history, and read the alarm back as it now is."""
     session.add(
         AlarmTransition(
             alarm_id=alarm.id,
             org_id=alarm.org_id,
             action=action,
             from_state=from_state,
-            to_state=step.to_state.value,
+            to_state=to_state,
             by=by,
-            at=now,
-            detail=step.detail,
+            at=at,
+            detail=detail,
         )
     )
     await session.flush()
     await session.refresh(alarm)
+
+
+async def resolve_by_system(
+    session: AsyncSession, alarm: Alarm, outcome: Outcome, now: datetime
+) -> None:
+    """Resolved by no one in particular: a technical alarm whose cause went away."""
+    await session.flush()  # pending changes to the alarm first; the resolution compares versions
+    await session.refresh(alarm)
+    changes = {
+        "state": AlarmState.RESOLVED.value,
+        "updated_at": now,
+        "resolved_by": SYSTEM,
+        "resolved_at": now,
+        "outcome": outcome.value,
+    }
+    step = Plan(AlarmState.RESOLVED, changes, {"outcome": outcome.value})
+    await cas(session, alarm, Action.RESOLVE.value, SYSTEM, step, now)
 
 
 async def history(session: AsyncSession, alarm_id: int) -> list[AlarmTransition]:

@@ -69,24 +69,24 @@ class GatewaySupervisor:
             if gateway.online is False:
                 return []
             change = await self._went_offline(session, gateway, now, "last will: connection lost")
-            return [change] if change is not None else []
-        gateway.heartbeat_interval_s = beat.interval_s
-        changes = []
-        if gateway.offline_since is not None:
-            gateway.offline_since = None
-            event = offline_event(gateway, now, restore=True, why="heartbeat")
-            changes.append(await self._record(session, gateway, event))
-            self.restored += 1
-            log.info("gateway %s is back", gateway.id)
-        gateway.online = True
-        gateway.last_seen_at = now
-        return [c for c in changes if c is not None]
+        else:
+            gateway.heartbeat_interval_s = beat.interval_s
+            change = None
+            if gateway.offline_since is not None:
+                gateway.offline_since = None
+                event = offline_event(gateway, now, restore=True, why="heartbeat")
+                change = await self._record(session, gateway, event)
+                self.restored += 1
+                log.info("gateway %s is back", gateway.id)
+            gateway.online = True
+            gateway.last_seen_at = now
+        return [change] if change is not None else []
 
     async def sweep(self) -> list[str]:
         """Raise ``gateway_offline`` for every gateway silent too long; their ids."""
         now = self.clock()
         found: list[str] = []
-        changes: list[Change | None] = []
+        changes: list[Change] = []
         async with self._lock, self.sessions() as session:
             candidates = await session.execute(
                 select(Gateway)
@@ -105,7 +105,7 @@ class GatewaySupervisor:
                         changes.append(change)
                         found.append(gateway.id)
             await session.commit()
-        self.tell([c for c in changes if c is not None])
+        self.tell(changes)
         return found
 
     def tell(self, changes: list[Change]) -> None:

@@ -851,8 +851,12 @@ def phase_cloud(work: Path, alarms: int, gateways: int, beats: int) -> dict[str,
         marker_beat = Heartbeat(gateway_id=marker, state="online", sent_at=datetime.now(UTC))
         publisher.publish(f"trygg/v1/gw/{marker}/status", marker_beat.model_dump_json())
         publish_s = time.perf_counter() - started
-        wait_for(lambda: _seen(url, marker), 600, "the marker heartbeat", interval_s=0.2)
-        beat_rate = (beats + 1) / (time.perf_counter() - started)
+        seen = GatewaySeen(url)
+        try:
+            wait_for(lambda: seen(marker), 600, "the marker heartbeat", interval_s=0.2)
+            beat_rate = (beats + 1) / (time.perf_counter() - started)
+        finally:
+            seen.close()
         publisher.close()
         log(
             f"cloud: {beats:,} heartbeats from {gateways:,} gateways handled at "
@@ -891,17 +895,30 @@ def _cloud_port(work: Path) -> int:
     return int((work / "cloud.port").read_text())
 
 
-def _seen(url: str, gateway_id: str) -> bool:
-    async def check() -> bool:
-        from cloud import CloudSettings
-        from cloud.admin import admin_session
+class GatewaySeen:
+    """Polls whether a gateway's heartbeat reached the database, on one connection pool
+    (not a new engine, and not the migrations, on every poll)."""
+
+    def __init__(self, url: str) -> None:
+        from cloud.db import make_engine, make_sessionmaker
+
+        self._runner = asyncio.Runner()
+        self._engine = make_engine(url)
+        self._sessions = make_sessionmaker(self._engine)
+
+    def __call__(self, gateway_id: str) -> bool:
         from cloud.db import Gateway
 
-        async with admin_session(CloudSettings(database_url=url)) as session:
-            row = await session.get(Gateway, gateway_id)
-            return row is not None and row.last_seen_at is not None
+        async def check() -> bool:
+            async with self._sessions() as session:
+                row = await session.get(Gateway, gateway_id)
+                return row is not None and row.last_seen_at is not None
 
-    return asyncio.run(check())
+        return self._runner.run(check())
+
+    def close(self) -> None:
+        self._runner.run(self._engine.dispose())
+        self._runner.close()
 
 
 def phase_drain_and_reconnect(work: Path, backlog: int) -> dict[str, float]:

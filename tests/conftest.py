@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import httpx
@@ -207,23 +208,37 @@ async def gateway(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Gateway
         yield gw
 
 
+def make_event(
+    source: str,
+    n: int,
+    priority: Priority = Priority.CRITICAL,
+    kind: str = "alarm_button",
+    device: str | None = None,
+    **fields: Any,
+) -> Event:
+    """The test gateway's n-th event from ``source``; ``fields`` override the rest."""
+    values: dict[str, Any] = {
+        "id": stable_event_id(source, str(n)),
+        "kind": kind,
+        "priority": priority,
+        "device_id": device or f"dev-{n}",
+        "device_type": "alarm_button",
+        "home_id": "home-1",
+        "occurred_at": datetime.now(UTC),
+    }
+    return Event(**(values | fields))
+
+
 def envelope(
     source: str,
     n: int,
     priority: Priority = Priority.CRITICAL,
     kind: str = "alarm_button",
     device: str | None = None,
+    **fields: Any,
 ) -> EventEnvelope:
     """What the test gateway would send for its n-th event from ``source``."""
-    event = Event(
-        id=stable_event_id(source, str(n)),
-        kind=kind,
-        priority=priority,
-        device_id=device or f"dev-{n}",
-        device_type="alarm_button",
-        home_id="home-1",
-        occurred_at=datetime.now(UTC),
-    )
+    event = make_event(source, n, priority, kind, device, **fields)
     return EventEnvelope(gateway_id=GATEWAY_ID, sent_at=datetime.now(UTC), event=event)
 
 

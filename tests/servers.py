@@ -361,3 +361,24 @@ def one_broker_gateway(
         )
     )
     return GatewayProcess(config, workdir / "gateway.log")
+
+
+async def run_trygg(
+    *args: str, env: dict[str, str] | None = None, limit_s: float = 120
+) -> tuple[int, str, str]:
+    """``trygg ARGS`` as a person runs it: (exit code, stdout, stderr)."""
+    import asyncio
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "trygg",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), limit_s)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from gateway import Gateway
 from gateway.transports.ble import sim_advertisement
 
 from .conftest import gateway_config
-from .servers import Mosquitto, free_udp_port, wait_until
+from .servers import Mosquitto, free_udp_port, run_trygg, wait_until
 
 TOKEN = "technician-token-0123456789"
 NEW_MAC = "D0:0D:00:00:00:42"
@@ -42,20 +41,7 @@ class Rig:
 
     async def cli(self, *args: str, token: str | None = TOKEN) -> tuple[int, str, str]:
         extra = ["--url", self.url] + (["--token", token] if token else [])
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "trygg",
-            "gateway",
-            "devices",
-            *args,
-            *extra,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        return await run_trygg("gateway", "devices", *args, *extra, limit_s=60)
 
 
 def make_gateway(mosquitto: Mosquitto, store: Path, udp_port: int) -> Gateway:
@@ -231,21 +217,11 @@ async def test_paired_devices_survive_a_restart_and_can_be_removed(
 
 
 async def test_the_cli_says_clearly_when_no_gateway_answers(tmp_path: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "trygg",
-        "gateway",
-        "devices",
-        "list",
-        "--url",
-        "http://127.0.0.1:9",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    code, _out, err = await run_trygg(
+        "gateway", "devices", "list", "--url", "http://127.0.0.1:9", limit_s=60
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1
-    assert "is not answering" in err.decode()
+    assert code == 1
+    assert "is not answering" in err
 
 
 async def test_health_names_a_closed_serial_port_and_metrics_count_device_states(

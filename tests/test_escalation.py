@@ -18,9 +18,9 @@ from cloud.alarms import record_event
 from cloud.escalation import Escalator, Limits, Reason
 from cloud.lifecycle import Action, Actor, Outcome, apply, history
 from cloud.security import Role
-from devices import Event, Priority, stable_event_id
+from devices import Priority
 
-from .conftest import GATEWAY_ID, RunningCloud
+from .conftest import GATEWAY_ID, RunningCloud, make_event
 from .servers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -86,15 +86,7 @@ def escalator(cloud: RunningCloud, clock: Clock, url: str | None = None) -> Esca
 
 
 async def new_alarm(cloud: RunningCloud, n: int, priority: Priority = Priority.CRITICAL) -> int:
-    event = Event(
-        id=stable_event_id("escalation", str(n)),
-        kind=KINDS.get(priority, "battery_low"),
-        priority=priority,
-        device_id=f"device-{n}",
-        device_type="alarm_button",
-        home_id="home-1",
-        occurred_at=datetime.now(UTC),
-    )
+    event = make_event("escalation", n, priority, KINDS.get(priority, "battery_low"), f"device-{n}")
     async with cloud.app.state.services.sessions() as session:
         intake = await record_event(session, "org-a", GATEWAY_ID, event)
         await session.commit()

@@ -24,10 +24,10 @@ from cloud.lifecycle import (
     plan,
 )
 from cloud.security import Role
-from devices import Event, Priority, stable_event_id
-from devices.wire import EventEnvelope, events_topic
+from devices import Event, Priority
+from devices.wire import events_topic
 
-from .conftest import GATEWAY_ID, RunningCloud, publish
+from .conftest import GATEWAY_ID, RunningCloud, envelope, make_event, publish
 from .servers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
@@ -100,19 +100,8 @@ async def press(
     restore: bool = False,
     detail: dict[str, object] | None = None,
 ) -> None:
-    event = Event(
-        id=stable_event_id("lifecycle", str(n)),
-        kind=kind,
-        priority=priority,
-        device_id=device,
-        device_type="alarm_button",
-        home_id="home-1",
-        occurred_at=datetime.now(UTC),
-        restore=restore,
-        detail=detail or {},
-    )
-    envelope = EventEnvelope(gateway_id=GATEWAY_ID, sent_at=datetime.now(UTC), event=event)
-    await publish(mosquitto.port, events_topic(GATEWAY_ID), envelope.model_dump_json())
+    sent = envelope("lifecycle", n, priority, kind, device, restore=restore, detail=detail or {})
+    await publish(mosquitto.port, events_topic(GATEWAY_ID), sent.model_dump_json())
 
 
 async def alarms_of(http: httpx.AsyncClient) -> list[dict[str, object]]:
@@ -290,15 +279,7 @@ async def test_a_technical_alarm_resolves_on_its_restore_and_a_life_alarm_does_n
 
 async def test_an_event_after_the_merge_window_starts_a_new_alarm(cloud: RunningCloud) -> None:
     def event(n: int) -> Event:
-        return Event(
-            id=stable_event_id("window", str(n)),
-            kind="alarm_button",
-            priority=Priority.CRITICAL,
-            device_id="pendant-9",
-            device_type="alarm_button",
-            home_id="home-1",
-            occurred_at=datetime.now(UTC),
-        )
+        return make_event("window", n, device="pendant-9")
 
     sessions = cloud.app.state.services.sessions
     async with sessions() as session:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -15,24 +13,9 @@ import pytest
 from gateway import Gateway, load_config
 
 from .conftest import GATEWAY_ID, USERS, RunningCloud
-from .servers import Mosquitto, free_port, free_udp_port, wait_until
+from .servers import Mosquitto, free_port, free_udp_port, run_trygg, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-TRYGG = [sys.executable, "-m", "trygg"]
-
-
-async def trygg(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *TRYGG,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def started(gateway: Gateway) -> None:
@@ -50,7 +33,7 @@ async def test_sim_run_plays_a_scenario_and_confirms_the_dispatch_service_got_it
         f"--camera-port={free_port()}",
     ]
     config = tmp_path / "gateway.toml"
-    code, _out, err = await trygg(
+    code, _out, err = await run_trygg(
         "sim",
         "config",
         "smoke",
@@ -63,7 +46,7 @@ async def test_sim_run_plays_a_scenario_and_confirms_the_dispatch_service_got_it
     assert "# Gateway for the scenario 'Smoke'" in config.read_text()
     password = USERS["anna"][1]
     sim = asyncio.create_task(
-        trygg(
+        run_trygg(
             "sim",
             "run",
             "smoke",
@@ -88,7 +71,7 @@ async def test_sim_run_exits_1_and_names_the_difference_when_alarms_are_missing(
     sqlite_cloud: RunningCloud, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     """No gateway at all: the scenario plays, nothing arrives, and the check says so."""
-    code, out, _err = await trygg(
+    code, out, _err = await run_trygg(
         "sim",
         "run",
         "lock-jam",
@@ -105,15 +88,15 @@ async def test_sim_run_exits_1_and_names_the_difference_when_alarms_are_missing(
 
 
 async def test_sim_commands_refuse_bad_input_with_a_clear_message(tmp_path: Path) -> None:
-    code, _out, err = await trygg("sim", "run", "no-such-night")
+    code, _out, err = await run_trygg("sim", "run", "no-such-night")
     assert code == 2 and "no such file or shipped scenario" in err
     broken = tmp_path / "broken.toml"
     broken.write_text('name = "x"\nend = "01:00"\n[[device]]\nid = "a"\n')
-    code, _out, err = await trygg("sim", "config", str(broken))
+    code, _out, err = await run_trygg("sim", "config", str(broken))
     assert code == 2 and "broken.toml" in err and "device.0.type" in err
-    code, _out, err = await trygg("sim", "load", "--mix=alarm_button,toaster", "--duration=1")
+    code, _out, err = await run_trygg("sim", "load", "--mix=alarm_button,toaster", "--duration=1")
     assert code == 2 and "toaster" in err
-    code, _out, err = await trygg("sim", "run", "smoke", "--port=9", "--wait=0")
+    code, _out, err = await run_trygg("sim", "run", "smoke", "--port=9", "--wait=0")
     assert code == 1 and "error:" in err
 
 
@@ -121,7 +104,7 @@ async def test_load_mode_at_1000_homes_is_bounded_reports_its_rates_and_loses_no
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     config = tmp_path / "gateway.toml"
-    code, _out, err = await trygg(
+    code, _out, err = await run_trygg(
         "sim",
         "config",
         "--load-homes=1000",
@@ -135,7 +118,7 @@ async def test_load_mode_at_1000_homes_is_bounded_reports_its_rates_and_loses_no
     async with Gateway(load_config(config)) as gateway:
         await started(gateway)
         began = time.monotonic()
-        code, out, err = await trygg(
+        code, out, err = await run_trygg(
             "sim",
             "load",
             "--homes=1000",

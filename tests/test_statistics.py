@@ -14,9 +14,8 @@ from cloud.alarms import record_event
 from cloud.db import Alarm
 from cloud.lifecycle import Action, Actor, apply
 from cloud.ratelimit import LoginLimiter
-from devices import Event, Priority, stable_event_id
 
-from .conftest import GATEWAY_ID, USERS, RunningCloud
+from .conftest import GATEWAY_ID, USERS, RunningCloud, make_event
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +23,7 @@ T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
 
 async def alarm_at(cloud: RunningCloud, n: int, received_at: datetime) -> int:
-    event = Event(
-        id=stable_event_id("stats", str(n)),
-        kind="alarm_button",
-        priority=Priority.CRITICAL,
-        device_id=f"pendant-{n}",
-        device_type="alarm_button",
-        home_id="home-1",
-        occurred_at=received_at,
-    )
+    event = make_event("stats", n, device=f"pendant-{n}", occurred_at=received_at)
     async with cloud.app.state.services.sessions() as session:
         intake = await record_event(session, "org-a", GATEWAY_ID, event)
         assert intake.alarm is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,6 +46,17 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+Out = TypeVar("Out", bound=_Out)
+
+
+async def _listed(
+    session: AsyncSession, user: User, model: Any, out: type[Out], order: Any, *where: Any
+) -> list[Out]:
+    """The caller's organisation's rows of ``model``, and only those."""
+    query = select(model).where(model.org_id == user.org_id, *where).order_by(order)
+    return [out.model_validate(row) for row in (await session.execute(query)).scalars()]
+
+
 def _not_found(kind: str, key: object) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No {kind} {key}")
 
@@ -72,8 +83,7 @@ class TeamOut(_Out):
 
 @router.get("/teams")
 async def list_teams(user: PeopleReader, session: SessionDep) -> list[TeamOut]:
-    rows = await session.execute(select(Team).where(Team.org_id == user.org_id).order_by(Team.name))
-    return [TeamOut.model_validate(t) for t in rows.scalars()]
+    return await _listed(session, user, Team, TeamOut, Team.name)
 
 
 @router.post("/teams", status_code=status.HTTP_201_CREATED)
@@ -102,10 +112,7 @@ class UserOut(_Out):
 
 @router.get("/users")
 async def list_users(user: PeopleReader, session: SessionDep) -> list[UserOut]:
-    rows = await session.execute(
-        select(User).where(User.org_id == user.org_id).order_by(User.username)
-    )
-    return [UserOut.model_validate(u) for u in rows.scalars()]
+    return await _listed(session, user, User, UserOut, User.username)
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED)
@@ -150,8 +157,7 @@ class HomeOut(_Out):
 
 @router.get("/homes")
 async def list_homes(user: HomeReader, session: SessionDep) -> list[HomeOut]:
-    rows = await session.execute(select(Home).where(Home.org_id == user.org_id).order_by(Home.id))
-    return [HomeOut.model_validate(h) for h in rows.scalars()]
+    return await _listed(session, user, Home, HomeOut, Home.id)
 
 
 @router.post("/homes", status_code=status.HTTP_201_CREATED)
@@ -211,10 +217,7 @@ async def _home_exists(session: AsyncSession, org_id: str, home_id: str) -> None
 @router.get("/residents")
 async def list_residents(user: ResidentReader, session: SessionDep) -> list[ResidentSummary]:
     """Names and homes only; reading one resident's details is logged."""
-    rows = await session.execute(
-        select(Resident).where(Resident.org_id == user.org_id).order_by(Resident.name)
-    )
-    return [ResidentSummary.model_validate(r) for r in rows.scalars()]
+    return await _listed(session, user, Resident, ResidentSummary, Resident.name)
 
 
 @router.get("/residents/{resident_id}")
@@ -271,10 +274,7 @@ class GatewayOut(_Out):
 
 @router.get("/gateways")
 async def list_gateways(user: GatewayReader, session: SessionDep) -> list[GatewayOut]:
-    rows = await session.execute(
-        select(Gateway).where(Gateway.org_id == user.org_id).order_by(Gateway.id)
-    )
-    return [GatewayOut.model_validate(g) for g in rows.scalars()]
+    return await _listed(session, user, Gateway, GatewayOut, Gateway.id)
 
 
 @router.post("/gateways", status_code=status.HTTP_201_CREATED)
@@ -309,11 +309,8 @@ class DeviceOut(_Out):
 async def list_devices(
     user: DeviceReader, session: SessionDep, home_id: str | None = None
 ) -> list[DeviceOut]:
-    query = select(Device).where(Device.org_id == user.org_id)
-    if home_id is not None:
-        query = query.where(Device.home_id == home_id)
-    rows = await session.execute(query.order_by(Device.id))
-    return [DeviceOut.model_validate(d) for d in rows.scalars()]
+    where = [] if home_id is None else [Device.home_id == home_id]
+    return await _listed(session, user, Device, DeviceOut, Device.id, *where)
 
 
 @router.post("/devices", status_code=status.HTTP_201_CREATED)

@@ -281,10 +281,6 @@ class ScenarioRun:
     def sim_elapsed(self) -> timedelta:
         return timedelta(seconds=(self._loop_time() - self._t0) * self.speed)
 
-    def clock(self) -> str:
-        start = datetime(2000, 1, 1) + parse_clock(self.scenario.start)
-        return (start + self.sim_elapsed()).strftime("%H:%M:%S")
-
     def real_s(self, sim: timedelta) -> float:
         return sim.total_seconds() / self.speed
 
@@ -378,13 +374,14 @@ class ScenarioRun:
     async def _gps(self, device: _Device) -> None:
         assert device.gps is not None and device.port is not None
         period_real = max(_MIN_REAL_PERIOD_S, _GPS_EVERY_S / self.speed)
+        # The receiver's clock: the scenario's start on some day, then simulated time.
+        started = datetime(2026, 1, 1, tzinfo=UTC) + parse_clock(self.scenario.start)
         last = self._loop_time()
         while True:
             await asyncio.sleep(period_real)
             now = self._loop_time()
             device.gps.advance((now - last) * self.speed)
             last = now
-            started = datetime(2026, 1, 1, tzinfo=UTC) + parse_clock(self.scenario.start)
             data = device.gps.sentences(started + self.sim_elapsed())
             if device.port.write(data):
                 self.report.sent["nmea"] += 1
