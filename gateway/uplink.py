@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import aiomqtt
 from prometheus_client import Histogram
@@ -36,6 +37,13 @@ from .store import Store
 log = logging.getLogger("trygg.gateway.uplink")
 
 
+class _Flight(NamedTuple):
+    """An event sent and not yet acked: when (monotonic) and how urgent."""
+
+    sent: float
+    rank: int
+
+
 class DispatchUplink:
     def __init__(
         self,
@@ -54,10 +62,11 @@ class DispatchUplink:
         self._monotonic = monotonic
         self._ack_latency = ack_latency
         self._wake = asyncio.Event()
-        self._in_flight: dict[EventId, float] = {}
+        self._in_flight: dict[EventId, _Flight] = {}
         self.connected = asyncio.Event()
         self.acked = 0
         self.resent = 0
+        self.acks_ignored = 0
 
     def wake(self) -> None:
         """Something new is in the outbox: send it now rather than at the next poll."""
@@ -125,34 +134,38 @@ class DispatchUplink:
                 return
 
     async def _send(self, client: aiomqtt.Client) -> None:
-        window = self.settings.max_in_flight
         timeout = self.settings.ack_timeout_s
         while True:
             self._wake.clear()
             now = self._monotonic()
-            expired = [i for i, sent in self._in_flight.items() if now - sent > timeout]
+            expired = [i for i, f in self._in_flight.items() if now - f.sent > timeout]
             for event_id in expired:
                 del self._in_flight[event_id]
                 self.resent += 1
-            room = window - len(self._in_flight)
-            if room > 0:
-                batch = await self.store.pending(room, exclude=self._in_flight)
-                for item in batch:
-                    envelope = EventEnvelope(
-                        gateway_id=self.gateway_id, sent_at=utc_now(), event=item.event
-                    )
-                    await client.publish(
-                        events_topic(self.gateway_id), envelope.model_dump_json(), qos=1
-                    )
-                    self._in_flight[item.event.id] = self._monotonic()
+            await self._send_what_fits(client)
             # Sleep until new work, an ack, or the oldest in-flight event's deadline.
-            wait = (
-                timeout
-                if not self._in_flight
-                else max(0.05, min(self._in_flight.values()) + timeout - self._monotonic())
-            )
+            oldest = min((f.sent for f in self._in_flight.values()), default=None)
+            wait = timeout if oldest is None else max(0.05, oldest + timeout - self._monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=min(wait, 5.0))
+
+    async def _send_what_fits(self, client: aiomqtt.Client) -> None:
+        """Send pending events, most urgent first, while the window has room for them.
+
+        The window counts, for an event, only the in-flight events at least as urgent as
+        it: a window full of unacked low events never holds back a critical alarm.
+        """
+        window = self.settings.max_in_flight
+        batch = await self.store.pending(window, exclude=self._in_flight)
+        for item in batch:
+            rank = item.event.priority.rank
+            if sum(1 for f in self._in_flight.values() if f.rank <= rank) >= window:
+                return  # the rest of the batch is no more urgent than this one
+            envelope = EventEnvelope(
+                gateway_id=self.gateway_id, sent_at=utc_now(), event=item.event
+            )
+            await client.publish(events_topic(self.gateway_id), envelope.model_dump_json(), qos=1)
+            self._in_flight[item.event.id] = _Flight(self._monotonic(), rank)
 
     async def _receive_acks(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
@@ -167,12 +180,20 @@ class DispatchUplink:
             except ValidationError:
                 log.warning("ignored a malformed ack on %s", message.topic.value)
                 continue
-            deleted = await self.store.ack(ack.event_ids)
+            # Only an ack for an event this connection sent and still waits for deletes
+            # anything: a stray or forged id must never remove an unsent alarm.
             now = self._monotonic()
-            for event_id in ack.event_ids:
-                sent = self._in_flight.pop(event_id, None)
-                if sent is not None and self._ack_latency is not None:
-                    self._ack_latency.observe(now - sent)
+            flights = {i: self._in_flight.pop(i) for i in ack.event_ids if i in self._in_flight}
+            ignored = len(ack.event_ids) - len(flights)
+            if ignored:
+                self.acks_ignored += ignored
+                log.warning("ignored an ack for %d events not in flight", ignored)
+            if not flights:
+                continue
+            deleted = await self.store.ack(list(flights))
+            if self._ack_latency is not None:
+                for flight in flights.values():
+                    self._ack_latency.observe(now - flight.sent)
             self.acked += deleted
             self._wake.set()
 
