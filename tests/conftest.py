@@ -12,6 +12,7 @@ import aiomqtt
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import HealthCheck, settings
 
 from cloud import CloudSettings, create_app
 from cloud.admin import (
@@ -50,6 +51,13 @@ USERS = {
     "ulla": ("org-b", "ulla-pass", Role.SUPERVISOR),
     "adam": ("org-a", "adam-pass", Role.ADMIN),
 }
+
+
+# Property tests bound their work by example count, never by time: on a busy 2-core
+# machine (xdist workers, servers starting) generation can be slow, and a timing health
+# check or a per-example deadline would fail a correct test.
+settings.register_profile("trygg", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("trygg")
 
 
 @pytest.fixture(scope="session")
