@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -157,10 +158,12 @@ class DispatchUplink:
         """
         window = self.settings.max_in_flight
         batch = await self.store.pending(window, exclude=self._in_flight)
+        per_rank = Counter(f.rank for f in self._in_flight.values())  # once, not per event
         for item in batch:
             rank = item.event.priority.rank
-            if sum(1 for f in self._in_flight.values() if f.rank <= rank) >= window:
+            if sum(n for r, n in per_rank.items() if r <= rank) >= window:
                 return  # the rest of the batch is no more urgent than this one
+            per_rank[rank] += 1
             envelope = EventEnvelope(
                 gateway_id=self.gateway_id, sent_at=utc_now(), event=item.event
             )
