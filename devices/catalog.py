@@ -77,6 +77,9 @@ EVENT_KINDS: dict[str, EventKind] = {
         EventKind("tamper", Priority.NORMAL, 383, "Device tampered with"),
         EventKind("lock_jammed", Priority.NORMAL, 380, "Lock jammed"),
         EventKind("gateway_offline", Priority.NORMAL, 350, "Gateway offline"),
+        # The gateway's own store: writes failed for a while, or it was found damaged.
+        EventKind("store_fault", Priority.NORMAL, 300, "Gateway could not store events"),
+        EventKind("store_damaged", Priority.NORMAL, 300, "Gateway store damaged"),
         EventKind("lock_opened", Priority.LOW, 422, "Lock opened"),
         EventKind("check_done", Priority.LOW, 602, "Check done"),
     )

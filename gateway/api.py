@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from devices import utc_now
 
 from .registry import DEVICE_CONFIG, RegistryError
+from .store import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -44,13 +45,33 @@ class _Snapshot(Collector):
 
 async def snapshot(gateway: Gateway) -> dict[str, Any]:
     now = utc_now()
+    store = gateway.store
     outbox = {}
-    for priority, (count, oldest) in (await gateway.store.outbox_stats()).items():
-        age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
-        outbox[priority.value] = {"events": count, "oldest_age_s": round(age, 3)}
+    readings_stored = 0
+    unreadable = None
+    try:
+        for priority, (count, oldest) in (await store.outbox_stats()).items():
+            age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
+            outbox[priority.value] = {"events": count, "oldest_age_s": round(age, 3)}
+        readings_stored = await store.readings_count()
+    except StoreError as exc:
+        unreadable = str(exc)
+    fault = store.fault
     return {
         "outbox": outbox,
-        "readings_buffered": await gateway.store.readings_count() + gateway.readings.waiting,
+        "store": {
+            "fault": None
+            if fault is None
+            else {
+                "reason": fault.reason,
+                "since": fault.since.isoformat(),
+                "failed_writes": fault.failures,
+            },
+            "unreadable": unreadable,
+            "alarm_reserve_released": store.reserve_released,
+            "readings_dropped": dict(store.readings_dropped),
+        },
+        "readings_buffered": readings_stored + gateway.readings.waiting,
         "dispatch_uplink": "connected" if gateway.uplink.connected.is_set() else "disconnected",
         "timeseries_uplink": (
             None
@@ -224,6 +245,17 @@ def create_api(gateway: Gateway) -> FastAPI:
 def _problems(state: dict[str, Any]) -> list[str]:
     """What makes the gateway degraded: an uplink or a transport it was told to use down."""
     problems = []
+    store = state["store"]
+    if store["fault"] is not None:
+        fault = store["fault"]
+        problems.append(
+            f"events cannot be stored since {fault['since']}: {fault['reason']}"
+            f" ({fault['failed_writes']} writes failed)"
+        )
+    if store["unreadable"] is not None:
+        problems.append(f"store unreadable: {store['unreadable']}")
+    if store["alarm_reserve_released"]:
+        problems.append("disk full: the alarm reserve is in use and readings are dropped")
     if state["dispatch_uplink"] != "connected":
         problems.append("dispatch uplink disconnected")
     if state["zigbee2mqtt"] != "connected":

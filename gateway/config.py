@@ -50,6 +50,9 @@ class StoreSection(_Strict):
     # Readings are thinned, then dropped oldest first, to keep the database under this;
     # events are never dropped for it.
     budget_mb: float = Field(default=512, gt=0)
+    # Preallocated beside the store and released for events when the disk is full, so an
+    # alarm still finds room when readings or another program filled the filesystem.
+    reserve_mb: float = Field(default=16, ge=0)
 
 
 class BrokerSection(_Strict):

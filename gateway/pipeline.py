@@ -218,7 +218,13 @@ class Pipeline:
                 )
                 return
             recent = (device.config.id, digest, self._clock())
-        await self._accept(device, decoded, recent)
+        try:
+            await self._accept(device, decoded, recent)
+        except BaseException:
+            # Not kept: the same message again (the broker's redelivery) is no duplicate.
+            if recent is not None:
+                self._recent.pop((recent[0], recent[1]), None)
+            raise
 
     async def raise_signal(
         self, device: RegisteredDevice, signal: Signal, active: bool, detail: Mapping[str, object]
@@ -242,40 +248,72 @@ class Pipeline:
                 status.linkquality = value
             elif metric == "rssi_dbm":
                 status.rssi_dbm = value
-            if self._readings is not None:
-                self._readings.add((device.config.id, metric, value, at_ms))
-        self.counters.accept("message")
-        if decoded.readings:
-            self.counters.accept("reading")
         ruled: list[RuleEvent] = []
         for state in decoded.signals:
             key = (device.config.id, state.signal)
             if not state.momentary:
                 previous = self._signal_state.get(key)
-                self._signal_state[key] = state.active
                 if previous == state.active or (previous is None and not state.active):
+                    self._signal_state[key] = state.active
                     continue
+            kind = device.spec.event_kind(state.signal)
+            if kind is not None:
+                await self._emit_signal(device, decoded, state, kind, source)
+            if not state.momentary:
+                # Only once it is kept: a change that could not be stored is still one
+                # when the broker hands the message back.
+                self._signal_state[key] = state.active
                 if self.rules is not None:
                     ruled += self.rules.observe(device, state.signal, state.active)
-            kind = device.spec.event_kind(state.signal)
-            if kind is None:
-                continue  # a signal for home rules, not an alarm by itself
-            if decoded.sequence is not None:
-                # The device's own counter, so the same frame is the same event anywhere.
-                first_sight = str(int(source[2] * 1000)) if source else ""
-                parts = ("seq", str(decoded.sequence), first_sight, state.signal.value)
-                event_id = stable_event_id(self.gateway_id, device.config.id, *parts)
-            else:
-                event_id = self._next_id()
-            await self._emit(device, kind, state.active, state.detail, event_id, source)
         for rule in ruled:
             await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
+        # Readings last: a message whose alarm could not be kept comes again, and its
+        # readings with it, so they are buffered once.
+        if self._readings is not None:
+            for metric, value in decoded.readings:
+                self._readings.add((device.config.id, metric, value, at_ms))
+        self.counters.accept("message")
+        if decoded.readings:
+            self.counters.accept("reading")
+
+    async def _emit_signal(
+        self,
+        device: RegisteredDevice,
+        decoded: Decoded,
+        state: SignalState,
+        kind: EventKind,
+        source: RecentInput | None,
+    ) -> None:
+        if decoded.sequence is not None:
+            # The device's own counter, so the same frame is the same event anywhere.
+            first_sight = str(int(source[2] * 1000)) if source else ""
+            parts = ("seq", str(decoded.sequence), first_sight, state.signal.value)
+            event_id = stable_event_id(self.gateway_id, device.config.id, *parts)
+        else:
+            event_id = self._next_id()
+        await self._emit(device, kind, state.active, state.detail, event_id, source)
 
     async def tick_rules(self) -> None:
         """Raise the home-rule alarms whose time has come (bed exit with no return)."""
         if self.rules is not None:
             for rule in self.rules.tick():
                 await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
+
+    async def raise_gateway_event(self, kind: EventKind, detail: Mapping[str, object]) -> None:
+        """A fault of the gateway itself (its store), as a technical event of its own."""
+        event = Event(
+            id=self._next_id(),
+            kind=kind.name,
+            priority=kind.priority,
+            device_id=self.gateway_id,
+            device_type="gateway",
+            home_id=self.gateway_id,
+            occurred_at=utc_now(),
+            detail=dict(detail),
+        )
+        await self.store.put(event)
+        log.warning("reported %s to the dispatch service: %s", kind.name, dict(detail))
+        self._on_event(event)
 
     def _next_id(self) -> str:
         return stable_event_id(self.gateway_id, self._boot, str(next(self._seq)))

@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram
 
+from devices import EVENT_KINDS
+
 from .config import BleLockDevice, BleSection, CameraDevice, DeviceConfig, GatewayConfig
 from .counters import InputCounters
 from .pipeline import Pipeline
 from .readings import ReadingsBuffer
 from .registry import DEVICE_CONFIG, RegisteredDevice, Registry, RegistryError
 from .rules import HomeRules
-from .store import Store
+from .store import Store, StoreFault
 from .supervision import Supervisor
 from .transports import Zigbee2MqttTransport
 from .transports.serial import SerialTransport
@@ -50,8 +52,11 @@ class Gateway:
             registry=self.metrics_registry,
         )
         self.store = Store(
-            config.store.path, budget_bytes=int(config.store.budget_mb * 1024 * 1024)
+            config.store.path,
+            budget_bytes=int(config.store.budget_mb * 2**20),
+            reserve_bytes=int(config.store.reserve_mb * 2**20),
         )
+        self.store.on_recovered = self._store_recovered
         self.readings = ReadingsBuffer(self.store)
         self.uplink = DispatchUplink(
             config.uplink,
@@ -96,6 +101,28 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self._stops: list[Callable[[], Awaitable[None]]] = []
+        self._reports: set[asyncio.Task[None]] = set()
+
+    def _store_recovered(self, fault: StoreFault) -> None:
+        """Tell the dispatch service that events could not be stored for a while."""
+        detail = {
+            "reason": fault.reason,
+            "since": fault.since.isoformat(),
+            "until": fault.until.isoformat() if fault.until else None,
+            "failed_writes": fault.failures,
+        }
+        task = asyncio.create_task(
+            self.pipeline.raise_gateway_event(EVENT_KINDS["store_fault"], detail),
+            name="store-fault-report",
+        )
+        self._reports.add(task)
+        task.add_done_callback(self._report_done)
+
+    def _report_done(self, task: asyncio.Task[None]) -> None:
+        self._reports.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The store failed again: that fault is reported when it recovers in turn.
+            log.error("could not report a store fault: %s", task.exception())
 
     async def _rules(self) -> None:
         while True:

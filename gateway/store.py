@@ -10,6 +10,15 @@
   minute, and then dropped oldest first. Every dropped reading is counted by reason.
 - A database that SQLite cannot read at start is moved aside (``*.corrupt-<time>``) and
   a fresh one is started, rather than crash-looping.
+- Every failure of SQLite or of the disk is a ``StoreError``: whoever handed the store an
+  alarm learns that it was not kept (the Zigbee2MQTT transport then does not ack the
+  broker). An event write that fails marks the store faulty (``fault``, shown by
+  ``/healthz``) until one succeeds again; ``on_recovered`` then hears what happened.
+- A full disk: a reserve file (``<store>.reserve``, ``reserve_bytes``) is preallocated at
+  open. When an event cannot be written for want of space, the reserve is released and
+  the write retried, so an alarm still finds room when readings or anything else on the
+  filesystem took the rest. While the reserve is released no reading is written (they are
+  dropped and counted as ``disk_full``); it is made again once the filesystem has room.
 """
 
 from __future__ import annotations
@@ -17,13 +26,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import queue
 import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -87,10 +98,12 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
+        db.execute("COMMIT")  # on a full disk the commit itself may fail
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            with suppress(sqlite3.Error):  # the first error is the one to report
+                db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
 
 
 URGENT, BULK = 0, 1
@@ -144,7 +157,21 @@ class _Writer:
 
 
 class StoreError(Exception):
-    """The local store cannot be opened or written."""
+    """The local store cannot be opened, read or written."""
+
+
+@dataclass(slots=True)
+class StoreFault:
+    """Event writes that failed, from the first failure until one worked again."""
+
+    reason: str
+    since: datetime
+    failures: int = 1
+    until: datetime | None = None
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,11 +199,18 @@ class StoredReading:
 
 
 class Store:
-    def __init__(self, path: Path, *, budget_bytes: int | None = None) -> None:
+    def __init__(
+        self, path: Path, *, budget_bytes: int | None = None, reserve_bytes: int = 0
+    ) -> None:
         self.path = path
         self.budget_bytes = budget_bytes
+        self.reserve_bytes = reserve_bytes
+        self.reserve_path = path.with_name(path.name + ".reserve")
+        self.reserve_released = False
         self.quarantined: Path | None = None
         self.readings_dropped: Counter[str] = Counter()
+        self.fault: StoreFault | None = None
+        self.on_recovered: Callable[[StoreFault], None] | None = None
         self._db: sqlite3.Connection | None = None
         self._writer: _Writer | None = None
         self._thinned_upto = 0
@@ -205,6 +239,12 @@ class Store:
             except sqlite3.Error as again:
                 raise StoreError(f"cannot open gateway store {self.path}: {again}") from again
             self._audit("store_quarantined", f"{self.quarantined}: {exc}")
+        if not self._make_reserve():
+            log.warning(
+                "no room for the %d byte alarm reserve beside %s; a full disk may refuse alarms",
+                self.reserve_bytes,
+                self.path,
+            )
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -252,7 +292,74 @@ class Store:
     async def _run(self, fn: Callable[[], T], urgency: int = URGENT) -> T:
         if self._writer is None:
             raise StoreError("store is not open")
-        return await self._writer.submit(fn, urgency)
+        try:
+            return await self._writer.submit(fn, urgency)
+        except sqlite3.Error as exc:
+            raise StoreError(f"gateway store {self.path}: {exc}") from exc
+
+    # -- the alarm reserve -----------------------------------------------------------
+    def _make_reserve(self) -> bool:
+        """Preallocate the reserve file; False if the filesystem has no room for it."""
+        if self.reserve_bytes <= 0:
+            return True
+        try:
+            if self.reserve_path.stat().st_size >= self.reserve_bytes:
+                return True
+        except FileNotFoundError:
+            pass
+        try:
+            fs = os.statvfs(self.reserve_path.parent)
+            if fs.f_bavail * fs.f_frsize < 2 * self.reserve_bytes:
+                return False  # making it would only fill the disk for everyone else
+            fd = os.open(self.reserve_path, os.O_CREAT | os.O_WRONLY, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.reserve_bytes)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning("cannot make the alarm reserve %s: %s", self.reserve_path, exc)
+            self.reserve_path.unlink(missing_ok=True)
+            return False
+        if self.reserve_released:
+            log.warning("the disk has room again: alarm reserve made, readings are kept again")
+        self.reserve_released = False
+        return True
+
+    def _release_reserve(self) -> bool:
+        """Give the reserve's space to the alarm that found the disk full; False if none."""
+        if self.reserve_bytes <= 0 or not self.reserve_path.exists():
+            return False
+        self.reserve_path.unlink()
+        self.reserve_released = True
+        log.error(
+            "disk full under %s: released the %d byte alarm reserve for events; "
+            "readings are dropped until the disk has room",
+            self.path,
+            self.reserve_bytes,
+        )
+        return True
+
+    # -- faults ----------------------------------------------------------------------
+    def _failed(self, reason: str) -> None:
+        if self.fault is None:
+            self.fault = StoreFault(reason, utc_now())
+            log.error("cannot store events: %s", reason)
+        else:
+            self.fault.failures += 1
+            self.fault.reason = reason
+
+    def _worked(self) -> None:
+        fault, self.fault = self.fault, None
+        if fault is not None:
+            fault.until = utc_now()
+            log.warning(
+                "events are stored again (%d writes failed since %s: %s)",
+                fault.failures,
+                fault.since.isoformat(),
+                fault.reason,
+            )
+            if self.on_recovered is not None:
+                self.on_recovered(fault)
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -272,6 +379,17 @@ class Store:
         body = event.model_dump_json()
 
         def insert() -> bool:
+            try:
+                added = write()
+            except sqlite3.OperationalError as exc:
+                if not (_disk_full(exc) and self._release_reserve()):
+                    raise
+                return write()
+            if self.reserve_released:
+                self._make_reserve()  # cheap while the disk is still full: one statvfs
+            return added
+
+        def write() -> bool:
             db = self._conn()
             with _transaction(db):
                 cur = db.execute(
@@ -288,7 +406,13 @@ class Store:
                     db.execute("DELETE FROM recent_input WHERE seen_at < ?", (forget_before,))
             return cur.rowcount == 1
 
-        return await self._run(insert)
+        try:
+            added = await self._run(insert)
+        except StoreError as exc:
+            self._failed(str(exc))
+            raise
+        self._worked()
+        return added
 
     async def recent_inputs(self, since: float) -> dict[tuple[str, bytes], float]:
         def select() -> dict[tuple[str, bytes], float]:
@@ -349,12 +473,22 @@ class Store:
         """Commit a batch of readings in one transaction, then apply the disk budget."""
 
         def insert() -> None:
+            if self.reserve_released and not self._make_reserve():
+                self.readings_dropped["disk_full"] += len(rows)
+                return
             db = self._conn()
-            with _transaction(db):
-                db.executemany(
-                    "INSERT INTO readings (device_id, metric, value, at_ms) VALUES (?, ?, ?, ?)",
-                    rows,
-                )
+            try:
+                with _transaction(db):
+                    db.executemany(
+                        "INSERT INTO readings (device_id, metric, value, at_ms)"
+                        " VALUES (?, ?, ?, ?)",
+                        rows,
+                    )
+            except sqlite3.OperationalError as exc:
+                if not _disk_full(exc):
+                    raise
+                self.readings_dropped["disk_full"] += len(rows)
+                return
             if self.budget_bytes is not None:
                 self._apply_budget(self.budget_bytes)
 

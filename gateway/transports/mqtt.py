@@ -4,6 +4,10 @@ A QoS 1 message is acknowledged to the broker only after the pipeline has handle
 (an alarm is committed to the outbox by then). A gateway killed in between gets the
 message again from its persistent session; the pipeline knows the redelivery.
 aiomqtt has no public manual-ack API yet, so paho's own is used through the client.
+
+When the store cannot keep a message (a full disk, a damaged file), it is not acked: the
+transport drops the connection and takes it again within half a second, so the broker
+hands the message back until it is kept. That failure is logged once per outage.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Zigbee2MqttTransport:
         """Consume forever; a lost broker is retried with backoff, never fatal."""
         backoff = Backoff()
         s = self.settings
+        store_failing = False
         while True:
             try:
                 client = aiomqtt.Client(
@@ -51,8 +56,9 @@ class Zigbee2MqttTransport:
                     no_delay(client)
                     await client.subscribe(f"{s.base_topic}/#", qos=1)
                     self.connected.set()
-                    backoff.reset()
-                    log.info("subscribed to %s/# on %s:%d", s.base_topic, s.host, s.port)
+                    if not store_failing:
+                        backoff.reset()
+                        log.info("subscribed to %s/# on %s:%d", s.base_topic, s.host, s.port)
                     async for message in client.messages:
                         payload = message.payload
                         if not isinstance(payload, bytes | bytearray):
@@ -66,6 +72,10 @@ class Zigbee2MqttTransport:
                             self.internal_errors += 1
                             log.exception("failed to handle a message on %s", message.topic.value)
                         client._client.ack(message.mid, message.qos)
+                        if store_failing:
+                            store_failing = False
+                            backoff.reset()
+                            log.warning("input is stored again; back to normal")
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 delay = backoff.next_delay()
@@ -76,5 +86,7 @@ class Zigbee2MqttTransport:
             except StoreError as exc:
                 # Not acknowledged: the broker sends it again after we reconnect.
                 self.connected.clear()
-                log.error("could not store input (%s); reconnecting to receive it again", exc)
-                await asyncio.sleep(backoff.next_delay())
+                if not store_failing:
+                    log.error("could not store input (%s); not acked, taking it again", exc)
+                store_failing = True
+                await asyncio.sleep(backoff.next_delay(urgent=True))
