@@ -94,6 +94,7 @@ async def snapshot(gateway: Gateway) -> dict[str, Any]:
         "devices": len(gateway.registry),
         "devices_silent": sum(1 for d in gateway.registry if d.status.silent),
         "store_quarantined": str(gateway.store.quarantined) if gateway.store.quarantined else None,
+        "tasks_restarted": {name: asdict(f) for name, f in gateway.tasks.failures().items()},
     }
 
 
@@ -173,6 +174,13 @@ def create_api(gateway: Gateway) -> FastAPI:
         )
         for kind, n in gateway.counters.accepted.items():
             accepted.add_metric([kind], n)
+        restarts = CounterMetricFamily(
+            "trygg_gateway_task_restarts",
+            "Gateway tasks started again after a failure",
+            labels=["task"],
+        )
+        for name, n in gateway.tasks.restarts.items():
+            restarts.add_metric([name], n)
         for name, status in state["serial"].items():
             up.add_metric([f"serial:{name}"], status == "open")
         if state["ble"] is not None:
@@ -194,6 +202,7 @@ def create_api(gateway: Gateway) -> FastAPI:
             dropped,
             readings_dropped,
             accepted,
+            restarts,
             devices,
         ]
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -256,6 +265,9 @@ def _problems(state: dict[str, Any]) -> list[str]:
         problems.append(f"store unreadable: {store['unreadable']}")
     if store["alarm_reserve_released"]:
         problems.append("disk full: the alarm reserve is in use and readings are dropped")
+    for name, failure in state["tasks_restarted"].items():
+        if failure["down"]:
+            problems.append(f"{name} failed ({failure['error']}); starting it again")
     if state["dispatch_uplink"] != "connected":
         problems.append("dispatch uplink disconnected")
     if state["zigbee2mqtt"] != "connected":

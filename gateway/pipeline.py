@@ -3,6 +3,7 @@ prioritise, and commit to the outbox before anything else happens to it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -10,6 +11,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from itertools import count
 
 from devices import (
@@ -30,11 +32,12 @@ from devices.codecs import (
     decode_state,
 )
 
+from .backoff import Backoff
 from .counters import DropReason, InputCounters
 from .readings import ReadingsBuffer
 from .registry import RegisteredDevice, Registry
 from .rules import HomeRules, RuleEvent
-from .store import RecentInput, Store
+from .store import RecentInput, Store, StoreError
 
 log = logging.getLogger("trygg.gateway.pipeline")
 
@@ -46,6 +49,11 @@ DUPLICATE_WINDOW_S = 10.0
 MAX_RECENT_INPUTS = 50_000
 # An unknown device is written to the discovered list at most this often.
 DISCOVERED_NOTE_S = 60.0
+# Set while handling input that its sender keeps until it is acked (a broker's QoS 1
+# message): a store failure is then raised, so it is not acked and comes again. Input
+# nobody would send again (a serial frame, an advertisement, the gateway's own signals)
+# is held instead, and its store write retried until it is kept.
+_SENDER_RESENDS: ContextVar[bool] = ContextVar("sender_resends", default=False)
 
 
 class Pipeline:
@@ -82,6 +90,7 @@ class Pipeline:
         # Oldest first, so expiry takes from the front: amortised O(1) per message.
         self._recent: OrderedDict[tuple[str, bytes], float] = OrderedDict()
         self._signal_state: dict[tuple[str, Signal], bool] = {}
+        self.store_retries = 0  # writes of held input tried again after a store failure
 
     async def load(self) -> None:
         """Pick up what the previous run saw last, before the first message arrives."""
@@ -90,6 +99,13 @@ class Pipeline:
 
     # -- Zigbee2MQTT --------------------------------------------------------------------
     async def handle_zigbee2mqtt(self, topic: str, payload: bytes) -> None:
+        token = _SENDER_RESENDS.set(True)
+        try:
+            await self._zigbee2mqtt(topic, payload)
+        finally:
+            _SENDER_RESENDS.reset(token)
+
+    async def _zigbee2mqtt(self, topic: str, payload: bytes) -> None:
         source = f"mqtt:{topic[:200]}"
         if len(payload) > self.max_payload_bytes:
             self.counters.drop(DropReason.OVERSIZED, source, f"{len(payload)} bytes")
@@ -293,6 +309,18 @@ class Pipeline:
             event_id = self._next_id()
         await self._emit(device, kind, state.active, state.detail, event_id, source)
 
+    async def _keep(self, event: Event, source: RecentInput | None, forget_before: float) -> None:
+        backoff = Backoff(first_s=0.1)
+        while True:
+            try:
+                await self.store.put(event, source, forget_before=forget_before)
+                return
+            except StoreError:
+                if _SENDER_RESENDS.get():
+                    raise
+                self.store_retries += 1
+                await asyncio.sleep(backoff.next_delay(urgent=True))
+
     async def tick_rules(self) -> None:
         """Raise the home-rule alarms whose time has come (bed exit with no return)."""
         if self.rules is not None:
@@ -311,7 +339,7 @@ class Pipeline:
             occurred_at=utc_now(),
             detail=dict(detail),
         )
-        await self.store.put(event)
+        await self._keep(event, None, 0.0)
         log.warning("reported %s to the dispatch service: %s", kind.name, dict(detail))
         self._on_event(event)
 
@@ -340,7 +368,7 @@ class Pipeline:
             detail=dict(detail),
         )
         forget_before = (source[2] if source else self._clock()) - DUPLICATE_WINDOW_S
-        await self.store.put(event, source, forget_before=forget_before)
+        await self._keep(event, source, forget_before)
         self.counters.accept("event")
         log.info(
             "accepted %s%s from %s (%s)",

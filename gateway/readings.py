@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import Counter
 
 from .store import ReadingRow, Store, StoreError
@@ -35,6 +36,11 @@ class ReadingsBuffer:
         self._full = asyncio.Event()
 
     def add(self, row: ReadingRow) -> None:
+        if not math.isfinite(row[2]):
+            # A store cannot keep NaN (SQLite makes it NULL): one such row would fail
+            # every batch it is in, for good.
+            self.dropped["not_finite"] += 1
+            return
         self._pending.append(row)
         if len(self._pending) > self.max_pending:
             excess = len(self._pending) - self.max_pending

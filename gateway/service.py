@@ -20,6 +20,7 @@ from .registry import DEVICE_CONFIG, RegisteredDevice, Registry, RegistryError
 from .rules import HomeRules
 from .store import Store, StoreFault
 from .supervision import Supervisor
+from .tasks import TaskSupervisor
 from .transports import Zigbee2MqttTransport
 from .transports.serial import SerialTransport
 from .uplink import DispatchUplink
@@ -102,6 +103,7 @@ class Gateway:
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self._stops: list[Callable[[], Awaitable[None]]] = []
         self._reports: set[asyncio.Task[None]] = set()
+        self.tasks = TaskSupervisor()
 
     def _store_recovered(self, fault: StoreFault) -> None:
         """Tell the dispatch service that events could not be stored for a while."""
@@ -130,10 +132,7 @@ class Gateway:
             await self.pipeline.tick_rules()
 
     def _spawn(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
-        async def run() -> None:
-            await work()
-
-        self._tasks.append(asyncio.create_task(run(), name=name))
+        self._tasks.append(self.tasks.spawn(name, work))
 
     async def start(self) -> None:
         try:
@@ -229,15 +228,8 @@ class Gateway:
             work = lock.run
         else:
             return
-        task = asyncio.create_task(work(), name=f"device-{device.id}")
-        task.add_done_callback(self._device_task_ended)
-        self._device_tasks[device.id] = task
-
-    @staticmethod
-    def _device_task_ended(task: asyncio.Task[None]) -> None:
-        # One device's bug must not take the others down; it is logged loudly instead.
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s stopped", task.get_name(), exc_info=task.exception())
+        # One device's bug must not take the others down: supervised like the transports.
+        self._device_tasks[device.id] = self.tasks.spawn(f"device-{device.id}", work)
 
     async def _start_api(self, host: str, port: int) -> None:
         import uvicorn
