@@ -94,6 +94,15 @@ async def snapshot(gateway: Gateway) -> dict[str, Any]:
         "devices": len(gateway.registry),
         "devices_silent": sum(1 for d in gateway.registry if d.status.silent),
         "store_quarantined": str(gateway.store.quarantined) if gateway.store.quarantined else None,
+        "store_damage": [
+            {
+                "at": d.at.isoformat(),
+                "reason": d.reason,
+                "kept_as": str(d.moved_to) if d.moved_to else None,
+                **d.salvage.detail(),
+            }
+            for d in gateway.store.damage[-10:]
+        ],
         "tasks_restarted": {name: asdict(f) for name, f in gateway.tasks.failures().items()},
     }
 

@@ -53,6 +53,9 @@ class StoreSection(_Strict):
     # Preallocated beside the store and released for events when the disk is full, so an
     # alarm still finds room when readings or another program filled the filesystem.
     reserve_mb: float = Field(default=16, ge=0)
+    # How often the whole file is read back to find damage while the process still has
+    # the pages cached (a store deleted or replaced is noticed within a second anyway).
+    integrity_check_s: float = Field(default=3600, gt=0)
 
 
 class BrokerSection(_Strict):

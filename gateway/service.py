@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from .pipeline import Pipeline
 from .readings import ReadingsBuffer
 from .registry import DEVICE_CONFIG, RegisteredDevice, Registry, RegistryError
 from .rules import HomeRules
-from .store import Store, StoreFault
+from .store import Store, StoreDamage, StoreFault
 from .supervision import Supervisor
 from .tasks import TaskSupervisor
 from .transports import Zigbee2MqttTransport
@@ -27,6 +28,7 @@ from .uplink import DispatchUplink
 
 log = logging.getLogger("trygg.gateway")
 RULES_TICK_S = 0.5  # how late a home rule's timer may fire
+STORE_WATCH_S = 1.0  # how soon a store file deleted or replaced under the process is noticed
 
 STOP_TASK_S = 5.0
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -58,6 +60,7 @@ class Gateway:
             reserve_bytes=int(config.store.reserve_mb * 2**20),
         )
         self.store.on_recovered = self._store_recovered
+        self.store.on_damaged = self._store_damaged
         self.readings = ReadingsBuffer(self.store)
         self.uplink = DispatchUplink(
             config.uplink,
@@ -107,15 +110,26 @@ class Gateway:
 
     def _store_recovered(self, fault: StoreFault) -> None:
         """Tell the dispatch service that events could not be stored for a while."""
-        detail = {
+        detail: dict[str, object] = {
             "reason": fault.reason,
             "since": fault.since.isoformat(),
             "until": fault.until.isoformat() if fault.until else None,
             "failed_writes": fault.failures,
         }
+        self._report("store_fault", detail)
+
+    def _store_damaged(self, damage: StoreDamage) -> None:
+        """Tell the dispatch service that the store was replaced, and what was saved."""
+        detail: dict[str, object] = {
+            "reason": damage.reason,
+            "kept_as": str(damage.moved_to) if damage.moved_to else None,
+            **damage.salvage.detail(),
+        }
+        self._report("store_damaged", detail)
+
+    def _report(self, kind: str, detail: dict[str, object]) -> None:
         task = asyncio.create_task(
-            self.pipeline.raise_gateway_event(EVENT_KINDS["store_fault"], detail),
-            name="store-fault-report",
+            self.pipeline.raise_gateway_event(EVENT_KINDS[kind], detail), name=f"{kind}-report"
         )
         self._reports.add(task)
         task.add_done_callback(self._report_done)
@@ -124,7 +138,17 @@ class Gateway:
         self._reports.discard(task)
         if not task.cancelled() and task.exception() is not None:
             # The store failed again: that fault is reported when it recovers in turn.
-            log.error("could not report a store fault: %s", task.exception())
+            log.error("could not report %s: %s", task.get_name(), task.exception())
+
+    async def _watch_store(self) -> None:
+        every = self.config.store.integrity_check_s
+        checked = time.monotonic()
+        while True:
+            await asyncio.sleep(STORE_WATCH_S)
+            due = time.monotonic() - checked >= every
+            await self.store.check(integrity=due)
+            if due:
+                checked = time.monotonic()
 
     async def _rules(self) -> None:
         while True:
@@ -165,6 +189,7 @@ class Gateway:
             self._device_changed(device, True)
         self.registry.subscribe(self._device_changed)
         self._spawn("supervision", self.supervisor.run)
+        self._spawn("store-watch", self._watch_store)
         if self.pipeline.rules is not None:
             self._spawn("home rules", self._rules)
         log.info(

@@ -8,8 +8,13 @@
 - The disk budget protects the disk from readings, never from events: when the database
   grows past it, the oldest readings are first thinned to one per device, metric and
   minute, and then dropped oldest first. Every dropped reading is counted by reason.
-- A database that SQLite cannot read at start is moved aside (``*.corrupt-<time>``) and
-  a fresh one is started, rather than crash-looping.
+- A database that SQLite cannot read, at start or while running, is moved aside
+  (``*.corrupt-<time>``) and a fresh one is started, rather than crash-looping; what it
+  still holds of the outbox and the paired devices is salvaged into the fresh one
+  (``salvage.py``). A store file deleted or replaced under the running gateway is noticed
+  before the next use (its inode is watched), and what the open connection still holds
+  is moved into a fresh file the same way. Either is a ``StoreDamage``: ``on_damaged``
+  hears it, with the counts, so that the dispatch service can be told.
 - Every failure of SQLite or of the disk is a ``StoreError``: whoever handed the store an
   alarm learns that it was not kept (the Zigbee2MQTT transport then does not ack the
   broker). An event write that fails marks the store faulty (``fault``, shown by
@@ -39,6 +44,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from devices import Event, EventId, Priority, utc_now
+
+from .salvage import Salvage, salvage_connection, salvage_file
 
 T = TypeVar("T")
 log = logging.getLogger("trygg.gateway.store")
@@ -170,8 +177,23 @@ class StoreFault:
     until: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StoreDamage:
+    """The store was found damaged or gone, and a fresh one took its place."""
+
+    reason: str
+    moved_to: Path | None
+    salvage: Salvage
+    at: datetime
+
+
 def _disk_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def _damaged(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,12 +233,18 @@ class Store:
         self.readings_dropped: Counter[str] = Counter()
         self.fault: StoreFault | None = None
         self.on_recovered: Callable[[StoreFault], None] | None = None
+        self.damage: list[StoreDamage] = []
+        self.on_damaged: Callable[[StoreDamage], None] | None = None
+        self._identity: tuple[int, int] | None = None
+        self.integrity_checks = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._db: sqlite3.Connection | None = None
         self._writer: _Writer | None = None
         self._thinned_upto = 0
 
     # -- lifecycle -------------------------------------------------------------------
     async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._writer = _Writer()
         try:
             await self._run(self._open)
@@ -233,12 +261,8 @@ class Store:
         except sqlite3.DatabaseError as exc:
             if not self.path.is_file():
                 raise StoreError(f"cannot open gateway store {self.path}: {exc}") from exc
-            self._quarantine(str(exc))
-            try:
-                self._db = self._connect()
-            except sqlite3.Error as again:
-                raise StoreError(f"cannot open gateway store {self.path}: {again}") from again
-            self._audit("store_quarantined", f"{self.quarantined}: {exc}")
+            self._replace_damaged(f"unreadable at start: {exc}")
+        self._identity = self._file_identity()
         if not self._make_reserve():
             log.warning(
                 "no room for the %d byte alarm reserve beside %s; a full disk may refuse alarms",
@@ -260,22 +284,90 @@ class Store:
             raise
         return db
 
-    def _quarantine(self, reason: str) -> None:
-        stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        self.path.rename(target)
+    def _move_aside(self, why: str) -> Path | None:
+        """Rename the store file and its WAL beside it; None if there was no file."""
+        stamp = utc_now().strftime("%Y%m%dT%H%M%S.%fZ")
+        target = self.path.with_name(f"{self.path.name}.{why}-{stamp}")
+        moved = None
+        if self.path.exists():
+            self.path.rename(target)
+            moved = target
         for suffix in ("-wal", "-shm"):
             side = self.path.with_name(self.path.name + suffix)
-            if side.exists():
+            if side.exists():  # a WAL left without its database must not meet a fresh one
                 side.rename(target.with_name(target.name + suffix))
+        return moved
+
+    def _replace_damaged(self, reason: str) -> None:
+        """The store file cannot be read: move it aside, start a fresh one, and carry over
+        what can still be read of it."""
+        if self._db is not None:
+            with suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        target = self._move_aside("corrupt")
         self.quarantined = target
+        salvage = (
+            salvage_file(target, lambda path: sqlite3.connect(path, isolation_level=None))
+            if target is not None
+            else Salvage()
+        )
+        self._fresh(reason, target, salvage)
+
+    def _replace_live(self, reason: str, why: str) -> None:
+        """While running, the file was found damaged, deleted or replaced: what the open
+        connection still reads (its cache may hold pages the file lost) goes into a fresh
+        file; the old file, or one put in its place, is moved aside and not trusted."""
+        db = self._conn_unchecked()
+        try:
+            salvage = salvage_connection(db)
+        finally:
+            with suppress(sqlite3.Error):
+                db.close()
+            self._db = None
+        target = self._move_aside(why)
+        if why == "corrupt":
+            self.quarantined = target
+        self._fresh(reason, target, salvage)
+
+    def _fresh(self, reason: str, moved_to: Path | None, salvage: Salvage) -> None:
+        try:
+            db = self._db = self._connect()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open gateway store {self.path}: {exc}") from exc
+        self._identity = self._file_identity()
+        with _transaction(db):
+            db.executemany(
+                "INSERT OR IGNORE INTO outbox (event_id, priority_rank, accepted_at, body)"
+                " VALUES (?, ?, ?, ?)",
+                salvage.outbox,
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO paired_device (id, body, paired_at) VALUES (?, ?, ?)",
+                salvage.paired,
+            )
+            self._audit("store_damaged", f"{reason}; moved to {moved_to}; {salvage.detail()}")
+        damage = StoreDamage(reason, moved_to, salvage, utc_now())
+        self.damage.append(damage)
         log.error(
-            "gateway store %s is unreadable (%s); moved it to %s and started a fresh one. "
-            "Events that were in it were not sent and are kept in the moved file.",
+            "gateway store %s: %s; started a fresh one%s and carried over %d unsent events"
+            " and %d paired devices (%d unreadable regions or rows)",
             self.path,
             reason,
-            target,
+            f", the old one is kept as {moved_to}" if moved_to else "",
+            len(salvage.outbox),
+            len(salvage.paired),
+            salvage.unreadable,
         )
+        if self.on_damaged is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.on_damaged, damage)
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
 
     async def close(self) -> None:
         if self._writer is None:
@@ -288,6 +380,7 @@ class Store:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self._identity = None
 
     async def _run(self, fn: Callable[[], T], urgency: int = URGENT) -> T:
         if self._writer is None:
@@ -295,7 +388,42 @@ class Store:
         try:
             return await self._writer.submit(fn, urgency)
         except sqlite3.Error as exc:
+            if _damaged(exc) and self._writer is not None:
+                # Replaced before anybody tries again: the caller's retry meets a fresh store.
+                reason = f"damaged while running: {exc}"
+                await self._writer.submit(lambda: self._replace_live(reason, "corrupt"), URGENT)
             raise StoreError(f"gateway store {self.path}: {exc}") from exc
+
+    # -- watching the file ------------------------------------------------------------
+    async def check(self, *, integrity: bool = False) -> None:
+        """Notice now, not at the next alarm, a store file deleted or replaced under the
+        process; with ``integrity``, also read the whole file through a connection of its
+        own (no cache), so damage to pages this process has cached is found while they
+        can still be saved. Either is healed as it is found."""
+        await self._run(self._conn)
+        if not integrity:
+            return
+        # Pages still in the WAL would hide the file's own copy from the check.
+        await self._run(lambda: self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)"), BULK)
+        problem = await asyncio.to_thread(self._quick_check)
+        self.integrity_checks += 1
+        if problem is not None:
+            reason = f"damaged while running: {problem}"
+            await self._run(lambda: self._replace_live(reason, "corrupt"))
+
+    def _quick_check(self) -> str | None:
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        except sqlite3.Error as exc:  # gone (noticed by the next check) or not ours to read
+            log.warning("cannot check the gateway store %s: %s", self.path, exc)
+            return None
+        try:
+            (result,) = db.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            return str(exc) if _damaged(exc) else None
+        finally:
+            db.close()
+        return None if result == "ok" else f"integrity check failed: {result}"
 
     # -- the alarm reserve -----------------------------------------------------------
     def _make_reserve(self) -> bool:
@@ -361,10 +489,20 @@ class Store:
             if self.on_recovered is not None:
                 self.on_recovered(fault)
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn_unchecked(self) -> sqlite3.Connection:
         if self._db is None:
             raise StoreError("store is not open")
         return self._db
+
+    def _conn(self) -> sqlite3.Connection:
+        """The connection, after making sure the file is still the one it has open."""
+        db = self._conn_unchecked()
+        now = self._file_identity()
+        if now != self._identity:
+            gone = "deleted" if now is None else "replaced"
+            self._replace_live(f"store file {gone} under the running gateway", "replaced")
+            db = self._conn_unchecked()
+        return db
 
     # -- outbox ----------------------------------------------------------------------
     async def put(
