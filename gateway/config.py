@@ -68,6 +68,9 @@ class BrokerSection(_Strict):
 class Zigbee2MqttSection(BrokerSection):
     base_topic: str = Field(default="zigbee2mqtt", pattern=r"^[^#+]+$")
     max_payload_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
+    # Messages waiting for the pipeline (memory: at most this many payloads). Past it the
+    # oldest QoS 0 message is dropped and counted; QoS 1 ones wait at the broker instead.
+    max_queued: int = Field(default=10_000, ge=10, le=1_000_000)
 
 
 class UplinkSection(BrokerSection):

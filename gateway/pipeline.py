@@ -43,8 +43,9 @@ log = logging.getLogger("trygg.gateway.pipeline")
 
 # Zigbee2MQTT publishes these below a device's topic; "set"/"get" are commands to it.
 _SUBTOPICS = ("availability", "action", "set", "get")
-# An identical message from the same device within this window is a redelivery (the
-# broker resends what the gateway had not acknowledged, e.g. across a restart).
+# An identical message from the same device within this window is a duplicate. A message
+# the broker marks as resent (MQTT's DUP flag: it hands over again what the gateway had
+# not acked, e.g. across a restart, however long that took) is one if it was seen at all.
 DUPLICATE_WINDOW_S = 10.0
 MAX_RECENT_INPUTS = 50_000
 # An unknown device is written to the discovered list at most this often.
@@ -94,18 +95,19 @@ class Pipeline:
 
     async def load(self) -> None:
         """Pick up what the previous run saw last, before the first message arrives."""
-        recent = await self.store.recent_inputs(self._clock() - DUPLICATE_WINDOW_S)
+        recent = await self.store.recent_inputs(MAX_RECENT_INPUTS)
         self._recent = OrderedDict(sorted(recent.items(), key=lambda item: item[1]))
 
     # -- Zigbee2MQTT --------------------------------------------------------------------
-    async def handle_zigbee2mqtt(self, topic: str, payload: bytes) -> None:
+    async def handle_zigbee2mqtt(self, topic: str, payload: bytes, resent: bool = False) -> None:
+        """One message; ``resent`` when the broker flagged it as a redelivery."""
         token = _SENDER_RESENDS.set(True)
         try:
-            await self._zigbee2mqtt(topic, payload)
+            await self._zigbee2mqtt(topic, payload, resent)
         finally:
             _SENDER_RESENDS.reset(token)
 
-    async def _zigbee2mqtt(self, topic: str, payload: bytes) -> None:
+    async def _zigbee2mqtt(self, topic: str, payload: bytes, resent: bool) -> None:
         source = f"mqtt:{topic[:200]}"
         if len(payload) > self.max_payload_bytes:
             self.counters.drop(DropReason.OVERSIZED, source, f"{len(payload)} bytes")
@@ -145,7 +147,7 @@ class Pipeline:
             self.counters.drop(DropReason.MALFORMED, source, str(exc))
             return
         digest = hashlib.blake2b(payload, digest_size=16).digest()
-        await self.accept(device, decoded, digest=digest, source=source)
+        await self.accept(device, decoded, digest=digest, source=source, resent=resent)
 
     def _bridge_devices(self, payload: bytes) -> None:
         """The bridge's device list names each device's firmware build."""
@@ -175,19 +177,17 @@ class Pipeline:
             return self.registry.by_address("zigbee2mqtt", name), sub
         return None, None
 
-    def _is_duplicate(self, device_id: str, digest: bytes) -> bool:
+    def _is_duplicate(self, device_id: str, digest: bytes, resent: bool = False) -> bool:
         now = self._clock()
         key = (device_id, digest)
         seen = self._recent.pop(key, None)
         self._recent[key] = now
-        recent = self._recent
-        while recent:
-            oldest = next(iter(recent.values()))
-            # Memory stays bounded under a flood: past the cap, the oldest are forgotten.
-            if now - oldest < DUPLICATE_WINDOW_S and len(recent) <= MAX_RECENT_INPUTS:
-                break
-            recent.popitem(last=False)
-        return seen is not None and 0 <= now - seen < DUPLICATE_WINDOW_S
+        # Memory stays bounded under a flood: past the cap, the oldest are forgotten.
+        while len(self._recent) > MAX_RECENT_INPUTS:
+            self._recent.popitem(last=False)
+        if seen is None:
+            return False
+        return resent or 0 <= now - seen < DUPLICATE_WINDOW_S
 
     # -- shared by every transport -----------------------------------------------------
     async def discovered(self, transport: str, address: str, source: str) -> None:
@@ -220,6 +220,7 @@ class Pipeline:
         digest: bytes | None = None,
         rssi: float | None = None,
         source: str = "",
+        resent: bool = False,
     ) -> None:
         """Decoded input from a known device. ``digest`` identifies the message for the
         duplicate check; a device's own sequence number, where it has one, is used instead."""
@@ -228,7 +229,7 @@ class Pipeline:
             digest = b"seq:%d" % decoded.sequence
         recent: RecentInput | None = None
         if digest is not None:
-            if self._is_duplicate(device.config.id, digest):
+            if self._is_duplicate(device.config.id, digest, resent):
                 self.counters.drop(
                     DropReason.DUPLICATE, source or device.id, "the same message again"
                 )
@@ -285,9 +286,11 @@ class Pipeline:
             await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
         # Readings last: a message whose alarm could not be kept comes again, and its
         # readings with it, so they are buffered once.
-        if self._readings is not None:
+        if self._readings is not None and decoded.readings:
             for metric, value in decoded.readings:
                 self._readings.add((device.config.id, metric, value, at_ms))
+            if source is not None:
+                self._readings.came_from(source)
         self.counters.accept("message")
         if decoded.readings:
             self.counters.accept("reading")
@@ -309,11 +312,11 @@ class Pipeline:
             event_id = self._next_id()
         await self._emit(device, kind, state.active, state.detail, event_id, source)
 
-    async def _keep(self, event: Event, source: RecentInput | None, forget_before: float) -> None:
+    async def _keep(self, event: Event, source: RecentInput | None) -> None:
         backoff = Backoff(first_s=0.1)
         while True:
             try:
-                await self.store.put(event, source, forget_before=forget_before)
+                await self.store.put(event, source)
                 return
             except StoreError:
                 if _SENDER_RESENDS.get():
@@ -339,7 +342,7 @@ class Pipeline:
             occurred_at=utc_now(),
             detail=dict(detail),
         )
-        await self._keep(event, None, 0.0)
+        await self._keep(event, None)
         log.warning("reported %s to the dispatch service: %s", kind.name, dict(detail))
         self._on_event(event)
 
@@ -367,8 +370,7 @@ class Pipeline:
             restore=not active,
             detail=dict(detail),
         )
-        forget_before = (source[2] if source else self._clock()) - DUPLICATE_WINDOW_S
-        await self._keep(event, source, forget_before)
+        await self._keep(event, source)
         self.counters.accept("event")
         log.info(
             "accepted %s%s from %s (%s)",

@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections import Counter
+from collections import Counter, deque
 
-from .store import ReadingRow, Store, StoreError
+from .store import ReadingRow, RecentInput, Store, StoreError
 
 log = logging.getLogger("trygg.gateway.readings")
 
@@ -33,6 +33,12 @@ class ReadingsBuffer:
         self.dropped: Counter[str] = Counter()
         self.committed = 0
         self._pending: list[ReadingRow] = []
+        # The messages the pending rows came from, each with the number of rows ever
+        # added up to its last one: committed with that row, so that a broker's
+        # redelivery after a restart is known for what it is.
+        self._inputs: deque[tuple[int, RecentInput]] = deque()
+        self.added = 0  # rows ever added
+        self._gone = 0  # rows ever committed or dropped
         self._full = asyncio.Event()
 
     def add(self, row: ReadingRow) -> None:
@@ -42,12 +48,22 @@ class ReadingsBuffer:
             self.dropped["not_finite"] += 1
             return
         self._pending.append(row)
+        self.added += 1
         if len(self._pending) > self.max_pending:
             excess = len(self._pending) - self.max_pending
             del self._pending[:excess]
+            self._gone += excess
             self.dropped["buffer_full"] += excess
+            while self._inputs and self._inputs[0][0] <= self._gone:
+                self._inputs.popleft()  # its rows are gone: nothing of it will be kept
         if len(self._pending) >= self.max_batch:
             self._full.set()
+
+    def came_from(self, source: RecentInput) -> None:
+        """The rows added since the last call came from this input message."""
+        if self._inputs and self._inputs[-1][0] == self.added:
+            return  # no row of its own (all dropped, or not finite)
+        self._inputs.append((self.added, source))
 
     @property
     def waiting(self) -> int:
@@ -56,9 +72,26 @@ class ReadingsBuffer:
     async def flush(self) -> None:
         while self._pending:
             batch = self._pending[: self.max_batch]
-            await self.store.add_readings(batch)
-            del self._pending[: len(batch)]
-            self.committed += len(batch)
+            upto = self._gone + len(batch)
+            inputs = [src for last, src in self._inputs if last <= upto]
+            write = asyncio.ensure_future(self.store.add_readings(batch, inputs))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # The write goes on in the store's thread: it must be counted before the
+                # task ends, or the flush at stop would write the same rows again.
+                with contextlib.suppress(StoreError):
+                    await write
+                    self._committed(len(batch), len(inputs))
+                raise
+            self._committed(len(batch), len(inputs))
+
+    def _committed(self, rows: int, inputs: int) -> None:
+        del self._pending[:rows]
+        for _ in range(inputs):
+            self._inputs.popleft()
+        self._gone += rows
+        self.committed += rows
 
     async def run(self) -> None:
         while True:

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from devices import EVENT_KINDS
 
 from .config import BleLockDevice, BleSection, CameraDevice, DeviceConfig, GatewayConfig
-from .counters import InputCounters
+from .counters import DropReason, InputCounters
 from .pipeline import Pipeline
 from .readings import ReadingsBuffer
 from .registry import DEVICE_CONFIG, RegisteredDevice, Registry, RegistryError
@@ -89,7 +89,12 @@ class Gateway:
             rules=HomeRules(config.homes) if config.homes else None,
         )
         self.zigbee2mqtt = Zigbee2MqttTransport(
-            config.zigbee2mqtt, gw, self.pipeline.handle_zigbee2mqtt
+            config.zigbee2mqtt,
+            gw,
+            self.pipeline.handle_zigbee2mqtt,
+            on_dropped=lambda topic: self.counters.drop(
+                DropReason.QUEUE_FULL, f"mqtt:{topic[:200]}", "QoS 0 message dropped: overload"
+            ),
         )
         self.serial = [SerialTransport(port, self.pipeline) for port in config.serial]
         # bleak and OpenCV load only for gateways that have such devices.
@@ -297,7 +302,21 @@ class Gateway:
         self._tasks.clear()
         while self._stops:
             await self._stops.pop()()
-        log.info("gateway %s stopped", self.config.gateway.id)
+        r = self.readings
+        log.info(
+            "gateway %s stopped: zigbee2mqtt messages received %d, left unhandled %d;"
+            " inputs accepted %s, dropped %s; readings taken %d,"
+            " committed %d, dropped %s, left unwritten %d",
+            self.config.gateway.id,
+            self.zigbee2mqtt.received,
+            self.zigbee2mqtt.waiting,
+            dict(self.counters.accepted),
+            {str(k): v for k, v in self.counters.dropped.items()},
+            r.added,
+            r.committed,
+            dict(r.dropped + self.store.readings_dropped),
+            r.waiting,
+        )
 
     @staticmethod
     async def _cancel(task: asyncio.Task[None]) -> None:
@@ -318,5 +337,8 @@ class Gateway:
         await self.stop()
 
     async def run_forever(self) -> None:
+        """Until cancelled. Every task is supervised and never ends by itself; a cancel
+        reaches only this coroutine, so that ``stop()`` undoes the start in its order
+        (the inputs stop before the readings buffer is written out, not all at once)."""
         async with self:
-            await asyncio.gather(*self._tasks)
+            await asyncio.Event().wait()

@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS recent_input (
     seen_at REAL NOT NULL,
     PRIMARY KEY (device_id, digest)
 );
+CREATE INDEX IF NOT EXISTS recent_input_age ON recent_input (seen_at);
 CREATE TABLE IF NOT EXISTS readings (
     seq INTEGER PRIMARY KEY,
     device_id TEXT NOT NULL,
@@ -185,6 +186,17 @@ class StoreDamage:
     moved_to: Path | None
     salvage: Salvage
     at: datetime
+
+
+REMEMBERED_INPUTS = 20_000
+
+
+def _forget_old_inputs(db: sqlite3.Connection) -> None:
+    db.execute(
+        "DELETE FROM recent_input WHERE seen_at < (SELECT seen_at FROM recent_input"
+        " ORDER BY seen_at DESC LIMIT 1 OFFSET ?)",
+        (REMEMBERED_INPUTS,),
+    )
 
 
 def _disk_full(exc: sqlite3.Error) -> bool:
@@ -505,14 +517,12 @@ class Store:
         return db
 
     # -- outbox ----------------------------------------------------------------------
-    async def put(
-        self, event: Event, source: RecentInput | None = None, *, forget_before: float = 0.0
-    ) -> bool:
+    async def put(self, event: Event, source: RecentInput | None = None) -> bool:
         """Commit the event durably. False if an event with that id was already held.
 
         ``source`` records the input that raised it in the same transaction, so that a
-        broker's redelivery of that input after a restart is known for a duplicate;
-        inputs seen before ``forget_before`` (unix seconds) are forgotten.
+        broker's redelivery of that input after a restart is known for a duplicate; the
+        newest ``REMEMBERED_INPUTS`` inputs are kept (far more than a broker has in flight).
         """
         body = event.model_dump_json()
 
@@ -541,7 +551,7 @@ class Store:
                         " VALUES (?, ?, ?)",
                         source,
                     )
-                    db.execute("DELETE FROM recent_input WHERE seen_at < ?", (forget_before,))
+                    _forget_old_inputs(db)
             return cur.rowcount == 1
 
         try:
@@ -552,10 +562,13 @@ class Store:
         self._worked()
         return added
 
-    async def recent_inputs(self, since: float) -> dict[tuple[str, bytes], float]:
+    async def recent_inputs(self, limit: int) -> dict[tuple[str, bytes], float]:
+        """The newest inputs remembered, however old (a broker resends after any outage)."""
+
         def select() -> dict[tuple[str, bytes], float]:
             rows = self._conn().execute(
-                "SELECT device_id, digest, seen_at FROM recent_input WHERE seen_at >= ?", (since,)
+                "SELECT device_id, digest, seen_at FROM recent_input ORDER BY seen_at DESC LIMIT ?",
+                (limit,),
             )
             return {(device, bytes(digest)): float(at) for device, digest, at in rows}
 
@@ -607,8 +620,16 @@ class Store:
         return {p: count for p, (count, _oldest) in (await self.outbox_stats()).items()}
 
     # -- readings -------------------------------------------------------------------
-    async def add_readings(self, rows: list[ReadingRow]) -> None:
-        """Commit a batch of readings in one transaction, then apply the disk budget."""
+    async def add_readings(
+        self,
+        rows: list[ReadingRow],
+        inputs: Iterable[RecentInput] = (),
+    ) -> None:
+        """Commit a batch of readings in one transaction, then apply the disk budget.
+
+        ``inputs`` are the messages the rows came from, remembered in the same transaction
+        (as ``put`` does for events) so that a redelivery after a restart is a duplicate."""
+        seen = list(inputs)
 
         def insert() -> None:
             if self.reserve_released and not self._make_reserve():
@@ -622,6 +643,13 @@ class Store:
                         " VALUES (?, ?, ?, ?)",
                         rows,
                     )
+                    if seen:
+                        db.executemany(
+                            "INSERT OR REPLACE INTO recent_input (device_id, digest, seen_at)"
+                            " VALUES (?, ?, ?)",
+                            seen,
+                        )
+                        _forget_old_inputs(db)
             except sqlite3.OperationalError as exc:
                 if not _disk_full(exc):
                     raise
