@@ -189,14 +189,7 @@ class StoreDamage:
 
 
 REMEMBERED_INPUTS = 20_000
-
-
-def _forget_old_inputs(db: sqlite3.Connection) -> None:
-    db.execute(
-        "DELETE FROM recent_input WHERE seen_at < (SELECT seen_at FROM recent_input"
-        " ORDER BY seen_at DESC LIMIT 1 OFFSET ?)",
-        (REMEMBERED_INPUTS,),
-    )
+FORGET_EVERY = 1000  # inputs remembered between two prunings (a pruning walks the index)
 
 
 def _disk_full(exc: sqlite3.Error) -> bool:
@@ -249,6 +242,7 @@ class Store:
         self.on_damaged: Callable[[StoreDamage], None] | None = None
         self._identity: tuple[int, int] | None = None
         self.integrity_checks = 0
+        self._unpruned = FORGET_EVERY  # the first write prunes what an earlier run left
         self._loop: asyncio.AbstractEventLoop | None = None
         self._db: sqlite3.Connection | None = None
         self._writer: _Writer | None = None
@@ -551,7 +545,7 @@ class Store:
                         " VALUES (?, ?, ?)",
                         source,
                     )
-                    _forget_old_inputs(db)
+                    self._remembered(db, 1)
             return cur.rowcount == 1
 
         try:
@@ -561,6 +555,17 @@ class Store:
             raise
         self._worked()
         return added
+
+    def _remembered(self, db: sqlite3.Connection, n: int) -> None:
+        """Keep the newest ``REMEMBERED_INPUTS`` (pruned in the caller's transaction)."""
+        self._unpruned += n
+        if self._unpruned >= FORGET_EVERY:
+            self._unpruned = 0
+            db.execute(
+                "DELETE FROM recent_input WHERE seen_at < (SELECT seen_at FROM recent_input"
+                " ORDER BY seen_at DESC LIMIT 1 OFFSET ?)",
+                (REMEMBERED_INPUTS,),
+            )
 
     async def recent_inputs(self, limit: int) -> dict[tuple[str, bytes], float]:
         """The newest inputs remembered, however old (a broker resends after any outage)."""
@@ -649,7 +654,7 @@ class Store:
                             " VALUES (?, ?, ?)",
                             seen,
                         )
-                        _forget_old_inputs(db)
+                        self._remembered(db, len(seen))
             except sqlite3.OperationalError as exc:
                 if not _disk_full(exc):
                     raise

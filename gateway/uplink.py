@@ -68,6 +68,7 @@ class DispatchUplink:
         self.acked = 0
         self.resent = 0
         self.acks_ignored = 0
+        self._ignored_told = False
 
     def wake(self) -> None:
         """Something new is in the outbox: send it now rather than at the next poll."""
@@ -97,6 +98,7 @@ class DispatchUplink:
                     await client.subscribe(acks_topic(self.gateway_id), qos=1)
                     await client.subscribe(DISPATCH_STATUS_TOPIC, qos=1)
                     self._in_flight.clear()  # whatever was unacked goes again
+                    self._ignored_told = False
                     self.connected.set()
                     backoff.reset()
                     log.info("uplink connected to %s:%d", s.host, s.port)
@@ -189,8 +191,15 @@ class DispatchUplink:
             flights = {i: self._in_flight.pop(i) for i in ack.event_ids if i in self._in_flight}
             ignored = len(ack.event_ids) - len(flights)
             if ignored:
+                # Usual once after a restart (acks for what the last run sent): told once
+                # per connection, counted always.
                 self.acks_ignored += ignored
-                log.warning("ignored an ack for %d events not in flight", ignored)
+                log.log(
+                    logging.DEBUG if self._ignored_told else logging.WARNING,
+                    "ignored an ack for %d events not in flight (further ones counted)",
+                    ignored,
+                )
+                self._ignored_told = True
             if not flights:
                 continue
             deleted = await self.store.ack(list(flights))

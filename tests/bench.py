@@ -16,6 +16,10 @@ Phases:
   sim_load   'trygg sim load' at 1,000 homes against the gateway
   cloud      the dispatch service on PostgreSQL: alarm intake, heartbeats from 10,000
              gateways, the alarm list over 100,000 historical alarms
+  kill9      the gateway killed with SIGKILL 100 times while presses arrive: every press
+             must reach the dispatch service exactly once
+  overload   40,000 readings/s offered for 60 s (beyond the sustained rate): memory, drops
+             by reason, what a SIGTERM keeps, duplicates after a restart
 """
 
 from __future__ import annotations
@@ -106,7 +110,9 @@ class Publisher:
         self.client.disconnect()
 
 
-def run_gateway(config: Path, logfile: Path, core: int | None) -> subprocess.Popen[bytes]:
+def run_gateway(
+    config: Path, logfile: Path, core: int | None, level: str = "warning"
+) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
         "-m",
@@ -116,7 +122,7 @@ def run_gateway(config: Path, logfile: Path, core: int | None) -> subprocess.Pop
         "-c",
         str(config),
         "--log-level",
-        "warning",
+        level,
     ]
     if core is not None and hasattr(os, "sched_setaffinity"):
         command = ["taskset", "-c", str(core), *command]
@@ -215,6 +221,189 @@ def gateway_process(
 
 
 # -- phases -------------------------------------------------------------------------------
+
+
+def _press(n: int) -> bytes:
+    return json.dumps({"action": "single", "linkquality": n}).encode()  # each one distinct
+
+
+def _subscriptions(logfile: Path) -> int:
+    return logfile.read_text().count("subscribed to zigbee2mqtt/#") if logfile.exists() else 0
+
+
+def phase_kill9(work: Path, cycles: int) -> dict[str, float]:
+    """The gateway killed with SIGKILL ``cycles`` times while presses arrive (at random
+    points of each burst, sometimes before it is up again); afterwards every press must
+    be in the dispatch service exactly once."""
+    import random
+
+    broker = Mosquitto(work)
+    broker.start()
+    cloud_db = work / "cloud.db"
+    cloud = run_cloud(work, f"sqlite+aiosqlite:///{cloud_db}", broker)
+    config = work / "gateway.toml"
+    config.write_text(
+        gateway_toml(
+            gateway_id=GATEWAY_ID,
+            store=work / "gateway.db",
+            z2m_port=broker.port,
+            uplink_port=broker.port,
+            devices=[PENDANT],
+        )
+    )
+    logfile = work / "gateway.log"
+    rng = random.Random(11)
+    publisher = Publisher(broker.port, "bench-pendant")
+    sent = 0
+    started = time.monotonic()
+    try:
+        for cycle in range(cycles):
+            before = _subscriptions(logfile)
+            proc = run_gateway(config, logfile, None, level="info")
+            if rng.random() < 0.8:  # mostly killed while working, sometimes while starting
+                wait_for(
+                    lambda before=before: _subscriptions(logfile) > before,
+                    60,
+                    "gateway subscribed",
+                )
+            kill_after = rng.randint(0, 9)
+            for n in range(10):
+                publisher.publish("zigbee2mqtt/flat-1/pendant", _press(sent)).wait_for_publish(10)
+                sent += 1
+                if n == kill_after:
+                    proc.kill()
+                    proc.wait()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if cycle % 10 == 9:
+                log(f"kill9: {cycle + 1} kills, {sent} presses sent")
+        proc = run_gateway(config, logfile, None, level="info")
+        try:
+            alarms = "SELECT COUNT(*) FROM events WHERE kind = 'alarm_button'"
+            with contextlib.suppress(TimeoutError):
+                wait_for(lambda: _scalar(cloud_db, alarms) >= sent, 180, "every press", 0.2)
+            arrived = _scalar(cloud_db, alarms)
+            counted = _scalar(
+                cloud_db,
+                "SELECT COALESCE(SUM(event_count), 0) FROM alarms WHERE kind = 'alarm_button'",
+            )
+        finally:
+            stop_process(proc)
+    finally:
+        publisher.close()
+        stop_process(cloud)
+        broker.stop()
+    lost = max(0, sent - arrived)
+    log(
+        f"kill9: {cycles} kills, {sent} presses: {arrived} arrived ({lost} lost), "
+        f"{counted} counted into alarms ({counted - sent:+d}) in {time.monotonic() - started:.0f} s"
+    )
+    return {
+        "kill9_cycles": cycles,
+        "kill9_presses": sent,
+        "kill9_alarms_lost": lost,
+        "kill9_alarms_duplicated": max(0, arrived - sent) + max(0, counted - arrived),
+    }
+
+
+STOPPED = (
+    r"messages received (\d+), left unhandled (\d+); inputs accepted (\{.*?\}), dropped"
+    r" (\{.*?\}); readings taken (\d+), committed (\d+), dropped (\{.*?\}), left unwritten (\d+)"
+)
+
+
+def phase_overload(work: Path, seconds: float, rate: int) -> dict[str, float]:
+    """Offered ``rate`` readings/s (QoS 0, as Zigbee2MQTT sends by default) for ``seconds``,
+    beyond what the gateway sustains: its memory, what it drops and why, what a SIGTERM
+    keeps, and whether a restart stores anything twice."""
+    import ast
+    import re
+
+    broker = Mosquitto(work, max_queued=1_000_000)
+    broker.start()
+    store = work / "gateway.db"
+    config = work / "gateway.toml"
+    extra = '[timeseries]\nurl = "http://127.0.0.1:9"\npoll_s = 0.2\ntimeout_s = 1\n'
+    config.write_text(
+        gateway_toml(
+            gateway_id=GATEWAY_ID,
+            store=store,
+            z2m_port=broker.port,
+            uplink_port=broker.port,
+            devices=DEVICES,
+            extra=extra,
+        )
+    )
+    logfile = work / "gateway.log"
+    proc = run_gateway(config, logfile, 1, level="info")
+    peak = 0.0
+    try:
+        wait_for(lambda: "subscribed to zigbee2mqtt/#" in logfile.read_text(), 60, "subscribed")
+        publisher = Publisher(broker.port, "bench-overload")
+        per_message = READINGS_PER_MESSAGE
+        messages_per_s = rate / per_message
+        started = time.monotonic()
+        n = 0
+        next_sample = started
+        while (now := time.monotonic()) - started < seconds:
+            due = int((now - started) * messages_per_s)
+            while n < due:
+                publisher.publish(f"zigbee2mqtt/sensor-{n % SENSORS}", sensor_message(n), qos=0)
+                n += 1
+            if now >= next_sample:
+                peak = max(peak, _rss_now(proc.pid))
+                next_sample = now + 0.5
+            time.sleep(0.001)
+        offered = n * per_message / (time.monotonic() - started)
+        publisher.close()
+        peak = max(peak, _rss_now(proc.pid))
+    finally:
+        stop_process(proc)  # SIGTERM
+    first = re.search(STOPPED, logfile.read_text())
+    assert first is not None, "the gateway did not report its stop"
+    _received, _unhandled, _accepted, dropped, taken, committed, not_kept, _left = (
+        ast.literal_eval(g) for g in first.groups()
+    )
+    rows = count_rows(store, "readings")
+    # A restart: nothing the broker hands over again may be stored twice.
+    proc = run_gateway(config, logfile, 1, level="info")
+    try:
+        wait_for(
+            lambda: logfile.read_text().count("subscribed to zigbee2mqtt/#") >= 2, 60, "restart"
+        )
+        time.sleep(2.0)  # let it take what the broker kept
+    finally:
+        stop_process(proc)
+    voltages = "SELECT COUNT(*) - COUNT(DISTINCT value) FROM readings WHERE metric = 'voltage_mv'"
+    duplicates = _scalar(store, voltages)
+    log(
+        f"overload: offered {offered:,.0f} readings/s for {seconds:.0f} s; gateway peak RSS "
+        f"{peak:.0f} MB; dropped {dropped}; taken {taken:,}, committed {committed:,}, "
+        f"in the store {rows:,}; {duplicates} stored twice after a restart"
+    )
+    return {
+        "overload_offered_readings_per_s": round(offered),
+        "overload_seconds": seconds,
+        "overload_rss_peak_mb": round(peak, 1),
+        "overload_dropped_queue_full": int(dropped.get("queue_full", 0)),
+        "overload_readings_dropped": sum(not_kept.values()),
+        "overload_sigterm_readings_lost": int(taken) - int(committed),
+        "overload_restart_duplicates": duplicates,
+    }
+
+
+def _rss_now(pid: int) -> float:
+    """Current resident memory (VmRSS) of the gateway's python."""
+    for candidate in (pid, *_children(pid)):
+        try:
+            status = Path(f"/proc/{candidate}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def phase_ingest(work: Path, messages: int) -> dict[str, float]:
@@ -1110,6 +1299,9 @@ def main() -> None:
     parser.add_argument("--sim-load-seconds", type=float, default=20.0)
     parser.add_argument("--cloud-alarms", type=int, default=5_000)
     parser.add_argument("--heartbeats", type=int, default=50_000)
+    parser.add_argument("--kill9-cycles", type=int, default=100)
+    parser.add_argument("--overload-seconds", type=float, default=60.0)
+    parser.add_argument("--overload-rate", type=int, default=40_000, help="readings/s offered")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         # The gateway gets core 1 to itself; the devices, brokers and servers share core 0.
@@ -1130,6 +1322,11 @@ def main() -> None:
             ("drain", lambda w: phase_drain_and_reconnect(w, args.backlog)),
             ("sim_load", lambda w: phase_sim_load(w, args.sim_load_seconds)),
             ("cloud", lambda w: phase_cloud(w, args.cloud_alarms, 10_000, args.heartbeats)),
+            ("kill9", lambda w: phase_kill9(w, args.kill9_cycles)),
+            (
+                "overload",
+                lambda w: phase_overload(w, args.overload_seconds, args.overload_rate),
+            ),
         ]
         only = set(args.only.split(",")) if args.only else None
         for name, phase in phases:
