@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 import uuid
@@ -29,6 +28,7 @@ from devices.codecs import (
     SignalState,
     decode_action,
     decode_availability,
+    decode_bridge_devices,
     decode_state,
 )
 
@@ -152,21 +152,14 @@ class Pipeline:
     def _bridge_devices(self, payload: bytes) -> None:
         """The bridge's device list names each device's firmware build."""
         try:
-            listing = json.loads(payload)
-        except ValueError:
-            self.counters.drop(DropReason.MALFORMED, "mqtt:bridge/devices", "not JSON")
+            builds = decode_bridge_devices(payload)
+        except CodecError as exc:
+            self.counters.drop(DropReason.MALFORMED, "mqtt:bridge/devices", str(exc))
             return
-        if not isinstance(listing, list):
-            self.counters.drop(DropReason.MALFORMED, "mqtt:bridge/devices", "not a list")
-            return
-        for entry in listing:
-            if not isinstance(entry, dict):
-                continue
-            name, build = entry.get("friendly_name"), entry.get("software_build_id")
-            if isinstance(name, str) and isinstance(build, str) and build:
-                device = self.registry.by_address("zigbee2mqtt", name)
-                if device is not None:
-                    device.status.firmware = build[:64]
+        for name, build in builds.items():
+            device = self.registry.by_address("zigbee2mqtt", name)
+            if device is not None:
+                device.status.firmware = build
 
     def _resolve(self, rest: str) -> tuple[RegisteredDevice | None, str | None]:
         device = self.registry.by_address("zigbee2mqtt", rest)

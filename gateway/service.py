@@ -195,6 +195,7 @@ class Gateway:
         self.registry.subscribe(self._device_changed)
         self._spawn("supervision", self.supervisor.run)
         self._spawn("store-watch", self._watch_store)
+        self._spawn("input-summary", self.counters.run)
         if self.pipeline.rules is not None:
             self._spawn("home rules", self._rules)
         log.info(

@@ -115,6 +115,55 @@ GARBAGE = [
 ]
 
 
+RED_TEAM = [
+    (b'{"action": "single", "battery": ' + b"[" * 3000 + b"]" * 3000 + b"}", "nested deeper"),
+    (b'{"battery": ' + b"9" * 4400 + b"}", "digits"),
+    (b'{"battery": ' + str(10**400).encode() + b"}", "digits"),
+    (b'{"battery": NaN, "action": "single"}', "NaN"),
+    (b'{"action": "\\ud800"}', "lone surrogate"),
+    (b'{"action": "single\\u0000"}', "NUL"),
+]
+
+
+@pytest.mark.parametrize(("payload", "reason"), RED_TEAM)
+async def test_a_red_team_payload_is_counted_once_with_its_reason_and_stores_nothing(
+    pipeline: Pipeline, store: Store, payload: bytes, reason: str
+) -> None:
+    config = GatewayConfig.model_validate({"gateway": {"id": "gw-1"}, "devices": TEST_DEVICES})
+    pipeline = Pipeline("gw-1", Registry(config.devices), store, InputCounters())
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", payload)
+    assert sum(pipeline.counters.dropped.values()) == 1
+    ((_, source), n), *_ = pipeline.counters.by_source.items()
+    assert (source, n) == ("mqtt:zigbee2mqtt/flat-12/pendant", 1)
+    assert reason in next(iter(pipeline.counters.last_detail.values()))
+    assert await events(store) == []
+    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    assert [e.kind for e in await events(store)] == ["alarm_button"]
+
+
+async def test_a_flood_of_bad_messages_logs_once_per_source_and_then_a_summary(
+    store: Store, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = GatewayConfig.model_validate({"gateway": {"id": "gw-1"}, "devices": TEST_DEVICES})
+    counters = InputCounters(summary_s=60, clock=clock)
+    pipeline = Pipeline("gw-1", Registry(config.devices), store, counters)
+    caplog.set_level("DEBUG", logger="trygg.gateway")
+    for n in range(2000):  # a device repeating a bad message, about 3 a second
+        clock.now += 0.3
+        topic = "zigbee2mqtt/kitchen_smoke" if n % 2 else "zigbee2mqtt/flat-12/pendant"
+        await pipeline.handle_zigbee2mqtt(topic, RED_TEAM[n % 3][0])
+    lines = [r for r in caplog.records if r.name == "trygg.gateway.input"]
+    assert counters.dropped == {DropReason.MALFORMED: 667, DropReason.UNEXPECTED_VALUE: 1333}
+    assert not any(r.exc_info for r in caplog.records)  # no traceback for bad input
+    firsts = [r for r in lines if "further ones from it are counted" in r.getMessage()]
+    assert len(firsts) == 4  # two sources, each with two reasons
+    # 600 s of flood: one summary line per source and reason about once a minute.
+    summaries = [r.getMessage() for r in lines if "more" in r.getMessage()]
+    assert 30 <= len(summaries) <= 40
+    assert "from mqtt:zigbee2mqtt/kitchen_smoke" in summaries[-1]
+    assert len(caplog.text) < 20_000
+
+
 async def test_garbage_is_counted_and_dropped_and_the_next_alarm_still_arrives(
     pipeline: Pipeline, store: Store
 ) -> None:

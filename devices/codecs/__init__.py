@@ -4,14 +4,24 @@ Zigbee2MQTT is exported here. ``devices.codecs.nmea`` (GPS) and ``devices.codecs
 (BLE, which loads the Bluetooth libraries) are imported by name where they are used.
 """
 
-from .common import Decoded, SignalState
-from .zigbee2mqtt import decode_action, decode_availability, decode_state, encode_state
+from .common import Decoded, SignalState, check_value, parse_json, total
+from .zigbee2mqtt import (
+    decode_action,
+    decode_availability,
+    decode_bridge_devices,
+    decode_state,
+    encode_state,
+)
 
 __all__ = [
     "Decoded",
     "SignalState",
+    "check_value",
     "decode_action",
     "decode_availability",
+    "decode_bridge_devices",
     "decode_state",
     "encode_state",
+    "parse_json",
+    "total",
 ]

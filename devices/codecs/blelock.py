@@ -12,7 +12,7 @@ from enum import IntEnum
 
 from ..catalog import Signal
 from ..errors import MalformedPayload, UnexpectedValue
-from .common import Decoded, SignalState
+from .common import Decoded, SignalState, total
 
 SERVICE_UUID = "6e0b0001-5f3a-4c8e-9d2b-7a1c0e5f2b10"
 STATE_UUID = "6e0b0002-5f3a-4c8e-9d2b-7a1c0e5f2b10"
@@ -63,6 +63,7 @@ def encode_status(status: LockStatus) -> bytes:
     return bytes([status.state, status.battery_pct, status.seq, status.cause])
 
 
+@total("lock state")
 def decode_status(data: bytes | bytearray) -> LockStatus:
     if len(data) != 4:
         raise MalformedPayload(f"lock state is 4 bytes, not {len(data)}")

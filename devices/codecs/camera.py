@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import UnexpectedValue
-from .common import Decoded
+from .common import Decoded, total
 
 LOW_LIGHT = 40.0  # mean grey level (0-255) below which a scene counts as dark
 
@@ -44,6 +44,7 @@ class MotionMeter:
         self._average: npt.NDArray[np.float32] | None = None
         self._source_shape: tuple[int, ...] = ()
 
+    @total("camera frame")
     def measure(self, frame: object) -> MotionReading:
         grey = self._grey(frame)
         width = max(1, round(grey.shape[1] * self.height / grey.shape[0]))

@@ -9,15 +9,20 @@ together by a noisy line, is a ``MalformedPayload``.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 import pynmea2
 
-from ..errors import MalformedPayload
-from .common import Decoded
+from ..errors import MalformedPayload, UnexpectedValue
+from .common import Decoded, check_value, total
 
 MAX_SENTENCE = 120  # NMEA says 82 characters; receivers exceed it a little, noise much more
 KNOTS_TO_KMH = 1.852
+# An NMEA number is digits with an optional sign and decimal point; Python's float() also
+# takes "nan", "inf", "1e999" and "1_0", which no receiver sends and no reading may be.
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
+_INTEGER = re.compile(r"\d{1,9}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,13 @@ class GpsFix:
     quality: int | None = None  # GGA: 0 none, 1 GPS, 2 DGPS, 6 estimated, ...
     satellites: int | None = None
     speed_kmh: float | None = None
+
+    def __post_init__(self) -> None:
+        check_value("GPS fix", [self.latitude, self.longitude, self.speed_kmh])
+        if self.latitude is not None and not -90 <= self.latitude <= 90:
+            raise UnexpectedValue(f"latitude {self.latitude:.4f} is not on Earth")
+        if self.longitude is not None and not -180 <= self.longitude <= 180:
+            raise UnexpectedValue(f"longitude {self.longitude:.4f} is not on Earth")
 
     def observations(self) -> Decoded:
         """Readings from a fix; a sentence without a valid position gives only its quality."""
@@ -57,11 +69,10 @@ def encode_sentence(body: str) -> bytes:
 def _coordinate(value: str, hemisphere: str, degree_digits: int) -> float | None:
     if not value or hemisphere not in ("N", "S", "E", "W"):
         return None
-    try:
-        degrees = int(value[:degree_digits])
-        minutes = float(value[degree_digits:])
-    except ValueError as exc:
-        raise MalformedPayload(f"bad coordinate {value!r}") from exc
+    head, tail = value[:degree_digits], value[degree_digits:]
+    if not head.isdigit() or not _NUMBER.fullmatch(tail) or tail[0] in "+-":
+        raise MalformedPayload(f"bad coordinate {value!r}")
+    degrees, minutes = int(head), float(tail)
     if not 0 <= minutes < 60:
         raise MalformedPayload(f"bad coordinate {value!r}")
     decimal = degrees + minutes / 60
@@ -69,19 +80,22 @@ def _coordinate(value: str, hemisphere: str, degree_digits: int) -> float | None
 
 
 def _int(value: str) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError as exc:
-        raise MalformedPayload(f"not a number: {value!r}") from exc
+    if not value:
+        return None
+    if not _INTEGER.fullmatch(value):
+        raise MalformedPayload(f"not a number: {value[:20]!r}")
+    return int(value)
 
 
 def _float(value: str) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError as exc:
-        raise MalformedPayload(f"not a number: {value!r}") from exc
+    if not value:
+        return None
+    if not _NUMBER.fullmatch(value):
+        raise MalformedPayload(f"not a number: {value[:20]!r}")
+    return float(value)
 
 
+@total("NMEA sentence")
 def decode_sentence(line: bytes | str) -> GpsFix | None:
     """One sentence (with or without its line ending) -> a fix, or None for other types."""
     try:
@@ -108,8 +122,10 @@ def decode_sentence(line: bytes | str) -> GpsFix | None:
         return _rmc(fields)
     try:
         pynmea2.parse(text)  # well-formed enough for the library; no fix in it
-    except (pynmea2.ParseError, pynmea2.SentenceTypeError, ValueError) as exc:
-        raise MalformedPayload(f"unparseable {fields[0][:10]!r} sentence") from exc
+    # pynmea2's errors are not all its own: "$PUBX*1F" (valid checksum) is an IndexError.
+    except Exception as exc:
+        name = type(exc).__name__
+        raise MalformedPayload(f"unparseable {fields[0][:10]!r} sentence ({name})") from exc
     return None
 
 

@@ -9,7 +9,7 @@ from enum import IntEnum
 
 from ..catalog import Signal
 from ..errors import CodecError, MalformedPayload, UnexpectedValue
-from .common import Decoded, SignalState
+from .common import Decoded, SignalState, total
 
 SYNC = b"\xa5\x5a"
 HEADER = 6  # TYPE + ADDR + SEQ
@@ -136,6 +136,7 @@ def _validate(frame_type: int, payload: bytes) -> FrameType:
     return kind
 
 
+@total("radio frame")
 def decode_frame(data: bytes) -> RadioFrame:
     """Exactly one frame, SYNC to CRC."""
     if len(data) < 2 + 1 + HEADER + 2 or data[:2] != SYNC:

@@ -9,13 +9,12 @@ is an occurrence, and Zigbee2MQTT resets it to ``""`` right after.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from ..catalog import DeviceType, Signal
-from ..errors import MalformedPayload, UnexpectedValue
-from .common import Decoded, SignalState
+from ..errors import CodecError, MalformedPayload, UnexpectedValue
+from .common import Decoded, SignalState, check_value, parse_json, total
 
 # Numeric properties kept as readings, under the metric name on the right.
 NUMERIC: dict[str, str] = {
@@ -68,10 +67,7 @@ def _action_signal(
 def _number(key: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UnexpectedValue(f"{key!r} must be a number, got {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise UnexpectedValue(f"{key!r} must be finite")
-    return number
+    return float(value)  # parse_json let only finite numbers of at most 40 digits through
 
 
 def _decode_object(device_type: DeviceType, state: Mapping[str, Any]) -> Decoded:
@@ -106,19 +102,16 @@ def _decode_object(device_type: DeviceType, state: Mapping[str, Any]) -> Decoded
     return Decoded(tuple(readings), tuple(signals))
 
 
+@total("Zigbee2MQTT state")
 def decode_state(device_type: DeviceType, payload: bytes) -> Decoded:
     """Decode the JSON object published on ``zigbee2mqtt/<friendly_name>``."""
-    try:
-        state = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedPayload(f"not JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise MalformedPayload("JSON nested too deeply") from exc
+    state = parse_json(payload)
     if not isinstance(state, dict):
         raise MalformedPayload(f"expected a JSON object, got {type(state).__name__}")
     return _decode_object(device_type, state)
 
 
+@total("Zigbee2MQTT action")
 def decode_action(device_type: DeviceType, payload: bytes) -> Decoded:
     """Decode the plain-text payload of the ``zigbee2mqtt/<friendly_name>/action`` topic."""
     try:
@@ -131,18 +124,41 @@ def decode_action(device_type: DeviceType, payload: bytes) -> Decoded:
     return Decoded(signals=(occurrence,) if occurrence else ())
 
 
+@total("Zigbee2MQTT availability")
 def decode_availability(payload: bytes) -> bool:
     """``{"state":"online"}`` (Zigbee2MQTT 2.x) or plain ``online`` (legacy) -> True."""
     text = payload.strip()
     if text in (b"online", b"offline"):
         return text == b"online"
     try:
-        value = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedPayload("availability is neither JSON nor online/offline") from exc
+        value = parse_json(text, max_bytes=1024)
+    except MalformedPayload as exc:
+        raise MalformedPayload(f"availability is neither JSON nor online/offline: {exc}") from exc
     if isinstance(value, dict) and value.get("state") in ("online", "offline"):
         return bool(value["state"] == "online")
     raise UnexpectedValue("availability state must be 'online' or 'offline'")
+
+
+@total("Zigbee2MQTT bridge/devices")
+def decode_bridge_devices(payload: bytes) -> dict[str, str]:
+    """The bridge's retained device list (``bridge/devices``): friendly name -> firmware
+    build, for the devices that name one. An entry whose strings are not clean text is
+    left out; it names no firmware we could show."""
+    listing = parse_json(payload)
+    if not isinstance(listing, list):
+        raise MalformedPayload(f"expected a JSON array, got {type(listing).__name__}")
+    builds: dict[str, str] = {}
+    for entry in listing:
+        if not isinstance(entry, dict):
+            continue
+        name, build = entry.get("friendly_name"), entry.get("software_build_id")
+        if isinstance(name, str) and isinstance(build, str) and build:
+            try:
+                check_value("bridge device", [name, build])
+            except CodecError:
+                continue
+            builds[name] = build[:64]
+    return builds
 
 
 def encode_state(state: Mapping[str, Any]) -> bytes:

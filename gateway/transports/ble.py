@@ -25,6 +25,7 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
 from devices import CodecError, UnexpectedValue
+from devices.codecs import parse_json
 from devices.codecs.bthome import BTHOME_UUID, BthomeDecoder
 
 from ..backoff import Backoff
@@ -109,10 +110,7 @@ def parse_sim_advertisement(data: bytes) -> tuple[BLEDevice, AdvertisementData]:
     """One datagram of the simulator: a JSON object describing one advertisement."""
     if len(data) > MAX_DATAGRAM:
         raise ValueError(f"{len(data)} bytes")
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("not JSON") from exc
+    raw = parse_json(data, max_depth=4)  # a CodecError is a ValueError
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
     address, name, rssi = raw.get("address"), raw.get("name"), raw.get("rssi", -127)
@@ -226,9 +224,10 @@ class BleTransport:
                 # Devices repeat what matters (a pendant sends a press several times);
                 # the store's own retry is what saves the alarm.
                 log.error("could not store BLE input from %s: %s", item[0], exc)
-            except Exception:
+            except Exception as exc:  # a bug on one advertisement must not stop the rest
                 self.internal_errors += 1
-                log.exception("failed to handle an advertisement from %s", item[0])
+                counters = self.pipeline.counters
+                counters.drop(DropReason.INTERNAL_ERROR, f"ble:{item[0]}", repr(exc), exc)
 
     # -- the scanner -------------------------------------------------------------------
     def _scanner(self) -> BleakScanner:
