@@ -1,7 +1,7 @@
 """The device domain: events, readings, the device catalog and codecs. Pure: no I/O."""
 
 from .catalog import CATALOG, EVENT_KINDS, DeviceSpec, DeviceType, EventKind, Signal
-from .errors import CodecError, MalformedPayload, UnexpectedValue
+from .errors import CodecError, MalformedPayload, Repeated, Replayed, UnexpectedValue
 from .model import (
     DeviceId,
     Event,
@@ -30,6 +30,8 @@ __all__ = [
     "MalformedPayload",
     "Priority",
     "Reading",
+    "Repeated",
+    "Replayed",
     "ResidentId",
     "Signal",
     "UnexpectedValue",

@@ -11,3 +11,12 @@ class MalformedPayload(CodecError):
 
 class UnexpectedValue(CodecError):
     """Well-formed, but a known field carries a value of the wrong type or range."""
+
+
+class Replayed(CodecError):
+    """Authentic, but older than a message already accepted from the device: a replay
+    of a captured encrypted advertisement (its counter went back)."""
+
+
+class Repeated(CodecError):
+    """Nothing new: the device's last message again (a radio retransmission)."""

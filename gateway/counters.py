@@ -29,6 +29,7 @@ class DropReason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     UNKNOWN_TOPIC = "unknown_topic"
     DUPLICATE = "duplicate"
+    REPLAYED = "replayed"  # an encrypted message older than one already accepted
     QUEUE_FULL = "queue_full"
     INTERNAL_ERROR = "internal_error"  # the gateway failed on it: a bug, logged with its trace
 

@@ -232,6 +232,50 @@ async def test_the_sim_backend_feeds_bleaks_scanner_over_udp(store: Store) -> No
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_a_replayed_encrypted_press_is_counted_and_raises_no_second_alarm(
+    store: Store,
+) -> None:
+    """A captured advertisement sent again over the sim backend, as an attacker's radio
+    would: counted as a replay, no event; the pendant's own next press is an alarm."""
+    port = free_udp_port()
+    cfg = config(backend="sim", sim_port=port)
+    pipeline = Pipeline("gw-1", Registry(cfg.devices), store, InputCounters())
+    transport = BleTransport(cfg.ble or BleSection(), pipeline)
+    key, mac = bytes.fromhex(ENC["bindkey"]), ENC["mac"]
+    captured = bytes.fromhex(ENC["payload_hex"])  # the real press, encryption counter 0x1BA
+
+    def press(packet_id: int, counter: int) -> bytes:
+        body = objects(packet_id=packet_id, battery=99, button="press")
+        return advertisement(body, trigger_based=True, bindkey=key, mac=mac, counter=counter)
+
+    async def stored(n: int) -> bool:
+        return len(await events(store)) == n
+
+    def send(data: bytes) -> None:
+        sock.sendto(sim_advertisement(mac, data), ("127.0.0.1", port))
+
+    task = await run_transport(transport)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            send(captured)
+            await wait_until(lambda: stored(1))
+            send(press(8, 0x1BB))  # the resident presses again
+            await wait_until(lambda: stored(2))
+            send(captured)  # the replay
+            await wait_until(lambda: pipeline.counters.dropped[DropReason.REPLAYED] == 1)
+            send(press(9, 0x1BC))  # and the pendant's next press
+            await wait_until(lambda: stored(3))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [e.kind for e in await events(store)] == ["alarm_button"] * 3
+    assert pipeline.counters.by_source[DropReason.REPLAYED, f"ble:{mac}"] == 1
+    assert (
+        "counter 442 is behind 443"
+        in pipeline.counters.last_detail[DropReason.REPLAYED, f"ble:{mac}"]
+    )
+
+
 async def test_a_quiet_scanner_is_restarted_and_hears_again(store: Store) -> None:
     port = free_udp_port()
     cfg = config(backend="sim", sim_port=port, quiet_restart_s=1)

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
+from trygg_sim.bthome import advertisement
 
 from devices import CodecError, DeviceType, MalformedPayload, UnexpectedValue
 from devices.codecs import (
@@ -28,6 +29,7 @@ from devices.codecs import (
     parse_json,
 )
 from devices.codecs.blelock import decode_status
+from devices.codecs.bthome import BthomeDecoder
 from devices.codecs.camera import MotionMeter
 from devices.codecs.nmea import GpsFix, decode_sentence, encode_sentence
 from devices.codecs.radio import SYNC, crc16, decode_frame
@@ -226,6 +228,56 @@ def test_a_real_pubx_position_sentence_is_accepted_without_a_fix() -> None:
     body = "PUBX,00,081350.00,4717.113210,N,00833.915187,E,546.589,G3,2.1,2.0,0.007,77.52,"
     body += "0.007,,0.92,1.19,0.77,9,0,0"  # u-blox's documented example
     assert decode_sentence(encode_sentence(body)) is None
+
+
+# -- BTHome: service data, plain and encrypted, to one decoder that keeps its state ----
+OBJECT_IDS = st.sampled_from([0x00, 0x01, 0x02, 0x03, 0x05, 0x0C, 0x11, 0x21, 0x2D, 0x3A, 0x53])
+
+
+@st.composite
+def bthome_payloads(draw: st.DrawFn) -> bytes:
+    objects = b"".join(
+        bytes([draw(OBJECT_IDS)]) + draw(st.binary(max_size=4))
+        for _ in range(draw(st.integers(0, 6)))
+    )
+    return objects + draw(st.binary(max_size=3))
+
+
+KEY = bytes(range(16))
+MAC = "B4:35:22:F5:3D:A4"
+
+
+@given(st.lists(st.binary(max_size=70), max_size=5), st.booleans())
+def test_bthome_arbitrary_bytes(adverts: list[bytes], keyed: bool) -> None:
+    pendant = BthomeDecoder(DeviceType.ALARM_BUTTON, MAC, KEY if keyed else None)
+    for n, data in enumerate(adverts):
+        total(pendant.decode, data, heard_at=float(n))
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(
+        st.tuples(
+            bthome_payloads(),
+            st.integers(0, 2**32 - 1),
+            st.sampled_from([KEY, bytes(16)]),
+            st.floats(0, 100),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_bthome_structured_service_data(
+    adverts: list[tuple[bytes, int, bytes, float]], encrypted: bool
+) -> None:
+    pendant = BthomeDecoder(DeviceType.ALARM_BUTTON, MAC, KEY if encrypted else None)
+    for body, counter, key, at in adverts:
+        if encrypted:
+            data = advertisement(body, bindkey=key, mac=MAC, counter=counter)
+        else:
+            data = advertisement(body)
+        total(pendant.decode, data, heard_at=at)
 
 
 # -- radio frames with a valid CRC, lock states, camera frames -------------------------

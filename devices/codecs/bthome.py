@@ -1,10 +1,11 @@
 """BTHome v2 advertisements (service data under UUID 0xFCD2), plain and encrypted.
 
-Decoding is bthome-ble's, the reference parser. One ``BthomeDecoder`` lives per device
-(its address and key). Each advertisement is decoded on its own and carries its packet
-id as ``Decoded.sequence``: the gateway's pipeline takes the same packet id again for a
-radio retransmission (no second alarm) and a new one for a new press. A device with a
-key must send encrypted advertisements; a plain one from it is refused, not believed.
+Decoding is bthome-ble's, the reference parser. One ``BthomeDecoder`` (and in it one
+bthome-ble parser) lives per device, with its address and key, so the library's replay
+check sees every advertisement: an encrypted one whose counter went back is ``Replayed``,
+a packet the library has already seen is ``Repeated``. Each new advertisement carries its
+packet id as ``Decoded.sequence``, which the pipeline uses for its own duplicate check. A
+device with a key must send encrypted advertisements; a plain one from it is refused.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from bthome_ble import BTHomeBluetoothDeviceData
 from habluetooth import BluetoothServiceInfoBleak
 
 from ..catalog import DeviceType, Signal
-from ..errors import MalformedPayload, UnexpectedValue
-from .common import Decoded, SignalState
+from ..errors import CodecError, MalformedPayload, Repeated, Replayed, UnexpectedValue
+from .common import Decoded, SignalState, total
 
 BTHOME_UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"
 MAX_PAYLOAD = 64  # service data in one legacy advertisement is far shorter
+# bthome-ble accepts a counter that went back to below this as a device that restarted
+# (a battery change); above it, a counter that went back is a replay.
+REPLAY_FLOOR = 100
 
 # bthome-ble sensor keys (without "_1" suffixes) -> our reading names.
 READINGS: dict[str, str] = {
@@ -87,7 +91,14 @@ def _base(key: str) -> str:
 
 
 class BthomeDecoder:
-    """The decoder for one device (its address and, if it encrypts, its bindkey)."""
+    """The decoder for one device (its address and, if it encrypts, its bindkey).
+
+    It keeps one bthome-ble parser for the device's whole life, as the library intends:
+    the parser remembers the last encryption counter and packet id it accepted, refuses
+    an encrypted advertisement whose counter went back (a replay of a captured one) and
+    skips a packet it has already seen. The library carries earlier values into later
+    updates, so what one advertisement says is what it changed in the parser.
+    """
 
     def __init__(self, device_type: DeviceType, address: str, bindkey: bytes | None = None) -> None:
         if bindkey is not None and len(bindkey) != 16:
@@ -95,51 +106,72 @@ class BthomeDecoder:
         self.device_type = device_type
         self.address = address
         self.bindkey = bindkey
+        self._parser = BTHomeBluetoothDeviceData(bindkey=bindkey)
+        self._values: dict[Any, Any] = {}
+        self._binary: dict[Any, Any] = {}
+        # bthome-ble lifts its counter check after two failed decryptions (in Home
+        # Assistant a new key may be on its way). Here the key is configured, so forged
+        # advertisements must not lift it: the last authentic counter is kept here too.
+        self._authentic_counter = 0
 
-    def decode(self, service_data: bytes, name: str = "") -> Decoded:
+    @total("BTHome advertisement")
+    def decode(self, service_data: bytes, name: str = "", *, heard_at: float = 0.0) -> Decoded:
+        """One advertisement, heard at ``heard_at`` (monotonic seconds): bthome-ble tells
+        a radio retransmission from a new packet by its packet id and by time."""
         if not service_data or len(service_data) > MAX_PAYLOAD:
             raise MalformedPayload(f"BTHome service data of {len(service_data)} bytes")
+        if service_data[0] >> 5 != 2:
+            raise MalformedPayload("not a BTHome v2 advertisement")
         encrypted = bool(service_data[0] & 0x01)
         if self.bindkey is not None and not encrypted:
             raise UnexpectedValue("plain advertisement from a device that has a key")
         if self.bindkey is None and encrypted:
             raise UnexpectedValue("encrypted advertisement, and no bindkey for this device")
-        info = BluetoothServiceInfoBleak(
-            name=name or self.address,
-            address=self.address,
-            rssi=0,
-            manufacturer_data={},
-            service_data={BTHOME_UUID: service_data},
-            service_uuids=[BTHOME_UUID],
-            source="trygg",
-            device=None,  # type: ignore[arg-type]
-            advertisement=None,
-            connectable=False,
-            time=0.0,
-            tx_power=None,
-        )
-        # A fresh parser per advertisement: the library's parser carries every value it
-        # has seen into later updates, and one advertisement must say only what it says.
-        # Retransmissions are recognised by the packet id (``Decoded.sequence``).
-        parser = BTHomeBluetoothDeviceData(bindkey=self.bindkey)
+        counter = int.from_bytes(service_data[-8:-4], "little") if encrypted else 0
+        if encrypted and REPLAY_FLOOR <= counter < self._authentic_counter:
+            raise Replayed(f"encryption counter {counter} is behind {self._authentic_counter}")
+        parser = self._parser
+        known_counter = int(parser.encryption_counter)
         try:
-            update = parser.update(info)
+            update = parser.update(_service_info(self.address, name, service_data, heard_at))
         except Exception as exc:  # the library's own errors are not typed
             raise MalformedPayload(f"BTHome: {exc}") from exc
-        if encrypted and not parser.bindkey_verified:
-            raise UnexpectedValue("BTHome decryption failed (wrong bindkey?)")
-        if not update.devices:
-            raise MalformedPayload("not a BTHome v2 advertisement")
-        measured = {key.key for key in update.entity_values} - {"signal_strength"}
-        if not (measured or update.binary_entity_values or update.events):
-            raise UnexpectedValue("no measurement in it that BTHome v2 defines")
-        return self._observations(update)
+        # bluetooth-sensor-state-data adds the signal strength to every update: not news.
+        values = {
+            key: value
+            for key, value in _changed(update.entity_values, self._values).items()
+            if key.key != "signal_strength"
+        }
+        binary = _changed(update.binary_entity_values, self._binary)
+        self._values = dict(update.entity_values)
+        self._binary = dict(update.binary_entity_values)
+        if values or binary or update.events:
+            if encrypted:  # the library yields values only for what it decrypted
+                self._authentic_counter = counter
+            return self._observations(values, binary, update)
+        raise self._nothing_new(service_data, encrypted, counter, known_counter)
 
-    def _observations(self, update: Any) -> Decoded:
+    def _nothing_new(
+        self, service_data: bytes, encrypted: bool, counter: int, known_counter: int
+    ) -> CodecError:
+        """Why bthome-ble took nothing from an advertisement."""
+        parser = self._parser
+        if encrypted:
+            if counter < known_counter:
+                return Replayed(f"encryption counter {counter} is behind {known_counter}")
+            if parser.encryption_counter != counter or parser.decryption_failed:
+                return UnexpectedValue("BTHome decryption failed (wrong bindkey?)")
+            return Repeated("the same encrypted packet again")
+        start = 7 if service_data[0] & 0x02 else 1  # after the device info byte (and MAC)
+        if service_data[start : start + 1] == b"\x00":  # a packet id leads the objects
+            return Repeated("a packet id bthome-ble has just seen")
+        return UnexpectedValue("no measurement in it that BTHome v2 defines")
+
+    def _observations(self, values: dict[Any, Any], binary: dict[Any, Any], update: Any) -> Decoded:
         readings: list[tuple[str, float]] = []
         signals: list[SignalState] = []
         sequence: int | None = None
-        for key, value in update.entity_values.items():
+        for key, value in values.items():
             if key.key == "packet_id" and isinstance(value.native_value, int | float):
                 sequence = int(value.native_value)
                 continue
@@ -148,7 +180,7 @@ class BthomeDecoder:
             if metric and isinstance(number, int | float) and not isinstance(number, bool):
                 suffix = key.key[len(_base(key.key)) :]
                 readings.append((metric + suffix, float(number)))
-        for key, value in update.binary_entity_values.items():
+        for key, value in binary.items():
             signal = SIGNALS.get(_base(key.key))
             if signal is Signal.MOTION and self.device_type is DeviceType.BED_SENSOR:
                 signal = Signal.BED_OCCUPIED  # a bed sensor's presence is someone in bed
@@ -166,3 +198,27 @@ class BthomeDecoder:
             if version and not version.startswith("BTHome BLE"):  # that one is the protocol's
                 firmware = version
         return Decoded(tuple(readings), tuple(signals), sequence, firmware)
+
+
+def _changed(now: dict[Any, Any], before: dict[Any, Any]) -> dict[Any, Any]:
+    """The values an update set: bthome-ble makes a new value object for each one it parses."""
+    return {key: value for key, value in now.items() if before.get(key) is not value}
+
+
+def _service_info(
+    address: str, name: str, service_data: bytes, heard_at: float
+) -> BluetoothServiceInfoBleak:
+    return BluetoothServiceInfoBleak(
+        name=name or address,
+        address=address,
+        rssi=0,
+        manufacturer_data={},
+        service_data={BTHOME_UUID: service_data},
+        service_uuids=[BTHOME_UUID],
+        source="trygg",
+        device=None,  # type: ignore[arg-type]
+        advertisement=None,
+        connectable=False,
+        time=heard_at,
+        tx_power=None,
+    )

@@ -24,7 +24,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
-from devices import CodecError, UnexpectedValue
+from devices import CodecError, Repeated, Replayed, UnexpectedValue
 from devices.codecs import parse_json
 from devices.codecs.bthome import BTHOME_UUID, BthomeDecoder
 
@@ -155,7 +155,7 @@ def sim_advertisement(
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-Advertisement = tuple[str, bytes, float, str]  # address, service data, rssi, name
+Advertisement = tuple[str, bytes, float, str, float]  # address, data, rssi, name, heard at
 
 
 class BleTransport:
@@ -184,14 +184,17 @@ class BleTransport:
         data = advertisement.service_data.get(BTHOME_UUID)
         if data is None:
             return  # not BTHome (phones, headphones, beacons): none of ours
-        item = (device.address.upper(), bytes(data), float(advertisement.rssi), device.name or "")
+        address, rssi, name = device.address.upper(), float(advertisement.rssi), device.name or ""
+        item = (address, bytes(data), rssi, name, self.last_heard)
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self.pipeline.counters.drop(DropReason.QUEUE_FULL, "ble", "advertisement queue full")
 
     # -- the consumer ------------------------------------------------------------------
-    async def handle(self, address: str, data: bytes, rssi: float, name: str = "") -> None:
+    async def handle(
+        self, address: str, data: bytes, rssi: float, name: str = "", heard_at: float = 0.0
+    ) -> None:
         source = f"ble:{address}"
         device = self.pipeline.registry.by_address("ble", address)
         if device is None:
@@ -205,7 +208,15 @@ class BleTransport:
             decoder = device.codec = BthomeDecoder(config.type, address, config.key)
         counters = self.pipeline.counters
         try:
-            decoded = decoder.decode(data, name)
+            decoded = decoder.decode(data, name, heard_at=heard_at)
+        except Replayed as exc:
+            counters.drop(DropReason.REPLAYED, source, str(exc))
+            return
+        except Repeated as exc:
+            # Not taken as a sign of life: a replayed last advertisement must not hide a
+            # device that went silent (a real one sends new packets every check-in).
+            counters.drop(DropReason.DUPLICATE, source, str(exc))
+            return
         except UnexpectedValue as exc:
             counters.drop(DropReason.UNEXPECTED_VALUE, source, str(exc))
             return
