@@ -329,6 +329,9 @@ class GatewayProcess:
             self._proc.wait(10)
             self._proc = None
 
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
     def terminate(self) -> int:
         if self._proc is None:
             return 0
