@@ -75,11 +75,13 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise UnexpectedValue(f"the number {text[:20]!r} is too large")
-    return number
+# Most messages take the fast decoder (the C scanner's own numbers; a NaN or Infinity
+# literal refused). Only text with a long run of digits pays for checking each integer.
+# A number beyond a float (1e400) parses as infinity and is refused where values enter
+# an observation (check_value, Decoded), like every other non-finite number.
+_FAST = json.JSONDecoder(parse_constant=_refuse_constant)
+_STRICT = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_bounded_int)
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_JSON_DIGITS + 1))
 
 
 def parse_json(
@@ -91,13 +93,11 @@ def parse_json(
     # Counting brackets is cheap; only a message with many of them is measured properly.
     if payload.count(b"[") + payload.count(b"{") > max_depth and json_depth(payload) > max_depth:
         raise MalformedPayload(f"JSON nested deeper than {max_depth}")
+    decoder = _STRICT if _LONG_DIGITS.search(payload) else _FAST
     try:
-        return json.loads(
-            payload,
-            parse_constant=_refuse_constant,
-            parse_int=_bounded_int,
-            parse_float=_finite_float,
-        )
+        # As json.loads reads bytes (UTF-8, -16 or -32); a surrogate that gets through
+        # is refused as text later, where strings enter an observation.
+        return decoder.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
     except CodecError:
         raise
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -200,9 +200,12 @@ class Decoded:
 
     def __post_init__(self) -> None:
         for metric, value in self.readings:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise UnexpectedValue(f"reading {metric!r} is not a number")
-            _check_float(f"reading {metric!r}", value, 0)
+            if type(value) is not float or not math.isfinite(value):  # the common case first
+                if type(value) is not int:  # bool is not a reading either
+                    raise UnexpectedValue(
+                        f"reading {metric!r}: {value!r:.20} is not a finite number"
+                    )
+                _check_int(f"reading {metric!r}", value, 0)
         if self.sequence is not None:
             _check_int("sequence", self.sequence, 0)
         if self.firmware is not None:
