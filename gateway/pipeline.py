@@ -104,6 +104,12 @@ class Pipeline:
         token = _SENDER_RESENDS.set(True)
         try:
             await self._zigbee2mqtt(topic, payload, resent)
+        except StoreError:
+            raise  # not kept: the transport does not ack it, and the broker sends it again
+        except Exception as exc:
+            # A bug of ours on one message: counted, and its traceback logged once per
+            # topic rather than once per message (a repeating device would fill the disk).
+            self.counters.drop(DropReason.INTERNAL_ERROR, f"mqtt:{topic[:200]}", repr(exc), exc)
         finally:
             _SENDER_RESENDS.reset(token)
 

@@ -164,6 +164,26 @@ async def test_a_flood_of_bad_messages_logs_once_per_source_and_then_a_summary(
     assert len(caplog.text) < 20_000
 
 
+async def test_a_failure_of_the_gateway_on_a_message_is_counted_and_traced_once(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = GatewayConfig.model_validate({"gateway": {"id": "gw-1"}, "devices": TEST_DEVICES})
+
+    def broken_uplink_wake(_event: Event) -> None:
+        raise RuntimeError("uplink wake failed")
+
+    pipeline = Pipeline(
+        "gw-1", Registry(config.devices), store, InputCounters(), on_event=broken_uplink_wake
+    )
+    for n in range(20):
+        press = json.dumps({"action": "single", "linkquality": n}).encode()
+        await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", press)
+    assert pipeline.counters.dropped == {DropReason.INTERNAL_ERROR: 20}
+    assert len(await events(store)) == 20  # each alarm was kept before the failure
+    traced = [r for r in caplog.records if r.exc_info]
+    assert len(traced) == 1 and "uplink wake failed" in caplog.text
+
+
 async def test_garbage_is_counted_and_dropped_and_the_next_alarm_still_arrives(
     pipeline: Pipeline, store: Store
 ) -> None:

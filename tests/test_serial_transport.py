@@ -8,6 +8,7 @@ are: unplugging closes the pty and removes the link; plugging in again makes a n
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -276,3 +277,38 @@ async def test_leaving_the_safe_zone_is_a_high_alarm_and_coming_back_a_restore(
 async def test_a_receiver_at_the_nmea_standard_rate_by_default(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     assert [p.speed for p in config.serial] == [115_200, 4800]
+
+
+async def test_pubx_and_nan_spliced_into_a_real_capture_are_counted_and_the_stream_goes_on(
+    rig: Rig, store: Store
+) -> None:
+    """gpsd's bu353s4 capture with u-blox's empty "$PUBX*1F" (valid checksum; pynmea2
+    raised IndexError on it and the serial task died) and an RMC speed of "nan" (a NaN
+    reading then failed the readings store) after every tenth sentence."""
+    pipeline, _, radio, gps = rig
+    capture = (SHARED_DATA / "nmea" / "bu353s4.log").read_bytes()
+    lines = [line for line in capture.split(b"\n") if line.strip() and not line.startswith(b"#")]
+    nan_speed = encode_sentence("GPRMC,081836,A,3751.65,S,14507.36,E,nan,360.0,130998,011.3,E")
+    stream = b""
+    spliced = 0
+    for n, line in enumerate(lines):
+        stream += line + b"\n"
+        if n % 10 == 9:
+            stream += b"$PUBX*1F\r\n" + nan_speed
+            spliced += 2
+    gps.write(stream)
+    await wait_until(lambda: pipeline.counters.dropped[DropReason.MALFORMED] == spliced)
+    await wait_until(lambda: pipeline.counters.accepted["reading"] >= 40)
+    readings = pipeline._readings
+    assert readings is not None
+    await readings.flush()
+    rows = await store.readings(100_000)
+    assert rows and all(math.isfinite(r.value) for r in rows)
+    reasons = pipeline.counters.last_detail
+    assert reasons[DropReason.MALFORMED, "serial:gps1"] in (
+        "unparseable 'PUBX' sentence (IndexError)",
+        "not a number: 'nan'",
+    )
+    radio.write(press(60))  # and the receiver on the other port still takes an alarm
+    (event,) = await wait_for_events(store, 1)
+    assert event.kind == "alarm_button"
