@@ -92,7 +92,9 @@ def _has_long_number(payload: bytes) -> bool:
 def parse_json(
     payload: bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH
 ) -> Any:
-    """JSON from a device: bounded before it is parsed, only finite numbers in it."""
+    """JSON from a device, bounded in size and depth before it is parsed and in integer
+    length while it is; NaN and Infinity refused. A float literal beyond range (1e400)
+    comes out as infinity: values are checked where they enter an observation."""
     if len(payload) > max_bytes:
         raise MalformedPayload(f"JSON of {len(payload)} bytes (at most {max_bytes})")
     # Counting brackets is cheap; only a message with many of them is measured properly.
