@@ -90,3 +90,12 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
 
     app.mount("/console", StaticFiles(directory=OPERATOR_CONSOLE, html=True), name="console")
     return app
+
+
+def end_live_streams(app: FastAPI) -> None:
+    """End every console's live stream, and any opened from now on. For the server to
+    call as it begins to stop: it waits for open responses before the app's own shutdown,
+    and a live stream never ends by itself."""
+    services: Services | None = getattr(app.state, "services", None)
+    if services is not None:
+        services.hub.close_all()

@@ -17,12 +17,16 @@ QUEUE_LIMIT = 1000
 class AlarmHub:
     def __init__(self) -> None:
         self._subscribers: dict[asyncio.Queue[AlarmChange | None], str] = {}
+        self._closed = False
         self.relay: Callable[[str, AlarmChange], None] | None = None
 
     @asynccontextmanager
     async def subscribe(self, org_id: str) -> AsyncIterator[asyncio.Queue[AlarmChange | None]]:
         queue: asyncio.Queue[AlarmChange | None] = asyncio.Queue(QUEUE_LIMIT)
-        self._subscribers[queue] = org_id
+        if self._closed:  # the service is stopping: this stream ends at once
+            queue.put_nowait(None)
+        else:
+            self._subscribers[queue] = org_id
         try:
             yield queue
         finally:
@@ -50,6 +54,8 @@ class AlarmHub:
                 queue.put_nowait(None)
 
     def close_all(self) -> None:
+        """End every stream, and every one opened later (the service is stopping)."""
+        self._closed = True
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(None)

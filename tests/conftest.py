@@ -126,8 +126,8 @@ class RunningCloud:
         )
 
 
-@contextlib.asynccontextmanager
-async def run_cloud(settings: CloudSettings) -> AsyncIterator[RunningCloud]:
+async def seed_cloud(settings: CloudSettings) -> None:
+    """The test organisations, their people, the test gateway and a resident's home."""
     async with admin_session(settings) as session:
         for org in ("org-a", "org-b"):
             await ensure_organisation(session, org, org.upper())
@@ -140,6 +140,11 @@ async def run_cloud(settings: CloudSettings) -> AsyncIterator[RunningCloud]:
         contact = {"name": "Lena", "relation": "daughter", "phone": "+46 70 123 45 67"}
         await ensure_resident(session, "org-a", "res-12", "home-12", "Ingrid", [contact])
         await session.commit()
+
+
+@contextlib.asynccontextmanager
+async def run_cloud(settings: CloudSettings) -> AsyncIterator[RunningCloud]:
+    await seed_cloud(settings)
     app = create_app(settings)
     port = free_port()
     server = make_server(app, "127.0.0.1", port)

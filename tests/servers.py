@@ -385,3 +385,74 @@ async def run_trygg(
     out, err = await asyncio.wait_for(proc.communicate(), limit_s)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+class DispatchProcess:
+    """``trygg cloud run`` as a real process, on one port across its restarts."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.env = env
+        self.log = workdir / f"dispatch-{self.port}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def start(self) -> None:
+        import sys
+
+        command = [sys.executable, "-m", "trygg", "cloud", "run", "--port", str(self.port)]
+        with self.log.open("ab") as out:
+            self._proc = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            )
+
+    async def ready(self, limit_s: float = 30.0) -> None:
+        """Serving HTTP, and its ingest subscribed (it says so in its log)."""
+        import httpx
+
+        subscribed = self.text().count("ingest subscribed")
+
+        async def up() -> bool:
+            assert self.returncode() is None, self.text()
+            if self.text().count("ingest subscribed") <= subscribed:
+                return False
+            async with httpx.AsyncClient(base_url=self.url, timeout=2) as http:
+                try:
+                    return (await http.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+        await wait_until(up, limit_s=limit_s, interval_s=0.05)
+
+    def returncode(self) -> int | None:
+        assert self._proc is not None
+        return self._proc.poll()
+
+    async def exited_within(self, limit_s: float) -> float:
+        """Seconds until the process ended; TimeoutError past ``limit_s``."""
+        start = time.monotonic()
+        await wait_until(lambda: self.returncode() is not None, limit_s=limit_s, interval_s=0.01)
+        return time.monotonic() - start
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -1,20 +1,26 @@
 """The operator console in a real browser (Debian's Chromium, driven by Playwright):
-sign in, see a press appear at the top of the queue without a reload, acknowledge it."""
+sign in, see a press appear at the top of the queue without a reload, acknowledge it;
+the dispatch service stopped under a connected console exits at once, the console says
+it lost the connection, and it is live again when the service is back on its port."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from cloud import CloudSettings
 from gateway import Gateway
 
-from .conftest import RunningCloud, publish
-from .servers import Mosquitto
+from .conftest import RunningCloud, publish, seed_cloud
+from .servers import DispatchProcess, Mosquitto
 
 pytestmark = pytest.mark.e2e
 
@@ -155,3 +161,45 @@ async def test_an_operator_takes_an_alarm_from_claim_to_resolved_and_a_colleague
     await expect(bert.locator("#alarms tr")).to_have_count(0, timeout=10_000)
     await expect(detail).to_contain_text("resolve by anna (false_alarm, pressed while dressing)")
     assert errors == []
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_the_service_stops_at_once_under_a_live_console_which_says_so_and_comes_back(
+    stop: signal.Signals, mosquitto: Mosquitto, browser: Browser, tmp_path: Path
+) -> None:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}"
+    await seed_cloud(CloudSettings(database_url=database, mqtt_port=mosquitto.port))
+    env = {
+        "TRYGG_DATABASE_URL": database,
+        "TRYGG_MQTT_PORT": str(mosquitto.port),
+        "TRYGG_MQTT_CLIENT_ID": f"dispatch-{tmp_path.name}",
+    }
+    dispatch = DispatchProcess(tmp_path, env)
+    dispatch.start()
+    try:
+        await dispatch.ready()
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await sign_in(page, dispatch.url, "anna", "anna-pass")
+        status, queue = page.locator("#status"), page.locator("#queue")
+        await expect(status).to_have_text("live", timeout=10_000)  # its stream is open
+
+        os.kill(dispatch.pid, stop)
+        took = await dispatch.exited_within(2.0)
+        assert dispatch.returncode() == 0, dispatch.text()
+        await expect(status).to_have_text("connection lost, reconnecting…", timeout=5_000)
+        await expect(queue).to_have_class(re.compile(r"\bstale\b"))
+        await page.screenshot(path=str(tmp_path / f"lost-{stop.name}.png"))
+
+        dispatch.start()  # on the same port, at once
+        await dispatch.ready()
+        await expect(status).to_have_text("live", timeout=15_000)
+        await expect(queue).not_to_have_class(re.compile(r"\bstale\b"))
+        await page.screenshot(path=str(tmp_path / f"back-{stop.name}.png"))
+        assert errors == []
+    finally:
+        dispatch.stop()
+    log = dispatch.text()
+    assert "Traceback" not in log and "address already in use" not in log, log
+    assert took < 2.0

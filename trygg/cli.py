@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .devices_cli import devices_app
-from .runner import LogLevel, configure_logging, run_until_signal
+from .runner import LogLevel, configure_logging, leave, run_until_signal
 from .sim_cli import sim_app
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ def demo(
     configure_logging(log_level)
     options = DemoOptions(host, port, mqtt_port, data_dir, homes, alarm_every, fresh=not keep)
     asyncio.run(run_demo(options))
+    leave()
 
 
 @gateway_app.command("run")
@@ -111,6 +112,7 @@ def cloud_run(
         await task
 
     asyncio.run(serve())
+    leave()
 
 
 @cloud_app.command("add-user")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -41,3 +43,13 @@ async def run_until_signal(main: Coroutine[Any, Any, T]) -> T | None:
     with contextlib.suppress(asyncio.CancelledError):
         return await task
     return None
+
+
+def leave(code: int = 0) -> NoReturn:
+    """End the process once everything is stopped and closed: logs and output flushed,
+    without the interpreter tearing down every module and object first, which on a busy
+    host took 1-2 s more (seen) that a restart, or a supervisor, would wait for."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -199,8 +199,9 @@ async function load() {
 }
 
 async function stream() {
-  // Reconnect forever; on every (re)connect reload the queue so nothing is missed.
-  for (let delay = 1000; token; delay = Math.min(delay * 2, 15000)) {
+  // Reconnect forever (an alarm console must come back quickly: at most 5 s apart); on
+  // every (re)connect reload the queue so nothing is missed.
+  for (let delay = 1000; token; delay = Math.min(delay * 2, 5000)) {
     streamAbort = new AbortController();
     try {
       const res = await fetch("/api/v1/alarms/stream", {
@@ -211,6 +212,7 @@ async function stream() {
       if (!res.ok) throw new Error(res.statusText);
       await load();
       setStatus("live", "live");
+      $("queue").classList.remove("stale");
       delay = 1000;
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -229,7 +231,10 @@ async function stream() {
     } catch (e) {
       if (!token) return;
     }
-    setStatus("reconnecting…", "down");
+    // The stream ended (the service stopped, or the network went): say so, and grey the
+    // queue, which may be out of date until the stream is back.
+    setStatus("connection lost, reconnecting…", "down");
+    $("queue").classList.add("stale");
     await new Promise((r) => setTimeout(r, delay));
   }
 }
