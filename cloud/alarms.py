@@ -12,8 +12,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from devices import Event, Priority, utc_now
+from devices import Event, Priority
 
+from .clock import database_now
 from .db import Alarm, EventRecord
 from .lifecycle import OPEN_STATES, AlarmState, Outcome, resolve_by_system
 
@@ -56,15 +57,20 @@ async def record_event(
     event: Event,
     *,
     merge_window: timedelta = MERGE_WINDOW,
+    now: datetime | None = None,
 ) -> Intake:
     """Store one event exactly once and fold it into the queue. The caller commits.
 
     A repeated event id (a resend, a broker redelivery) changes nothing. A new event
     for a device whose open alarm of that kind had an event within ``merge_window``
     joins that alarm (a count, and the latest position); a restore resolves an open
-    technical alarm and marks any other as restored.
+    technical alarm and marks any other as restored. Times are the database's
+    (``now``, when the caller has read it already).
     """
-    now = utc_now()
+    dialect = session.get_bind().dialect.name
+    # PostgreSQL's now() is evaluated in the insert itself and returned: no extra round
+    # trip on the alarm's path.
+    stamp: Any = now or (func.now() if dialect == "postgresql" else await database_now(session))
     values = {
         "id": event.id,
         "org_id": org_id,
@@ -75,15 +81,20 @@ async def record_event(
         "device_id": event.device_id,
         "restore": event.restore,
         "occurred_at": event.occurred_at,
-        "received_at": now,
+        "received_at": stamp,
         "detail": event.detail,
     }
-    dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(EventRecord).values(**values).on_conflict_do_nothing(index_elements=["id"])
-    result = await session.execute(stmt)
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    stmt = (
+        insert(EventRecord)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(EventRecord.received_at)
+    )
+    received = (await session.execute(stmt)).scalar_one_or_none()
+    if received is None:  # that event id is stored already
         return Intake(duplicate=True, alarm=None, created=False)
+    now = received
 
     if dialect == "postgresql":
         # Replicas take events in parallel: two events of one device and kind at once must

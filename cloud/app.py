@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from dashboards import OPERATOR_CONSOLE
 
 from .api import api_router
+from .clockwatch import ClockWatch
 from .db import make_engine, make_sessionmaker
 from .escalation import Escalator, Limits
 from .hub import AlarmHub
@@ -26,6 +27,8 @@ from .settings import CloudSettings
 from .supervision import GatewaySupervisor
 
 log = logging.getLogger("trygg.cloud")
+
+STOP_WORKERS_S = 0.5  # for a sweep under way to finish; then it is cancelled
 
 
 async def readable_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -55,22 +58,30 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         limits = Limits.from_settings(settings)
         escalator = Escalator(sessions, hub, limits, settings.escalation_webhook_url)
         ingest = IngestWorker(settings, sessions, hub, supervisor)
+        clock_watch = ClockWatch(sessions, hub, settings.clock_step_limit_s)
         app.state.services = Services(
-            settings, engine, sessions, hub, ingest, supervisor, escalator
+            settings, engine, sessions, hub, ingest, supervisor, escalator, clock_watch
         )
         tasks = []
+        # The periodic workers stop between two rounds, not inside a transaction.
+        stop = asyncio.Event()
+        periodic = []
         if run_ingest:
             tasks.append(asyncio.create_task(ingest.run(), name="ingest"))
-            sweep = supervisor.run(settings.supervision_every_s)
-            tasks.append(asyncio.create_task(sweep, name="supervision"))
-            escalate = escalator.run(settings.escalation_every_s)
-            tasks.append(asyncio.create_task(escalate, name="escalation"))
+            sweep = supervisor.run(settings.supervision_every_s, stop)
+            periodic.append(asyncio.create_task(sweep, name="supervision"))
+            escalate = escalator.run(settings.escalation_every_s, stop)
+            periodic.append(asyncio.create_task(escalate, name="escalation"))
+            periodic.append(asyncio.create_task(clock_watch.run(stop), name="clock watch"))
         log.info("dispatch service ready (%s)", engine.url.render_as_string(hide_password=True))
         try:
             yield
         finally:
             hub.close_all()
-            for task in tasks:
+            stop.set()
+            if periodic:
+                await asyncio.wait(periodic, timeout=STOP_WORKERS_S)
+            for task in tasks + periodic:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -9,13 +9,16 @@ Each alarm escalates at most once per reason. Every replica may sweep: the flag 
 with a compare-and-set (the alarm's version unchanged, so it is still at that stage, and
 this reason not yet set), so exactly one sweep wins and only the winner notifies.
 Setting the flag does not change the version, so it never makes an operator's claim fail.
+An alarm's stage times and the sweep's "now" come from one clock, the database's
+(``cloud.clock``), so a step of this host's wall clock neither holds an escalation back
+nor brings one forward.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -25,8 +28,9 @@ import httpx
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from devices import Priority, utc_now
+from devices import Priority
 
+from .clock import Clock, database_now, pause
 from .db import Alarm
 from .hub import AlarmHub
 from .lifecycle import SYSTEM, AlarmState, record
@@ -100,7 +104,7 @@ class Escalator:
     hub: AlarmHub
     limits: Limits
     webhook_url: str | None = None
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = database_now
     escalated: int = 0
     webhook_sent: int = 0
     webhook_failed: int = 0
@@ -111,9 +115,9 @@ class Escalator:
 
     async def sweep(self) -> list[tuple[int, Reason]]:
         """Escalate every overdue alarm this sweep wins; what it escalated."""
-        now = self.clock()
         won: list[tuple[str, Reason, AlarmPublic]] = []
         async with self.sessions() as session:
+            now = await self.clock(session)
             for reason, condition in overdue(self.limits, now):
                 rows = await session.execute(
                     select(Alarm).where(condition, _not_yet(reason)).order_by(Alarm.id).limit(500)
@@ -184,13 +188,18 @@ class Escalator:
                     else:
                         await asyncio.sleep(self.webhook_backoff_s * 2**attempt)
 
-    async def run(self, every_s: float) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            if self.webhook_url:
-                tasks.create_task(self.deliver_webhooks())
-            while True:
+    async def run(self, every_s: float, stop: asyncio.Event) -> None:
+        """Sweep every ``every_s`` until ``stop`` (between sweeps, never inside one)."""
+        sender = asyncio.create_task(self.deliver_webhooks()) if self.webhook_url else None
+        try:
+            while not stop.is_set():
                 try:
                     await self.sweep()
                 except Exception:  # the database may be away; escalation must come back
                     log.exception("escalation sweep failed; trying again")
-                await asyncio.sleep(every_s)
+                await pause(every_s, stop)
+        finally:
+            if sender is not None:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender

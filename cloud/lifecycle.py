@@ -23,8 +23,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from devices import utc_now
-
+from .clock import database_now
 from .db import Alarm, AlarmTransition
 from .security import Role
 
@@ -198,7 +197,7 @@ async def apply(
     alarm = await get_alarm(session, org_id, alarm_id)
     if alarm is None:
         return None
-    now = now or utc_now()
+    now = now or await database_now(session)
     step = plan(alarm, action, actor, now, assignee=assignee, outcome=outcome, note=note)
     await cas(session, alarm, action.value, actor.username, step, now)
     return alarm

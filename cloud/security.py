@@ -1,16 +1,19 @@
-"""Password hashing (Argon2id) and short-lived signed access tokens (JWT, HS256)."""
+"""Password hashing (Argon2id) and short-lived signed access tokens (JWT, HS256).
+
+Tokens are timed by the caller's clock, the database's (``cloud.clock``): checked
+against this host's wall clock, a step back would make every token issued before it
+"not yet valid" and sign every operator out in the middle of their work.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-
-from devices import utc_now
 
 _hasher = PasswordHasher()
 _ALGORITHM = "HS256"
@@ -50,8 +53,7 @@ class InvalidToken(Exception):
     pass
 
 
-def issue_token(claims: TokenClaims, secret: str, ttl_s: int) -> str:
-    now = utc_now()
+def issue_token(claims: TokenClaims, secret: str, ttl_s: int, now: datetime) -> str:
     payload = {
         "sub": str(claims.user_id),
         "org": claims.org_id,
@@ -62,11 +64,17 @@ def issue_token(claims: TokenClaims, secret: str, ttl_s: int) -> str:
     return jwt.encode(payload, secret, algorithm=_ALGORITHM)
 
 
-def read_token(token: str, secret: str) -> TokenClaims:
+def read_token(token: str, secret: str, now: datetime) -> TokenClaims:
     try:
         payload = jwt.decode(
-            token, secret, algorithms=[_ALGORITHM], options={"require": ["exp", "sub"]}
+            token,
+            secret,
+            algorithms=[_ALGORITHM],
+            # Expiry is checked below against ``now``, not by PyJWT against this host's clock.
+            options={"require": ["exp", "sub"], "verify_exp": False, "verify_iat": False},
         )
+        if not isinstance(payload["exp"], int) or payload["exp"] <= now.timestamp():
+            raise InvalidToken("the token has expired")
         return TokenClaims(int(payload["sub"]), str(payload["org"]), Role(payload["role"]))
     except (jwt.PyJWTError, KeyError, ValueError) as exc:
         raise InvalidToken(str(exc)) from exc

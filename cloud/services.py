@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from .clockwatch import ClockWatch
 from .escalation import Escalator
 from .hub import AlarmHub
 from .ingest import IngestWorker
@@ -23,4 +24,5 @@ class Services:
     ingest: IngestWorker
     supervisor: GatewaySupervisor
     escalator: Escalator
+    clock_watch: ClockWatch
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)

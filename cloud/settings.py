@@ -36,6 +36,9 @@ class CloudSettings(BaseSettings):
     escalate_not_on_site_s: int = Field(default=1800, ge=1, le=86400)
     escalation_every_s: float = Field(default=1.0, gt=0, le=60)
     escalation_webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    # A clock (this host's, or the database's) that moves more than this much more or
+    # less than monotonic time between two looks a second apart has been stepped.
+    clock_step_limit_s: float = Field(default=2.0, gt=0, le=3600)
     # Repeated events from one device within this time join its open alarm (a count).
     alarm_merge_window_s: int = Field(default=600, ge=0, le=86400)
 

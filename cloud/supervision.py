@@ -5,24 +5,25 @@ A gateway is silent when no heartbeat came for two of its own heartbeat interval
 says its interval in every heartbeat). ``sweep`` looks for silent gateways; every
 replica may run it: on PostgreSQL each gateway row is taken with SKIP LOCKED, and the
 offline event's id is derived from the heartbeat it follows, so one outage is one alarm
-however many replicas notice it.
+however many replicas notice it. Heartbeats are stamped, and silence measured, by the
+database's clock (``cloud.clock``): a step of this host's clock is not a silence.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from devices import EVENT_KINDS, Event, stable_event_id, utc_now
+from devices import EVENT_KINDS, Event, stable_event_id
 from devices.wire import Heartbeat
 
 from .alarms import record_event
+from .clock import Clock, database_now, pause
 from .db import Gateway
 from .hub import AlarmHub
 from .schemas import AlarmChange, AlarmPublic
@@ -54,7 +55,7 @@ def offline_event(gateway: Gateway, at: datetime, *, restore: bool, why: str) ->
 class GatewaySupervisor:
     sessions: async_sessionmaker[AsyncSession]
     hub: AlarmHub
-    clock: Callable[[], datetime] = utc_now
+    clock: Clock = database_now
     raised: int = 0
     restored: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -64,7 +65,7 @@ class GatewaySupervisor:
     ) -> list[Change]:
         """A status message from a registered gateway: a heartbeat or its last will. The
         caller commits, then publishes the alarm changes returned."""
-        now = self.clock()
+        now = await self.clock(session)
         if beat.state == "offline":
             if gateway.online is False:
                 return []
@@ -75,7 +76,7 @@ class GatewaySupervisor:
             if gateway.offline_since is not None:
                 gateway.offline_since = None
                 event = offline_event(gateway, now, restore=True, why="heartbeat")
-                change = await self._record(session, gateway, event)
+                change = await self._record(session, gateway, event, now)
                 self.restored += 1
                 log.info("gateway %s is back", gateway.id)
             gateway.online = True
@@ -84,10 +85,10 @@ class GatewaySupervisor:
 
     async def sweep(self) -> list[str]:
         """Raise ``gateway_offline`` for every gateway silent too long; their ids."""
-        now = self.clock()
         found: list[str] = []
         changes: list[Change] = []
         async with self._lock, self.sessions() as session:
+            now = await self.clock(session)
             candidates = await session.execute(
                 select(Gateway)
                 .where(or_(Gateway.online.is_(True), Gateway.online.is_(None)))
@@ -112,13 +113,14 @@ class GatewaySupervisor:
         for org_id, change in changes:
             self.hub.publish(org_id, change)
 
-    async def run(self, every_s: float) -> None:
-        while True:
+    async def run(self, every_s: float, stop: asyncio.Event) -> None:
+        """Sweep every ``every_s`` until ``stop`` (between sweeps, never inside one)."""
+        while not stop.is_set():
             try:
                 await self.sweep()
             except Exception:  # a database outage must not end supervision for good
                 log.exception("gateway supervision sweep failed; trying again")
-            await asyncio.sleep(every_s)
+            await pause(every_s, stop)
 
     async def _went_offline(
         self, session: AsyncSession, gateway: Gateway, now: datetime, why: str
@@ -143,10 +145,12 @@ class GatewaySupervisor:
         await session.refresh(gateway)
         self.raised += 1
         log.warning("gateway %s offline: %s", gateway.id, why)
-        return await self._record(session, gateway, event)
+        return await self._record(session, gateway, event, now)
 
-    async def _record(self, session: AsyncSession, gateway: Gateway, event: Event) -> Change | None:
-        intake = await record_event(session, gateway.org_id, gateway.id, event)
+    async def _record(
+        self, session: AsyncSession, gateway: Gateway, event: Event, now: datetime
+    ) -> Change | None:
+        intake = await record_event(session, gateway.org_id, gateway.id, event, now=now)
         if intake.alarm is None:
             return None
         kind = "created" if intake.created else "updated"

@@ -80,6 +80,8 @@ EVENT_KINDS: dict[str, EventKind] = {
         # The gateway's own store: writes failed for a while, or it was found damaged.
         EventKind("store_fault", Priority.NORMAL, 300, "Gateway could not store events"),
         EventKind("store_damaged", Priority.NORMAL, 300, "Gateway store damaged"),
+        # The dispatch service's host or database clock jumped (Contact ID: time/date reset).
+        EventKind("clock_step", Priority.NORMAL, 625, "Dispatch clock jumped"),
         EventKind("lock_opened", Priority.LOW, 422, "Lock opened"),
         EventKind("check_done", Priority.LOW, 602, "Check done"),
     )

@@ -13,6 +13,8 @@ command -v pg_isready >/dev/null 2>&1 || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # The time-series tests write to victoria-metrics, which speaks the InfluxDB v2 write API.
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+# The clock-step tests move the dispatch service's wall clock with libfaketime.
+compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(libfaketime)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   $sudo apt-get update -qq

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 
 import httpx
 import jwt
@@ -118,7 +119,10 @@ async def test_every_route_refuses_the_unauthenticated_and_bad_tokens(
         {"sub": "1", "org": "org-a", "role": "operator", "exp": 1}, secret, algorithm="HS256"
     )
     forged = issue_token(
-        TokenClaims(1, "org-a", Role.OPERATOR), "another-secret-of-thirty-two-chars!!", 60
+        TokenClaims(1, "org-a", Role.OPERATOR),
+        "another-secret-of-thirty-two-chars!!",
+        60,
+        datetime.now(UTC),
     )
     unsigned = _unsigned_token({"sub": "1", "org": "org-a", "role": "operator", "exp": 9e9})
     for method, template, _roles, body in ROUTES:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.db import Gateway
 from cloud.supervision import GatewaySupervisor
@@ -23,10 +24,12 @@ pytestmark = pytest.mark.integration
 
 
 class Clock:
+    # From the real time on: the service's own supervisor sweeps too, with the real
+    # clock, and must see the test's heartbeats as recent, not as days old.
     def __init__(self) -> None:
-        self.now = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+        self.now = datetime.now(UTC)
 
-    def __call__(self) -> datetime:
+    async def __call__(self, session: AsyncSession) -> datetime:
         return self.now
 
     def advance(self, seconds: float) -> None:

@@ -8,6 +8,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
 from ..audit import audit
+from ..clock import database_now
 from ..db import User
 from ..schemas import Token
 from ..security import DUMMY_HASH, Role, TokenClaims, issue_token, verify_password
@@ -48,7 +49,6 @@ async def login(
     audit(session, user, "auth.login", f"user:{user.username}", {"from": keys[1]})
     await session.commit()
     ttl = services.settings.token_ttl_s
-    token = issue_token(
-        TokenClaims(user.id, user.org_id, Role(user.role)), services.settings.secret_key, ttl
-    )
+    claims = TokenClaims(user.id, user.org_id, Role(user.role))
+    token = issue_token(claims, services.settings.secret_key, ttl, await database_now(session))
     return Token(access_token=token, expires_in=ttl)

@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..clock import database_now
 from ..db import User
 from ..security import InvalidToken, Role, read_token
 from ..services import Services
@@ -44,7 +45,7 @@ async def get_current_user(
     if not token:
         raise _UNAUTHORISED
     try:
-        claims = read_token(token, services.settings.secret_key)
+        claims = read_token(token, services.settings.secret_key, await database_now(session))
     except InvalidToken:
         raise _UNAUTHORISED from None
     user = await session.get(User, claims.user_id)

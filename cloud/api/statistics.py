@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
-from devices import Priority, utc_now
+from devices import Priority
 
+from ..clock import database_now
 from ..statistics import response_statistics
 from .deps import SessionDep, StatisticsReader
 
@@ -28,7 +29,7 @@ async def get_statistics(
 ) -> dict[str, Any]:
     """Time to claim, to assign and to on site (median, 90th percentile), and the share of
     alarms claimed within 60 s and 180 s: in total, per day (UTC) and per operator."""
-    now = utc_now()
+    now = await database_now(session)
     end = end or now
     start = start or end - timedelta(days=1)
     for name, value in (("from", start), ("to", end)):
