@@ -61,7 +61,9 @@ async def record_event(
 ) -> Intake:
     """Store one event exactly once and fold it into the queue. The caller commits.
 
-    A repeated event id (a resend, a broker redelivery) changes nothing. A new event
+    An event is known by its gateway and id within the organisation: the same id from
+    another gateway is another event. A repeated one (a resend, a broker redelivery)
+    changes nothing. A new event
     for a device whose open alarm of that kind had an event within ``merge_window``
     joins that alarm (a count, and the latest position); a restore resolves an open
     technical alarm and marks any other as restored. Times are the database's
@@ -88,11 +90,11 @@ async def record_event(
     stmt = (
         insert(EventRecord)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["id"])
+        .on_conflict_do_nothing(index_elements=["org_id", "gateway_id", "id"])
         .returning(EventRecord.received_at)
     )
     received = (await session.execute(stmt)).scalar_one_or_none()
-    if received is None:  # that event id is stored already
+    if received is None:  # that event id is stored already, for this gateway
         return Intake(duplicate=True, alarm=None, created=False)
     now = received
 
@@ -165,7 +167,13 @@ async def record_event(
     if alarm is not None:
         await session.flush()
         await session.execute(
-            update(EventRecord).where(EventRecord.id == event.id).values(alarm_id=alarm.id)
+            update(EventRecord)
+            .where(
+                EventRecord.org_id == org_id,
+                EventRecord.gateway_id == gateway_id,
+                EventRecord.id == event.id,
+            )
+            .values(alarm_id=alarm.id)
         )
     return Intake(duplicate=False, alarm=alarm, created=created)
 

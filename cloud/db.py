@@ -190,12 +190,17 @@ class Alarm(Base):
 
 
 class EventRecord(Base):
-    """Every event ever received, once: the primary key is the gateway's event id."""
+    """Every event ever received, once per gateway that sent it.
+
+    An event id is a gateway's own (derived from its devices' sequences): another
+    organisation's gateway, or another gateway of the same one, may send the same id for
+    another occurrence. So the key is (organisation, gateway, event id), never the id alone.
+    """
 
     __tablename__ = "events"
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
-    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
-    gateway_id: Mapped[str] = mapped_column(String(64))
     alarm_id: Mapped[int | None] = mapped_column(ForeignKey("alarms.id"), index=True)
     kind: Mapped[str] = mapped_column(String(64))
     priority: Mapped[str] = mapped_column(String(16))

@@ -13,6 +13,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.db import Base, make_engine
@@ -84,3 +85,34 @@ async def test_upgrading_keeps_alarms_and_who_acknowledged_them_has_claimed_them
                 )
             ).one()
     assert tuple(row) == ("acknowledged", 2, "anna", 0)
+
+
+EVENT_ROW = (
+    "INSERT INTO events (id, org_id, gateway_id, alarm_id, kind, priority, device_id,"
+    " restore, occurred_at, received_at, detail)"
+    " VALUES ('ev-00000001', 'o', :gateway, NULL, 'alarm_button', 'critical', 'd',"
+    " :no, :t, :t, '{}')"
+)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_upgrading_keys_events_by_gateway_and_keeps_them(kind: str, tmp_path: Path) -> None:
+    """Before 0006 one event id was one event whoever sent it; after, it is one per
+    organisation and gateway, and the events stored before are all there."""
+    values = {"t": datetime(2026, 12, 1, 3, 0, tzinfo=UTC), "no": False}
+    async with engine_for(kind, tmp_path) as engine:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0005"))
+            await conn.execute(text("INSERT INTO organisations (id, name) VALUES ('o', 'O')"))
+            await conn.execute(text(EVENT_ROW), {**values, "gateway": "gw-1"})
+        await upgrade(engine)
+        async with engine.begin() as conn:
+            await conn.execute(text(EVENT_ROW), {**values, "gateway": "gw-2"})
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(text(EVENT_ROW), {**values, "gateway": "gw-1"})
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(text("SELECT gateway_id, id FROM events ORDER BY gateway_id"))
+            ).all()
+    assert [tuple(r) for r in rows] == [("gw-1", "ev-00000001"), ("gw-2", "ev-00000001")]

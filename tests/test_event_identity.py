@@ -1,0 +1,99 @@
+"""An event id is a gateway's own: the same id from another organisation's gateway, or
+from another gateway of the same organisation, is another event with its own alarm and
+its own ack. On SQLite and PostgreSQL (the ``cloud`` fixture is parametrised)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import aiomqtt
+import pytest
+from sqlalchemy import func, select
+
+from cloud.admin import admin_session, ensure_gateway
+from cloud.db import EventRecord
+from devices.wire import TOPIC_ROOT, Ack, EventEnvelope, events_topic, split_topic
+
+from .conftest import GATEWAY_ID, RunningCloud, make_event
+from .servers import Mosquitto, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+# Two gateways of org-a (the fixture's and another) and one of org-b; the same event id.
+SENDERS = [(GATEWAY_ID, "pendant-1"), ("gw-test-2", "pendant-2"), ("gw-b-1", "pendant-1")]
+
+
+def _same_id_from(gateway_id: str, device: str) -> str:
+    event = make_event("boot-1", 1, device=device)  # every gateway's first event of a boot
+    return EventEnvelope(
+        gateway_id=gateway_id, sent_at=datetime.now(UTC), event=event
+    ).model_dump_json()
+
+
+async def test_the_same_event_id_from_other_gateways_makes_their_own_alarms_and_acks(
+    cloud: RunningCloud, mosquitto: Mosquitto
+) -> None:
+    async with admin_session(cloud.settings) as session:
+        await ensure_gateway(session, "org-a", "gw-test-2", "Second gateway of org-a")
+        await ensure_gateway(session, "org-b", "gw-b-1", "Gateway of org-b")
+        await session.commit()
+    event_id = make_event("boot-1", 1).id
+    acked: dict[str, list[str]] = defaultdict(list)
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        await client.subscribe(f"{TOPIC_ROOT}/+/acks", qos=1)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                parts = split_topic(message.topic.value)
+                assert parts is not None and isinstance(message.payload, bytes)
+                acked[parts[0]].extend(Ack.model_validate_json(message.payload).event_ids)
+
+        collector = asyncio.create_task(collect())
+        for gateway_id, device in SENDERS:
+            payload = _same_id_from(gateway_id, device)
+            await client.publish(events_topic(gateway_id), payload, qos=1)
+        # A resend from the first gateway is still a duplicate of its own event.
+        await client.publish(events_topic(GATEWAY_ID), _same_id_from(*SENDERS[0]), qos=1)
+        await wait_until(lambda: sum(len(ids) for ids in acked.values()) == 4)
+        collector.cancel()
+    assert dict(acked) == {
+        GATEWAY_ID: [event_id] * 2,
+        "gw-test-2": [event_id],
+        "gw-b-1": [event_id],
+    }
+    assert cloud.ingest.committed == 3 and cloud.ingest.duplicates == 1
+
+    async with await cloud.authed("anna") as http:
+        org_a = (await http.get("/api/v1/alarms")).json()
+    async with await cloud.authed("olle") as http:
+        org_b = (await http.get("/api/v1/alarms")).json()
+    seen = sorted((a["gateway_id"], a["device_id"], a["event_count"]) for a in org_a + org_b)
+    assert seen == sorted((g, d, 1) for g, d in SENDERS)
+    assert [a["gateway_id"] for a in org_b] == ["gw-b-1"]
+
+    async with cloud.app.state.services.sessions() as session:
+        rows = (
+            await session.execute(
+                select(EventRecord.org_id, EventRecord.gateway_id, func.count())
+                .where(EventRecord.id == event_id)
+                .group_by(EventRecord.org_id, EventRecord.gateway_id)
+                .order_by(EventRecord.gateway_id)
+            )
+        ).all()
+        # Each stored event points at its own gateway's alarm, not at another's.
+        links = (
+            await session.execute(
+                select(EventRecord.gateway_id, EventRecord.alarm_id).where(
+                    EventRecord.id == event_id
+                )
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("org-b", "gw-b-1", 1),
+        ("org-a", GATEWAY_ID, 1),
+        ("org-a", "gw-test-2", 1),
+    ]
+    alarm_of = {a["gateway_id"]: a["id"] for a in org_a + org_b}
+    assert {g: a for g, a in links} == alarm_of
