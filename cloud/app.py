@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -15,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from dashboards import OPERATOR_CONSOLE
 
-from .api import api_router
+from .api import SMALL_BODY_BYTES, StrictJsonRoute, api_router
 from .clockwatch import ClockWatch
 from .db import make_engine, make_sessionmaker
 from .escalation import Escalator, Limits
@@ -31,17 +33,31 @@ log = logging.getLogger("trygg.cloud")
 STOP_WORKERS_S = 0.5  # for a sweep under way to finish; then it is cancelled
 
 
+# The errors echo the input they refused, which may be bytes that are not UTF-8 (a body
+# sent with another content type) or a float that JSON cannot spell: say so, never fail.
+_ECHO: dict[Any, Callable[[Any], Any]] = {
+    bytes: lambda raw: raw.decode("utf-8", "backslashreplace"),
+    float: lambda number: number if math.isfinite(number) else str(number),
+}
+
+
 async def readable_validation_error(request: Request, exc: Exception) -> JSONResponse:
     """422 with ``detail`` a sentence a person can act on, and ``errors`` for programs."""
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     parts = []
     for error in errors:
+        if error.get("type") == "json_invalid":  # FastAPI's message is generic; ctx says why
+            parts.append(f"body: not JSON ({error.get('ctx', {}).get('error', 'invalid')})")
+            continue
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
     return JSONResponse(
         status_code=422,
-        content={"detail": "; ".join(parts), "errors": jsonable_encoder(errors)},
+        content={
+            "detail": "; ".join(parts),
+            "errors": jsonable_encoder(errors, custom_encoder=_ECHO),
+        },
     )
 
 
@@ -87,7 +103,12 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
                     await task
             await engine.dispose()
 
-    app = FastAPI(title="Trygg dispatch", version="0.1.0", lifespan=lifespan)
+    # Every body is bounded before it is read, small unless a route says otherwise, and
+    # parsed as strict JSON (cloud/api/bodies.py).
+    app = FastAPI(
+        title="Trygg dispatch", version="0.1.0", lifespan=lifespan, max_body_size=SMALL_BODY_BYTES
+    )
+    app.router.route_class = StrictJsonRoute
     app.include_router(api_router)
     app.add_exception_handler(RequestValidationError, readable_validation_error)
 

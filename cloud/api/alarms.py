@@ -36,6 +36,7 @@ from ..schemas import (
 )
 from ..security import Role
 from ..services import Services
+from .bodies import TEXT_BODY_BYTES, StrictJsonRoute
 from .deps import (
     AlarmHandler,
     AlarmReader,
@@ -45,7 +46,7 @@ from .deps import (
     SessionDep,
 )
 
-router = APIRouter(prefix="/alarms", tags=["alarms"])
+router = APIRouter(prefix="/alarms", tags=["alarms"], route_class=StrictJsonRoute)
 
 KEEPALIVE_S = 15.0
 # Ids are 32-bit in every database Trygg runs on; anything else cannot be an alarm.
@@ -187,7 +188,7 @@ async def post_acknowledge(
     return await _act(alarm_id, Action.ACKNOWLEDGE, user, session, services)
 
 
-@router.post("/{alarm_id}/assign")
+@router.post("/{alarm_id}/assign", max_body_size=TEXT_BODY_BYTES)
 async def post_assign(
     alarm_id: AlarmId,
     body: AssignBody,
@@ -221,7 +222,7 @@ async def post_on_site(
     return await _act(alarm_id, Action.ON_SITE, user, session, services)
 
 
-@router.post("/{alarm_id}/resolve")
+@router.post("/{alarm_id}/resolve", max_body_size=TEXT_BODY_BYTES)
 async def post_resolve(
     alarm_id: AlarmId,
     body: ResolveBody,

@@ -12,9 +12,10 @@ from ..clock import database_now
 from ..db import User
 from ..schemas import Token
 from ..security import DUMMY_HASH, Role, TokenClaims, issue_token, verify_password
+from .bodies import StrictJsonRoute
 from .deps import ServicesDep, SessionDep
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=StrictJsonRoute)
 
 
 @router.post("/token")

@@ -20,6 +20,7 @@ from devices.wire import GATEWAY_ID_PATTERN
 from ..audit import audit, read_audit
 from ..db import Device, Gateway, Home, Resident, Team, User
 from ..security import Role, hash_password
+from .bodies import TEXT_BODY_BYTES, StrictJsonRoute
 from .deps import (
     Admin,
     AuditReader,
@@ -32,7 +33,7 @@ from .deps import (
     SessionDep,
 )
 
-router = APIRouter(tags=["organisation"])
+router = APIRouter(tags=["organisation"], route_class=StrictJsonRoute)
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 Text = Annotated[str, Field(max_length=2000)]
@@ -160,7 +161,7 @@ async def list_homes(user: HomeReader, session: SessionDep) -> list[HomeOut]:
     return await _listed(session, user, Home, HomeOut, Home.id)
 
 
-@router.post("/homes", status_code=status.HTTP_201_CREATED)
+@router.post("/homes", status_code=status.HTTP_201_CREATED, max_body_size=TEXT_BODY_BYTES)
 async def create_home(body: HomeNew, user: Admin, session: SessionDep) -> HomeOut:
     home = Home(org_id=user.org_id, **body.model_dump())
     session.add(home)
@@ -169,7 +170,7 @@ async def create_home(body: HomeNew, user: Admin, session: SessionDep) -> HomeOu
     return HomeOut.model_validate(home)
 
 
-@router.put("/homes/{home_id}")
+@router.put("/homes/{home_id}", max_body_size=TEXT_BODY_BYTES)
 async def update_home(home_id: str, body: HomeIn, user: Admin, session: SessionDep) -> HomeOut:
     home = await session.get(Home, (user.org_id, home_id))
     if home is None:
@@ -230,7 +231,7 @@ async def get_resident(resident_id: str, user: ResidentReader, session: SessionD
     return ResidentOut.model_validate(resident)
 
 
-@router.post("/residents", status_code=status.HTTP_201_CREATED)
+@router.post("/residents", status_code=status.HTTP_201_CREATED, max_body_size=TEXT_BODY_BYTES)
 async def create_resident(body: ResidentNew, user: Admin, session: SessionDep) -> ResidentOut:
     await _home_exists(session, user.org_id, body.home_id)
     resident = Resident(org_id=user.org_id, **body.model_dump())
@@ -240,7 +241,7 @@ async def create_resident(body: ResidentNew, user: Admin, session: SessionDep) -
     return ResidentOut.model_validate(resident)
 
 
-@router.put("/residents/{resident_id}")
+@router.put("/residents/{resident_id}", max_body_size=TEXT_BODY_BYTES)
 async def update_resident(
     resident_id: str, body: ResidentIn, user: Admin, session: SessionDep
 ) -> ResidentOut:

@@ -10,9 +10,10 @@ from devices import Priority
 
 from ..clock import database_now
 from ..statistics import response_statistics
+from .bodies import StrictJsonRoute
 from .deps import SessionDep, StatisticsReader
 
-router = APIRouter(prefix="/statistics", tags=["statistics"])
+router = APIRouter(prefix="/statistics", tags=["statistics"], route_class=StrictJsonRoute)
 
 MAX_RANGE = timedelta(days=366)
 
