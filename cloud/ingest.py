@@ -1,6 +1,7 @@
 """The ingest worker: gateway events in, committed, then acknowledged to the gateway.
 
-The order is the contract: validate -> upsert by event id -> commit -> ack -> stream.
+The order is the contract: validate -> make storable -> upsert by (gateway, event id)
+-> commit -> ack -> stream.
 Nothing is acked that is not committed; a gateway that gets no ack sends again, and
 the upsert makes the resend harmless.
 """
@@ -38,6 +39,7 @@ from .db import Gateway
 from .hub import AlarmHub
 from .schemas import AlarmChange, AlarmPublic, RelayedChange
 from .settings import CloudSettings
+from .storable import storable
 from .supervision import GatewaySupervisor
 
 CHANGES_TOPIC = "trygg/v1/dispatch/changes"  # between replicas: alarm changes for consoles
@@ -70,6 +72,8 @@ class IngestWorker:
         self.sessions = sessions
         self.hub = hub
         self.dropped: Counter[str] = Counter()
+        # Events kept with text or numbers PostgreSQL cannot store replaced (storable.py).
+        self.neutralised: Counter[str] = Counter()
         self.committed = 0
         self.duplicates = 0
         self.connected = asyncio.Event()
@@ -83,9 +87,25 @@ class IngestWorker:
 
     def _drop(self, reason: str, source: str, detail: str = "") -> None:
         self.dropped[reason] += 1
-        if (reason, source) not in self._warned and len(self._warned) < 10_000:
-            self._warned.add((reason, source))
+        if self._first(reason, source):
             log.warning("dropped %s from %s: %s (further ones counted)", reason, source, detail)
+
+    def _neutralise(self, reason: str, source: str, event_id: str) -> None:
+        self.neutralised[reason] += 1
+        if self._first(reason, source):
+            log.warning(
+                "event %s from %s had a %s, replaced; the event is kept (further ones counted)",
+                event_id,
+                source,
+                reason.replace("_", " "),
+            )
+
+    def _first(self, reason: str, source: str) -> bool:
+        """Whether this is the first time ``source`` gave ``reason`` (logged once each)."""
+        if (reason, source) in self._warned or len(self._warned) >= 10_000:
+            return False
+        self._warned.add((reason, source))
+        return True
 
     async def run(self) -> None:
         s = self.settings
@@ -239,7 +259,9 @@ class IngestWorker:
         if envelope.gateway_id != gateway_id:
             self._drop("gateway_mismatch", gateway_id, f"envelope says {envelope.gateway_id}")
             return
-        event = envelope.event
+        event, reasons = storable(envelope.event)
+        for reason in sorted(reasons):
+            self._neutralise(reason, gateway_id, event.id)
         try:
             async with self.sessions() as session:
                 org_id = await self._org_of(session, gateway_id)
