@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from dashboards import OPERATOR_CONSOLE
 
-from .api import SMALL_BODY_BYTES, StrictJsonRoute, api_router
+from .api import SMALL_BODY_BYTES, StrictRoute, api_router
 from .clockwatch import ClockWatch
 from .db import make_engine, make_sessionmaker
 from .escalation import Escalator, Limits
@@ -48,7 +48,7 @@ async def readable_validation_error(request: Request, exc: Exception) -> JSONRes
     parts = []
     for error in errors:
         if error.get("type") == "json_invalid":  # FastAPI's message is generic; ctx says why
-            parts.append(f"body: not JSON ({error.get('ctx', {}).get('error', 'invalid')})")
+            parts.append(f"body: bad JSON ({error.get('ctx', {}).get('error', 'invalid')})")
             continue
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
@@ -104,11 +104,11 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
             await engine.dispose()
 
     # Every body is bounded before it is read, small unless a route says otherwise, and
-    # parsed as strict JSON (cloud/api/bodies.py).
+    # parsed as strict JSON (cloud/api/strict.py).
     app = FastAPI(
         title="Trygg dispatch", version="0.1.0", lifespan=lifespan, max_body_size=SMALL_BODY_BYTES
     )
-    app.router.route_class = StrictJsonRoute
+    app.router.route_class = StrictRoute
     app.include_router(api_router)
     app.add_exception_handler(RequestValidationError, readable_validation_error)
 

@@ -1,12 +1,12 @@
 from fastapi import APIRouter
 
 from . import alarms, auth, people, statistics
-from .bodies import SMALL_BODY_BYTES, StrictJsonRoute
+from .strict import SMALL_BODY_BYTES, StrictRoute
 
-api_router = APIRouter(prefix="/api/v1", route_class=StrictJsonRoute)
+api_router = APIRouter(prefix="/api/v1", route_class=StrictRoute)
 api_router.include_router(auth.router)
 api_router.include_router(alarms.router)
 api_router.include_router(statistics.router)
 api_router.include_router(people.router)
 
-__all__ = ["SMALL_BODY_BYTES", "StrictJsonRoute", "api_router"]
+__all__ = ["SMALL_BODY_BYTES", "StrictRoute", "api_router"]

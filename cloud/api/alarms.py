@@ -36,7 +36,6 @@ from ..schemas import (
 )
 from ..security import Role
 from ..services import Services
-from .bodies import TEXT_BODY_BYTES, StrictJsonRoute
 from .deps import (
     AlarmHandler,
     AlarmReader,
@@ -45,8 +44,9 @@ from .deps import (
     ServicesDep,
     SessionDep,
 )
+from .strict import TEXT_BODY_BYTES, StrictRoute
 
-router = APIRouter(prefix="/alarms", tags=["alarms"], route_class=StrictJsonRoute)
+router = APIRouter(prefix="/alarms", tags=["alarms"], route_class=StrictRoute)
 
 KEEPALIVE_S = 15.0
 # Ids are 32-bit in every database Trygg runs on; anything else cannot be an alarm.

@@ -12,10 +12,10 @@ from ..clock import database_now
 from ..db import User
 from ..schemas import Token
 from ..security import DUMMY_HASH, Role, TokenClaims, issue_token, verify_password
-from .bodies import StrictJsonRoute
 from .deps import ServicesDep, SessionDep
+from .strict import StrictRoute
 
-router = APIRouter(prefix="/auth", tags=["auth"], route_class=StrictJsonRoute)
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=StrictRoute)
 
 
 @router.post("/token")

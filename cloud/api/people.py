@@ -20,7 +20,6 @@ from devices.wire import GATEWAY_ID_PATTERN
 from ..audit import audit, read_audit
 from ..db import Device, Gateway, Home, Resident, Team, User
 from ..security import Role, hash_password
-from .bodies import TEXT_BODY_BYTES, StrictJsonRoute
 from .deps import (
     Admin,
     AuditReader,
@@ -32,8 +31,9 @@ from .deps import (
     ResidentReader,
     SessionDep,
 )
+from .strict import TEXT_BODY_BYTES, StrictRoute
 
-router = APIRouter(tags=["organisation"], route_class=StrictJsonRoute)
+router = APIRouter(tags=["organisation"], route_class=StrictRoute)
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 Text = Annotated[str, Field(max_length=2000)]

@@ -10,10 +10,10 @@ from devices import Priority
 
 from ..clock import database_now
 from ..statistics import response_statistics
-from .bodies import StrictJsonRoute
 from .deps import SessionDep, StatisticsReader
+from .strict import StrictRoute
 
-router = APIRouter(prefix="/statistics", tags=["statistics"], route_class=StrictJsonRoute)
+router = APIRouter(prefix="/statistics", tags=["statistics"], route_class=StrictRoute)
 
 MAX_RANGE = timedelta(days=366)
 

@@ -1,4 +1,5 @@
-"""Request bodies: bounded before they are read, and JSON that is JSON.
+"""What every route takes: bodies bounded before they are read, JSON that is JSON, and
+no NUL character anywhere.
 
 Bounds: the app refuses any body over ``SMALL_BODY_BYTES`` with 413, from its declared
 Content-Length before a byte is read, or by counting a streamed (chunked) body and
@@ -9,8 +10,12 @@ without a bound a stranger's 400 MB POST was held in memory whole.
 
 JSON: Python's parser takes ``NaN`` and ``Infinity``, which JSON does not have, and the
 parsed value then failed later (a 500). Every route of the API parses bodies with
-``StrictJsonRoute``: non-finite numbers, invalid UTF-8, lone surrogates and NUL characters
-(which no text column can hold) are a 422 with the reason, like any other bad body.
+``StrictRoute``: non-finite numbers, invalid UTF-8, lone surrogates and NUL characters
+are a 422 with the reason, like any other bad body.
+
+NUL: no PostgreSQL text can hold one, so a NUL in a path parameter, a query parameter or
+a form (``%00``) reached the database and failed there (a 500). It is a 422 here, before
+any route runs.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 SMALL_BODY_BYTES = 16 * 1024
@@ -35,7 +41,7 @@ class _NotJson(ValueError):
 
 
 def _refuse_constant(name: str) -> Any:
-    raise _NotJson(f"{name} is not a number in JSON")
+    raise _NotJson(f"{name} is not a JSON number")
 
 
 def _check(value: Any) -> None:
@@ -56,11 +62,11 @@ def _check(value: Any) -> None:
 
 def _check_text(text: str) -> None:
     if "\x00" in text:
-        raise _NotJson("text holds a NUL character (\\u0000)")
+        raise _NotJson("a NUL character (\\u0000) in text")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise _NotJson("text holds a lone surrogate escape (not a Unicode character)") from exc
+        raise _NotJson("a lone surrogate escape, which is not a character") from exc
 
 
 def parse_json(body: bytes) -> Any:
@@ -81,20 +87,52 @@ def parse_json(body: bytes) -> Any:
     return value
 
 
-class StrictJsonRequest(Request):
+class StrictRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             self._json = parse_json(await self.body())
         return self._json
 
 
-class StrictJsonRoute(APIRoute):
-    """A route whose JSON body is parsed by ``parse_json``."""
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+NUL_ERROR = "string_nul"
+
+
+async def _refuse_nul(request: Request) -> None:
+    """A 422 naming each parameter that holds a NUL character (or the form that does)."""
+    where: list[tuple[str, ...]] = [
+        ("path", name)
+        for name, value in request.path_params.items()
+        if isinstance(value, str) and "\x00" in value
+    ]
+    where += [
+        ("query", name)
+        for name, value in request.query_params.multi_items()
+        if "\x00" in name or "\x00" in value
+    ]
+    if request.headers.get("content-type", "").startswith(FORMS):
+        body = await request.body()  # bounded like any body; the form is parsed from it
+        if b"\x00" in body or b"%00" in body:
+            where.append(("body", "form"))
+    if where:
+        raise RequestValidationError(
+            [
+                {"type": NUL_ERROR, "loc": loc, "msg": "holds a NUL character (\\u0000)"}
+                for loc in where
+            ]
+        )
+
+
+class StrictRoute(APIRoute):
+    """A route that refuses NUL characters in its parameters and forms, and parses its
+    JSON body with ``parse_json``."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
 
         async def strict(request: Request) -> Response:
-            return await handle(StrictJsonRequest(request.scope, request.receive))
+            checked = StrictRequest(request.scope, request.receive)
+            await _refuse_nul(checked)
+            return await handle(checked)
 
         return strict
