@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import math
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cloud.api import SMALL_BODY_BYTES
-from cloud.api.strict import TEXT_BODY_BYTES
+from cloud.api.strict import TEXT_BODY_BYTES, parse_json
 
 from .conftest import USERS, RunningCloud
 from .servers import Mosquitto, free_port, wait_until
@@ -242,3 +247,37 @@ async def test_a_nul_in_any_parameter_or_form_is_422_and_never_reaches_the_datab
                     tried += 1
         assert (await http.get("/api/v1/alarms")).status_code == 200
     assert tried >= 15
+
+
+# -- parse_json on any bytes ---------------------------------------------------------------
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _texts_and_numbers(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [*value] + [x for v in value.values() for x in _texts_and_numbers(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _texts_and_numbers(v)]
+    return [value]
+
+
+@given(st.one_of(st.binary(max_size=200), json_like.map(lambda v: json.dumps(v).encode())))
+def test_parse_json_gives_clean_json_or_a_decode_error_for_any_bytes(raw: bytes) -> None:
+    """Whatever arrives: a value with no NaN, Infinity, NUL or lone surrogate in it, or a
+    JSONDecodeError (FastAPI's 422), never any other exception."""
+    try:
+        value = parse_json(raw)
+    except json.JSONDecodeError:
+        return
+    for leaf in _texts_and_numbers(value):
+        if isinstance(leaf, float):
+            assert math.isfinite(leaf)
+        if isinstance(leaf, str):
+            assert "\x00" not in leaf
+            leaf.encode("utf-8")
+    json.dumps(value, allow_nan=False)
