@@ -156,14 +156,17 @@ class DispatchUplink:
         """Send pending events, most urgent first, while the window has room for them.
 
         The window counts, for an event, only the in-flight events at least as urgent as
-        it: a window full of unacked low events never holds back a critical alarm.
+        it: a window full of unacked low events never holds back a critical alarm. And no
+        event goes while a more urgent one waits for its ack: if the dispatch service
+        missed it (it was not yet subscribed again after an outage, say), it is sent again
+        before anything less urgent, so alarms still arrive most urgent first.
         """
         window = self.settings.max_in_flight
         batch = await self.store.pending(window, exclude=self._in_flight)
         per_rank = Counter(f.rank for f in self._in_flight.values())  # once, not per event
         for item in batch:
             rank = item.event.priority.rank
-            if sum(n for r, n in per_rank.items() if r <= rank) >= window:
+            if any(r < rank for r in per_rank) or per_rank[rank] >= window:
                 return  # the rest of the batch is no more urgent than this one
             per_rank[rank] += 1
             envelope = EventEnvelope(
