@@ -332,6 +332,14 @@ class GatewayProcess:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def peak_rss_mb(self) -> float:
+        """The process's peak resident memory so far (VmHWM)."""
+        assert self._proc is not None
+        for line in Path(f"/proc/{self._proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmHWM in /proc status")
+
     def terminate(self) -> int:
         if self._proc is None:
             return 0
