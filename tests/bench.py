@@ -1185,6 +1185,11 @@ TARGETS = {
     "alarm_after_reconnect_ms": ("<=", 1_000),
     "gateway_rss_mb": ("<=", 120),
     "alarms_query_p99_ms": ("<=", 50),
+    # Issue 11: nothing accepted is lost, nothing arrives twice, under kills and overload.
+    "kill9_alarms_lost": ("<=", 0),
+    "kill9_alarms_duplicated": ("<=", 0),
+    "overload_sigterm_readings_lost": ("<=", 0),
+    "overload_restart_duplicates": ("<=", 0),
 }
 
 
