@@ -73,7 +73,11 @@ class ReadingsBuffer:
         while self._pending:
             batch = self._pending[: self.max_batch]
             upto = self._gone + len(batch)
-            inputs = [src for last, src in self._inputs if last <= upto]
+            inputs = []
+            for last, src in self._inputs:  # oldest first: only the front is this batch's
+                if last > upto:
+                    break
+                inputs.append(src)
             write = asyncio.ensure_future(self.store.add_readings(batch, inputs))
             try:
                 await asyncio.shield(write)

@@ -139,8 +139,8 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def rss_mb(pid: int) -> float:
-    """Peak resident memory of a process (VmHWM), of the python under taskset."""
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Resident memory of a process (VmHWM: its peak), of the python under taskset."""
     for candidate in (pid, *_children(pid)):
         try:
             status = Path(f"/proc/{candidate}/status").read_text()
@@ -149,7 +149,7 @@ def rss_mb(pid: int) -> float:
         if "python" not in Path(f"/proc/{candidate}/cmdline").read_bytes().decode(errors="replace"):
             continue
         for line in status.splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -352,12 +352,12 @@ def phase_overload(work: Path, seconds: float, rate: int) -> dict[str, float]:
                 publisher.publish(f"zigbee2mqtt/sensor-{n % SENSORS}", sensor_message(n), qos=0)
                 n += 1
             if now >= next_sample:
-                peak = max(peak, _rss_now(proc.pid))
+                peak = max(peak, rss_mb(proc.pid, "VmRSS"))
                 next_sample = now + 0.5
             time.sleep(0.001)
         offered = n * per_message / (time.monotonic() - started)
         publisher.close()
-        peak = max(peak, _rss_now(proc.pid))
+        peak = max(peak, rss_mb(proc.pid, "VmRSS"))
     finally:
         stop_process(proc)  # SIGTERM
     first = re.search(STOPPED, logfile.read_text())
@@ -391,19 +391,6 @@ def phase_overload(work: Path, seconds: float, rate: int) -> dict[str, float]:
         "overload_sigterm_readings_lost": int(taken) - int(committed),
         "overload_restart_duplicates": duplicates,
     }
-
-
-def _rss_now(pid: int) -> float:
-    """Current resident memory (VmRSS) of the gateway's python."""
-    for candidate in (pid, *_children(pid)):
-        try:
-            status = Path(f"/proc/{candidate}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def phase_ingest(work: Path, messages: int) -> dict[str, float]:
