@@ -110,6 +110,12 @@ class Device(Base):
     home_id: Mapped[str] = mapped_column(String(128))
     type: Mapped[str] = mapped_column(String(64))
     resident_id: Mapped[str | None] = mapped_column(String(128))
+    # What the gateway's inventory says (devices/wire.py Inventory); reported_at is None
+    # for a device registered here that the gateway has not reported (yet, or any more).
+    transport: Mapped[str | None] = mapped_column(String(32))
+    firmware: Mapped[str | None] = mapped_column(String(64))
+    actions: Mapped[list[str] | None] = mapped_column(JSON)
+    reported_at: Mapped[datetime | None]
 
 
 class AuditEntry(Base):
@@ -138,6 +144,39 @@ class Gateway(Base):
     # What its heartbeats say of themselves, and since when it is away (cloud/supervision.py).
     heartbeat_interval_s: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
     offline_since: Mapped[datetime | None]
+    # Its broker password in mosquitto's own hash format (the plain one is only in the
+    # bundle given to the technician); None for a gateway that authenticates otherwise.
+    broker_password_hash: Mapped[str | None] = mapped_column(String(200))
+    # The revision of the last inventory it reported, and when.
+    inventory_revision: Mapped[int | None] = mapped_column(Integer)
+    inventory_at: Mapped[datetime | None]
+
+
+class CommandRecord(Base):
+    """A signed command to one device through its gateway, and where it has got to:
+    pending -> accepted -> done | failed, or refused | expired (cloud/commands.py)."""
+
+    __tablename__ = "commands"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    gateway_id: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    issued_by: Mapped[str] = mapped_column(String(100))
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime]
+    signed: Mapped[dict[str, Any]]  # the Command exactly as published
+
+    __table_args__ = (
+        Index("commands_by_gateway", "org_id", "gateway_id", "issued_at"),
+        Index("commands_open", "state", "expires_at"),
+    )
 
 
 class Alarm(Base):
