@@ -9,12 +9,16 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "development-only-secret-change-me-0000000000"  # noqa: S105
+# Secrets that were ever shipped in this repository: never accepted outside development.
+PUBLISHED_SECRETS = frozenset({"", DEVELOPMENT_SECRET, "compose-development-secret-0000000000"})
 
 
 class CloudSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRYGG_", extra="ignore")
 
-    environment: Literal["development", "production"] = "development"
+    # Development must be asked for: a deployment that forgets this runs as production and
+    # so refuses to start without secrets of its own.
+    environment: Literal["development", "production"] = "production"
     database_url: str = "sqlite+aiosqlite:///./trygg-cloud.db"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
@@ -25,7 +29,8 @@ class CloudSettings(BaseSettings):
     # Replicas in one group share the gateways' messages (MQTT shared subscriptions);
     # empty: this replica takes them all.
     mqtt_shared_group: str = Field(default="trygg-dispatch", pattern=r"^[A-Za-z0-9_-]{0,64}$")
-    secret_key: str = Field(default=DEVELOPMENT_SECRET, min_length=32)
+    # Signs access tokens; no default outside development (the development one is public).
+    secret_key: str = Field(default="", max_length=512)
     token_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400)
     # How often to look for gateways silent past two heartbeat intervals.
     supervision_every_s: float = Field(default=5.0, gt=0, le=60)
@@ -44,6 +49,13 @@ class CloudSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> CloudSettings:
-        if self.environment == "production" and self.secret_key == DEVELOPMENT_SECRET:
-            raise ValueError("TRYGG_SECRET_KEY must be set to a secret of your own in production")
+        if not self.secret_key and self.environment == "development":
+            self.secret_key = DEVELOPMENT_SECRET
+        if self.environment == "production" and self.secret_key in PUBLISHED_SECRETS:
+            raise ValueError(
+                "TRYGG_SECRET_KEY must be set to a secret of your own "
+                "(TRYGG_ENVIRONMENT=development allows the public development one)"
+            )
+        if len(self.secret_key) < 32:
+            raise ValueError("TRYGG_SECRET_KEY must be at least 32 characters")
         return self

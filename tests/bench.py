@@ -710,6 +710,7 @@ def _python_pid(pid: int) -> int:
 def run_cloud(work: Path, database_url: str, broker: Mosquitto) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "TRYGG_ENVIRONMENT": "development",
         "TRYGG_DATABASE_URL": database_url,
         "TRYGG_MQTT_PORT": str(broker.port),
         "TRYGG_MQTT_CLIENT_ID": f"trygg-cloud-bench-{broker.port}",
@@ -917,7 +918,7 @@ async def _cloud_history(url: str, gateways: int, history: int) -> None:
     from cloud.db import Alarm, Gateway
     from cloud.security import Role
 
-    async with admin_session(CloudSettings(database_url=url)) as session:
+    async with admin_session(CloudSettings(environment="development", database_url=url)) as session:
         await ensure_user(session, "bench", "bench-operator", "bench-operator", Role.OPERATOR)
         await session.execute(
             insert(Gateway),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,10 @@ from .servers import (
     free_port,
     throwaway_database,
 )
+
+# The tests' dispatch services (in-process and the ones they start as processes) run in
+# the explicit development mode: production, the default, needs secrets of its own.
+os.environ.setdefault("TRYGG_ENVIRONMENT", "development")
 
 # shared/ stands beside the repository, in a work tree and in CI's fresh clone alike.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -251,14 +251,26 @@ async def test_console_and_openapi_are_served(sqlite_cloud: RunningCloud) -> Non
         assert "/api/v1/alarms/{alarm_id}/acknowledge" in spec["paths"]
 
 
-def test_production_refuses_the_development_secret() -> None:
+def test_production_refuses_the_development_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 
     from cloud import CloudSettings
+    from cloud.settings import DEVELOPMENT_SECRET
 
     with pytest.raises(ValidationError, match="TRYGG_SECRET_KEY"):
         CloudSettings(environment="production")
+    with pytest.raises(ValidationError, match="TRYGG_SECRET_KEY"):
+        CloudSettings(environment="production", secret_key=DEVELOPMENT_SECRET)
+    with pytest.raises(ValidationError, match="at least 32"):
+        CloudSettings(environment="production", secret_key="short")
     CloudSettings(environment="production", secret_key="x" * 40)
+    # Development is never the default: without TRYGG_ENVIRONMENT, no secret, no start.
+    monkeypatch.delenv("TRYGG_ENVIRONMENT", raising=False)
+    monkeypatch.delenv("TRYGG_SECRET_KEY", raising=False)
+    with pytest.raises(ValidationError, match="TRYGG_SECRET_KEY"):
+        CloudSettings()
+    monkeypatch.setenv("TRYGG_ENVIRONMENT", "development")
+    assert CloudSettings().secret_key == DEVELOPMENT_SECRET
 
 
 GARBAGE_BODIES: list[bytes] = [

@@ -105,6 +105,8 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> 
                 (options.data_dir / f"{name}{suffix}").unlink(missing_ok=True)
 
     settings = CloudSettings(
+        # The demo's own: the public development secret and an embedded broker on loopback.
+        environment="development",
         database_url=f"sqlite+aiosqlite:///{(options.data_dir / 'cloud.db').resolve()}",
         mqtt_host=options.host,
         mqtt_port=options.mqtt_port,
