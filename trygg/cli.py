@@ -87,6 +87,41 @@ def gateway_check_config(
         typer.echo(f"  {d.id:24} {d.type.value:14} {d.transport}:{d.address}  home={d.home}")
 
 
+@gateway_app.command("broker-acl")
+def gateway_broker_acl(
+    config: Annotated[Path, typer.Option("--config", "-c", help="gateway TOML file")] = Path(
+        "gateway.toml"
+    ),
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="write the ACL here (default: print it)")
+    ] = None,
+    zigbee2mqtt_user: Annotated[
+        str, typer.Option(help="the username Zigbee2MQTT connects with")
+    ] = "zigbee2mqtt",
+) -> None:
+    """Write the ACL of the home's MQTT broker: only Zigbee2MQTT and this gateway may
+    connect, and only the gateway may publish a device's /set (docs/security.md)."""
+    from gateway import ConfigError, load_config
+    from gateway.homebroker import HomeBrokerError, home_broker_acl, paired_devices
+
+    try:
+        settings = load_config(config)
+        acl = home_broker_acl(
+            settings,
+            paired_devices(settings.store.path),
+            zigbee2mqtt_user=zigbee2mqtt_user,
+            source=str(config),
+        )
+    except (ConfigError, HomeBrokerError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if out is None:
+        typer.echo(acl, nl=False)
+        return
+    out.write_text(acl)
+    typer.echo(f"{out}: ACL for {settings.zigbee2mqtt.username} and {zigbee2mqtt_user}", err=True)
+
+
 @cloud_app.command("run")
 def cloud_run(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
