@@ -144,7 +144,7 @@ async def test_only_zigbee2mqtt_and_the_gateway_connect_and_only_the_gateway_set
             if str(message.topic) == set_topic:
                 break
         assert "zigbee2mqtt/home-1/pendant" not in seen
-        assert json.loads(message.payload) == {"state": "UNLOCK"}  # type: ignore[arg-type]
+        assert json.loads(message.payload) == {"state": "UNLOCK"}
 
 
 async def test_the_gateway_hears_its_devices_with_the_credentials_in_its_configuration(
