@@ -156,7 +156,10 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> 
             f"  Operator console: {url}\n"
             f"  Logins:           {logins}\n"
             f"  API docs:         {url}docs\n"
-            f"  MQTT broker:      {options.host}:{options.mqtt_port}\n"
+            f"  MQTT broker:      {options.host}:{options.mqtt_port} (embedded, plain TCP and"
+            " no passwords:\n"
+            "                    a development broker; a deployment uses TLS and one identity\n"
+            "                    per gateway, see docs/security.md)\n"
             f"  Simulated homes:  {len(homes)}, "
             f"an alarm about every {options.alarm_every_s:.0f} s each\n"
             f"Press Ctrl-C to stop.\n",
