@@ -80,17 +80,7 @@ async def snapshot(gateway: Gateway) -> dict[str, Any]:
             if gateway.timeseries.connected
             else "disconnected"
         ),
-        "zigbee2mqtt": "connected" if gateway.zigbee2mqtt.connected.is_set() else "disconnected",
-        "serial": {
-            t.port.name: "open" if t.connected.is_set() else "closed" for t in gateway.serial
-        },
-        "ble": (
-            None
-            if gateway.ble is None
-            else "scanning"
-            if gateway.ble.scanning.is_set()
-            else "not scanning"
-        ),
+        **_links(gateway),
         "devices": len(gateway.registry),
         "devices_silent": sum(1 for d in gateway.registry if d.status.silent),
         "store_quarantined": str(gateway.store.quarantined) if gateway.store.quarantined else None,
@@ -105,6 +95,19 @@ async def snapshot(gateway: Gateway) -> dict[str, Any]:
         ],
         "tasks_restarted": {name: asdict(f) for name, f in gateway.tasks.failures().items()},
     }
+
+
+def _links(gateway: Gateway) -> dict[str, Any]:
+    """Each transport link's state, where its health says: ``{"zigbee2mqtt": "connected",
+    "serial": {"gps1": "open"}, ...}``."""
+    shown: dict[str, Any] = {}
+    for health in (link.health() for link in gateway.links):
+        *within, last = health.key
+        place = shown
+        for key in within:
+            place = place.setdefault(key, {})
+        place[last] = health.state
+    return shown
 
 
 def _technician(request: Request) -> None:
@@ -135,7 +138,7 @@ def create_api(gateway: Gateway) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         state = await snapshot(gateway)
-        problems = _problems(state)
+        problems = _problems(gateway, state)
         state["status"] = "ok" if not problems else "degraded"
         state["problems"] = problems
         return JSONResponse(state, status_code=200 if not problems else 503)
@@ -167,7 +170,8 @@ def create_api(gateway: Gateway) -> FastAPI:
         up.add_metric(["dispatch"], state["dispatch_uplink"] == "connected")
         if state["timeseries_uplink"] is not None:
             up.add_metric(["timeseries"], state["timeseries_uplink"] == "connected")
-        up.add_metric(["zigbee2mqtt"], state["zigbee2mqtt"] == "connected")
+        for health in (link.health() for link in gateway.links):
+            up.add_metric([health.metric], health.up)
         dropped = CounterMetricFamily(
             "trygg_gateway_input_dropped", "Inputs dropped, by reason", labels=["reason"]
         )
@@ -190,10 +194,6 @@ def create_api(gateway: Gateway) -> FastAPI:
         )
         for name, n in gateway.tasks.restarts.items():
             restarts.add_metric([name], n)
-        for name, status in state["serial"].items():
-            up.add_metric([f"serial:{name}"], status == "open")
-        if state["ble"] is not None:
-            up.add_metric(["ble"], state["ble"] == "scanning")
         devices = GaugeMetricFamily(
             "trygg_gateway_devices", "Registered devices by supervision state", labels=["state"]
         )
@@ -260,7 +260,7 @@ def create_api(gateway: Gateway) -> FastAPI:
     return app
 
 
-def _problems(state: dict[str, Any]) -> list[str]:
+def _problems(gateway: Gateway, state: dict[str, Any]) -> list[str]:
     """What makes the gateway degraded: an uplink or a transport it was told to use down."""
     problems = []
     store = state["store"]
@@ -279,11 +279,7 @@ def _problems(state: dict[str, Any]) -> list[str]:
             problems.append(f"{name} failed ({failure['error']}); starting it again")
     if state["dispatch_uplink"] != "connected":
         problems.append("dispatch uplink disconnected")
-    if state["zigbee2mqtt"] != "connected":
-        problems.append("zigbee2mqtt broker disconnected")
-    problems += [f"serial port {n} closed" for n, s in state["serial"].items() if s != "open"]
-    if state["ble"] not in (None, "scanning"):
-        problems.append("BLE not scanning")
+    problems += [h.problem for h in (link.health() for link in gateway.links) if not h.up]
     return problems
 
 

@@ -7,7 +7,7 @@ gateway reads raw configuration.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeAlias, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -264,19 +264,24 @@ def _transport_of(value: object) -> str:
     return str(getattr(value, "transport", "zigbee2mqtt"))
 
 
-DeviceConfig = Annotated[
+# The config union: one member per device transport, tagged with its ``transport``
+# (gateway/transports/ names the module that serves each).
+_Devices: TypeAlias = (
     Annotated[Zigbee2MqttDevice, Tag("zigbee2mqtt")]
     | Annotated[BleDevice, Tag("ble")]
     | Annotated[BleLockDevice, Tag("ble_lock")]
     | Annotated[RadioDevice, Tag("radio")]
     | Annotated[GpsDevice, Tag("nmea")]
-    | Annotated[CameraDevice, Tag("camera")],
+    | Annotated[CameraDevice, Tag("camera")]
+)
+TRANSPORTS: tuple[str, ...] = tuple(get_args(member)[1].tag for member in get_args(_Devices))
+
+DeviceConfig = Annotated[
+    _Devices,
     Discriminator(
         _transport_of,
         custom_error_type="transport",
-        custom_error_message=(
-            "transport must be zigbee2mqtt, ble, ble_lock, radio, nmea or camera"
-        ),
+        custom_error_message=f"transport must be {', '.join(TRANSPORTS[:-1])} or {TRANSPORTS[-1]}",
     ),
 ]
 
@@ -315,7 +320,7 @@ class GatewayConfig(_Strict):
         for device in self.devices:
             if isinstance(device, RadioDevice | GpsDevice):
                 port = ports.get(device.port)
-                wanted = "radio" if isinstance(device, RadioDevice) else "nmea"
+                wanted = device.transport  # a port's protocol is its devices' transport
                 if port is None:
                     raise ValueError(
                         f"device {device.id}: no [[serial]] port named {device.port!r}"
@@ -328,9 +333,6 @@ class GatewayConfig(_Strict):
     @property
     def ble_enabled(self) -> bool:
         return self.ble is not None or any(isinstance(d, BleDevice) for d in self.devices)
-
-
-TRANSPORTS = ("zigbee2mqtt", "ble", "ble_lock", "radio", "nmea", "camera")
 
 
 def _describe(error: ValidationError) -> str:

@@ -1,36 +1,23 @@
-"""From a raw message to a durable event: validate, decode, dedupe, detect changes,
-prioritise, and commit to the outbox before anything else happens to it."""
+"""From decoded input to a durable event: dedupe, detect changes, apply the home rules,
+prioritise, and commit to the outbox before anything else happens to it.
+
+Transports decode their own wire formats and hand the result here through the
+``Intake`` interface (gateway/transports/plugin.py); the pipeline knows no transport."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from itertools import count
 
-from devices import (
-    CodecError,
-    Event,
-    EventKind,
-    GatewayId,
-    Signal,
-    UnexpectedValue,
-    stable_event_id,
-    utc_now,
-)
-from devices.codecs import (
-    Decoded,
-    SignalState,
-    decode_action,
-    decode_availability,
-    decode_bridge_devices,
-    decode_state,
-)
+from devices import Event, EventKind, GatewayId, Signal, stable_event_id, utc_now
+from devices.codecs import Decoded, SignalState
 
 from .backoff import Backoff
 from .counters import DropReason, InputCounters
@@ -41,8 +28,6 @@ from .store import RecentInput, Store, StoreError
 
 log = logging.getLogger("trygg.gateway.pipeline")
 
-# Zigbee2MQTT publishes these below a device's topic; "set"/"get" are commands to it.
-_SUBTOPICS = ("availability", "action", "set", "get")
 # An identical message from the same device within this window is a duplicate. A message
 # the broker marks as resent (MQTT's DUP flag: it hands over again what the gateway had
 # not acked, e.g. across a restart, however long that took) is one if it was seen at all.
@@ -65,8 +50,6 @@ class Pipeline:
         store: Store,
         counters: InputCounters,
         *,
-        base_topic: str = "zigbee2mqtt",
-        max_payload_bytes: int = 16 * 1024,
         readings: ReadingsBuffer | None = None,
         on_event: Callable[[Event], None] = lambda _event: None,
         clock: Callable[[], float] = time.time,
@@ -74,12 +57,11 @@ class Pipeline:
         rules: HomeRules | None = None,
     ) -> None:
         self.gateway_id = gateway_id
-        self.rules = rules
+        # Always there: the geofence needs no [[homes]] section, only a device's safe zone.
+        self.rules = rules if rules is not None else HomeRules([])
         self.registry = registry
         self.store = store
         self.counters = counters
-        self.base_topic = base_topic.rstrip("/")
-        self.max_payload_bytes = max_payload_bytes
         self._on_event = on_event
         self._readings = readings
         self._clock = clock
@@ -98,84 +80,6 @@ class Pipeline:
         recent = await self.store.recent_inputs(MAX_RECENT_INPUTS)
         self._recent = OrderedDict(sorted(recent.items(), key=lambda item: item[1]))
 
-    # -- Zigbee2MQTT --------------------------------------------------------------------
-    async def handle_zigbee2mqtt(self, topic: str, payload: bytes, resent: bool = False) -> None:
-        """One message; ``resent`` when the broker flagged it as a redelivery."""
-        token = _SENDER_RESENDS.set(True)
-        try:
-            await self._zigbee2mqtt(topic, payload, resent)
-        except StoreError:
-            raise  # not kept: the transport does not ack it, and the broker sends it again
-        except Exception as exc:
-            # A bug of ours on one message: counted, and its traceback logged once per
-            # topic rather than once per message (a repeating device would fill the disk).
-            self.counters.drop(DropReason.INTERNAL_ERROR, f"mqtt:{topic[:200]}", repr(exc), exc)
-        finally:
-            _SENDER_RESENDS.reset(token)
-
-    async def _zigbee2mqtt(self, topic: str, payload: bytes, resent: bool) -> None:
-        source = f"mqtt:{topic[:200]}"
-        if len(payload) > self.max_payload_bytes:
-            self.counters.drop(DropReason.OVERSIZED, source, f"{len(payload)} bytes")
-            return
-        prefix = self.base_topic + "/"
-        if not topic.startswith(prefix) or topic == prefix:
-            self.counters.drop(DropReason.UNKNOWN_TOPIC, source)
-            return
-        rest = topic[len(prefix) :]
-        if rest == "bridge/devices":
-            self._bridge_devices(payload)
-            return
-        if rest == "bridge" or rest.startswith("bridge/"):
-            return  # the bridge's own state and logs: not device input
-        device, sub = self._resolve(rest)
-        if device is None:
-            await self.discovered("zigbee2mqtt", rest, source)
-            return
-        try:
-            if sub == "availability":
-                online = decode_availability(payload)
-                device.status.online = online
-                device.status.radio_lost = not online
-                self.counters.accept("availability")
-                # The bridge lost the device's radio: a technical event, and one on return.
-                detail: dict[str, object] = {"source": "zigbee2mqtt availability"}
-                await self.raise_signal(device, Signal.RADIO_LOST, not online, detail)
-                return
-            if sub in ("set", "get"):
-                return
-            decode = decode_action if sub == "action" else decode_state
-            decoded = decode(device.config.type, payload)
-        except UnexpectedValue as exc:
-            self.counters.drop(DropReason.UNEXPECTED_VALUE, source, str(exc))
-            return
-        except CodecError as exc:
-            self.counters.drop(DropReason.MALFORMED, source, str(exc))
-            return
-        digest = hashlib.blake2b(payload, digest_size=16).digest()
-        await self.accept(device, decoded, digest=digest, source=source, resent=resent)
-
-    def _bridge_devices(self, payload: bytes) -> None:
-        """The bridge's device list names each device's firmware build."""
-        try:
-            builds = decode_bridge_devices(payload)
-        except CodecError as exc:
-            self.counters.drop(DropReason.MALFORMED, "mqtt:bridge/devices", str(exc))
-            return
-        for name, build in builds.items():
-            device = self.registry.by_address("zigbee2mqtt", name)
-            if device is not None:
-                device.status.firmware = build
-
-    def _resolve(self, rest: str) -> tuple[RegisteredDevice | None, str | None]:
-        device = self.registry.by_address("zigbee2mqtt", rest)
-        if device is not None:
-            return device, None
-        name, _, sub = rest.rpartition("/")
-        if sub in _SUBTOPICS:
-            return self.registry.by_address("zigbee2mqtt", name), sub
-        return None, None
-
     def _is_duplicate(self, device_id: str, digest: bytes, resent: bool = False) -> bool:
         now = self._clock()
         key = (device_id, digest)
@@ -188,7 +92,22 @@ class Pipeline:
             return False
         return resent or 0 <= now - seen < DUPLICATE_WINDOW_S
 
-    # -- shared by every transport -----------------------------------------------------
+    # -- the Intake interface, for every transport --------------------------------------
+    def device(self, transport: str, address: str) -> RegisteredDevice | None:
+        return self.registry.by_address(transport, address)
+
+    def devices(self, transport: str) -> Iterator[RegisteredDevice]:
+        return (d for d in self.registry if d.config.transport == transport)
+
+    @contextlib.contextmanager
+    def sender_resends(self) -> Iterator[None]:
+        """Input whose sender keeps it until acked: a store failure is raised, not held."""
+        token = _SENDER_RESENDS.set(True)
+        try:
+            yield
+        finally:
+            _SENDER_RESENDS.reset(token)
+
     async def discovered(self, transport: str, address: str, source: str) -> None:
         """A device that is not in the registry: shown to technicians, not ingested."""
         self.counters.drop(DropReason.UNKNOWN_DEVICE, source, "not in the device registry")
@@ -279,8 +198,9 @@ class Pipeline:
                 # Only once it is kept: a change that could not be stored is still one
                 # when the broker hands the message back.
                 self._signal_state[key] = state.active
-                if self.rules is not None:
-                    ruled += self.rules.observe(device, state.signal, state.active)
+                ruled += self.rules.observe(device, state.signal, state.active)
+        if decoded.readings:
+            ruled += self.rules.observe_readings(device, decoded.readings)
         for rule in ruled:
             await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
         # Readings last: a message whose alarm could not be kept comes again, and its
@@ -325,9 +245,8 @@ class Pipeline:
 
     async def tick_rules(self) -> None:
         """Raise the home-rule alarms whose time has come (bed exit with no return)."""
-        if self.rules is not None:
-            for rule in self.rules.tick():
-                await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
+        for rule in self.rules.tick():
+            await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
 
     async def raise_gateway_event(self, kind: EventKind, detail: Mapping[str, object]) -> None:
         """A fault of the gateway itself (its store), as a technical event of its own."""

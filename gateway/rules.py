@@ -3,8 +3,11 @@
     bed_exit_no_return   at night, the bed sensor says the resident got up, and they
                          are not back within ``bed_exit_return_s``; back in bed restores it
     door_open_night      at night, a door contact of the home opens; closing restores it
+    geofence_exit        a device with a ``safe_zone`` reports a position outside it;
+                         coming back well inside restores it (devices/geo.py)
 
-Rules are per home (``[[homes]]`` in the configuration) and off unless configured. Night
+Rules are per home (``[[homes]]`` in the configuration) and off unless configured; the
+geofence is per device and on wherever a device's configuration sets a safe zone. Night
 is a window of local time in the home's time zone; a window whose start equals its end
 is the whole day. Timers run on the monotonic clock; ``tick`` fires the ones due.
 """
@@ -12,18 +15,21 @@ is the whole day. Timers run on the monotonic clock; ``tick`` fires the ones due
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from devices import EVENT_KINDS, DeviceType, EventKind, Signal, utc_now
+from devices.geo import Geofence
 
-from .config import HomeSection
+from .config import HomeSection, SafeZone
 from .registry import RegisteredDevice
 
 BED_EXIT = EVENT_KINDS["bed_exit_no_return"]
 DOOR_AT_NIGHT = EVENT_KINDS["door_open_night"]
+GEOFENCE_EXIT = EVENT_KINDS["geofence_exit"]
+_POSITION = ("latitude", "longitude")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +69,7 @@ class HomeRules:
         self._mono = monotonic
         self._out_of_bed: dict[str, tuple[float, RegisteredDevice]] = {}  # device id -> since
         self._raised: set[tuple[str, str]] = set()  # (device id, kind) active now
+        self._fences: dict[str, tuple[SafeZone, Geofence]] = {}  # device id -> its zone
 
     def night(self, home_id: str) -> bool:
         home = self.homes[home_id]
@@ -99,6 +106,29 @@ class HomeRules:
             if not active:
                 return self._clear(device, DOOR_AT_NIGHT, {"closed": True})
         return []
+
+    def observe_readings(
+        self, device: RegisteredDevice, readings: Sequence[tuple[str, float]]
+    ) -> list[RuleEvent]:
+        """A device's readings; the rule events they cause (the geofence, on a position)."""
+        # Any device whose configuration carries a safe zone (today the NMEA receivers).
+        zone: SafeZone | None = getattr(device.config, "safe_zone", None)
+        if zone is None:
+            return []
+        position = {m: v for m, v in readings if m in _POSITION}
+        if len(position) != 2:
+            return []  # no valid fix in this message
+        known = self._fences.get(device.id)
+        if known is None or known[0] != zone:  # a device paired again may have a new zone
+            known = self._fences[device.id] = (
+                zone,
+                Geofence(zone.latitude, zone.longitude, zone.radius_m),
+            )
+        outside = known[1].update(position["latitude"], position["longitude"])
+        detail: dict[str, object] = dict(position)
+        if outside:
+            return self._raise(device, GEOFENCE_EXIT, detail)
+        return self._clear(device, GEOFENCE_EXIT, detail)
 
     def tick(self) -> list[RuleEvent]:
         """The rule events whose time has come (call about once a second)."""

@@ -6,15 +6,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
 
 from devices import EVENT_KINDS
 
-from .config import BleLockDevice, BleSection, CameraDevice, DeviceConfig, GatewayConfig
-from .counters import DropReason, InputCounters
+from .config import DeviceConfig, GatewayConfig
+from .counters import InputCounters
 from .pipeline import Pipeline
 from .readings import ReadingsBuffer
 from .registry import DEVICE_CONFIG, RegisteredDevice, Registry, RegistryError
@@ -22,8 +22,7 @@ from .rules import HomeRules
 from .store import Store, StoreDamage, StoreFault
 from .supervision import Supervisor
 from .tasks import TaskSupervisor
-from .transports import Zigbee2MqttTransport
-from .transports.serial import SerialTransport
+from .transports import DeviceLink, Link, in_use, plugin
 from .uplink import DispatchUplink
 
 log = logging.getLogger("trygg.gateway")
@@ -36,9 +35,6 @@ ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 
 if TYPE_CHECKING:
     from .timeseries import TimeSeriesUplink
-    from .transports.ble import BleTransport
-    from .transports.ble_lock import BleLockLink
-    from .transports.camera import CameraTransport
 
 
 class Gateway:
@@ -81,37 +77,30 @@ class Gateway:
             self.registry,
             self.store,
             self.counters,
-            base_topic=config.zigbee2mqtt.base_topic,
-            max_payload_bytes=config.zigbee2mqtt.max_payload_bytes,
             # Without a time-series server readings are not kept: they would only fill the disk.
             readings=self.readings if self.timeseries else None,
             on_event=lambda _event: self.uplink.wake(),
-            rules=HomeRules(config.homes) if config.homes else None,
+            rules=HomeRules(config.homes),
         )
-        self.zigbee2mqtt = Zigbee2MqttTransport(
-            config.zigbee2mqtt,
-            gw,
-            self.pipeline.handle_zigbee2mqtt,
-            on_dropped=lambda topic: self.counters.drop(
-                DropReason.QUEUE_FULL, f"mqtt:{topic[:200]}", "QoS 0 message dropped: overload"
-            ),
-        )
-        self.serial = [SerialTransport(port, self.pipeline) for port in config.serial]
-        # bleak and OpenCV load only for gateways that have such devices.
-        self.ble: BleTransport | None = None
-        if config.ble_enabled:
-            from .transports.ble import BleTransport
-
-            self.ble = BleTransport(config.ble or BleSection(), self.pipeline)
+        # The transports' shared links (a broker, each serial port, the BLE scanner), in
+        # the registry's order; a transport's module loads only when it is used.
+        self.links: list[Link] = [
+            link for p in in_use(config) for link in p.links(config, self.pipeline)
+        ]
         self.supervisor = Supervisor(self.registry, self.pipeline)
-        self.cameras: dict[str, CameraTransport] = {}
-        self.locks: dict[str, BleLockLink] = {}
+        # Links of a device's own (a camera's stream, a lock's GATT link), by device id.
+        self.device_links: dict[str, DeviceLink] = {}
         self.api_port: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._device_tasks: dict[str, asyncio.Task[None]] = {}
         self._stops: list[Callable[[], Awaitable[None]]] = []
         self._reports: set[asyncio.Task[None]] = set()
         self.tasks = TaskSupervisor()
+
+    def link(self, name: str) -> Link:
+        """A running shared link by its task's name ("zigbee2mqtt", "serial-gps1", "ble")."""
+        (found,) = (link for link in self.links if link.name == name)
+        return found
 
     def _store_recovered(self, fault: StoreFault) -> None:
         """Tell the dispatch service that events could not be stored for a while."""
@@ -185,18 +174,15 @@ class Gateway:
         self._stops.append(self.readings.flush)  # what is buffered in memory is kept
         if self.config.api is not None:
             await self._start_api(self.config.api.host, self.config.api.port)
-        self._spawn("zigbee2mqtt", self.zigbee2mqtt.run)
-        for transport in self.serial:
-            self._spawn(f"serial-{transport.port.name}", transport.run)
-        if self.ble is not None:
-            self._spawn("ble", self.ble.run)
+        for link in self.links:
+            self._spawn(link.name, link.run)
         for device in self.registry:
             self._device_changed(device, True)
         self.registry.subscribe(self._device_changed)
         self._spawn("supervision", self.supervisor.run)
         self._spawn("store-watch", self._watch_store)
         self._spawn("input-summary", self.counters.run)
-        if self.pipeline.rules is not None:
+        if self.config.homes:  # the timed rules (bed exit) are per home
             self._spawn("home rules", self._rules)
         log.info(
             "gateway %s started: %d devices, store %s",
@@ -215,13 +201,9 @@ class Gateway:
 
     async def pair(self, config: DeviceConfig) -> RegisteredDevice:
         """Add a device through the technician API: registered, kept, and listened to."""
-        if config.transport in ("radio", "nmea"):
-            ports = {p.name for p in self.config.serial}
-            port = getattr(config, "port", None)
-            if port not in ports:
-                raise RegistryError(f"no [[serial]] port named {port!r} in the gateway's config")
-        if config.transport == "ble" and self.ble is None:
-            raise RegistryError("BLE is not enabled on this gateway (add a [ble] section)")
+        refused = plugin(config.transport).pairing(self.config, config)
+        if refused is not None:
+            raise RegistryError(refused)
         device = self.registry.add(config)  # checks id and address; raises before storing
         try:
             await self.store.pair(config.id, config.model_dump_json())
@@ -238,29 +220,19 @@ class Gateway:
         log.info("unpaired %s", device_id)
 
     def _device_changed(self, device: RegisteredDevice, added: bool) -> None:
-        """Devices with a connection of their own get a task: cameras and BLE locks."""
+        """Devices with a connection of their own (cameras, BLE locks) get a task."""
         if not added:
             task = self._device_tasks.pop(device.id, None)
             if task is not None:
                 task.cancel()
-            self.cameras.pop(device.id, None)
-            self.locks.pop(device.id, None)
+            self.device_links.pop(device.id, None)
             return
-        config = device.config
-        if isinstance(config, CameraDevice):
-            from .transports.camera import CameraTransport
-
-            camera = self.cameras[device.id] = CameraTransport(device, self.pipeline)
-            work: Callable[[], Coroutine[Any, Any, None]] = camera.run
-        elif isinstance(config, BleLockDevice):
-            from .transports.ble_lock import BleLockLink
-
-            lock = self.locks[device.id] = BleLockLink(device, self.pipeline)
-            work = lock.run
-        else:
+        build = plugin(device.config.transport).device_link
+        if build is None:
             return
+        link = self.device_links[device.id] = build(device, self.pipeline)
         # One device's bug must not take the others down: supervised like the transports.
-        self._device_tasks[device.id] = self.tasks.spawn(f"device-{device.id}", work)
+        self._device_tasks[device.id] = self.tasks.spawn(f"device-{device.id}", link.run)
 
     async def _start_api(self, host: str, port: int) -> None:
         import uvicorn
@@ -305,12 +277,11 @@ class Gateway:
             await self._stops.pop()()
         r = self.readings
         log.info(
-            "gateway %s stopped: zigbee2mqtt messages received %d, left unhandled %d;"
+            "gateway %s stopped: %s"
             " inputs accepted %s, dropped %s; readings taken %d,"
             " committed %d, dropped %s, left unwritten %d",
             self.config.gateway.id,
-            self.zigbee2mqtt.received,
-            self.zigbee2mqtt.waiting,
+            "".join(f"{said}; " for link in self.links if (said := link.summary())),
             dict(self.counters.accepted),
             {str(k): v for k, v in self.counters.dropped.items()},
             r.added,

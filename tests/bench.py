@@ -603,6 +603,7 @@ def phase_pipeline(work: Path, messages: int) -> dict[str, float]:
     group commit, in this process (on core 0). Shows how much of ingest is the MQTT client."""
     from gateway import GatewayConfig, InputCounters, Pipeline, Registry
     from gateway.readings import ReadingsBuffer
+    from gateway.transports import Zigbee2MqttInput
 
     async def run() -> float:
         config = GatewayConfig.model_validate({"gateway": {"id": GATEWAY_ID}, "devices": DEVICES})
@@ -615,8 +616,9 @@ def phase_pipeline(work: Path, messages: int) -> dict[str, float]:
         await pipeline.load()
         inputs = [(f"zigbee2mqtt/sensor-{n % SENSORS}", sensor_message(n)) for n in range(messages)]
         started = time.perf_counter()
+        messages_in = Zigbee2MqttInput(pipeline)
         for topic, payload in inputs:
-            await pipeline.handle_zigbee2mqtt(topic, payload)
+            await messages_in.handle(topic, payload)
             if buffer.waiting >= buffer.max_batch:
                 await buffer.flush()
         await buffer.flush()

@@ -221,7 +221,7 @@ def gateway_config(
 async def gateway(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Gateway]:
     gw = Gateway(gateway_config(mosquitto, tmp_path / "gateway.db", ack_timeout_s=2.0))
     async with gw:
-        await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         await asyncio.wait_for(gw.uplink.connected.wait(), 10)
         yield gw
 

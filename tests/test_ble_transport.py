@@ -118,7 +118,7 @@ async def test_an_encrypted_press_from_the_real_capture_is_a_critical_event(
         "pendant-enc",
         "res-3",
     )
-    device = ble.pipeline.registry.get("pendant-enc")
+    device = ble.pipeline.device("ble", ENC["mac"].upper())
     assert device is not None
     assert (device.status.battery_pct, device.status.rssi_dbm) == (100, -58)
 
@@ -147,7 +147,7 @@ async def test_a_wrong_key_or_a_plain_forgery_is_refused_and_not_taken_for_life(
     ble: BleTransport, store: Store
 ) -> None:
     mac = ENC["mac"]
-    device = ble.pipeline.registry.get("pendant-enc")
+    device = ble.pipeline.device("ble", ENC["mac"].upper())
     assert device is not None
     seen_before = device.status.last_seen
     wrong = advertisement(

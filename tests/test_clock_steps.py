@@ -129,7 +129,7 @@ async def test_clock_steps_on_the_dispatch_host_neither_delay_escalation_nor_fak
         # A gateway that has just beaten (its next heartbeat is a minute away).
         config = gateway_config(mosquitto, tmp_path / "gateway.db", ack_timeout_s=2.0)
         gateway = await stack.enter_async_context(GatewayService(config))
-        await wait_until(lambda: gateway.zigbee2mqtt.connected.is_set())
+        await wait_until(lambda: gateway.link("zigbee2mqtt").ready.is_set())
 
         async def gateway_online() -> bool:
             async with sessions() as session:

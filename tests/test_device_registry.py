@@ -56,8 +56,7 @@ def make_gateway(mosquitto: Mosquitto, store: Path, udp_port: int) -> Gateway:
 async def rig(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Rig]:
     udp_port = free_udp_port()
     async with make_gateway(mosquitto, tmp_path / "gw.db", udp_port) as gateway:
-        assert gateway.ble is not None
-        await asyncio.wait_for(gateway.ble.scanning.wait(), 10)
+        await asyncio.wait_for(gateway.link("ble").ready.wait(), 10)
         yield Rig(gateway, udp_port)
 
 
@@ -232,7 +231,7 @@ async def test_health_names_a_closed_serial_port_and_metrics_count_device_states
         "serial": [{"name": "radio1", "path": str(tmp_path / "no-such-tty"), "protocol": "radio"}],
     }
     async with Gateway(gateway_config(mosquitto, tmp_path / "gw.db", extra=extra)) as gateway:
-        await asyncio.wait_for(gateway.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gateway.link("zigbee2mqtt").ready.wait(), 10)
         await asyncio.wait_for(gateway.uplink.connected.wait(), 10)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.api_port}") as http:
             health = await http.get("/healthz")

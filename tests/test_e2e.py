@@ -234,7 +234,7 @@ async def test_gateway_resends_at_once_when_the_dispatch_service_says_it_is_onli
         counter = asyncio.create_task(count())
         async with Gateway(config) as gw:
             # The press must not be published before the gateway listens for it.
-            await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
+            await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
             await asyncio.wait_for(gw.uplink.connected.wait(), 10)
             await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", PRESS)
             await wait_until(lambda: len(seen) == 1)

@@ -257,7 +257,7 @@ async def test_a_full_disk_budget_still_accepts_and_delivers_alarms(
         "timeseries": {"url": "http://127.0.0.1:9", "poll_s": 0.1, "timeout_s": 0.5},
     }
     async with Gateway(gateway_config(mosquitto, tmp_path / "gw.db", extra=extra)) as gw:
-        await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
             for i in range(5000):
                 state = {

@@ -120,7 +120,7 @@ async def test_a_full_disk_loses_no_alarm_and_acks_none_it_could_not_store(
         Gateway(config) as gw,
         aiomqtt.Client("127.0.0.1", mosquitto.port) as devices,
     ):
-        await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         assert gw.api_port is not None
         reserve = small_disk / "gw.db.reserve"
         assert reserve.stat().st_size == RESERVE_MB * 2**20

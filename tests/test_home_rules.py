@@ -13,6 +13,7 @@ from devices import Event
 from gateway import ConfigError, GatewayConfig, InputCounters, Pipeline, Registry, Store
 from gateway.config import parse_config
 from gateway.rules import HomeRules, is_night
+from gateway.transports import Zigbee2MqttInput
 
 DEVICES = [
     {"id": "bed-1", "type": "bed_sensor", "address": "h1/bed", "home": "h1", "resident": "r1"},
@@ -64,7 +65,7 @@ def pipeline(store: Store, clocks: Clocks) -> Pipeline:
 
 
 async def say(pipeline: Pipeline, address: str, **state: object) -> None:
-    await pipeline.handle_zigbee2mqtt(f"zigbee2mqtt/{address}", json.dumps(state).encode())
+    await Zigbee2MqttInput(pipeline).handle(f"zigbee2mqtt/{address}", json.dumps(state).encode())
 
 
 async def events(store: Store) -> list[Event]:

@@ -24,6 +24,7 @@ from gateway.config import GatewayConfig
 from gateway.counters import DropReason, InputCounters
 from gateway.readings import ReadingsBuffer
 from gateway.registry import Registry
+from gateway.transports import Zigbee2MqttInput
 from gateway.transports.intake import IntakeQueue
 
 from .conftest import GATEWAY_ID, TEST_DEVICES, RunningCloud
@@ -85,7 +86,7 @@ async def test_a_message_redelivered_after_a_restart_stores_its_readings_once(
             GATEWAY_ID, Registry(DEVICES), store, InputCounters(), readings=readings
         )
         await pipeline.load()
-        await pipeline.handle_zigbee2mqtt("zigbee2mqtt/front_door", payload)
+        await Zigbee2MqttInput(pipeline).handle("zigbee2mqtt/front_door", payload)
         await readings.flush()
         await store.close()
     assert pipeline.counters.dropped[DropReason.DUPLICATE] == 1

@@ -8,6 +8,7 @@ import pytest
 
 from devices import Event, Priority
 from gateway import DropReason, GatewayConfig, InputCounters, Pipeline, Registry, Store
+from gateway.transports import Zigbee2MqttInput
 
 from .conftest import TEST_DEVICES
 
@@ -35,8 +36,12 @@ def pipeline(store: Store, clock: Clock) -> Pipeline:
         InputCounters(),
         clock=clock,
         monotonic=clock,
-        max_payload_bytes=4096,
     )
+
+
+def zigbee2mqtt(pipeline: Pipeline, max_payload_bytes: int = 16 * 1024) -> Zigbee2MqttInput:
+    """The Zigbee2MQTT transport's topic handling, feeding this pipeline."""
+    return Zigbee2MqttInput(pipeline, max_payload_bytes=max_payload_bytes)
 
 
 async def events(store: Store) -> list[Event]:
@@ -47,7 +52,7 @@ PRESS = json.dumps({"action": "single", "battery": 90}).encode()
 
 
 async def test_a_press_becomes_a_durable_critical_event(pipeline: Pipeline, store: Store) -> None:
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/flat-12/pendant", PRESS)
     (event,) = await events(store)
     assert (event.kind, event.priority, event.device_id) == (
         "alarm_button",
@@ -60,19 +65,19 @@ async def test_a_press_becomes_a_durable_critical_event(pipeline: Pipeline, stor
 
 
 async def test_the_action_subtopic_is_a_press_too(pipeline: Pipeline, store: Store) -> None:
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant/action", b"emergency")
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/flat-12/pendant/action", b"emergency")
     assert [e.kind for e in await events(store)] == ["alarm_button"]
 
 
 async def test_redelivery_is_dropped_but_a_later_press_is_a_new_event(
     pipeline: Pipeline, store: Store, clock: Clock
 ) -> None:
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/flat-12/pendant", PRESS)
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/flat-12/pendant", PRESS)
     assert len(await events(store)) == 1
     assert pipeline.counters.dropped[DropReason.DUPLICATE] == 1
     clock.now += 30
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/flat-12/pendant", PRESS)
     found = await events(store)
     assert len(found) == 2 and found[0].id != found[1].id
 
@@ -83,7 +88,7 @@ async def test_state_alarms_fire_on_change_and_restore(
     topic = "zigbee2mqtt/kitchen_smoke"
     for smoke, lq in [(False, 50), (True, 51), (True, 52), (True, 53), (False, 54)]:
         clock.now += 1
-        await pipeline.handle_zigbee2mqtt(
+        await zigbee2mqtt(pipeline).handle(
             topic, json.dumps({"smoke": smoke, "linkquality": lq}).encode()
         )
     found = await events(store)
@@ -91,8 +96,8 @@ async def test_state_alarms_fire_on_change_and_restore(
 
 
 async def test_signals_that_are_not_alarms_make_no_event(pipeline: Pipeline, store: Store) -> None:
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/front_door", b'{"contact": false}')
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/front_door_lock", b'{"lock_state": "locked"}')
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/front_door", b'{"contact": false}')
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/front_door_lock", b'{"lock_state": "locked"}')
     assert await events(store) == []
     assert pipeline.counters.accepted["message"] == 2
 
@@ -131,13 +136,13 @@ async def test_a_red_team_payload_is_counted_once_with_its_reason_and_stores_not
 ) -> None:
     config = GatewayConfig.model_validate({"gateway": {"id": "gw-1"}, "devices": TEST_DEVICES})
     pipeline = Pipeline("gw-1", Registry(config.devices), store, InputCounters())
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", payload)
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/flat-12/pendant", payload)
     assert sum(pipeline.counters.dropped.values()) == 1
     ((_, source), n), *_ = pipeline.counters.by_source.items()
     assert (source, n) == ("mqtt:zigbee2mqtt/flat-12/pendant", 1)
     assert reason in next(iter(pipeline.counters.last_detail.values()))
     assert await events(store) == []
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/flat-12/pendant", PRESS)
     assert [e.kind for e in await events(store)] == ["alarm_button"]
 
 
@@ -151,7 +156,7 @@ async def test_a_flood_of_bad_messages_logs_once_per_source_and_then_a_summary(
     for n in range(2000):  # a device repeating a bad message, about 3 a second
         clock.now += 0.3
         topic = "zigbee2mqtt/kitchen_smoke" if n % 2 else "zigbee2mqtt/flat-12/pendant"
-        await pipeline.handle_zigbee2mqtt(topic, RED_TEAM[n % 3][0])
+        await zigbee2mqtt(pipeline).handle(topic, RED_TEAM[n % 3][0])
     lines = [r for r in caplog.records if r.name == "trygg.gateway.input"]
     assert counters.dropped == {DropReason.MALFORMED: 667, DropReason.UNEXPECTED_VALUE: 1333}
     assert not any(r.exc_info for r in caplog.records)  # no traceback for bad input
@@ -177,7 +182,7 @@ async def test_a_failure_of_the_gateway_on_a_message_is_counted_and_traced_once(
     )
     for n in range(20):
         press = json.dumps({"action": "single", "linkquality": n}).encode()
-        await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", press)
+        await zigbee2mqtt(pipeline).handle("zigbee2mqtt/flat-12/pendant", press)
     assert pipeline.counters.dropped == {DropReason.INTERNAL_ERROR: 20}
     assert len(await events(store)) == 20  # each alarm was kept before the failure
     traced = [r for r in caplog.records if r.exc_info]
@@ -188,13 +193,13 @@ async def test_garbage_is_counted_and_dropped_and_the_next_alarm_still_arrives(
     pipeline: Pipeline, store: Store
 ) -> None:
     for topic, payload, _reason in GARBAGE:
-        await pipeline.handle_zigbee2mqtt(topic, payload)
+        await zigbee2mqtt(pipeline, max_payload_bytes=4096).handle(topic, payload)
     expected: dict[DropReason, int] = {}
     for _topic, _payload, reason in GARBAGE:
         expected[reason] = expected.get(reason, 0) + 1
     assert dict(pipeline.counters.dropped) == expected
     assert await events(store) == []
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/flat-12/pendant", PRESS)
     assert [e.kind for e in await events(store)] == ["alarm_button"]
 
 
@@ -202,7 +207,7 @@ async def test_unknown_devices_are_listed_as_discovered(
     pipeline: Pipeline, store: Store, clock: Clock
 ) -> None:
     for _ in range(3):
-        await pipeline.handle_zigbee2mqtt("zigbee2mqtt/0x00158d0001e50d78", b'{"occupancy": true}')
+        await zigbee2mqtt(pipeline).handle("zigbee2mqtt/0x00158d0001e50d78", b'{"occupancy": true}')
     (found,) = await store.discovered()
     # Listed at once; a chatty stranger is written at most once a minute, with its count.
     assert (found.transport, found.address, found.messages) == (
@@ -212,20 +217,20 @@ async def test_unknown_devices_are_listed_as_discovered(
     )
     assert pipeline.counters.dropped[DropReason.UNKNOWN_DEVICE] == 3
     clock.now += 61
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/0x00158d0001e50d78", b'{"occupancy": true}')
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/0x00158d0001e50d78", b'{"occupancy": true}')
     (found,) = await store.discovered()
     assert found.messages == 4
     assert await events(store) == []
 
 
 async def test_bridge_messages_and_commands_are_ignored(pipeline: Pipeline, store: Store) -> None:
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/bridge/state", b'{"state":"online"}')
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/front_door_lock/set", b'{"state":"UNLOCK"}')
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/bridge/state", b'{"state":"online"}')
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/front_door_lock/set", b'{"state":"UNLOCK"}')
     assert await events(store) == [] and not pipeline.counters.dropped
 
 
 async def test_availability_is_tracked(pipeline: Pipeline) -> None:
-    await pipeline.handle_zigbee2mqtt(
+    await zigbee2mqtt(pipeline).handle(
         "zigbee2mqtt/flat-12/pendant/availability", b'{"state":"offline"}'
     )
     assert pipeline.registry.by_address("zigbee2mqtt", "flat-12/pendant").status.online is False  # type: ignore[union-attr]
@@ -234,11 +239,11 @@ async def test_availability_is_tracked(pipeline: Pipeline) -> None:
 async def test_a_redelivery_after_a_restart_is_still_a_duplicate(
     pipeline: Pipeline, store: Store, clock: Clock
 ) -> None:
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    await zigbee2mqtt(pipeline).handle("zigbee2mqtt/flat-12/pendant", PRESS)
     restarted = Pipeline("gw-1", pipeline.registry, store, InputCounters(), clock=clock)
     await restarted.load()
     clock.now += 3  # the time a restart takes
-    await restarted.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+    await zigbee2mqtt(restarted).handle("zigbee2mqtt/flat-12/pendant", PRESS)
     assert len(await events(store)) == 1
     assert restarted.counters.dropped[DropReason.DUPLICATE] == 1
 

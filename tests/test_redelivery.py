@@ -15,7 +15,7 @@ from gateway import Pipeline, Store
 from gateway.config import Zigbee2MqttSection
 from gateway.counters import DropReason, InputCounters
 from gateway.registry import Registry
-from gateway.transports import Zigbee2MqttTransport
+from gateway.transports import Zigbee2MqttInput, Zigbee2MqttTransport
 
 from .conftest import GATEWAY_ID
 from .servers import Mosquitto, wait_until
@@ -40,14 +40,14 @@ async def test_a_resent_message_is_a_duplicate_after_any_restart_and_a_new_one_i
     await store.open()
     try:
         first = Pipeline(GATEWAY_ID, Registry(DEVICES), store, InputCounters(), clock=clock)
-        await first.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)
+        await Zigbee2MqttInput(first).handle("zigbee2mqtt/flat-12/pendant", PRESS)
         clock.now += 3600  # the gateway was down an hour; the broker kept the message
         again = Pipeline(GATEWAY_ID, Registry(DEVICES), store, InputCounters(), clock=clock)
         await again.load()
-        await again.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS, resent=True)
+        await Zigbee2MqttInput(again).handle("zigbee2mqtt/flat-12/pendant", PRESS, resent=True)
         assert again.counters.dropped[DropReason.DUPLICATE] == 1
         clock.now += 11
-        await again.handle_zigbee2mqtt("zigbee2mqtt/flat-12/pendant", PRESS)  # pressed again
+        await Zigbee2MqttInput(again).handle("zigbee2mqtt/flat-12/pendant", PRESS)  # pressed again
         assert again.counters.dropped[DropReason.DUPLICATE] == 1
         assert len(await store.pending(10)) == 2
     finally:

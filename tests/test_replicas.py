@@ -55,7 +55,7 @@ async def gateway_for(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Gat
         mosquitto, tmp_path / "gw.db", extra={"devices": PENDANTS}, ack_timeout_s=2.0
     )
     async with Gateway(config) as gw:
-        await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         await asyncio.wait_for(gw.uplink.connected.wait(), 10)
         yield gw
 

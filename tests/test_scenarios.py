@@ -50,12 +50,9 @@ async def play_against_gateway(
     async with ScenarioRun(scenario, wiring, speed=speed_for(scenario)) as run:
         gateway = Gateway(config)
         async with gateway:
-            await asyncio.wait_for(gateway.zigbee2mqtt.connected.wait(), 10)
             await asyncio.wait_for(gateway.uplink.connected.wait(), 10)
-            for port in gateway.serial:
-                await asyncio.wait_for(port.connected.wait(), 10)
-            if gateway.ble is not None:
-                await asyncio.wait_for(gateway.ble.scanning.wait(), 10)
+            for link in gateway.links:  # the broker, the serial ports, the BLE scanner
+                await asyncio.wait_for(link.ready.wait(), 10)
             report = await run.play()
             # Everything accepted has left the outbox, acknowledged by the service.
             await wait_until(lambda: _outbox_empty(gateway), limit_s=15)

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 async def started(gateway: Gateway) -> None:
-    await asyncio.wait_for(gateway.zigbee2mqtt.connected.wait(), 10)
+    await asyncio.wait_for(gateway.link("zigbee2mqtt").ready.wait(), 10)
     await asyncio.wait_for(gateway.uplink.connected.wait(), 10)
 
 

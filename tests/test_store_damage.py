@@ -154,7 +154,7 @@ async def test_unsent_alarms_survive_damage_and_deletion_under_a_running_gateway
     )
     async with run_cloud(settings) as cloud, Gateway(config) as gw:
         await asyncio.wait_for(gw.uplink.connected.wait(), 10)
-        await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         central.stop()  # the dispatch service is out of reach: alarms wait in the outbox
         await wait_until(lambda: not gw.uplink.connected.is_set(), 10)
         async with aiomqtt.Client("127.0.0.1", local.port) as devices:

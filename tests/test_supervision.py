@@ -10,6 +10,7 @@ import pytest
 from devices import Event, Priority
 from gateway import GatewayConfig, InputCounters, Pipeline, Registry, Store
 from gateway.supervision import Supervisor
+from gateway.transports import Zigbee2MqttInput
 
 
 class Clock:
@@ -77,7 +78,8 @@ async def test_silence_past_the_interval_is_one_technical_event_and_return_resto
     clock.now += 600
     assert await supervisor.check() == 0  # still silent: nothing new
     assert len(await events(store)) == 1
-    await pipeline.handle_zigbee2mqtt("zigbee2mqtt/lock", json.dumps({"battery": 70}).encode())
+    battery = json.dumps({"battery": 70}).encode()
+    await Zigbee2MqttInput(pipeline).handle("zigbee2mqtt/lock", battery)
     assert await supervisor.check() == 1
     restore = (await events(store))[-1]
     assert (restore.kind, restore.device_id, restore.restore) == ("device_silent", "lock-1", True)
@@ -90,12 +92,12 @@ async def test_each_type_has_its_catalog_interval(
     # Keep the lock talking, so only the catalog intervals are in play.
     for _ in range(11):  # 110 min: past the pendant's hour, short of the door's two
         clock.now += 600
-        await pipeline.handle_zigbee2mqtt("zigbee2mqtt/lock", b'{"battery": 70}')
+        await Zigbee2MqttInput(pipeline).handle("zigbee2mqtt/lock", b'{"battery": 70}')
         await supervisor.check()
     assert [e.device_id for e in await events(store)] == ["pendant-1"]
     for _ in range(2):  # 130 min
         clock.now += 600
-        await pipeline.handle_zigbee2mqtt("zigbee2mqtt/lock", b'{"battery": 70}')
+        await Zigbee2MqttInput(pipeline).handle("zigbee2mqtt/lock", b'{"battery": 70}')
         await supervisor.check()
     assert [e.device_id for e in await events(store)] == ["pendant-1", "door-1"]
 
@@ -107,6 +109,6 @@ async def test_a_device_that_repeats_itself_is_alive(
     # The same message again is dropped as a duplicate, but the device did speak.
     for _ in range(3):
         clock.now += 100
-        await pipeline.handle_zigbee2mqtt("zigbee2mqtt/lock", b'{"battery": 70}')
+        await Zigbee2MqttInput(pipeline).handle("zigbee2mqtt/lock", b'{"battery": 70}')
         await supervisor.check()
     assert await events(store) == []

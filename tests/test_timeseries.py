@@ -32,7 +32,7 @@ async def ts_gateway(
     }
     gw = Gateway(gateway_config(mosquitto, tmp_path / "gw.db", extra=extra, ack_timeout_s=2.0))
     async with gw:
-        await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         yield gw
 
 

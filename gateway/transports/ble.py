@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from bleak import BleakScanner
@@ -29,10 +30,10 @@ from devices.codecs import parse_json
 from devices.codecs.bthome import BTHOME_UUID, BthomeDecoder
 
 from ..backoff import Backoff
-from ..config import BleDevice, BleSection
+from ..config import BleDevice, BleSection, DeviceConfig, GatewayConfig
 from ..counters import DropReason
-from ..pipeline import Pipeline
 from ..store import StoreError
+from .plugin import Intake, LinkHealth, TransportPlugin
 
 log = logging.getLogger("trygg.gateway.ble")
 
@@ -162,7 +163,7 @@ class BleTransport:
     def __init__(
         self,
         settings: BleSection,
-        pipeline: Pipeline,
+        pipeline: Intake,
         *,
         clock: Any = time.monotonic,
     ) -> None:
@@ -176,6 +177,19 @@ class BleTransport:
         self.last_heard = clock()
         self.scanner: BleakScanner | None = None
         self._heard = asyncio.Event()
+        self.name = "ble"
+
+    @property
+    def ready(self) -> asyncio.Event:
+        return self.scanning
+
+    def health(self) -> LinkHealth:
+        up = self.scanning.is_set()
+        state = "scanning" if up else "not scanning"
+        return LinkHealth(("ble",), state, up, "BLE not scanning", "ble")
+
+    def summary(self) -> str:
+        return ""
 
     # -- called by bleak, in the event loop: cheap, never waits ------------------------
     def on_advertisement(self, device: BLEDevice, advertisement: AdvertisementData) -> None:
@@ -196,7 +210,7 @@ class BleTransport:
         self, address: str, data: bytes, rssi: float, name: str = "", heard_at: float = 0.0
     ) -> None:
         source = f"ble:{address}"
-        device = self.pipeline.registry.by_address("ble", address)
+        device = self.pipeline.device("ble", address)
         if device is None:
             await self.pipeline.discovered("ble", address, source)
             return
@@ -304,3 +318,17 @@ class BleTransport:
                     await scanner.stop()
                 except (TimeoutError, BleakError, OSError) as exc:
                     log.warning("BLE scanner did not stop cleanly: %s", exc)
+
+
+def _scanner(config: GatewayConfig, intake: Intake) -> Sequence[BleTransport]:
+    return [BleTransport(config.ble or BleSection(), intake)]
+
+
+def _scanning(config: GatewayConfig, _device: DeviceConfig) -> str | None:
+    if config.ble_enabled:
+        return None
+    return "BLE is not enabled on this gateway (add a [ble] section)"
+
+
+# BTHome devices: one scanner for all of them, started by [ble] or by a BLE device.
+PLUGINS = {"ble": TransportPlugin("ble", links=_scanner, pairing=_scanning)}

@@ -24,8 +24,8 @@ from devices.codecs.blelock import COMMAND_UUID, STATE_UUID, decode_status
 
 from ..backoff import Backoff
 from ..counters import DropReason
-from ..pipeline import Pipeline
 from ..registry import RegisteredDevice
+from .plugin import Intake, TransportPlugin
 
 log = logging.getLogger("trygg.gateway.ble_lock")
 
@@ -41,7 +41,7 @@ class BleLockLink:
     def __init__(
         self,
         device: RegisteredDevice,
-        pipeline: Pipeline,
+        pipeline: Intake,
         *,
         backend: type[BaseBleakClient] | None = None,
     ) -> None:
@@ -142,3 +142,7 @@ class BleLockLink:
             await self.pipeline.accept(
                 self.device, status.observations(initial=initial), source=self.source
             )
+
+
+# A lock keeps a GATT link of its own; commands to it go through that link.
+PLUGINS = {"ble_lock": TransportPlugin("ble_lock", device_link=BleLockLink)}

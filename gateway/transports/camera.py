@@ -26,8 +26,8 @@ from devices.codecs.camera import MotionMeter
 from ..backoff import Backoff
 from ..config import CameraDevice
 from ..counters import DropReason
-from ..pipeline import Pipeline
 from ..registry import RegisteredDevice
+from .plugin import Intake, TransportPlugin
 
 log = logging.getLogger("trygg.gateway.camera")
 
@@ -62,7 +62,7 @@ Deliver = Callable[[CameraSummary | CameraError], None]
 
 
 class CameraTransport:
-    def __init__(self, device: RegisteredDevice, pipeline: Pipeline) -> None:
+    def __init__(self, device: RegisteredDevice, pipeline: Intake) -> None:
         if not isinstance(device.config, CameraDevice):
             raise TypeError("a camera transport needs a camera device")
         self.device = device
@@ -168,3 +168,7 @@ class CameraTransport:
                 interval_start = now
                 frames, max_motion, brightness = 0, 0.0, 0.0
         return "stopped"
+
+
+# A camera's stream is its own link, opened when the camera is registered.
+PLUGINS = {"camera": TransportPlugin("camera", device_link=CameraTransport)}

@@ -1,4 +1,6 @@
-"""Zigbee2MQTT over MQTT: subscribe to ``<base_topic>/#`` and hand every message on.
+"""Zigbee2MQTT over MQTT: subscribe to ``<base_topic>/#``, make sense of each topic
+(``Zigbee2MqttInput``: device state, ``/action``, ``/availability``, the bridge's device
+list) and hand what it decoded to the pipeline.
 
 A QoS 1 message is acknowledged to the broker only after the pipeline has handled it
 (an alarm is committed to the outbox by then). A gateway killed in between gets the
@@ -13,24 +15,40 @@ hands the message back until it is kept. That failure is logged once per outage.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
 import aiomqtt
 import paho.mqtt.client as mqtt
 
+from devices import CodecError, Signal, UnexpectedValue
+from devices.codecs import (
+    decode_action,
+    decode_availability,
+    decode_bridge_devices,
+    decode_state,
+)
+
 from ..backoff import Backoff
-from ..config import Zigbee2MqttSection
+from ..config import GatewayConfig, Zigbee2MqttSection
+from ..counters import DropReason
 from ..mqtt_socket import no_delay
+from ..registry import RegisteredDevice
 from ..store import StoreError
 from .intake import IntakeQueue
+from .plugin import Intake, LinkHealth, TransportPlugin
 
 log = logging.getLogger("trygg.gateway.zigbee2mqtt")
 
 # (topic, payload, resent: the broker flagged it as a redelivery)
 Handler = Callable[[str, bytes, bool], Awaitable[None]]
 Dropped = Callable[[str], None]
+
+TRANSPORT = "zigbee2mqtt"
+# Zigbee2MQTT publishes these below a device's topic; "set"/"get" are commands to it.
+_SUBTOPICS = ("availability", "action", "set", "get")
 
 
 class Zigbee2MqttTransport:
@@ -50,6 +68,19 @@ class Zigbee2MqttTransport:
         self._in_hand = 0  # a message taken from the queue and not yet acked
         self.connected = asyncio.Event()
         self.internal_errors = 0
+        self.name = TRANSPORT
+
+    @property
+    def ready(self) -> asyncio.Event:
+        return self.connected
+
+    def health(self) -> LinkHealth:
+        up = self.connected.is_set()
+        state = "connected" if up else "disconnected"
+        return LinkHealth((TRANSPORT,), state, up, "zigbee2mqtt broker disconnected", TRANSPORT)
+
+    def summary(self) -> str:
+        return f"zigbee2mqtt messages received {self.received}, left unhandled {self.waiting}"
 
     def _intake(self, maxsize: int = 0) -> IntakeQueue:
         del maxsize  # aiomqtt's own bound would drop without regard to QoS
@@ -152,3 +183,111 @@ class Zigbee2MqttTransport:
                     log.error("could not store input (%s); not acked, taking it again", exc)
                 store_failing = True
                 await asyncio.sleep(backoff.next_delay(urgent=True))
+
+
+class Zigbee2MqttInput:
+    """One Zigbee2MQTT message: which device it is about, decoded, to the pipeline."""
+
+    def __init__(
+        self,
+        intake: Intake,
+        base_topic: str = "zigbee2mqtt",
+        max_payload_bytes: int = 16 * 1024,
+    ) -> None:
+        self.intake = intake
+        self.base_topic = base_topic.rstrip("/")
+        self.max_payload_bytes = max_payload_bytes
+
+    async def handle(self, topic: str, payload: bytes, resent: bool = False) -> None:
+        """One message; ``resent`` when the broker flagged it as a redelivery."""
+        with self.intake.sender_resends():
+            try:
+                await self._handle(topic, payload, resent)
+            except StoreError:
+                raise  # not kept: the transport does not ack it, and the broker sends it again
+            except Exception as exc:
+                # A bug of ours on one message: counted, and its traceback logged once per
+                # topic rather than once per message (a repeating device would fill the disk).
+                source = f"mqtt:{topic[:200]}"
+                self.intake.counters.drop(DropReason.INTERNAL_ERROR, source, repr(exc), exc)
+
+    async def _handle(self, topic: str, payload: bytes, resent: bool) -> None:
+        counters = self.intake.counters
+        source = f"mqtt:{topic[:200]}"
+        if len(payload) > self.max_payload_bytes:
+            counters.drop(DropReason.OVERSIZED, source, f"{len(payload)} bytes")
+            return
+        prefix = self.base_topic + "/"
+        if not topic.startswith(prefix) or topic == prefix:
+            counters.drop(DropReason.UNKNOWN_TOPIC, source)
+            return
+        rest = topic[len(prefix) :]
+        if rest == "bridge/devices":
+            self._bridge_devices(payload)
+            return
+        if rest == "bridge" or rest.startswith("bridge/"):
+            return  # the bridge's own state and logs: not device input
+        device, sub = self._resolve(rest)
+        if device is None:
+            await self.intake.discovered(TRANSPORT, rest, source)
+            return
+        try:
+            if sub == "availability":
+                await self._availability(device, decode_availability(payload))
+                return
+            if sub in ("set", "get"):
+                return
+            decode = decode_action if sub == "action" else decode_state
+            decoded = decode(device.config.type, payload)
+        except UnexpectedValue as exc:
+            counters.drop(DropReason.UNEXPECTED_VALUE, source, str(exc))
+            return
+        except CodecError as exc:
+            counters.drop(DropReason.MALFORMED, source, str(exc))
+            return
+        digest = hashlib.blake2b(payload, digest_size=16).digest()
+        await self.intake.accept(device, decoded, digest=digest, source=source, resent=resent)
+
+    async def _availability(self, device: RegisteredDevice, online: bool) -> None:
+        device.status.online = online
+        device.status.radio_lost = not online
+        self.intake.counters.accept("availability")
+        # The bridge lost the device's radio: a technical event, and one on return.
+        detail: dict[str, object] = {"source": "zigbee2mqtt availability"}
+        await self.intake.raise_signal(device, Signal.RADIO_LOST, not online, detail)
+
+    def _bridge_devices(self, payload: bytes) -> None:
+        """The bridge's device list names each device's firmware build."""
+        try:
+            builds = decode_bridge_devices(payload)
+        except CodecError as exc:
+            self.intake.counters.drop(DropReason.MALFORMED, "mqtt:bridge/devices", str(exc))
+            return
+        for name, build in builds.items():
+            device = self.intake.device(TRANSPORT, name)
+            if device is not None:
+                device.status.firmware = build
+
+    def _resolve(self, rest: str) -> tuple[RegisteredDevice | None, str | None]:
+        device = self.intake.device(TRANSPORT, rest)
+        if device is not None:
+            return device, None
+        name, _, sub = rest.rpartition("/")
+        if sub in _SUBTOPICS:
+            return self.intake.device(TRANSPORT, name), sub
+        return None, None
+
+
+def _broker(config: GatewayConfig, intake: Intake) -> Sequence[Zigbee2MqttTransport]:
+    section = config.zigbee2mqtt
+    messages = Zigbee2MqttInput(intake, section.base_topic, section.max_payload_bytes)
+
+    def dropped(topic: str) -> None:
+        reason = "QoS 0 message dropped: overload"
+        intake.counters.drop(DropReason.QUEUE_FULL, f"mqtt:{topic[:200]}", reason)
+
+    return [Zigbee2MqttTransport(section, config.gateway.id, messages.handle, dropped)]
+
+
+# Zigbee devices through the home's Zigbee2MQTT bridge: one broker link for all of them.
+PLUGINS = {TRANSPORT: TransportPlugin(TRANSPORT, links=_broker)}

@@ -5,7 +5,8 @@ A port that fails to open, or goes away (a USB receiver unplugged), is opened ag
 path with backoff; plugged back in, it carries on. Name the port by a stable path
 (``/dev/serial/by-id/...``) so a replug that gets a new ttyUSB number is still found.
 If a port stays away for ``lost_after_s``, every device behind it gets a ``radio_lost``
-technical event, and a restore when the port is back.
+technical event, and a restore when the port is back. A GPS receiver's positions are
+held against its safe zone by the home rules (gateway/rules.py), not here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import serial
 import serial_asyncio_fast
@@ -22,13 +23,12 @@ import serial_asyncio_fast
 from devices import CodecError, Signal, UnexpectedValue
 from devices.codecs.nmea import NmeaLineReader, decode_sentence
 from devices.codecs.radio import RadioFrameReader
-from devices.geo import Geofence
 
 from ..backoff import Backoff
-from ..config import GpsDevice, SerialPort, radio_address
+from ..config import DeviceConfig, GatewayConfig, SerialPort, radio_address
 from ..counters import DropReason
-from ..pipeline import Pipeline
 from ..registry import RegisteredDevice
+from .plugin import Intake, LinkHealth, TransportPlugin
 
 log = logging.getLogger("trygg.gateway.serial")
 
@@ -49,7 +49,7 @@ class SerialTransport:
     def __init__(
         self,
         port: SerialPort,
-        pipeline: Pipeline,
+        pipeline: Intake,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -66,6 +66,20 @@ class SerialTransport:
         self._nmea = NmeaLineReader()
         self._nmea_overlong = 0
         self.source = f"serial:{port.name}"
+        self.name = f"serial-{port.name}"
+
+    @property
+    def ready(self) -> asyncio.Event:
+        return self.connected
+
+    def health(self) -> LinkHealth:
+        name = self.port.name
+        up = self.connected.is_set()
+        problem = f"serial port {name} closed"
+        return LinkHealth(("serial", name), "open" if up else "closed", up, problem, self.source)
+
+    def summary(self) -> str:
+        return ""
 
     async def run(self) -> None:
         backoff = Backoff(first_s=0.2, cap_s=5.0)
@@ -139,12 +153,8 @@ class SerialTransport:
             )
 
     def _devices(self) -> list[RegisteredDevice]:
-        transport = "radio" if self.port.protocol == "radio" else "nmea"
-        return [
-            d
-            for d in self.pipeline.registry
-            if d.config.transport == transport and getattr(d.config, "port", None) == self.port.name
-        ]
+        on_port = self.pipeline.devices(self.port.protocol)  # a protocol is its devices' transport
+        return [d for d in on_port if getattr(d.config, "port", None) == self.port.name]
 
     # -- decoding ----------------------------------------------------------------------
     async def feed(self, chunk: bytes) -> None:
@@ -162,7 +172,7 @@ class SerialTransport:
             self._radio_drops[reason] = total
         for frame in frames:
             address = radio_address(self.port.name, frame.address)
-            device = self.pipeline.registry.by_address("radio", address)
+            device = self.pipeline.device("radio", address)
             if device is None:
                 await self.pipeline.discovered("radio", address, self.source)
                 continue
@@ -174,7 +184,7 @@ class SerialTransport:
         if self._nmea.overlong != self._nmea_overlong:
             self._nmea_overlong = self._nmea.overlong
             counters.drop(DropReason.OVERSIZED, self.source, "noise without line ends")
-        device = self.pipeline.registry.by_address("nmea", self.port.name)
+        device = self.pipeline.device("nmea", self.port.name)
         for line in lines:
             try:
                 fix = decode_sentence(line)
@@ -190,22 +200,24 @@ class SerialTransport:
             if fix is None:
                 self.pipeline.seen(device)  # a well-formed sentence: the receiver is alive
                 continue
-            decoded = fix.observations()
-            config = device.config
-            if (
-                isinstance(config, GpsDevice)
-                and config.safe_zone is not None
-                and fix.valid
-                and fix.latitude is not None
-                and fix.longitude is not None
-            ):
-                fence = device.codec
-                if not isinstance(fence, Geofence):
-                    zone = config.safe_zone
-                    fence = device.codec = Geofence(zone.latitude, zone.longitude, zone.radius_m)
-                outside = fence.update(fix.latitude, fix.longitude)
-                await self.pipeline.accept(device, decoded, source=self.source)
-                position = {"latitude": fix.latitude, "longitude": fix.longitude}
-                await self.pipeline.raise_signal(device, Signal.GEOFENCE_EXIT, outside, position)
-                continue
-            await self.pipeline.accept(device, decoded, source=self.source)
+            await self.pipeline.accept(device, fix.observations(), source=self.source)
+
+
+def _ports(protocol: str) -> Callable[[GatewayConfig, Intake], Sequence[SerialTransport]]:
+    def links(config: GatewayConfig, intake: Intake) -> Sequence[SerialTransport]:
+        return [SerialTransport(p, intake) for p in config.serial if p.protocol == protocol]
+
+    return links
+
+
+def _port_configured(config: GatewayConfig, device: DeviceConfig) -> str | None:
+    ports = {p.name for p in config.serial}
+    port = getattr(device, "port", None)
+    return None if port in ports else f"no [[serial]] port named {port!r} in the gateway's config"
+
+
+# A radio receiver's and a GPS receiver's devices: one link per [[serial]] port.
+PLUGINS = {
+    name: TransportPlugin(name, links=_ports(name), pairing=_port_configured)
+    for name in ("radio", "nmea")
+}
