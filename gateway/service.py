@@ -277,8 +277,7 @@ class Gateway:
             await self._stops.pop()()
         r = self.readings
         log.info(
-            "gateway %s stopped: %s"
-            " inputs accepted %s, dropped %s; readings taken %d,"
+            "gateway %s stopped: %sinputs accepted %s, dropped %s; readings taken %d,"
             " committed %d, dropped %s, left unwritten %d",
             self.config.gateway.id,
             "".join(f"{said}; " for link in self.links if (said := link.summary())),

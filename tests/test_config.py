@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,3 +199,32 @@ def test_cli_registers_gateways_and_users(tmp_path: Path, monkeypatch: pytest.Mo
             assert verify_password(user.password_hash, "s3cret-pass")
 
     asyncio.run(check())
+
+
+LAZY_TRANSPORTS = """
+import sys
+from gateway import Gateway, parse_config
+from gateway.config import TRANSPORTS
+from gateway.transports import plugin
+
+config = parse_config(sys.stdin.read())
+links = [link.name for link in Gateway(config).links]
+loaded = sorted(m for m in ("bleak", "cv2", "serial_asyncio_fast") if m in sys.modules)
+print(links, loaded)
+print([plugin(name).name for name in TRANSPORTS], "bleak" in sys.modules)
+"""
+
+
+def test_every_transport_is_in_the_registry_and_loads_only_when_a_gateway_uses_it() -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", LAZY_TRANSPORTS],
+        input=GOOD,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert run.stdout.splitlines() == [
+        "['zigbee2mqtt'] []",
+        "['zigbee2mqtt', 'ble', 'ble_lock', 'radio', 'nmea', 'camera'] True",
+    ]

@@ -242,3 +242,23 @@ async def test_health_names_a_closed_serial_port_and_metrics_count_device_states
             assert 'trygg_gateway_devices{state="ok"} 4.0' in metrics
             # Without a token, the technician routes answer on loopback.
             assert (await http.get("/devices")).status_code == 200
+            # Each transport says why its device cannot be paired on this gateway.
+            refused: dict[str, dict[str, object]] = {
+                "ble": {"address": NEW_MAC},
+                "radio": {"port": "radio9", "radio_address": 7},
+                "nmea": {"port": "gps9", "type": "gps_pendant"},
+            }
+            reasons = {}
+            for transport, fields in refused.items():
+                body = {"id": f"new-{transport}", "type": "smoke", "home": "h1", **fields}
+                answer = await http.post("/devices", json={**body, "transport": transport})
+                assert answer.status_code == 409, answer.text
+                reasons[transport] = answer.json()["detail"]
+            assert reasons == {
+                "ble": "BLE is not enabled on this gateway (add a [ble] section)",
+                "radio": "no [[serial]] port named 'radio9' in the gateway's config",
+                "nmea": "no [[serial]] port named 'gps9' in the gateway's config",
+            }
+            assert [d["id"] for d in (await http.get("/devices")).json()] == [
+                d.id for d in gateway.config.devices
+            ]
