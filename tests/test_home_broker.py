@@ -155,7 +155,7 @@ async def test_the_gateway_hears_its_devices_with_the_credentials_in_its_configu
     broker, config_path = home
     config: GatewayConfig = load_config(config_path)
     async with Gateway(config) as gw:
-        await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         async with broker.client("zigbee2mqtt", Z2M_PASSWORD) as z2m:
             await z2m.publish("zigbee2mqtt/home-1/pendant", '{"action": "single"}', qos=1)
             await z2m.publish("zigbee2mqtt/kitchen_smoke", '{"smoke": true}', qos=1)
