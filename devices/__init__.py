@@ -1,6 +1,6 @@
 """The device domain: events, readings, the device catalog and codecs. Pure: no I/O."""
 
-from .catalog import CATALOG, EVENT_KINDS, DeviceSpec, DeviceType, EventKind, Signal
+from .catalog import CATALOG, EVENT_KINDS, GATEWAY_KINDS, DeviceSpec, DeviceType, EventKind, Signal
 from .errors import CodecError, MalformedPayload, Repeated, Replayed, UnexpectedValue
 from .model import (
     DeviceId,
@@ -18,6 +18,7 @@ from .model import (
 __all__ = [
     "CATALOG",
     "EVENT_KINDS",
+    "GATEWAY_KINDS",
     "CodecError",
     "DeviceId",
     "DeviceSpec",

@@ -87,6 +87,11 @@ EVENT_KINDS: dict[str, EventKind] = {
     )
 }
 
+# What a gateway says about itself rather than about one of its devices: such an event
+# carries the gateway's own id as its device id (and "gateway" as its device type), so
+# the dispatch service takes it without looking the device up in the gateway's inventory.
+GATEWAY_KINDS = frozenset({"store_fault", "store_damaged"})
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceSpec:

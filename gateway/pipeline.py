@@ -130,6 +130,9 @@ class Pipeline:
         if rssi is not None:
             device.status.rssi_dbm = rssi
 
+    def firmware(self, device: RegisteredDevice, build: str) -> None:
+        self.registry.note_firmware(device, build)
+
     async def accept(
         self,
         device: RegisteredDevice,
@@ -175,7 +178,7 @@ class Pipeline:
         now = utc_now()
         at_ms = int(now.timestamp() * 1000)
         if decoded.firmware:
-            status.firmware = decoded.firmware
+            self.registry.note_firmware(device, decoded.firmware)
         for metric, value in decoded.readings:
             if metric == "battery_pct":
                 status.battery_pct = value

@@ -83,6 +83,7 @@ class RegisteredDevice:
 
 
 Listener = Callable[[RegisteredDevice, bool], None]  # (device, added)
+Watcher = Callable[[RegisteredDevice], None]  # a device's firmware changed
 
 
 class Registry:
@@ -92,6 +93,7 @@ class Registry:
         self._by_id: dict[str, RegisteredDevice] = {}
         self._by_address: dict[tuple[str, str], RegisteredDevice] = {}
         self._listeners: list[Listener] = []
+        self._watchers: list[Watcher] = []
         self._clock = clock
         for config in devices:
             self._insert(RegisteredDevice(config))
@@ -129,6 +131,17 @@ class Registry:
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def watch_firmware(self, watcher: Watcher) -> None:
+        self._watchers.append(watcher)
+
+    def note_firmware(self, device: RegisteredDevice, build: str) -> None:
+        """The firmware build a device (or its bridge) reports; watchers hear a change."""
+        if device.status.firmware == build:
+            return
+        device.status.firmware = build
+        for watcher in self._watchers:
+            watcher(device)
 
     def by_address(self, transport: str, address: str) -> RegisteredDevice | None:
         return self._by_address.get((transport, address))

@@ -15,6 +15,7 @@ from devices import EVENT_KINDS
 
 from .config import DeviceConfig, GatewayConfig
 from .counters import InputCounters
+from .inventory import InventoryReport
 from .pipeline import Pipeline
 from .readings import ReadingsBuffer
 from .registry import DEVICE_CONFIG, RegisteredDevice, Registry, RegistryError
@@ -58,13 +59,16 @@ class Gateway:
         self.store.on_recovered = self._store_recovered
         self.store.on_damaged = self._store_damaged
         self.readings = ReadingsBuffer(self.store)
+        self.inventory = InventoryReport(gw, self.registry, self.store)
         self.uplink = DispatchUplink(
             config.uplink,
             gw,
             self.store,
             heartbeat_interval_s=config.gateway.heartbeat_interval_s,
             ack_latency=self.ack_latency,
+            inventory=self.inventory,
         )
+        self.inventory.on_change = self.uplink.wake
         # The time-series client and the local API are loaded only when configured:
         # they weigh tens of MB that a small gateway need not carry.
         self.timeseries: TimeSeriesUplink | None = None
@@ -167,6 +171,7 @@ class Gateway:
         await self.store.audit("gateway_started", self.config.gateway.id)
         await self.pipeline.load()
         await self._load_paired()
+        await self.inventory.load()
         self._spawn("dispatch-uplink", self.uplink.run)
         if self.timeseries is not None:
             self._spawn("timeseries-uplink", self.timeseries.run)

@@ -36,7 +36,7 @@ import queue
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,6 +96,10 @@ CREATE TABLE IF NOT EXISTS discovered (
     last_seen TEXT NOT NULL,
     messages INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (transport, address)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 """
 
@@ -594,16 +598,27 @@ class Store:
 
         return await self._run(select)
 
-    async def ack(self, event_ids: Iterable[EventId]) -> int:
-        """Delete acknowledged events; returns how many were still held."""
+    async def ack(
+        self, event_ids: Iterable[EventId], refused: Mapping[EventId, str] | None = None
+    ) -> int:
+        """Delete acknowledged events; returns how many were still held.
+
+        ``refused`` are those of them the dispatch service refused, with its reason: they
+        are deleted too (sending them again would be refused again), and each refusal is
+        written to the audit log in the same transaction.
+        """
         ids = [(i,) for i in event_ids]
+        refusals = dict(refused or {})
 
         def delete() -> int:
             db = self._conn()
             before = db.total_changes
             with _transaction(db):
                 db.executemany("DELETE FROM outbox WHERE event_id = ?", ids)
-            return db.total_changes - before
+                deleted = db.total_changes - before
+                for event_id, reason in refusals.items():
+                    self._audit("event_refused", f"{event_id}: {reason}")
+            return deleted
 
         return await self._run(delete)
 
@@ -750,6 +765,24 @@ class Store:
             return [(str(a), str(b), str(c)) for a, b, c in rows]
 
         return await self._run(select)
+
+    # -- small values kept across restarts (the inventory's revision) --------------------
+    async def meta(self, key: str) -> str | None:
+        def select() -> str | None:
+            row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(select)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        def upsert() -> None:
+            self._conn().execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+        await self._run(upsert)
 
     # -- discovered devices ------------------------------------------------------------
     async def note_discovered(self, transport: str, address: str, *, messages: int = 1) -> None:

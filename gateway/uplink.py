@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import aiomqtt
 from prometheus_client import Histogram
@@ -35,6 +35,9 @@ from .config import UplinkSection
 from .mqtt_socket import no_delay
 from .store import Store
 
+if TYPE_CHECKING:
+    from .inventory import InventoryReport
+
 log = logging.getLogger("trygg.gateway.uplink")
 
 
@@ -55,6 +58,7 @@ class DispatchUplink:
         heartbeat_interval_s: float = 60.0,
         ack_latency: Histogram | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        inventory: InventoryReport | None = None,
     ) -> None:
         self.settings = settings
         self.gateway_id = gateway_id
@@ -62,12 +66,15 @@ class DispatchUplink:
         self.heartbeat_interval_s = heartbeat_interval_s
         self._monotonic = monotonic
         self._ack_latency = ack_latency
+        # Published on connect before the outbox, and before the next event after a change.
+        self.inventory = inventory
         self._wake = asyncio.Event()
         self._in_flight: dict[EventId, _Flight] = {}
         self.connected = asyncio.Event()
         self.acked = 0
         self.resent = 0
         self.acks_ignored = 0
+        self.refused = 0
         self._ignored_told = False
 
     def wake(self) -> None:
@@ -99,6 +106,8 @@ class DispatchUplink:
                     await client.subscribe(DISPATCH_STATUS_TOPIC, qos=1)
                     self._in_flight.clear()  # whatever was unacked goes again
                     self._ignored_told = False
+                    if self.inventory is not None:
+                        await self.inventory.publish(client)
                     self.connected.set()
                     backoff.reset()
                     log.info("uplink connected to %s:%d", s.host, s.port)
@@ -161,6 +170,8 @@ class DispatchUplink:
         missed it (it was not yet subscribed again after an outage, say), it is sent again
         before anything less urgent, so alarms still arrive most urgent first.
         """
+        if self.inventory is not None:
+            await self.inventory.publish_if_due(client)
         window = self.settings.max_in_flight
         batch = await self.store.pending(window, exclude=self._in_flight)
         per_rank = Counter(f.rank for f in self._in_flight.values())  # once, not per event
@@ -170,7 +181,10 @@ class DispatchUplink:
                 return  # the rest of the batch is no more urgent than this one
             per_rank[rank] += 1
             envelope = EventEnvelope(
-                gateway_id=self.gateway_id, sent_at=utc_now(), event=item.event
+                gateway_id=self.gateway_id,
+                sent_at=utc_now(),
+                event=item.event,
+                inventory_revision=None if self.inventory is None else self.inventory.revision,
             )
             await client.publish(events_topic(self.gateway_id), envelope.model_dump_json(), qos=1)
             self._in_flight[item.event.id] = _Flight(self._monotonic(), rank)
@@ -205,12 +219,21 @@ class DispatchUplink:
                 self._ignored_told = True
             if not flights:
                 continue
-            deleted = await self.store.ack(list(flights))
+            refused = {i: r for i, r in ack.refused.items() if i in flights}
+            deleted = await self.store.ack(list(flights), refused)
+            self._refused(refused)
             if self._ack_latency is not None:
                 for flight in flights.values():
                     self._ack_latency.observe(now - flight.sent)
             self.acked += deleted
             self._wake.set()
+
+    def _refused(self, refused: dict[EventId, str]) -> None:
+        """Events the dispatch service will never take (kind or device unknown to it):
+        deleted with the ack, and each one logged (the store audited it)."""
+        for event_id, reason in refused.items():
+            log.warning("the dispatch service refused event %s: %s", event_id, reason)
+        self.refused += len(refused)
 
     def _on_dispatch_status(self, payload: bytes) -> None:
         try:
@@ -218,6 +241,9 @@ class DispatchUplink:
         except ValidationError:
             log.warning("ignored a malformed dispatch status")
             return
+        if status.state == "online" and self.inventory is not None:
+            self.inventory.resend()  # a replica's shared subscription got no retained one
+            self._wake.set()
         if status.state == "online" and self._in_flight:
             log.info(
                 "dispatch service is online: resending %d unacked events", len(self._in_flight)

@@ -266,7 +266,7 @@ class Zigbee2MqttInput:
         for name, build in builds.items():
             device = self.intake.device(TRANSPORT, name)
             if device is not None:
-                device.status.firmware = build
+                self.intake.firmware(device, build)
 
     def _resolve(self, rest: str) -> tuple[RegisteredDevice | None, str | None]:
         device = self.intake.device(TRANSPORT, rest)

@@ -52,6 +52,10 @@ class Intake(Protocol):
 
     def seen(self, device: RegisteredDevice, *, rssi: float | None = None) -> None: ...
 
+    def firmware(self, device: RegisteredDevice, build: str) -> None:
+        """The firmware build a device (or its bridge) names: a change is reported."""
+        ...
+
     def sender_resends(self) -> AbstractContextManager[None]:
         """While open, a store failure is raised rather than retried: the input's sender
         (a broker holding a QoS 1 message) keeps it until it is acked."""
