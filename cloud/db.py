@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -147,8 +148,9 @@ class Gateway(Base):
     # Its broker password in mosquitto's own hash format (the plain one is only in the
     # bundle given to the technician); None for a gateway that authenticates otherwise.
     broker_password_hash: Mapped[str | None] = mapped_column(String(200))
-    # The revision of the last inventory it reported, and when.
-    inventory_revision: Mapped[int | None] = mapped_column(Integer)
+    # The revision of the last inventory it reported, and when. 64 bits: a gateway's
+    # revision never falls below its clock's seconds (gateway/inventory.py).
+    inventory_revision: Mapped[int | None] = mapped_column(BigInteger)
     inventory_at: Mapped[datetime | None]
 
 

@@ -22,7 +22,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from devices import Event
 from devices.wire import (
+    DISPATCH_CHANGES_TOPIC,
     DISPATCH_STATUS_TOPIC,
     MAX_MESSAGE_BYTES,
     TOPIC_ROOT,
@@ -30,19 +32,23 @@ from devices.wire import (
     DispatchStatus,
     EventEnvelope,
     Heartbeat,
+    Inventory,
     acks_topic,
     split_topic,
 )
 
 from .alarms import record_event
+from .clock import database_now
 from .db import Gateway
 from .hub import AlarmHub
+from .inventory import REFUSALS, Verdict, apply_inventory, verdict
+from .relay import RelaySeal
 from .schemas import AlarmChange, AlarmPublic, RelayedChange
 from .settings import CloudSettings
-from .storable import storable
+from .storable import storable, storable_json
 from .supervision import GatewaySupervisor
 
-CHANGES_TOPIC = "trygg/v1/dispatch/changes"  # between replicas: alarm changes for consoles
+CHANGES_TOPIC = DISPATCH_CHANGES_TOPIC  # between replicas: alarm changes for consoles
 log = logging.getLogger("trygg.cloud.ingest")
 
 ORG_CACHE_S = 60.0
@@ -76,12 +82,17 @@ class IngestWorker:
         self.neutralised: Counter[str] = Counter()
         self.committed = 0
         self.duplicates = 0
+        self.refused = 0  # acked as refused (kind or device unknown): the gateway deletes them
+        # Left unacked: a device not known yet, from a newer inventory than the one applied.
+        self.waiting_for_inventory = 0
+        self.inventories = 0
         self.connected = asyncio.Event()
         self._warned: set[tuple[str, str]] = set()
         self._client: aiomqtt.Client | None = None
         self._relaying: set[asyncio.Task[None]] = set()
         self.replica = f"{settings.mqtt_client_id}-{uuid.uuid4().hex[:8]}"
         self.relay_dropped = 0
+        self.seal = RelaySeal(settings.secret_key)
         hub.relay = self.relay
         self._orgs: dict[str, tuple[str, float]] = {}
 
@@ -132,6 +143,7 @@ class IngestWorker:
                     share = f"$share/{s.mqtt_shared_group}/" if s.mqtt_shared_group else ""
                     await client.subscribe(f"{share}{TOPIC_ROOT}/+/events", qos=1)
                     await client.subscribe(f"{share}{TOPIC_ROOT}/+/status", qos=1)
+                    await client.subscribe(f"{share}{TOPIC_ROOT}/+/inventory", qos=1)
                     # Every replica hears the others: their changes, and their last wills.
                     await client.subscribe(CHANGES_TOPIC, qos=0)
                     await client.subscribe(DISPATCH_STATUS_TOPIC, qos=1)
@@ -204,7 +216,7 @@ class IngestWorker:
             self.relay_dropped += 1
             return
         body = RelayedChange(replica=self.replica, org_id=org_id, change=change)
-        task = asyncio.create_task(client.publish(CHANGES_TOPIC, body.model_dump_json(), qos=0))
+        task = asyncio.create_task(client.publish(CHANGES_TOPIC, self.seal.seal(body), qos=0))
         self._relaying.add(task)
         task.add_done_callback(self._relay_done)
 
@@ -214,10 +226,10 @@ class IngestWorker:
             self.relay_dropped += 1
 
     def _relayed(self, payload: bytes) -> None:
-        try:
-            body = RelayedChange.model_validate_json(payload)
-        except ValidationError:
-            self._drop("malformed", CHANGES_TOPIC)
+        """Applied only when sealed by a replica (relay.py): never a forged change."""
+        body = self.seal.open(payload)
+        if isinstance(body, str):
+            self._drop(body, CHANGES_TOPIC, "relayed change not applied")
             return
         if body.replica != self.replica:
             self.hub.deliver(body.org_id, body.change)
@@ -235,6 +247,8 @@ class IngestWorker:
             await self._event(client, gateway_id, payload)
         elif kind == "status":
             await self._status(gateway_id, payload)
+        elif kind == "inventory":
+            await self._inventory(gateway_id, payload)
         else:
             self._drop("unknown_topic", topic[:200])
 
@@ -269,6 +283,11 @@ class IngestWorker:
                     # Not acked: the gateway keeps the event until it is registered.
                     self._drop("unknown_gateway", gateway_id, "gateway is not registered")
                     return
+                revision = envelope.inventory_revision
+                judged = await verdict(session, org_id, gateway_id, event, revision)
+                if judged is not Verdict.TAKE:
+                    await self._not_taken(client, gateway_id, event, revision, judged)
+                    return
                 intake = await record_event(
                     session, org_id, gateway_id, event, merge_window=self.merge_window
                 )
@@ -301,6 +320,69 @@ class IngestWorker:
                     gateway_id,
                     event.device_id,
                 )
+
+    async def _not_taken(
+        self,
+        client: aiomqtt.Client,
+        gateway_id: str,
+        event: Event,
+        revision: int | None,
+        judged: Verdict,
+    ) -> None:
+        if judged is Verdict.WAIT:
+            # Not refused and not acked: the gateway sends it again after its ack timeout,
+            # by which time the inventory that names the device has landed.
+            self.waiting_for_inventory += 1
+            if self._first(judged.value, gateway_id):
+                log.info(
+                    "event %s from %s/%s waits for inventory revision %s (further ones counted)",
+                    event.id,
+                    gateway_id,
+                    event.device_id,
+                    revision,
+                )
+            return
+        reason = REFUSALS[judged].format(kind=event.kind[:64], device=event.device_id[:128])
+        self._drop(judged.value, gateway_id, f"event {event.id}: {reason}")
+        self.refused += 1
+        ack = Ack(event_ids=[event.id], refused={event.id: f"{judged.value}: {reason}"})
+        await client.publish(acks_topic(gateway_id), ack.model_dump_json(), qos=1)
+
+    async def _inventory(self, gateway_id: str, payload: bytes) -> None:
+        try:
+            inventory = Inventory.model_validate_json(payload)
+        except ValidationError as exc:
+            self._drop("inventory_garbage", gateway_id, str(exc.errors()[0]["msg"]))
+            return
+        if inventory.gateway_id != gateway_id:
+            detail = f"inventory says {inventory.gateway_id}"
+            self._drop("inventory_mismatch", gateway_id, detail)
+            return
+        fixed, reasons = storable_json(inventory.model_dump(mode="json"))
+        for reason in sorted(reasons):
+            self._neutralise(reason, gateway_id, f"inventory {inventory.revision}")
+        if reasons:
+            inventory = Inventory.model_validate(fixed)
+        try:
+            async with self.sessions() as session:
+                gateway = await session.get(Gateway, gateway_id, with_for_update=True)
+                if gateway is None:
+                    self._drop("unknown_gateway", gateway_id, "gateway is not registered")
+                    return
+                now = await database_now(session)
+                applied = await apply_inventory(session, gateway, inventory, now)
+                await session.commit()
+        except DATABASE_ERRORS as exc:
+            self._drop("database_error", gateway_id, str(exc).splitlines()[0][:200])
+            return
+        if applied.stale:
+            detail = f"revision {inventory.revision} is older than the one applied"
+            self._drop("inventory_stale", gateway_id, detail)
+            return
+        for device_id in applied.conflicts:
+            self._drop("inventory_conflict", gateway_id, f"{device_id} belongs to another gateway")
+        self.inventories += 1
+        log.info("inventory %d of %s: %d devices", inventory.revision, gateway_id, applied.devices)
 
     async def _status(self, gateway_id: str, payload: bytes) -> None:
         try:

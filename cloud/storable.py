@@ -65,3 +65,10 @@ def storable(event: Event) -> tuple[Event, frozenset[str]]:
         update["detail"] = detail
         return event.model_copy(update=update), frozenset(found.reasons)
     return event, frozenset()
+
+
+def storable_json(value: Any) -> tuple[Any, frozenset[str]]:
+    """Any JSON value (a gateway's inventory) as it can be stored, and why it changed."""
+    found = _Found()
+    fixed = found.value(value)
+    return fixed, frozenset(found.reasons)

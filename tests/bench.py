@@ -902,7 +902,9 @@ class AckCounter:
         self.client.loop_start()
 
     def _on_message(self, _client: object, _userdata: object, message: paho.MQTTMessage) -> None:
-        self.ids += len(json.loads(message.payload)["event_ids"])
+        ack = json.loads(message.payload)
+        # A refused event is acked too; it is no alarm taken, so it does not count.
+        self.ids += len(ack["event_ids"]) - len(ack.get("refused", {}))
         self.last_at = time.perf_counter()
 
     def close(self) -> None:
@@ -910,14 +912,15 @@ class AckCounter:
         self.client.disconnect()
 
 
-async def _cloud_history(url: str, gateways: int, history: int) -> None:
+async def _cloud_history(url: str, gateways: int, history: int, devices: int) -> None:
     """10,000 gateways and 100,000 old alarms (2 % still open) in the bench organisation,
-    and an operator to query them."""
+    an operator to query them, and the bench gateway's ``devices`` (the dispatch service
+    takes events only from devices it knows for their gateway)."""
     from sqlalchemy import insert
 
     from cloud import CloudSettings
     from cloud.admin import admin_session, ensure_user
-    from cloud.db import Alarm, Gateway
+    from cloud.db import Alarm, Device, Gateway
     from cloud.security import Role
 
     async with admin_session(CloudSettings(environment="development", database_url=url)) as session:
@@ -957,6 +960,12 @@ async def _cloud_history(url: str, gateways: int, history: int) -> None:
             )
         for chunk in range(0, len(rows), 10_000):
             await session.execute(insert(Alarm), rows[chunk : chunk + 10_000])
+        known = [
+            {"org_id": "bench", "id": f"dev-{n}", "gateway_id": GATEWAY_ID}
+            | {"home_id": f"home-{n}", "type": "alarm_button"}
+            for n in range(devices)
+        ]
+        await session.execute(insert(Device), known)
         await session.commit()
 
 
@@ -976,7 +985,7 @@ def phase_cloud(work: Path, alarms: int, gateways: int, beats: int) -> dict[str,
     cloud = run_cloud(work, url, broker)
     api = f"http://127.0.0.1:{_cloud_port(work)}"
     try:
-        asyncio.run(_cloud_history(url, gateways, 100_000))
+        asyncio.run(_cloud_history(url, gateways, 100_000, alarms))
         log(f"cloud: {gateways:,} gateways and 100,000 historical alarms in PostgreSQL")
         # 1. Alarm intake: distinct devices, so that each event opens an alarm.
         counter = AckCounter(broker.port)

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +25,11 @@ from cloud.admin import (
     ensure_resident,
     ensure_user,
 )
+from cloud.db import Gateway as GatewayRow
 from cloud.ingest import IngestWorker
 from cloud.security import Role
 from devices import Event, Priority, stable_event_id
-from devices.wire import EventEnvelope
+from devices.wire import EventEnvelope, Inventory, InventoryDevice, inventory_topic
 from gateway import Gateway, GatewayConfig, Store
 from trygg.serve import make_server, wait_started
 
@@ -36,6 +38,7 @@ from .servers import (
     VictoriaMetrics,
     free_port,
     throwaway_database,
+    wait_until,
 )
 
 # The tests' dispatch services (in-process and the ones they start as processes) run in
@@ -263,3 +266,43 @@ def envelope(
 async def publish(port: int, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
     async with aiomqtt.Client("127.0.0.1", port) as client:
         await client.publish(topic, payload, qos=1, retain=retain)
+
+
+_REVISIONS = itertools.count(1)
+
+
+def inventory_device(
+    device_id: str, type: str = "alarm_button", home: str = "home-1", **fields: Any
+) -> InventoryDevice:
+    """One device as a gateway's inventory names it (``make_event``'s defaults)."""
+    values: dict[str, Any] = {"transport": "zigbee2mqtt"} | fields
+    return InventoryDevice(id=device_id, type=type, home_id=home, **values)
+
+
+async def publish_inventory(
+    cloud: RunningCloud,
+    devices: Iterable[str | InventoryDevice],
+    gateway_id: str = GATEWAY_ID,
+    *,
+    revision: int | None = None,
+) -> int:
+    """Report ``devices`` as ``gateway_id``'s inventory, as a real gateway does on connect
+    (the dispatch service takes events only from devices a gateway reported), and wait
+    until the dispatch service has applied it. Returns the revision."""
+    number = next(_REVISIONS) if revision is None else revision
+    inventory = Inventory(
+        gateway_id=gateway_id,
+        revision=number,
+        sent_at=datetime.now(UTC),
+        devices=[d if isinstance(d, InventoryDevice) else inventory_device(d) for d in devices],
+    )
+    topic = inventory_topic(gateway_id)
+    await publish(cloud.settings.mqtt_port, topic, inventory.model_dump_json(), retain=True)
+    await wait_until(lambda: inventory_revision(cloud, gateway_id, number), 20)
+    return number
+
+
+async def inventory_revision(cloud: RunningCloud, gateway_id: str, at_least: int) -> bool:
+    async with cloud.app.state.services.sessions() as session:
+        row = await session.get(GatewayRow, gateway_id)
+        return row is not None and (row.inventory_revision or -1) >= at_least

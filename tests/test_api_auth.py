@@ -13,7 +13,7 @@ import pytest
 from cloud.security import Role, TokenClaims, issue_token
 from devices.wire import events_topic
 
-from .conftest import GATEWAY_ID, USERS, RunningCloud, envelope, publish
+from .conftest import GATEWAY_ID, USERS, RunningCloud, envelope, publish, publish_inventory
 from .servers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
@@ -64,6 +64,7 @@ UNAUTHENTICATED = {("POST", "/api/v1/auth/token"), ("GET", "/healthz")}
 
 
 async def make_alarm(cloud: RunningCloud, mosquitto: Mosquitto, n: int = 1) -> int:
+    await publish_inventory(cloud, [f"pendant-{n}"])
     sent = envelope("api-test", n, device=f"pendant-{n}")
     await publish(mosquitto.port, events_topic(GATEWAY_ID), sent.model_dump_json())
     async with await cloud.authed("anna") as http:

@@ -17,7 +17,7 @@ from devices import Priority, stable_event_id
 from devices.wire import Ack, EventEnvelope, acks_topic, events_topic
 from gateway import Gateway
 
-from .conftest import GATEWAY_ID, RunningCloud, envelope, publish
+from .conftest import GATEWAY_ID, RunningCloud, envelope, publish, publish_inventory
 from .servers import Mosquitto, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -100,6 +100,7 @@ async def test_wire_duplicates_are_acked_every_time_but_stored_once(
     cloud: RunningCloud, mosquitto: Mosquitto
 ) -> None:
     """A gateway resends what it did not see acked; the cloud upserts by event id."""
+    await publish_inventory(cloud, ["dev-1"])
     envelope = _envelope(1).model_dump_json()
     acked: list[str] = []
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
@@ -130,6 +131,7 @@ async def test_queue_is_priority_then_age_and_filters_work(
         _envelope(3, Priority.HIGH, "inactivity"),
         _envelope(4, Priority.CRITICAL, "smoke"),
     ]
+    await publish_inventory(cloud, [item.event.device_id for item in sent])
     for item in sent:
         await publish(mosquitto.port, events_topic(GATEWAY_ID), item.model_dump_json())
     async with await cloud.authed("anna") as http:

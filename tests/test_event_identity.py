@@ -16,7 +16,7 @@ from cloud.admin import admin_session, ensure_gateway
 from cloud.db import EventRecord
 from devices.wire import TOPIC_ROOT, Ack, EventEnvelope, events_topic, split_topic
 
-from .conftest import GATEWAY_ID, RunningCloud, make_event
+from .conftest import GATEWAY_ID, RunningCloud, make_event, publish_inventory
 from .servers import Mosquitto, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -39,6 +39,8 @@ async def test_the_same_event_id_from_other_gateways_makes_their_own_alarms_and_
         await ensure_gateway(session, "org-a", "gw-test-2", "Second gateway of org-a")
         await ensure_gateway(session, "org-b", "gw-b-1", "Gateway of org-b")
         await session.commit()
+    for gateway_id, device in SENDERS:
+        await publish_inventory(cloud, [device], gateway_id)
     event_id = make_event("boot-1", 1).id
     acked: dict[str, list[str]] = defaultdict(list)
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:

@@ -27,6 +27,7 @@ from .conftest import (
     RunningCloud,
     envelope,
     gateway_config,
+    publish_inventory,
     run_cloud,
 )
 from .servers import (
@@ -302,6 +303,7 @@ async def test_duplicated_and_reordered_deliveries_make_one_alarm_each(
     sqlite_cloud: RunningCloud, mosquitto: Mosquitto
 ) -> None:
     envelopes = [envelope("reorder", i, device=f"pendant-{i}") for i in range(20)]
+    await publish_inventory(sqlite_cloud, [item.event.device_id for item in envelopes])
     wire = envelopes * 3
     random.Random(3).shuffle(wire)
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:

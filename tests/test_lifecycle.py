@@ -27,7 +27,15 @@ from cloud.security import Role
 from devices import Event, Priority
 from devices.wire import events_topic
 
-from .conftest import GATEWAY_ID, RunningCloud, envelope, make_event, publish
+from .conftest import (
+    GATEWAY_ID,
+    RunningCloud,
+    envelope,
+    inventory_device,
+    make_event,
+    publish,
+    publish_inventory,
+)
 from .servers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
@@ -90,6 +98,12 @@ def test_a_claimed_alarm_is_the_claimers_and_a_supervisor_may_take_over() -> Non
 # -- through the API, on both databases ------------------------------------------------
 
 
+@pytest.fixture
+async def reported(cloud: RunningCloud) -> None:
+    """The test gateway has reported the devices these tests press (its inventory)."""
+    await publish_inventory(cloud, ["pendant-1", inventory_device("smoke-1", "smoke")])
+
+
 async def press(
     mosquitto: Mosquitto,
     n: int,
@@ -123,6 +137,7 @@ async def _count_events(http: httpx.AsyncClient, events: int) -> bool:
     return sum(int(str(a["event_count"])) for a in found) >= events
 
 
+@pytest.mark.usefixtures("reported")
 async def test_an_alarm_goes_from_new_to_resolved_and_its_history_says_who_and_when(
     cloud: RunningCloud, mosquitto: Mosquitto
 ) -> None:
@@ -169,6 +184,7 @@ async def test_an_alarm_goes_from_new_to_resolved_and_its_history_says_who_and_w
     assert detail["history"][4]["detail"]["outcome"] == "help_given"
 
 
+@pytest.mark.usefixtures("reported")
 async def test_illegal_steps_are_refused_with_a_reason_a_person_understands(
     cloud: RunningCloud, mosquitto: Mosquitto
 ) -> None:
@@ -206,6 +222,7 @@ async def test_illegal_steps_are_refused_with_a_reason_a_person_understands(
         assert (await anna.post(f"{base}/release")).status_code == 409
 
 
+@pytest.mark.usefixtures("reported")
 async def test_a_released_alarm_can_be_claimed_by_another_operator(
     cloud: RunningCloud, mosquitto: Mosquitto
 ) -> None:
@@ -219,6 +236,7 @@ async def test_a_released_alarm_can_be_claimed_by_another_operator(
         assert (await bert.post(f"{base}/claim")).json()["claimed_by"] == "bert"
 
 
+@pytest.mark.usefixtures("reported")
 async def test_concurrent_claims_have_exactly_one_winner_and_the_others_are_told_who(
     cloud: RunningCloud, mosquitto: Mosquitto
 ) -> None:
@@ -239,6 +257,7 @@ async def test_concurrent_claims_have_exactly_one_winner_and_the_others_are_told
     assert [t["action"] for t in detail["history"]] == ["claim"]
 
 
+@pytest.mark.usefixtures("reported")
 async def test_repeated_presses_merge_into_one_alarm_with_a_count_and_the_latest_position(
     cloud: RunningCloud, mosquitto: Mosquitto
 ) -> None:
@@ -250,6 +269,7 @@ async def test_repeated_presses_merge_into_one_alarm_with_a_count_and_the_latest
     assert (alarm["latitude"], alarm["longitude"]) == (55.61, 13.01)
 
 
+@pytest.mark.usefixtures("reported")
 async def test_a_technical_alarm_resolves_on_its_restore_and_a_life_alarm_does_not(
     cloud: RunningCloud, mosquitto: Mosquitto
 ) -> None:

@@ -12,7 +12,14 @@ import pytest
 
 from devices.wire import events_topic
 
-from .conftest import GATEWAY_ID, RunningCloud, envelope, publish
+from .conftest import (
+    GATEWAY_ID,
+    RunningCloud,
+    envelope,
+    inventory_device,
+    publish,
+    publish_inventory,
+)
 from .servers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
@@ -109,6 +116,7 @@ async def test_sign_ins_and_failed_ones_are_audited(sqlite_cloud: RunningCloud) 
 async def test_the_alarm_shows_who_lives_there_and_how_to_get_in_and_the_reading_is_logged(
     cloud: RunningCloud, mosquitto: Mosquitto
 ) -> None:
+    await publish_inventory(cloud, [inventory_device("pendant-1", home="home-12")])
     sent = envelope("people", 1, device="pendant-1")
     event = sent.event.model_copy(update={"home_id": "home-12", "resident_id": "res-12"})
     await publish(

@@ -23,7 +23,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("gateways") as batch_op:
         batch_op.add_column(sa.Column("broker_password_hash", sa.String(length=200)))
-        batch_op.add_column(sa.Column("inventory_revision", sa.Integer()))
+        batch_op.add_column(sa.Column("inventory_revision", sa.BigInteger()))
         batch_op.add_column(sa.Column("inventory_at", sa.DateTime(timezone=True)))
     with op.batch_alter_table("devices") as batch_op:
         batch_op.add_column(sa.Column("transport", sa.String(length=32)))
