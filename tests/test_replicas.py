@@ -11,20 +11,32 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
+import httpx
 import pytest
 from sqlalchemy import func, select
 
 from cloud import CloudSettings
 from cloud.db import Alarm, EventRecord
 from cloud.hub import AlarmHub
-from cloud.schemas import AlarmChange
+from cloud.relay import RelaySeal
+from cloud.schemas import AlarmChange, RelayedChange
+from devices.wire import DISPATCH_CHANGES_TOPIC, events_topic
 from gateway import Gateway
 
-from .conftest import RunningCloud, gateway_config, run_cloud
+from .conftest import (
+    GATEWAY_ID,
+    RunningCloud,
+    envelope,
+    gateway_config,
+    publish,
+    publish_inventory,
+    run_cloud,
+)
 from .servers import Mosquitto, free_port, throwaway_database, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -164,3 +176,106 @@ async def _stored_by_another(cloud: RunningCloud) -> bool:
 
 async def _outbox_empty(gateway: Gateway) -> bool:
     return sum((await gateway.store.depth()).values()) == 0
+
+
+async def test_a_forged_relay_message_never_reaches_the_other_replicas_consoles(
+    mosquitto: Mosquitto,
+) -> None:
+    """The broker's ACL keeps others off the relay; a replica also checks the seal."""
+    async with replicas(mosquitto) as (_url, a, b):
+        await publish_inventory(a, ["smoke-9"])
+        smoke = envelope("relay", 1, kind="smoke", device="smoke-9")
+        await publish(mosquitto.port, events_topic(GATEWAY_ID), smoke.model_dump_json())
+        async with await b.authed("anna") as http:
+            await wait_until(lambda: _open_alarms(http, 1), 20)
+            (alarm,) = (await http.get("/api/v1/alarms")).json()
+        resolved = AlarmChange.model_validate(
+            {"type": "updated", "alarm": alarm | {"state": "resolved", "outcome": "false_alarm"}}
+        )
+        forged = RelayedChange(replica="forger", org_id="org-a", change=resolved)
+        hub_b: AlarmHub = b.app.state.services.hub
+        async with hub_b.subscribe("org-a") as stream_b:
+            wrong_key = RelaySeal("a-secret-that-is-not-the-deployments-000000")
+            old = RelaySeal(b.settings.secret_key, clock=lambda: time.time() - 3600)
+            genuine = RelaySeal(b.settings.secret_key)
+            sealed = genuine.seal(forged)
+            for payload in (
+                forged.model_dump_json(),  # unsealed
+                wrong_key.seal(forged),
+                old.seal(forged),  # sealed by the key, an hour ago
+                sealed.replace('"sealed_at":', '"sealed_at":1'),  # its time changed
+            ):
+                await publish(mosquitto.port, DISPATCH_CHANGES_TOPIC, payload)
+            # A real change after them, through the other replica: once it is seen, the
+            # forgeries before it on the same subscription have been dealt with.
+            async with await a.authed("anna") as http:
+                claim = await http.post(f"/api/v1/alarms/{alarm['id']}/claim")
+                assert claim.status_code == 200
+
+            async def next_change() -> AlarmChange | None:
+                # The alarm's own "created" may come first, relayed from the other replica.
+                while (change := await stream_b.get()) is not None:
+                    if change.alarm.state != "new":
+                        return change
+                return None
+
+            seen = await asyncio.wait_for(next_change(), 10)
+        assert seen is not None and seen.alarm.state == "claimed"
+        assert b.ingest.dropped == {"relay_forged": 3, "relay_stale": 1}
+        async with await b.authed("anna") as http:
+            assert await _open_alarms(http, 1)
+
+
+async def _open_alarms(http: httpx.AsyncClient, n: int) -> bool:
+    found = (await http.get("/api/v1/alarms", params={"state": ["new", "claimed"]})).json()
+    return len(found) == n
+
+
+def test_a_sealed_change_opens_once_within_its_window() -> None:
+    now = [1_000_000.0]
+    seal = RelaySeal("the-deployments-secret-key-0123456789abcdef", clock=lambda: now[0])
+    change = AlarmChange.model_validate({"type": "escalated", "alarm": ALARM})
+    body = RelayedChange(replica="a", org_id="org-a", change=change)
+    sealed = seal.seal(body).encode()
+    assert seal.open(sealed) == body
+    assert seal.open(sealed) == "relay_replayed"
+    now[0] += 31
+    assert seal.open(seal.seal(body).encode()) == body
+    assert seal.open(sealed) == "relay_stale"
+    assert seal.open(b"garbage") == "relay_forged"
+    assert seal.open(sealed.replace(b'"replica\\":\\"a', b'"replica\\":\\"b')) == "relay_forged"
+
+
+ALARM: dict[str, object] = {
+    "id": 1,
+    "kind": "smoke",
+    "priority": "critical",
+    "state": "new",
+    "gateway_id": GATEWAY_ID,
+    "device_id": "smoke-9",
+    "device_type": "smoke",
+    "home_id": "home-1",
+    "resident_id": None,
+    "event_count": 1,
+    "occurred_at": "2026-12-02T18:00:00Z",
+    "received_at": "2026-12-02T18:00:00Z",
+    "updated_at": "2026-12-02T18:00:00Z",
+    "restored_at": None,
+    "acknowledged_by": None,
+    "acknowledged_at": None,
+    "claimed_by": None,
+    "claimed_at": None,
+    "assigned_to": None,
+    "assigned_at": None,
+    "on_site_at": None,
+    "resolved_by": None,
+    "resolved_at": None,
+    "outcome": None,
+    "resolution_note": None,
+    "last_event_at": None,
+    "latitude": None,
+    "longitude": None,
+    "escalated_at": None,
+    "escalation": None,
+    "escalation_level": 0,
+}
