@@ -26,6 +26,7 @@ from devices import Event
 from devices.wire import (
     DISPATCH_CHANGES_TOPIC,
     DISPATCH_STATUS_TOPIC,
+    MAX_INVENTORY_BYTES,
     MAX_MESSAGE_BYTES,
     TOPIC_ROOT,
     Ack,
@@ -41,7 +42,7 @@ from .alarms import record_event
 from .clock import database_now
 from .db import Gateway
 from .hub import AlarmHub
-from .inventory import REFUSALS, Verdict, apply_inventory, verdict
+from .inventory import REFUSALS, IntakeCheck, Verdict, apply_inventory
 from .relay import RelaySeal
 from .schemas import AlarmChange, AlarmPublic, RelayedChange
 from .settings import CloudSettings
@@ -86,6 +87,7 @@ class IngestWorker:
         # Left unacked: a device not known yet, from a newer inventory than the one applied.
         self.waiting_for_inventory = 0
         self.inventories = 0
+        self.check = IntakeCheck()
         self.connected = asyncio.Event()
         self._warned: set[tuple[str, str]] = set()
         self._client: aiomqtt.Client | None = None
@@ -240,7 +242,7 @@ class IngestWorker:
             self._drop("unknown_topic", topic[:200])
             return
         gateway_id, kind = parts
-        if len(payload) > MAX_MESSAGE_BYTES:
+        if len(payload) > (MAX_INVENTORY_BYTES if kind == "inventory" else MAX_MESSAGE_BYTES):
             self._drop("oversized", gateway_id, f"{len(payload)} bytes")
             return
         if kind == "events":
@@ -284,7 +286,7 @@ class IngestWorker:
                     self._drop("unknown_gateway", gateway_id, "gateway is not registered")
                     return
                 revision = envelope.inventory_revision
-                judged = await verdict(session, org_id, gateway_id, event, revision)
+                judged = await self.check.verdict(session, org_id, gateway_id, event, revision)
                 if judged is not Verdict.TAKE:
                     await self._not_taken(client, gateway_id, event, revision, judged)
                     return

@@ -20,6 +20,8 @@ for the gateway to resend once it has landed, and a real alarm is never refused 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -31,6 +33,8 @@ from devices import EVENT_KINDS, GATEWAY_KINDS, Event
 from devices.wire import Inventory
 
 from .db import Device, Gateway
+
+MAX_REMEMBERED = 100_000
 
 
 class Verdict(StrEnum):
@@ -51,21 +55,47 @@ def is_own_event(gateway_id: str, event: Event) -> bool:
     return event.device_id == gateway_id and event.kind in GATEWAY_KINDS
 
 
-async def verdict(
-    session: AsyncSession,
-    org_id: str,
-    gateway_id: str,
-    event: Event,
-    inventory_revision: int | None,
+class IntakeCheck:
+    """Whether ingest takes an event. A device found known is remembered for a minute,
+    so a busy device's alarms cost no extra query (a device moved to another gateway is
+    still taken from its old one for at most that long)."""
+
+    def __init__(self, *, remember_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.remember_s = remember_s
+        self._clock = clock
+        self._known: dict[tuple[str, str, str], float] = {}
+
+    async def verdict(
+        self,
+        session: AsyncSession,
+        org_id: str,
+        gateway_id: str,
+        event: Event,
+        inventory_revision: int | None,
+    ) -> Verdict:
+        """For ``event`` (made storable already) from ``gateway_id``."""
+        if event.kind not in EVENT_KINDS:
+            return Verdict.UNKNOWN_KIND
+        if is_own_event(gateway_id, event):
+            return Verdict.TAKE
+        key = (org_id, gateway_id, event.device_id)
+        now = self._clock()
+        seen = self._known.get(key)
+        if seen is not None and now - seen < self.remember_s:
+            return Verdict.TAKE
+        device = await session.get(Device, (org_id, event.device_id))
+        if device is not None and device.gateway_id == gateway_id:
+            if len(self._known) >= MAX_REMEMBERED:
+                self._known.clear()
+            self._known[key] = now
+            return Verdict.TAKE
+        return await _unknown(session, gateway_id, inventory_revision)
+
+
+async def _unknown(
+    session: AsyncSession, gateway_id: str, inventory_revision: int | None
 ) -> Verdict:
-    """Whether ingest takes ``event`` (made storable already) from ``gateway_id``."""
-    if event.kind not in EVENT_KINDS:
-        return Verdict.UNKNOWN_KIND
-    if is_own_event(gateway_id, event):
-        return Verdict.TAKE
-    device = await session.get(Device, (org_id, event.device_id))
-    if device is not None and device.gateway_id == gateway_id:
-        return Verdict.TAKE
+    """A device not known for the gateway: wait if a newer inventory is on its way."""
     if inventory_revision is not None:
         gateway = await session.get(Gateway, gateway_id, populate_existing=True)
         applied = None if gateway is None else gateway.inventory_revision

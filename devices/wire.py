@@ -31,6 +31,10 @@ from .model import DeviceId, Event, EventId, GatewayId, HomeId, UtcDatetime
 SCHEMA_VERSION: Literal[1] = 1
 TOPIC_ROOT = "trygg/v1/gw"
 MAX_MESSAGE_BYTES = 64 * 1024
+# An inventory is sent whole and rarely: one gateway may serve a block of flats (the
+# simulator's load mode runs 6,000 devices on one), about 150 bytes a device.
+MAX_INVENTORY_DEVICES = 20_000
+MAX_INVENTORY_BYTES = 4 * 1024 * 1024
 GATEWAY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 DISPATCH_STATUS_TOPIC = "trygg/v1/dispatch/status"
 DISPATCH_CHANGES_TOPIC = "trygg/v1/dispatch/changes"
@@ -123,7 +127,7 @@ class Inventory(_Wire):
     # Grows with every change on this gateway (persisted in its store).
     revision: int = Field(ge=0)
     sent_at: UtcDatetime
-    devices: list[InventoryDevice] = Field(max_length=5000)
+    devices: list[InventoryDevice] = Field(max_length=MAX_INVENTORY_DEVICES)
 
 
 CommandAction = Literal["unlock", "lock"]

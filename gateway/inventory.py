@@ -28,7 +28,7 @@ import aiomqtt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from devices import utc_now
-from devices.wire import Inventory, InventoryDevice, inventory_topic
+from devices.wire import MAX_INVENTORY_DEVICES, Inventory, InventoryDevice, inventory_topic
 
 from .actions import supported_actions
 from .registry import RegisteredDevice, Registry
@@ -79,7 +79,18 @@ class InventoryReport:
         self.on_change: Callable[[], None] = lambda: None
 
     def devices(self) -> list[InventoryDevice]:
-        return [describe(device) for device in self.registry]
+        devices = [describe(device) for device in self.registry]
+        if len(devices) > MAX_INVENTORY_DEVICES:
+            # The rest are not reported, so the dispatch service refuses their events: said
+            # loudly, never a reason for the uplink to stop.
+            log.error(
+                "%d devices: only the first %d fit an inventory; the others' events will be"
+                " refused",
+                len(devices),
+                MAX_INVENTORY_DEVICES,
+            )
+            del devices[MAX_INVENTORY_DEVICES:]
+        return devices
 
     async def load(self) -> None:
         """Read the last revision from the store; bump it if the devices differ from

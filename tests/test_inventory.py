@@ -23,7 +23,14 @@ from sqlalchemy import select
 from cloud.db import Device
 from cloud.db import Gateway as GatewayRow
 from devices import EVENT_KINDS, Priority
-from devices.wire import Ack, Inventory, acks_topic, events_topic, inventory_topic
+from devices.wire import (
+    MAX_INVENTORY_BYTES,
+    Ack,
+    Inventory,
+    acks_topic,
+    events_topic,
+    inventory_topic,
+)
 from gateway import Gateway
 
 from .conftest import (
@@ -232,11 +239,12 @@ async def test_garbage_stale_and_foreign_inventories_are_counted_and_change_noth
             await client.publish(topic, payload, qos=1)
         await client.publish(topic, _inventory("gw-other", 50, "dev-2"), qos=1)  # not its own
         await client.publish(topic, _inventory(GATEWAY_ID, 9, "dev-2"), qos=1)  # older
-        await client.publish(topic, b"{" + b" " * 70_000 + b"}", qos=1)
+        await client.publish(topic, b"{" + b" " * MAX_INVENTORY_BYTES + b"}", qos=1)
         stranger = inventory_topic("gw-stranger")
         await client.publish(stranger, _inventory("gw-stranger", 1, "dev-2"), qos=1)
-    # Applied in order after all of them: the newer one with a device of its own.
-    await publish_inventory(cloud, ["dev-1", "dev-3"], revision=11)
+    # Applied in order after all of them: the newer one, with a device of its own and
+    # one whose id PostgreSQL could not hold as it came (a NUL, kept replaced).
+    await publish_inventory(cloud, ["dev-1", "dev-3", "dev\x004"], revision=11)
     assert cloud.ingest.dropped == {
         "inventory_garbage": len(GARBAGE),
         "inventory_mismatch": 1,
@@ -244,8 +252,9 @@ async def test_garbage_stale_and_foreign_inventories_are_counted_and_change_noth
         "oversized": 1,
         "unknown_gateway": 1,
     }
+    assert cloud.ingest.neutralised == {"nul_character": 1}
     reported = {d: row[6] for d, row in (await devices_of(cloud)).items()}
-    assert reported == {"dev-1": True, "dev-3": True}
+    assert reported == {"dev-1": True, "dev-3": True, "dev\ufffd4": True}
 
 
 async def test_an_event_that_overtakes_its_inventory_waits_for_it_and_is_never_refused(
