@@ -86,7 +86,7 @@ async def alarms(cloud: RunningCloud) -> list[tuple[str, str]]:
 async def api_gateway(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Gateway]:
     config = gateway_config(mosquitto, tmp_path / "gw.db", extra={"api": {"port": 0}})
     async with Gateway(config) as gw:
-        await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         await asyncio.wait_for(gw.uplink.connected.wait(), 10)
         yield gw
 
