@@ -111,6 +111,7 @@ async def test_a_gateway_reports_its_devices_on_connect_and_on_every_change(
         assert (await http.post("/api/v1/devices", json=body)).status_code == 201
     config = gateway_config(mosquitto, tmp_path / "gw.db", extra={"api": {"port": 0}})
     async with Gateway(config) as gw:
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         await wait_until(lambda: _devices_are(cloud, REPORTED))
         first = gw.inventory.revision
         assert await applied_revision(cloud) == first
