@@ -39,6 +39,7 @@ from devices.wire import (
 )
 
 from .alarms import record_event
+from .brokerlink import broker_options
 from .clock import database_now
 from .db import Gateway
 from .hub import AlarmHub
@@ -127,11 +128,8 @@ class IngestWorker:
         while True:
             try:
                 async with aiomqtt.Client(
-                    s.mqtt_host,
-                    s.mqtt_port,
+                    **broker_options(s),
                     identifier=s.mqtt_client_id,
-                    username=s.mqtt_username,
-                    password=s.mqtt_password,
                     clean_session=False,
                     will=aiomqtt.Will(
                         DISPATCH_STATUS_TOPIC,

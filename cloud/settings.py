@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from devices.brokertls import check_link, readable_file
 
 DEVELOPMENT_SECRET = "development-only-secret-change-me-0000000000"  # noqa: S105
 # Secrets that were ever shipped in this repository: never accepted outside development.
@@ -24,6 +27,13 @@ class CloudSettings(BaseSettings):
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
     mqtt_username: str | None = None
     mqtt_password: str | None = None
+    # TLS (1.2+) when a CA is given or TRYGG_MQTT_TLS is true: the broker's certificate is
+    # checked against the CA; a client certificate is presented when one is set. Plain
+    # TCP only to a loopback broker (development).
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+    mqtt_tls: bool | None = None
     # Each replica needs its own, stable across its restarts (it keeps a broker session).
     mqtt_client_id: str = Field(default_factory=lambda: f"trygg-cloud-{socket.gethostname()}")
     # Replicas in one group share the gateways' messages (MQTT shared subscriptions);
@@ -46,6 +56,32 @@ class CloudSettings(BaseSettings):
     clock_step_limit_s: float = Field(default=2.0, gt=0, le=3600)
     # Repeated events from one device within this time join its open alarm (a count).
     alarm_merge_window_s: int = Field(default=600, ge=0, le=86400)
+
+    @field_validator("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
+    @classmethod
+    def _readable(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        try:
+            return readable_file(path)
+        except ValueError as exc:
+            raise ValueError(f"TRYGG_{str(info.field_name).upper()}: {exc}") from None
+
+    @model_validator(mode="after")
+    def _secure_broker_link(self) -> CloudSettings:
+        try:
+            self.mqtt_uses_tls  # noqa: B018 (checks the combination)
+        except ValueError as exc:
+            keys = "TRYGG_MQTT_HOST / TRYGG_MQTT_TLS / TRYGG_MQTT_CA_FILE"
+            raise ValueError(f"{keys}: {exc}") from None
+        return self
+
+    @property
+    def mqtt_uses_tls(self) -> bool:
+        s = self
+        return check_link(
+            s.mqtt_host, s.mqtt_tls, s.mqtt_ca_file, s.mqtt_cert_file, s.mqtt_key_file
+        )
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> CloudSettings:

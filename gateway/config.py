@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from devices import DeviceType
+from devices.brokertls import check_link, readable_file
 from devices.tomlfile import parse_toml, read_text
 from devices.wire import GATEWAY_ID_PATTERN
 
@@ -58,11 +59,32 @@ class StoreSection(_Strict):
     integrity_check_s: float = Field(default=3600, gt=0)
 
 
+ReadableFile = Annotated[Path, AfterValidator(readable_file)]
+
+
 class BrokerSection(_Strict):
+    """An MQTT broker. TLS (1.2 or later) when ``ca_file`` is set or ``tls`` is true; the
+    server's certificate is checked against ``ca_file`` (the system's CAs without one).
+    ``cert_file`` + ``key_file``: a client certificate, for brokers that take the identity
+    from it (mosquitto's use_identity_as_username). Plain TCP only to a loopback host."""
+
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: str | None = None
+    ca_file: ReadableFile | None = None
+    cert_file: ReadableFile | None = None
+    key_file: ReadableFile | None = None
+    tls: bool | None = None
+
+    @model_validator(mode="after")
+    def _secure(self) -> BrokerSection:
+        check_link(self.host, self.tls, self.ca_file, self.cert_file, self.key_file)
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return check_link(self.host, self.tls, self.ca_file, self.cert_file, self.key_file)
 
 
 class Zigbee2MqttSection(BrokerSection):

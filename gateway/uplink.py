@@ -32,7 +32,7 @@ from devices.wire import (
 
 from .backoff import Backoff
 from .config import UplinkSection
-from .mqtt_socket import no_delay
+from .mqtt_socket import broker_options, no_delay
 from .store import Store
 
 if TYPE_CHECKING:
@@ -93,11 +93,8 @@ class DispatchUplink:
         while True:
             try:
                 async with aiomqtt.Client(
-                    s.host,
-                    s.port,
+                    **broker_options(s),
                     identifier=f"trygg-gw-{self.gateway_id}",
-                    username=s.username,
-                    password=s.password,
                     will=will,
                     clean_session=False,
                 ) as client:

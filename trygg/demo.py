@@ -26,6 +26,9 @@ log = logging.getLogger("trygg.demo")
 
 ORG = ("demo", "Demo municipality home care")
 GATEWAY_ID = "gw-demo-1"
+# The embedded broker is anonymous and unencrypted: it listens on loopback only, whatever
+# --host says, so that nothing beyond this machine can reach it.
+BROKER_HOST = "127.0.0.1"
 LOGINS = [("operator", "operator", Role.OPERATOR), ("supervisor", "supervisor", Role.SUPERVISOR)]
 
 
@@ -66,7 +69,7 @@ def gateway_config(options: DemoOptions, home_ids: list[str]) -> GatewayConfig:
                     "resident": f"resident-{index}",
                 }
             )
-    broker = {"host": options.host, "port": options.mqtt_port}
+    broker = {"host": BROKER_HOST, "port": options.mqtt_port}
     return GatewayConfig.model_validate(
         {
             "gateway": {"id": GATEWAY_ID},
@@ -93,8 +96,11 @@ async def seed(settings: CloudSettings) -> None:
 
 
 async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> None:
-    for what, port in (("console", options.port), ("MQTT broker", options.mqtt_port)):
-        if not port_is_free(options.host, port):
+    for what, host, port in (
+        ("console", options.host, options.port),
+        ("MQTT broker", BROKER_HOST, options.mqtt_port),
+    ):
+        if not port_is_free(host, port):
             raise SystemExit(
                 f"port {port} for the {what} is in use; choose another with --port/--mqtt-port"
             )
@@ -108,7 +114,7 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> 
         # The demo's own: the public development secret and an embedded broker on loopback.
         environment="development",
         database_url=f"sqlite+aiosqlite:///{(options.data_dir / 'cloud.db').resolve()}",
-        mqtt_host=options.host,
+        mqtt_host=BROKER_HOST,
         mqtt_port=options.mqtt_port,
         # One replica, and the embedded broker (amqtt) has no shared subscriptions.
         mqtt_shared_group="",
@@ -119,7 +125,7 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> 
 
     async with contextlib.AsyncExitStack() as stack:
         # Start order: broker, database, dispatch service, gateway, homes; undone in reverse.
-        broker = Broker(broker_config(options.host, options.mqtt_port))
+        broker = Broker(broker_config(BROKER_HOST, options.mqtt_port))
         await broker.start()
         stack.push_async_callback(broker.shutdown)
         await seed(settings)
@@ -138,9 +144,7 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> 
         await stack.enter_async_context(gateway)
 
         homes = [SimulatedHome(h, alarm_every_s=options.alarm_every_s) for h in home_ids]
-        sim_task = asyncio.create_task(
-            run_homes(options.host, options.mqtt_port, homes), name="sim"
-        )
+        sim_task = asyncio.create_task(run_homes(BROKER_HOST, options.mqtt_port, homes), name="sim")
 
         async def stop_sim() -> None:
             sim_task.cancel()
@@ -156,7 +160,7 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> 
             f"  Operator console: {url}\n"
             f"  Logins:           {logins}\n"
             f"  API docs:         {url}docs\n"
-            f"  MQTT broker:      {options.host}:{options.mqtt_port} (embedded, plain TCP and"
+            f"  MQTT broker:      {BROKER_HOST}:{options.mqtt_port} (embedded, plain TCP and"
             " no passwords:\n"
             "                    a development broker; a deployment uses TLS and one identity\n"
             "                    per gateway, see docs/security.md)\n"

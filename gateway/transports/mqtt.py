@@ -34,7 +34,7 @@ from devices.codecs import (
 from ..backoff import Backoff
 from ..config import GatewayConfig, Zigbee2MqttSection
 from ..counters import DropReason
-from ..mqtt_socket import no_delay
+from ..mqtt_socket import broker_options, no_delay
 from ..registry import RegisteredDevice
 from ..store import StoreError
 from .intake import IntakeQueue
@@ -126,11 +126,8 @@ class Zigbee2MqttTransport:
         while True:
             try:
                 client = aiomqtt.Client(
-                    s.host,
-                    s.port,
+                    **broker_options(s),
                     identifier=self.client_id,
-                    username=s.username,
-                    password=s.password,
                     clean_session=False,  # the broker keeps QoS 1 messages while we are away
                     # aiomqtt builds its queue from a class; a factory does the same job.
                     queue_type=cast("type[asyncio.Queue[aiomqtt.Message]]", self._intake),
