@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices import utc_now
 
-from .db import Gateway, Home, Organisation, Resident, User, make_engine, make_sessionmaker
+from .brokerconf import (
+    Identity,
+    Listener,
+    dispatch_identities,
+    ensure_tls,
+    gateway_rules,
+    write_broker_config,
+)
+from .credentials import generate_password, mosquitto_hash
+from .db import Device, Gateway, Home, Organisation, Resident, User, make_engine, make_sessionmaker
 from .migrate import upgrade
 from .security import Role, hash_password
 from .settings import CloudSettings
@@ -97,3 +107,54 @@ async def ensure_resident(
         session.add(resident)
         await session.flush()
     return resident
+
+
+async def issue_broker_password(session: AsyncSession, gateway: Gateway) -> str:
+    """A new broker password for the gateway (the old one, if any, stops working at the
+    next broker-config and reload); only its hash is kept. Returns the password."""
+    password = generate_password()
+    gateway.broker_password_hash = mosquitto_hash(password)
+    await session.flush()
+    return password
+
+
+async def remove_gateway(session: AsyncSession, org_id: str, gateway_id: str) -> bool:
+    """Forget a gateway and the devices it reported; its alarms and events stay as
+    history. Its broker login goes at the next broker-config and reload. False when
+    the organisation has no such gateway."""
+    gateway = await session.get(Gateway, gateway_id)
+    if gateway is None or gateway.org_id != org_id:
+        return False
+    await session.execute(delete(Device).where(Device.gateway_id == gateway_id))
+    await session.delete(gateway)
+    await session.flush()
+    return True
+
+
+async def gateway_identities(session: AsyncSession) -> list[Identity]:
+    """Every registered gateway that has a broker password, as a broker identity."""
+    rows = await session.execute(
+        select(Gateway.id, Gateway.broker_password_hash)
+        .where(Gateway.broker_password_hash.is_not(None))
+        .order_by(Gateway.id)
+    )
+    return [Identity(gw_id, hashed, gateway_rules(gw_id)) for gw_id, hashed in rows if hashed]
+
+
+async def write_deployment_broker(
+    settings: CloudSettings,
+    out: Path,
+    listener: Listener,
+    hostnames: Sequence[str],
+    dispatch: Sequence[str],
+    own_tls: tuple[Path | None, Path | None, Path | None] = (None, None, None),
+) -> Path:
+    """``trygg cloud broker-config``: the broker's files for every registered gateway and
+    the dispatch identities, in ``out``. Returns the mosquitto.conf written."""
+    ca_cert, server_cert, server_key = own_tls
+    tls = ensure_tls(
+        out, hostnames, ca_cert=ca_cert, server_cert=server_cert, server_key=server_key
+    )
+    async with admin_session(settings) as session:
+        gateways = await gateway_identities(session)
+    return write_broker_config(out, listener, tls, [*gateways, *dispatch_identities(out, dispatch)])

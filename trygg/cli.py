@@ -183,16 +183,140 @@ def cloud_add_gateway(
     org: Annotated[str, typer.Argument(help="organisation id (created if new)")],
     gateway_id: str,
     name: Annotated[str, typer.Option(help="a name people recognise")] = "",
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="write the gateway's broker credentials here (a new password each time)"),
+    ] = None,
+    broker_host: Annotated[str, typer.Option(help="the broker's name as gateways reach it")] = "",
+    broker_port: Annotated[int, typer.Option(help="the broker's TLS port")] = 8883,
+    ca_cert: Annotated[
+        Path | None, typer.Option(help="the broker's CA certificate (broker-config's ca.crt)")
+    ] = None,
+    ca_file_on_gateway: Annotated[
+        str, typer.Option(help="where the technician puts ca.crt on the gateway")
+    ] = "/etc/trygg/ca.crt",
 ) -> None:
-    """Register a gateway so that its events are accepted."""
+    """Register a gateway so that its events are accepted; with --bundle, issue its broker
+    password (only its hash is kept) and write what the technician copies to the gateway.
+    The broker learns of it at the next `trygg cloud broker-config` and reload."""
     from cloud import CloudSettings
-    from cloud.admin import admin_session, ensure_gateway, ensure_organisation
+    from cloud.admin import (
+        admin_session,
+        ensure_gateway,
+        ensure_organisation,
+        issue_broker_password,
+    )
+    from cloud.credentials import GatewayBundle, write_bundle
 
-    async def add() -> None:
+    if bundle is not None and (not broker_host or ca_cert is None):
+        typer.echo("error: --bundle needs --broker-host and --ca-cert", err=True)
+        raise typer.Exit(2)
+    ca_pem = b""
+    if ca_cert is not None:
+        try:
+            ca_pem = ca_cert.read_bytes()
+        except OSError as exc:
+            typer.echo(f"error: --ca-cert {ca_cert}: {exc.strerror}", err=True)
+            raise typer.Exit(2) from None
+
+    async def add() -> str | None:
         async with admin_session(CloudSettings()) as session:
             await ensure_organisation(session, org, org)
-            await ensure_gateway(session, org, gateway_id, name or gateway_id)
+            gateway = await ensure_gateway(session, org, gateway_id, name or gateway_id)
+            if gateway.org_id != org:
+                typer.echo(f"error: gateway {gateway_id} belongs to another organisation", err=True)
+                raise typer.Exit(2)
+            password = None if bundle is None else await issue_broker_password(session, gateway)
             await session.commit()
+            return password
 
-    asyncio.run(add())
+    password = asyncio.run(add())
     typer.echo(f"gateway {gateway_id} in {org}")
+    if bundle is not None and password is not None:
+        written = write_bundle(
+            bundle,
+            GatewayBundle(
+                gateway_id, password, broker_host, broker_port, ca_pem, ca_file_on_gateway
+            ),
+        )
+        typer.echo(f"bundle for the technician: {', '.join(str(p) for p in written)}")
+        typer.echo("rerun `trygg cloud broker-config` and reload the broker to let it in")
+
+
+@cloud_app.command("remove-gateway")
+def cloud_remove_gateway(
+    org: Annotated[str, typer.Argument(help="organisation id")],
+    gateway_id: str,
+) -> None:
+    """Forget a gateway; its broker access ends at the next broker-config and reload."""
+    from cloud import CloudSettings
+    from cloud.admin import admin_session, remove_gateway
+
+    async def remove() -> bool:
+        async with admin_session(CloudSettings()) as session:
+            removed = await remove_gateway(session, org, gateway_id)
+            await session.commit()
+            return removed
+
+    if not asyncio.run(remove()):
+        typer.echo(f"error: {org} has no gateway {gateway_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"gateway {gateway_id} removed from {org}")
+    typer.echo("rerun `trygg cloud broker-config` and reload the broker (SIGHUP) to shut it out")
+
+
+@cloud_app.command("broker-config")
+def cloud_broker_config(
+    out: Annotated[Path, typer.Option(help="directory for the broker's files")],
+    hostname: Annotated[
+        list[str] | None,
+        typer.Option(help="a name or address gateways reach the broker by (repeatable)"),
+    ] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="the TLS listener's port")] = 8883,
+    listen: Annotated[str, typer.Option(help="the address the broker listens on")] = "0.0.0.0",  # noqa: S104
+    ca_cert: Annotated[Path | None, typer.Option(help="your CA certificate")] = None,
+    server_cert: Annotated[Path | None, typer.Option(help="your server certificate")] = None,
+    server_key: Annotated[Path | None, typer.Option(help="your server key")] = None,
+    dispatch: Annotated[
+        list[str] | None,
+        typer.Option(help="a dispatch identity dispatch.NAME (repeatable; default: main)"),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="the broker's persistence directory (default OUT/data)")
+    ] = None,
+    client_certificates: Annotated[
+        bool, typer.Option(help="require client certificates; their common name is the user")
+    ] = False,
+    run_as: Annotated[
+        str | None, typer.Option(help="the user mosquitto runs as when started as root")
+    ] = None,
+) -> None:
+    """Write the dispatch broker's mosquitto.conf, password file and ACL (every registered
+    gateway, the dispatch identities) and, unless given, a CA and server certificate.
+    Rerun it after adding or removing a gateway, then reload mosquitto (SIGHUP)."""
+    from cloud import CloudSettings
+    from cloud.admin import write_deployment_broker
+    from cloud.brokerconf import BrokerConfigError, Listener
+
+    listener = Listener(
+        port=port,
+        host=listen,
+        data_dir=data_dir,
+        client_certificates=client_certificates,
+        run_as=run_as,
+    )
+    try:
+        conf = asyncio.run(
+            write_deployment_broker(
+                CloudSettings(),
+                out,
+                listener,
+                hostname or [],
+                dispatch or ["main"],
+                (ca_cert, server_cert, server_key),
+            )
+        )
+    except BrokerConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {conf} and its password file and ACL; dispatch logins in {out}/*.env")
