@@ -14,6 +14,7 @@ import typer
 from .runner import LogLevel, configure_logging, run_until_signal
 
 if TYPE_CHECKING:
+    from trygg_sim.broker import BrokerLogin
     from trygg_sim.play import Wiring
     from trygg_sim.scenario import Scenario
 
@@ -33,9 +34,36 @@ ScenarioArg = Annotated[
     str, typer.Argument(help="a shipped scenario (see 'trygg sim list') or a scenario file")
 ]
 SERIAL_DIR = Path(tempfile.gettempdir()) / "trygg-sim"
+# A secured broker (``trygg cloud broker-config``, or a home's) wants a login and TLS.
+MqttUsername = Annotated[
+    str | None, typer.Option(help="the simulator's broker username (e.g. zigbee2mqtt)")
+]
+MqttPassword = Annotated[
+    str | None, typer.Option(envvar="TRYGG_SIM_MQTT_PASSWORD", help="(or TRYGG_SIM_MQTT_PASSWORD)")
+]
+MqttCaFile = Annotated[
+    Path | None, typer.Option(help="the broker's CA certificate: connect with TLS")
+]
 
 
-def _wiring(host: str, port: int, ble_port: int, serial_dir: Path, camera_port: int) -> Wiring:
+def _login(username: str | None, password: str | None, ca_file: Path | None) -> BrokerLogin:
+    from trygg_sim.broker import BrokerLogin
+
+    if ca_file is not None and not ca_file.is_file():
+        typer.echo(f"error: --mqtt-ca-file {ca_file}: no such file", err=True)
+        raise typer.Exit(2)
+    return BrokerLogin(username, password, ca_file)
+
+
+def _wiring(
+    host: str,
+    port: int,
+    ble_port: int,
+    serial_dir: Path,
+    camera_port: int,
+    login: BrokerLogin | None = None,
+) -> Wiring:
+    from trygg_sim.broker import ANONYMOUS
     from trygg_sim.play import Wiring
 
     return Wiring(
@@ -44,6 +72,7 @@ def _wiring(host: str, port: int, ble_port: int, serial_dir: Path, camera_port: 
         ble_port=ble_port,
         serial_dir=serial_dir,
         camera_port=camera_port,
+        login=login or ANONYMOUS,
     )
 
 
@@ -95,17 +124,35 @@ def sim_config(
     gateway_id: Annotated[str, typer.Option(help="the gateway's id")] = "gw-sim",
     store: Annotated[Path, typer.Option(help="the gateway's store")] = Path("trygg-gateway.db"),
     out: Annotated[Path | None, typer.Option(help="write here instead of printing")] = None,
+    gateway_username: Annotated[
+        str | None, typer.Option(help="the gateway's login on a secured broker")
+    ] = None,
+    gateway_password: Annotated[
+        str | None,
+        typer.Option(envvar="TRYGG_SIM_GATEWAY_PASSWORD", help="(or TRYGG_SIM_GATEWAY_PASSWORD)"),
+    ] = None,
+    gateway_ca_file: Annotated[
+        Path | None, typer.Option(help="the broker's CA certificate: the gateway uses TLS")
+    ] = None,
 ) -> None:
     """Write the gateway configuration that hears a scenario's devices (or a load's)."""
     from trygg_sim.play import gateway_config, to_toml
 
     wiring = _wiring(host, port, ble_port, serial_dir, camera_port)
+    given = {
+        "username": gateway_username,
+        "password": gateway_password,
+        "ca_file": None if gateway_ca_file is None else str(gateway_ca_file),
+    }
+    me = {key: value for key, value in given.items() if value is not None}
     if (scenario is None) == (load_homes is None):
         typer.echo("error: give a scenario or --load-homes, not both or neither", err=True)
         raise typer.Exit(2)
     if scenario is not None:
         played = _scenario(scenario)
-        config = gateway_config(played, wiring, gateway_id=gateway_id, store=store, speed=speed)
+        config = gateway_config(
+            played, wiring, gateway_id=gateway_id, store=store, speed=speed, gateway_login=me
+        )
         header = f"Gateway for the scenario '{played.name}' (trygg sim config {scenario})."
     else:
         from trygg_sim.load import LoadPlan
@@ -114,8 +161,8 @@ def sim_config(
         config = {
             "gateway": {"id": gateway_id},
             "store": {"path": str(store)},
-            "zigbee2mqtt": {"host": host, "port": port},
-            "uplink": {"host": host, "port": port},
+            "zigbee2mqtt": {"host": host, "port": port, **me},
+            "uplink": {"host": host, "port": port, **me},
             "devices": LoadPlan(homes=load_homes).gateway_devices(),
         }
         header = f"Gateway for 'trygg sim load --homes {load_homes}'."
@@ -152,6 +199,9 @@ def sim_run(
     password: Annotated[
         str | None, typer.Option(envvar="TRYGG_PASSWORD", help="(or TRYGG_PASSWORD)")
     ] = None,
+    mqtt_username: MqttUsername = None,
+    mqtt_password: MqttPassword = None,
+    mqtt_ca_file: MqttCaFile = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Play a scenario against a gateway (configured by 'trygg sim config').
@@ -162,7 +212,8 @@ def sim_run(
 
     configure_logging(log_level)
     played = _scenario(scenario)
-    wiring = _wiring(host, port, ble_port, serial_dir, camera_port)
+    login = _login(mqtt_username, mqtt_password, mqtt_ca_file)
+    wiring = _wiring(host, port, ble_port, serial_dir, camera_port, login)
     if cloud is not None and password is None:
         password = typer.prompt(f"password for {user}", hide_input=True)
     started = datetime.now(UTC)
@@ -227,6 +278,9 @@ def sim_homes(
         float, typer.Option(min=1.0, help="seconds between alarms per home")
     ] = 45.0,
     seed: Annotated[int | None, typer.Option(help="seed for a reproducible run")] = None,
+    mqtt_username: MqttUsername = None,
+    mqtt_password: MqttPassword = None,
+    mqtt_ca_file: MqttCaFile = None,
     log_level: LogLevel = "info",
 ) -> None:
     """Play the demo's Zigbee2MQTT homes until stopped.
@@ -242,7 +296,8 @@ def sim_homes(
         )
         for i in range(1, homes + 1)
     ]
-    asyncio.run(run_until_signal(run_homes(host, port, sims)))
+    login = _login(mqtt_username, mqtt_password, mqtt_ca_file)
+    asyncio.run(run_until_signal(run_homes(host, port, sims, login=login)))
 
 
 @sim_app.command("load")
@@ -265,6 +320,9 @@ def sim_load(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="also write the report here as JSON")
     ] = None,
+    mqtt_username: MqttUsername = None,
+    mqtt_password: MqttPassword = None,
+    mqtt_ca_file: MqttCaFile = None,
     log_level: LogLevel = "warning",
 ) -> None:
     """Load a gateway with many homes' Zigbee2MQTT traffic, then report what was sent.
@@ -275,6 +333,7 @@ def sim_load(
     from devices import DeviceType
 
     configure_logging(log_level)
+    login = _login(mqtt_username, mqtt_password, mqtt_ca_file)
     try:
         kinds = tuple(DeviceType(name.strip()) for name in mix.split(",") if name.strip())
         plan = LoadPlan(
@@ -298,7 +357,9 @@ def sim_load(
     def progress(report: LoadReport) -> None:
         typer.echo(f"  {report.elapsed_s:5.1f} s: {report.messages:,} messages sent")
 
-    report = asyncio.run(run_until_signal(run_load(plan, host, port, duration, progress=progress)))
+    report = asyncio.run(
+        run_until_signal(run_load(plan, host, port, duration, progress=progress, login=login))
+    )
     if report is None:
         raise typer.Exit(130)
     typer.echo(report.summary())

@@ -25,6 +25,7 @@ import aiomqtt
 from devices import DeviceType
 from devices.codecs import encode_state
 
+from .broker import ANONYMOUS, BrokerLogin
 from .zigbee import initial_state
 
 DEFAULT_MIX = (
@@ -221,6 +222,7 @@ async def run_load(
     *,
     progress: Callable[[LoadReport], None] | None = None,
     progress_every_s: float = 5.0,
+    login: BrokerLogin = ANONYMOUS,
 ) -> LoadReport:
     """Send the plan's load for ``duration_s`` seconds; the report says what was sent."""
     report = LoadReport(plan)
@@ -249,6 +251,7 @@ async def run_load(
                     port,
                     identifier=f"trygg-load-{plan.seed}-{index}",
                     max_inflight_messages=256,
+                    **login.options(),
                 ) as client:
                     # A batch is published at once; that many calls pending is the plan.
                     client.pending_calls_threshold = 100_000

@@ -28,6 +28,7 @@ from devices.catalog import CATALOG
 from devices.codecs.radio import Trigger
 
 from .ble import BleAdvertiser, BleAir
+from .broker import ANONYMOUS, BrokerLogin
 from .camera import BedroomCamera, Scene
 from .scenario import Scenario, SimDevice, parse_clock
 from .serial import GpsWalk, PtyPort, RadioTransmitter
@@ -58,6 +59,7 @@ class Wiring:
     serial_dir: Path = Path(tempfile.gettempdir()) / "trygg-sim"
     camera_host: str = "127.0.0.1"
     camera_port: int = 8554  # the first camera's; the next ones count up
+    login: BrokerLogin = ANONYMOUS  # the simulated Zigbee2MQTT's, on that broker
 
     def serial_path(self, name: str) -> Path:
         return self.serial_dir / name
@@ -79,9 +81,14 @@ def gateway_config(
     uplink_host: str | None = None,
     uplink_port: int | None = None,
     speed: float | None = None,
+    gateway_login: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The gateway configuration that hears exactly this scenario's devices."""
-    broker = {"host": wiring.broker_host, "port": wiring.broker_port}
+    """The gateway configuration that hears exactly this scenario's devices.
+
+    ``gateway_login`` (username, password, ca_file) is how the gateway logs in to both
+    brokers, when they are secured."""
+    login = gateway_login or {}
+    broker = {"host": wiring.broker_host, "port": wiring.broker_port, **login}
     config: dict[str, Any] = {
         "gateway": {"id": gateway_id},
         "store": {"path": str(store)},
@@ -89,6 +96,7 @@ def gateway_config(
         "uplink": {
             "host": uplink_host or wiring.broker_host,
             "port": uplink_port or wiring.broker_port,
+            **login,
         },
     }
     serial: list[dict[str, Any]] = []
@@ -294,6 +302,7 @@ class ScenarioRun:
                         self.wiring.broker_host,
                         self.wiring.broker_port,
                         identifier=f"trygg-sim-{self.scenario.seed}-{random.getrandbits(32):x}",
+                        **self.wiring.login.options(),
                     )
                 )
             async with asyncio.TaskGroup() as tasks:

@@ -13,6 +13,8 @@ import aiomqtt
 from devices import DeviceType
 from devices.codecs import encode_state
 
+from .broker import ANONYMOUS, BrokerLogin
+
 log = logging.getLogger("trygg.sim")
 
 
@@ -139,13 +141,18 @@ class SimulatedHome:
 
 
 async def run_homes(
-    host: str, port: int, homes: list[SimulatedHome], *, client_id: str = "trygg-sim"
+    host: str,
+    port: int,
+    homes: list[SimulatedHome],
+    *,
+    client_id: str = "trygg-sim",
+    login: BrokerLogin = ANONYMOUS,
 ) -> None:
     """Play the homes against a broker until cancelled, reconnecting if it goes away."""
     while True:
         try:
             async with (
-                aiomqtt.Client(host, port, identifier=client_id) as client,
+                aiomqtt.Client(host, port, identifier=client_id, **login.options()) as client,
                 asyncio.TaskGroup() as tasks,
             ):
                 for home in homes:
