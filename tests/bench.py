@@ -50,18 +50,28 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.store import Store
 
 from .servers import (
+    BENCH_FLEET,
+    ZIGBEE2MQTT,
     Mosquitto,
     VictoriaMetrics,
     asyncpg_url,
+    broker_identities,
+    cloud_env,
     create_database,
     drop_database,
     free_port,
     gateway_toml,
+    identity,
+    login,
+    paho_login,
     wait_port,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY_ID = "gw-bench"
+# The heartbeats of 10,000 gateways come through one connection with this bench-only
+# login (10,000 TLS connections are another benchmark); the broker still checks its ACL.
+FLEET = BENCH_FLEET
 SENSORS = 100  # devices publishing readings
 PENDANT = {"id": "pendant-1", "type": "alarm_button", "address": "flat-1/pendant", "home": "home-1"}
 DEVICES = [PENDANT] + [
@@ -92,8 +102,9 @@ def sensor_message(n: int) -> bytes:
 class Publisher:
     """A fast device side: paho with a large in-flight window, in its own thread."""
 
-    def __init__(self, port: int, name: str) -> None:
+    def __init__(self, port: int, name: str, username: str = ZIGBEE2MQTT) -> None:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=name)
+        paho_login(self.client, username)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.connect("127.0.0.1", port)
@@ -549,6 +560,7 @@ def phase_sim_load(work: Path, seconds: float) -> dict[str, float]:
     """``trygg sim load`` at 1,000 homes (six devices each, every device reporting once a
     second: 6,000 messages/s asked for, with alarms) on core 0, against the gateway pinned
     to core 1. How fast the generator sent, and how fast the gateway accepted all of it."""
+    from trygg_sim.broker import BrokerLogin
     from trygg_sim.load import LoadPlan, run_load
     from trygg_sim.play import to_toml
 
@@ -557,7 +569,7 @@ def phase_sim_load(work: Path, seconds: float) -> dict[str, float]:
     plan = LoadPlan(homes=SIM_HOMES, report_every_s=1.0, alarms_per_home_per_hour=2.0, seed=1)
     api_port = free_port()
     config = work / "gateway.toml"
-    broker_at = {"host": "127.0.0.1", "port": broker.port}
+    broker_at = {"host": "127.0.0.1", "port": broker.port, **login(GATEWAY_ID)}
     config.write_text(
         to_toml(
             {
@@ -575,7 +587,11 @@ def phase_sim_load(work: Path, seconds: float) -> dict[str, float]:
     try:
         wait_port(api_port, 60)
         time.sleep(2.0)  # subscribed
-        report = asyncio.run(run_load(plan, "127.0.0.1", broker.port, seconds))
+        sim = login(ZIGBEE2MQTT)
+        as_zigbee2mqtt = BrokerLogin(sim["username"], sim["password"], Path(sim["ca_file"]))
+        report = asyncio.run(
+            run_load(plan, "127.0.0.1", broker.port, seconds, login=as_zigbee2mqtt)
+        )
         load_ended = time.monotonic()
         wait_for(lambda: sum(_gateway_counts(api_port)) >= report.messages, 120, "all handled")
         catch_up = time.monotonic() - load_ended
@@ -714,7 +730,7 @@ def run_cloud(work: Path, database_url: str, broker: Mosquitto) -> subprocess.Po
         **os.environ,
         "TRYGG_ENVIRONMENT": "development",
         "TRYGG_DATABASE_URL": database_url,
-        "TRYGG_MQTT_PORT": str(broker.port),
+        **cloud_env(broker.port),
         "TRYGG_MQTT_CLIENT_ID": f"trygg-cloud-bench-{broker.port}",
     }
     subprocess.run(
@@ -755,6 +771,7 @@ class AckWatcher:
         self.acked = threading.Event()
         self.times: list[float] = []
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-acks")
+        paho_login(self.client, GATEWAY_ID)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"trygg/v1/gw/{GATEWAY_ID}/acks", qos=1)
@@ -896,6 +913,7 @@ class AckCounter:
         self.ids = 0
         self.last_at = 0.0
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-ack-count")
+        paho_login(self.client, GATEWAY_ID)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"trygg/v1/gw/{GATEWAY_ID}/acks", qos=1)
@@ -978,7 +996,12 @@ def phase_cloud(work: Path, alarms: int, gateways: int, beats: int) -> dict[str,
     from devices import Event, Priority, stable_event_id
     from devices.wire import EventEnvelope, Heartbeat, events_topic
 
-    broker = Mosquitto(work, max_queued=beats + alarms + 10_000)
+    fleet = identity(
+        FLEET, ("topic write trygg/v1/gw/+/status", "topic write trygg/v1/gw/+/events")
+    )
+    broker = Mosquitto(
+        work, max_queued=beats + alarms + 10_000, identities=[*broker_identities(), fleet]
+    )
     broker.start()
     database = asyncio.run(create_database())
     url = asyncpg_url(database)
@@ -989,7 +1012,7 @@ def phase_cloud(work: Path, alarms: int, gateways: int, beats: int) -> dict[str,
         log(f"cloud: {gateways:,} gateways and 100,000 historical alarms in PostgreSQL")
         # 1. Alarm intake: distinct devices, so that each event opens an alarm.
         counter = AckCounter(broker.port)
-        publisher = Publisher(broker.port, "bench-gateway")
+        publisher = Publisher(broker.port, "bench-gateway", FLEET)
         now = datetime.now(UTC)
         bodies = [
             EventEnvelope(

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -29,14 +28,19 @@ from cloud.db import Gateway as GatewayRow
 from cloud.ingest import IngestWorker
 from cloud.security import Role
 from devices import Event, Priority, stable_event_id
-from devices.wire import EventEnvelope, Inventory, InventoryDevice, inventory_topic
+from devices.wire import EventEnvelope, Inventory, InventoryDevice, inventory_topic, split_topic
 from gateway import Gateway, GatewayConfig, Store
 from trygg.serve import make_server, wait_started
 
 from .servers import (
+    DISPATCH,
+    ZIGBEE2MQTT,
     Mosquitto,
     VictoriaMetrics,
+    cloud_broker,
     free_port,
+    login,
+    mqtt_client,
     throwaway_database,
     wait_until,
 )
@@ -178,7 +182,7 @@ async def cloud(
             url = f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}"
         else:
             url = await stack.enter_async_context(throwaway_database())
-        settings = CloudSettings(database_url=url, mqtt_port=mosquitto.port)
+        settings = CloudSettings(database_url=url, **cloud_broker(mosquitto.port))
         yield await stack.enter_async_context(run_cloud(settings))
 
 
@@ -186,7 +190,8 @@ async def cloud(
 async def sqlite_cloud(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[RunningCloud]:
     """The dispatch service on SQLite only, for tests about the API rather than the database."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}"
-    async with run_cloud(CloudSettings(database_url=url, mqtt_port=mosquitto.port)) as running:
+    settings = CloudSettings(database_url=url, **cloud_broker(mosquitto.port))
+    async with run_cloud(settings) as running:
         yield running
 
 
@@ -207,7 +212,7 @@ TEST_DEVICES = [
 def gateway_config(
     mosquitto: Mosquitto, store: Path, *, extra: dict[str, object] | None = None, **uplink: object
 ) -> GatewayConfig:
-    broker = {"host": "127.0.0.1", "port": mosquitto.port}
+    broker = {"host": "127.0.0.1", "port": mosquitto.port, **login(GATEWAY_ID)}
     return GatewayConfig.model_validate(
         {
             "gateway": {"id": GATEWAY_ID},
@@ -263,8 +268,25 @@ def envelope(
     return EventEnvelope(gateway_id=GATEWAY_ID, sent_at=datetime.now(UTC), event=event)
 
 
-async def publish(port: int, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
-    async with aiomqtt.Client("127.0.0.1", port) as client:
+def publisher_of(topic: str) -> str:
+    """Who may publish on ``topic``: the dispatch service its acks, commands and status,
+    a gateway its own events, status, inventory and results, Zigbee2MQTT the rest."""
+    parts = split_topic(topic)
+    if topic.startswith("trygg/v1/dispatch/") or (parts and parts[1] in ("acks", "commands")):
+        return DISPATCH
+    return parts[0] if parts is not None else ZIGBEE2MQTT
+
+
+async def publish(
+    port: int,
+    topic: str,
+    payload: bytes | str,
+    *,
+    retain: bool = False,
+    username: str | None = None,
+) -> None:
+    """Publish as the one who would (``publisher_of``), or as ``username``."""
+    async with mqtt_client(port, username or publisher_of(topic)) as client:
         await client.publish(topic, payload, qos=1, retain=retain)
 
 

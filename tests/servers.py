@@ -5,17 +5,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import shutil
+import signal
 import socket
+import ssl
 import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiomqtt
 import asyncpg
+import paho.mqtt.client as paho
+
+from cloud.brokerconf import (
+    DISPATCH_RULES,
+    Identity,
+    Listener,
+    TlsFiles,
+    ensure_tls,
+    gateway_local_rules,
+    gateway_rules,
+    write_broker_config,
+    zigbee2mqtt_rules,
+)
+from cloud.credentials import generate_password, mosquitto_hash
+from devices.brokertls import client_context
 
 # Ports for servers the tests start are picked below the kernel's ephemeral range
 # (32768-60999 on Linux), from which every client connection and every bind to port 0
@@ -54,8 +75,124 @@ def wait_port(port: int, limit_s: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {limit_s} s")
 
 
+# --- the secured broker ------------------------------------------------------------------
+# Every test broker is configured as a deployment's is, by the product's own broker-config
+# code: TLS only, no anonymous clients, one login per gateway limited to its own topics.
+# The certificates and passwords are made once per test process.
+
+# Gateway ids the tests use; each has a login on every test broker.
+TEST_GATEWAYS = (
+    "gw-test-1",
+    "gw-test-2",
+    "gw-b-1",
+    "gw-1",
+    "gw-2",
+    "gw-sim",
+    "gw-bench",
+    "gw-other",
+    "gw-stranger",
+    "gw-nope",
+    "gw-new",
+    "gw-home-7",
+    "gw-0042",
+    "gw-demo-1",
+)
+ZIGBEE2MQTT = "zigbee2mqtt"  # the home's Zigbee2MQTT (and the simulator playing it)
+DISPATCH = "dispatch.test"
+BENCH_FLEET = "bench.fleet"  # tests/bench.py: many gateways' heartbeats on one connection
+
+
+@dataclass(frozen=True)
+class Logins:
+    """The tests' CA, broker certificate and logins."""
+
+    tls: TlsFiles
+    passwords: dict[str, str]
+    hashes: dict[str, str]
+    shared_group: str
+
+
+@functools.cache
+def pki() -> Logins:
+    import atexit
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="trygg-pki-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    tls = ensure_tls(directory, ["localhost", "127.0.0.1"])
+    names = (*TEST_GATEWAYS, ZIGBEE2MQTT, DISPATCH, BENCH_FLEET)
+    passwords = {name: generate_password() for name in names}
+    hashes = {name: mosquitto_hash(pw) for name, pw in passwords.items()}
+    return Logins(tls, passwords, hashes, f"trygg-{uuid.uuid4().hex}")
+
+
+def identity(username: str, rules: tuple[str, ...]) -> Identity:
+    return Identity(username, pki().hashes[username], rules)
+
+
+def broker_identities() -> list[Identity]:
+    """Every test gateway (on a broker that is both the dispatch broker and the home's, as
+    in most tests), the home's Zigbee2MQTT, and the dispatch service."""
+    gateways = [identity(g, gateway_rules(g) + gateway_local_rules()) for g in TEST_GATEWAYS]
+    return [
+        *gateways,
+        identity(ZIGBEE2MQTT, zigbee2mqtt_rules()),
+        identity(DISPATCH, DISPATCH_RULES),
+    ]
+
+
+def login(username: str) -> dict[str, str]:
+    """A [uplink] / [zigbee2mqtt] login: username, password and the CA (so: TLS)."""
+    return {
+        "username": username,
+        "password": pki().passwords[username],
+        "ca_file": str(pki().tls.ca_cert),
+    }
+
+
+def tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
+    return client_context(ca_file or pki().tls.ca_cert, None, None)
+
+
+def mqtt_client(port: int, username: str = ZIGBEE2MQTT, **options: Any) -> aiomqtt.Client:
+    """A client that logs in as ``username`` (Zigbee2MQTT by default) over TLS."""
+    return aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        username=username,
+        password=pki().passwords[username],
+        tls_context=tls_context(),
+        **options,
+    )
+
+
+def paho_login(client: paho.Client, username: str = ZIGBEE2MQTT) -> paho.Client:
+    """The same login for a bare paho client."""
+    client.username_pw_set(username, pki().passwords[username])
+    client.tls_set_context(tls_context())
+    return client
+
+
+def cloud_broker(port: int) -> dict[str, Any]:
+    """The dispatch service's TRYGG_MQTT_* settings for a test broker on ``port``."""
+    return {
+        "mqtt_port": port,
+        "mqtt_username": DISPATCH,
+        "mqtt_password": pki().passwords[DISPATCH],
+        "mqtt_ca_file": pki().tls.ca_cert,
+        "mqtt_shared_group": pki().shared_group,
+    }
+
+
+def cloud_env(port: int) -> dict[str, str]:
+    """The same as environment variables, for ``trygg cloud run``."""
+    return {f"TRYGG_{k.upper()}": str(v) for k, v in cloud_broker(port).items()}
+
+
 class Mosquitto:
-    """A private mosquitto on its own port; stop() and start() keep the port."""
+    """A private mosquitto on its own port; stop() and start() keep the port.
+
+    Its configuration is what ``trygg cloud broker-config`` writes: TLS, logins, ACL."""
 
     def __init__(
         self,
@@ -64,6 +201,7 @@ class Mosquitto:
         max_queued: int = 100_000,
         max_inflight: int = 20,
         persistent: bool = False,
+        identities: list[Identity] | None = None,
     ) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
@@ -72,24 +210,30 @@ class Mosquitto:
             )
         self.binary = binary
         self.port = free_port()
-        self.config = workdir / f"mosquitto-{self.port}.conf"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-            # As root, mosquitto would switch to its own user, who cannot write here.
-            + ("user root\n" if os.geteuid() == 0 else "")
+        self.dir = workdir / f"mosquitto-{self.port}"
+        self.listener = Listener(
+            port=self.port,
+            host="127.0.0.1",
             # Persistent: sessions and their queues survive a restart, as in production.
-            + (
-                f"persistence true\npersistence_location {workdir}/\n"
-                f"persistence_file mosquitto-{self.port}.db\n"
-                if persistent
-                else "persistence false\n"
-            )
-            + f"max_queued_messages {max_queued}\nmax_inflight_messages {max_inflight}\n"
-            # As in production (docker/mosquitto.conf): no Nagle delay on the alarm's path.
-            "set_tcp_nodelay true\n"
+            persistence=persistent,
+            max_queued=max_queued,
+            max_inflight=max_inflight,
+            # As root, mosquitto would switch to its own user, who cannot read here.
+            run_as="root" if os.geteuid() == 0 else None,
         )
+        self.configure(identities if identities is not None else broker_identities())
         self.log = workdir / f"mosquitto-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def configure(self, identities: list[Identity]) -> None:
+        """(Re)write its configuration; a running broker takes it on reload()."""
+        self.identities = identities
+        self.config = write_broker_config(self.dir, self.listener, pki().tls, identities)
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto rereads its password and ACL files."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGHUP)
 
     def start(self) -> None:
         with self.log.open("ab") as log:
@@ -292,11 +436,12 @@ def gateway_toml(
     devices: list[dict[str, str]],
     extra: str = "",
 ) -> str:
+    me = "".join(f'{key} = "{value}"\n' for key, value in login(gateway_id).items())
     lines = [
         f'[gateway]\nid = "{gateway_id}"\n',
         f'[store]\npath = "{store}"\n',
-        f'[zigbee2mqtt]\nhost = "127.0.0.1"\nport = {z2m_port}\n',
-        f'[uplink]\nhost = "127.0.0.1"\nport = {uplink_port}\nack_timeout_s = 2\n',
+        f'[zigbee2mqtt]\nhost = "127.0.0.1"\nport = {z2m_port}\n{me}',
+        f'[uplink]\nhost = "127.0.0.1"\nport = {uplink_port}\nack_timeout_s = 2\n{me}',
         extra,
     ]
     for d in devices:

@@ -10,7 +10,6 @@ import json
 import socket
 from pathlib import Path
 
-import aiomqtt
 import httpx
 import pytest
 from trygg_sim.bthome import advertisement, objects
@@ -26,6 +25,8 @@ from .servers import (
     VictoriaMetrics,
     free_port,
     free_udp_port,
+    login,
+    mqtt_client,
     wait_until,
 )
 from .test_faults import cloud_counts, wait_for_log
@@ -68,11 +69,12 @@ def config_toml(tmp_path: Path, broker: int, api: int, ble: int, victoria: str) 
         {"id": f"button-{name}", "type": "alarm_button", "address": f"flat-12/{name}"}
         for name, _, _ in Z2M_RED_TEAM
     ]
+    me = "".join(f'{key} = "{value}"\n' for key, value in login(GATEWAY_ID).items())
     lines = [
         f'[gateway]\nid = "{GATEWAY_ID}"\n',
         f'[store]\npath = "{tmp_path / "gw.db"}"\n',
-        f'[zigbee2mqtt]\nhost = "127.0.0.1"\nport = {broker}\nmax_payload_bytes = 204800\n',
-        f'[uplink]\nhost = "127.0.0.1"\nport = {broker}\nack_timeout_s = 2\n',
+        f'[zigbee2mqtt]\nhost = "127.0.0.1"\nport = {broker}\nmax_payload_bytes = 204800\n{me}',
+        f'[uplink]\nhost = "127.0.0.1"\nport = {broker}\nack_timeout_s = 2\n{me}',
         f'[api]\nhost = "127.0.0.1"\nport = {api}\n',
         f'[timeseries]\nurl = "{victoria}"\npoll_s = 0.2\n',
         f'[ble]\nbackend = "sim"\nsim_port = {ble}\n',
@@ -145,7 +147,7 @@ async def test_red_team_inputs_are_counted_once_and_the_next_alarm_arrives(
         await wait_for_log(gw, "serial gps2 open")
         await wait_for_log(gw, "BLE scanning (sim backend)")
         alarms = 0
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device_side:
+        async with mqtt_client(mosquitto.port) as device_side:
             for name, payload, reason in Z2M_RED_TEAM:
                 topic = f"zigbee2mqtt/flat-12/{name}"
                 await device_side.publish(topic, payload, qos=1)

@@ -30,7 +30,14 @@ from cloud.db import EventRecord, Gateway, make_engine, make_sessionmaker
 from gateway import Gateway as GatewayService
 
 from .conftest import GATEWAY_ID, USERS, RunningCloud, gateway_config, publish, seed_cloud
-from .servers import DispatchProcess, Mosquitto, throwaway_database, wait_until
+from .servers import (
+    DispatchProcess,
+    Mosquitto,
+    cloud_broker,
+    cloud_env,
+    throwaway_database,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -104,12 +111,12 @@ def of_kind(found: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 async def test_clock_steps_on_the_dispatch_host_neither_delay_escalation_nor_fake_an_outage(
     database: str, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    settings = CloudSettings(database_url=database, mqtt_port=mosquitto.port)
+    settings = CloudSettings(database_url=database, **cloud_broker(mosquitto.port))
     await seed_cloud(settings)
     clock = FakeClock(tmp_path)
     env = {
         "TRYGG_DATABASE_URL": database,
-        "TRYGG_MQTT_PORT": str(mosquitto.port),
+        **cloud_env(mosquitto.port),
         "TRYGG_MQTT_CLIENT_ID": f"dispatch-{tmp_path.name}",
         "TRYGG_ESCALATE_UNCLAIMED_CRITICAL_S": str(ESCALATE_AFTER_S),
         "TRYGG_ESCALATION_EVERY_S": "0.2",

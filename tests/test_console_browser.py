@@ -20,7 +20,7 @@ from cloud import CloudSettings
 from gateway import Gateway
 
 from .conftest import RunningCloud, publish, seed_cloud
-from .servers import DispatchProcess, Mosquitto
+from .servers import DispatchProcess, Mosquitto, cloud_broker, cloud_env
 
 pytestmark = pytest.mark.e2e
 
@@ -168,10 +168,10 @@ async def test_the_service_stops_at_once_under_a_live_console_which_says_so_and_
     stop: signal.Signals, mosquitto: Mosquitto, browser: Browser, tmp_path: Path
 ) -> None:
     database = f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}"
-    await seed_cloud(CloudSettings(database_url=database, mqtt_port=mosquitto.port))
+    await seed_cloud(CloudSettings(database_url=database, **cloud_broker(mosquitto.port)))
     env = {
         "TRYGG_DATABASE_URL": database,
-        "TRYGG_MQTT_PORT": str(mosquitto.port),
+        **cloud_env(mosquitto.port),
         "TRYGG_MQTT_CLIENT_ID": f"dispatch-{tmp_path.name}",
     }
     dispatch = DispatchProcess(tmp_path, env)

@@ -9,7 +9,6 @@ import json
 import time
 from datetime import UTC, datetime
 
-import aiomqtt
 import httpx
 import pytest
 
@@ -18,7 +17,7 @@ from devices.wire import Ack, EventEnvelope, acks_topic, events_topic
 from gateway import Gateway
 
 from .conftest import GATEWAY_ID, RunningCloud, envelope, publish, publish_inventory
-from .servers import Mosquitto, wait_until
+from .servers import DISPATCH, Mosquitto, mqtt_client, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -76,7 +75,7 @@ async def test_a_button_press_reaches_the_queue_and_the_live_stream(
 async def test_the_same_message_delivered_twice_yields_one_alarm(
     cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto
 ) -> None:
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+    async with mqtt_client(mosquitto.port) as client:
         for _ in range(2):
             await client.publish("zigbee2mqtt/flat-12/pendant", PRESS, qos=1)
     async with await cloud.authed("anna") as http:
@@ -103,7 +102,7 @@ async def test_wire_duplicates_are_acked_every_time_but_stored_once(
     await publish_inventory(cloud, ["dev-1"])
     envelope = _envelope(1).model_dump_json()
     acked: list[str] = []
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+    async with mqtt_client(mosquitto.port, GATEWAY_ID) as client:
         await client.subscribe(acks_topic(GATEWAY_ID), qos=1)
 
         async def collect() -> None:
@@ -177,8 +176,11 @@ async def test_bad_input_is_dropped_and_a_valid_alarm_right_after_still_arrives(
         ("zigbee2mqtt/flat-12/pendant", b"{" + b" " * 20_000 + b"}"),
         ("zigbee2mqtt/intruder-device", PRESS),
     ]
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-        for topic, payload in bad_wire + bad_device:
+    async with mqtt_client(mosquitto.port, GATEWAY_ID) as client:
+        for topic, payload in bad_wire:
+            await client.publish(topic, payload, qos=1)
+    async with mqtt_client(mosquitto.port) as client:
+        for topic, payload in bad_device:
             await client.publish(topic, payload, qos=1)
         await client.publish("zigbee2mqtt/flat-12/pendant", PRESS, qos=1)
     async with await cloud.authed("anna") as http:
@@ -199,7 +201,7 @@ async def test_an_unregistered_gateway_is_not_acked(
         gateway_id="gw-stranger", sent_at=datetime.now(UTC), event=_envelope(5).event
     )
     acked: list[bytes] = []
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+    async with mqtt_client(mosquitto.port, "gw-stranger") as client:
         await client.subscribe(acks_topic("gw-stranger"), qos=1)
         await client.publish(events_topic("gw-stranger"), stranger.model_dump_json(), qos=1)
         ingest = cloud.ingest
@@ -226,7 +228,7 @@ async def test_gateway_resends_at_once_when_the_dispatch_service_says_it_is_onli
     assert isinstance(tmp_path, Path)
     config = gateway_config(mosquitto, tmp_path / "gw.db", ack_timeout_s=60.0)
     seen: list[float] = []
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as watcher:
+    async with mqtt_client(mosquitto.port, DISPATCH) as watcher:
         await watcher.subscribe(events_topic(GATEWAY_ID), qos=1)
 
         async def count() -> None:

@@ -5,6 +5,7 @@ its own ack. On SQLite and PostgreSQL (the ``cloud`` fixture is parametrised).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -14,10 +15,10 @@ from sqlalchemy import func, select
 
 from cloud.admin import admin_session, ensure_gateway
 from cloud.db import EventRecord
-from devices.wire import TOPIC_ROOT, Ack, EventEnvelope, events_topic, split_topic
+from devices.wire import Ack, EventEnvelope, acks_topic, events_topic, split_topic
 
 from .conftest import GATEWAY_ID, RunningCloud, make_event, publish_inventory
-from .servers import Mosquitto, wait_until
+from .servers import Mosquitto, mqtt_client, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -43,23 +44,30 @@ async def test_the_same_event_id_from_other_gateways_makes_their_own_alarms_and_
         await publish_inventory(cloud, [device], gateway_id)
     event_id = make_event("boot-1", 1).id
     acked: dict[str, list[str]] = defaultdict(list)
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-        await client.subscribe(f"{TOPIC_ROOT}/+/acks", qos=1)
+    async with contextlib.AsyncExitStack() as stack:
+        # Each gateway as itself: it may publish only its own events and read its own acks.
+        clients = {}
+        for gateway_id in {g for g, _ in SENDERS}:
+            client = await stack.enter_async_context(mqtt_client(mosquitto.port, gateway_id))
+            await client.subscribe(acks_topic(gateway_id), qos=1)
+            clients[gateway_id] = client
 
-        async def collect() -> None:
+        async def collect(client: aiomqtt.Client) -> None:
             async for message in client.messages:
                 parts = split_topic(message.topic.value)
                 assert parts is not None and isinstance(message.payload, bytes)
                 acked[parts[0]].extend(Ack.model_validate_json(message.payload).event_ids)
 
-        collector = asyncio.create_task(collect())
+        collectors = [asyncio.create_task(collect(c)) for c in clients.values()]
         for gateway_id, device in SENDERS:
             payload = _same_id_from(gateway_id, device)
-            await client.publish(events_topic(gateway_id), payload, qos=1)
+            await clients[gateway_id].publish(events_topic(gateway_id), payload, qos=1)
         # A resend from the first gateway is still a duplicate of its own event.
-        await client.publish(events_topic(GATEWAY_ID), _same_id_from(*SENDERS[0]), qos=1)
+        first = clients[GATEWAY_ID]
+        await first.publish(events_topic(GATEWAY_ID), _same_id_from(*SENDERS[0]), qos=1)
         await wait_until(lambda: sum(len(ids) for ids in acked.values()) == 4)
-        collector.cancel()
+        for collector in collectors:
+            collector.cancel()
     assert dict(acked) == {
         GATEWAY_ID: [event_id] * 2,
         "gw-test-2": [event_id],

@@ -11,7 +11,6 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiomqtt
 import pytest
 from sqlalchemy import func, select
 
@@ -34,6 +33,8 @@ from .servers import (
     GatewayProcess,
     Mosquitto,
     PrivatePostgres,
+    cloud_broker,
+    mqtt_client,
     one_broker_gateway,
     wait_until,
 )
@@ -84,7 +85,7 @@ async def test_kill_9_in_the_middle_of_bursts_loses_nothing_and_duplicates_nothi
     sent = 0
     gw.start()
     await wait_for_log(gw, "subscribed to zigbee2mqtt/#")  # the broker now keeps its session
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as device_side:
+    async with mqtt_client(mosquitto.port) as device_side:
         for rnd in range(6):
             kill_after = rng.randint(5, 35)
             for n in range(40):
@@ -152,7 +153,7 @@ async def test_alarms_raised_while_the_dispatch_broker_is_down_arrive_first_in_p
 ) -> None:
     local, central = two_brokers
     settings = CloudSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", mqtt_port=central.port
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", **cloud_broker(central.port)
     )
     config = gateway_config(local, tmp_path / "gw.db", ack_timeout_s=2.0)
     config = config.model_copy(
@@ -162,7 +163,7 @@ async def test_alarms_raised_while_the_dispatch_broker_is_down_arrive_first_in_p
         await asyncio.wait_for(gw.uplink.connected.wait(), 10)
         central.stop()
         await wait_until(lambda: not gw.uplink.connected.is_set(), 10)
-        async with aiomqtt.Client("127.0.0.1", local.port) as device_side:
+        async with mqtt_client(local.port) as device_side:
             # The backlog first: 200 lock openings (information), then a jam, then the alarms.
             for i in range(200):
                 opened = {"action": "unlock", "action_source_name": "keypad", "action_user": i}
@@ -194,7 +195,7 @@ async def test_a_stopped_dispatch_service_loses_nothing(
     mosquitto: Mosquitto, gateway: Gateway, tmp_path: Path
 ) -> None:
     settings = CloudSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", mqtt_port=mosquitto.port
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", **cloud_broker(mosquitto.port)
     )
     async with run_cloud(settings) as cloud:
         await _press(mosquitto, 0)
@@ -212,7 +213,7 @@ async def test_a_stopped_dispatch_service_loses_nothing(
 
 
 async def _press(mosquitto: Mosquitto, n: int) -> None:
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+    async with mqtt_client(mosquitto.port) as client:
         await client.publish(
             "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "single", "linkquality": n}), qos=1
         )
@@ -235,7 +236,7 @@ def private_postgres() -> AsyncIterator[PrivatePostgres]:  # type: ignore[misc]
 async def test_the_cloud_does_not_ack_what_it_could_not_commit(
     private_postgres: PrivatePostgres, mosquitto: Mosquitto, gateway: Gateway
 ) -> None:
-    settings = CloudSettings(database_url=private_postgres.url, mqtt_port=mosquitto.port)
+    settings = CloudSettings(database_url=private_postgres.url, **cloud_broker(mosquitto.port))
     async with run_cloud(settings) as cloud:
         await _press(mosquitto, 0)
         await wait_until(lambda: _stored(cloud, 1), 10)
@@ -259,7 +260,7 @@ async def test_a_full_disk_budget_still_accepts_and_delivers_alarms(
     }
     async with Gateway(gateway_config(mosquitto, tmp_path / "gw.db", extra=extra)) as gw:
         await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
-        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        async with mqtt_client(mosquitto.port) as client:
             for i in range(5000):
                 state = {
                     "contact": True,
@@ -306,7 +307,7 @@ async def test_duplicated_and_reordered_deliveries_make_one_alarm_each(
     await publish_inventory(sqlite_cloud, [item.event.device_id for item in envelopes])
     wire = envelopes * 3
     random.Random(3).shuffle(wire)
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+    async with mqtt_client(mosquitto.port, GATEWAY_ID) as client:
         for item in wire:
             await client.publish(events_topic(GATEWAY_ID), item.model_dump_json(), qos=1)
     await wait_until(lambda: sqlite_cloud.ingest.duplicates == 40, 20)

@@ -21,7 +21,7 @@ from gateway import Gateway
 from gateway.store import Store
 
 from .conftest import RunningCloud, gateway_config, make_event
-from .servers import Mosquitto, wait_until
+from .servers import Mosquitto, mqtt_client, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -118,7 +118,7 @@ async def test_a_full_disk_loses_no_alarm_and_acks_none_it_could_not_store(
     config = gateway_config(mosquitto, small_disk / "gw.db", extra=extra, ack_timeout_s=2.0)
     async with (
         Gateway(config) as gw,
-        aiomqtt.Client("127.0.0.1", mosquitto.port) as devices,
+        mqtt_client(mosquitto.port) as devices,
     ):
         await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         assert gw.api_port is not None

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import httpx
 import pytest
 from sqlalchemy import select
@@ -43,7 +42,7 @@ from .conftest import (
     publish,
     publish_inventory,
 )
-from .servers import Mosquitto, wait_until
+from .servers import Mosquitto, mqtt_client, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -235,12 +234,13 @@ async def test_garbage_stale_and_foreign_inventories_are_counted_and_change_noth
 ) -> None:
     await publish_inventory(cloud, ["dev-1"], revision=10)
     topic = inventory_topic(GATEWAY_ID)
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+    async with mqtt_client(mosquitto.port, GATEWAY_ID) as client:
         for payload in GARBAGE:
             await client.publish(topic, payload, qos=1)
         await client.publish(topic, _inventory("gw-other", 50, "dev-2"), qos=1)  # not its own
         await client.publish(topic, _inventory(GATEWAY_ID, 9, "dev-2"), qos=1)  # older
         await client.publish(topic, b"{" + b" " * MAX_INVENTORY_BYTES + b"}", qos=1)
+    async with mqtt_client(mosquitto.port, "gw-stranger") as client:  # not registered
         stranger = inventory_topic("gw-stranger")
         await client.publish(stranger, _inventory("gw-stranger", 1, "dev-2"), qos=1)
     # Applied in order after all of them: the newer one, with a device of its own and
@@ -270,7 +270,7 @@ async def test_an_event_that_overtakes_its_inventory_waits_for_it_and_is_never_r
         item = envelope("race", n, Priority.CRITICAL, device=device)
         return item.model_copy(update={"inventory_revision": revision}).model_dump_json()
 
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+    async with mqtt_client(mosquitto.port, GATEWAY_ID) as client:
         await client.subscribe(acks_topic(GATEWAY_ID), qos=1)
 
         async def collect() -> None:

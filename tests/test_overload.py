@@ -28,7 +28,7 @@ from gateway.transports import Zigbee2MqttInput
 from gateway.transports.intake import IntakeQueue
 
 from .conftest import GATEWAY_ID, TEST_DEVICES, RunningCloud
-from .servers import GatewayProcess, Mosquitto, wait_until
+from .servers import GatewayProcess, Mosquitto, login, paho_login, wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -98,14 +98,15 @@ async def test_a_message_redelivered_after_a_restart_stores_its_readings_once(
 
 def _config(tmp_path: Path, broker: Mosquitto, store: Path) -> Path:
     config = tmp_path / "gateway.toml"
+    me = "".join(f'{key} = "{value}"\n' for key, value in login(GATEWAY_ID).items())
     devices = "".join(
         "[[devices]]\n" + "".join(f'{k} = "{v}"\n' for k, v in d.items()) for d in TEST_DEVICES
     )
     config.write_text(
         f'[gateway]\nid = "{GATEWAY_ID}"\n'
         f'[store]\npath = "{store}"\n'
-        f'[zigbee2mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nmax_queued = 10\n'
-        f'[uplink]\nhost = "127.0.0.1"\nport = {broker.port}\nack_timeout_s = 2\n'
+        f'[zigbee2mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nmax_queued = 10\n{me}'
+        f'[uplink]\nhost = "127.0.0.1"\nport = {broker.port}\nack_timeout_s = 2\n{me}'
         # A time-series server that is not there: every reading taken stays in the store.
         '[timeseries]\nurl = "http://127.0.0.1:9"\npoll_s = 0.1\ntimeout_s = 0.5\n' + devices
     )
@@ -114,7 +115,7 @@ def _config(tmp_path: Path, broker: Mosquitto, store: Path) -> Path:
 
 def _burst(port: int, readings: int, presses: int) -> None:
     """Readings at QoS 0 as fast as the socket takes them, with presses at QoS 1."""
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="burst")
+    client = paho_login(paho.Client(CallbackAPIVersion.VERSION2, client_id="burst"))
     client.connect("127.0.0.1", port)
     client.loop_start()
     every = readings // presses

@@ -18,7 +18,7 @@ from gateway.registry import Registry
 from gateway.transports import Zigbee2MqttInput, Zigbee2MqttTransport
 
 from .conftest import GATEWAY_ID
-from .servers import Mosquitto, wait_until
+from .servers import Mosquitto, login, paho_login, wait_until
 from .test_overload import DEVICES
 
 PRESS = json.dumps({"action": "single"}).encode()
@@ -55,13 +55,16 @@ async def test_a_resent_message_is_a_duplicate_after_any_restart_and_a_new_one_i
 
 
 async def test_the_transport_knows_a_message_the_broker_sends_again(mosquitto: Mosquitto) -> None:
-    settings = Zigbee2MqttSection(host="127.0.0.1", port=mosquitto.port)
+    settings = Zigbee2MqttSection.model_validate(
+        {"host": "127.0.0.1", "port": mosquitto.port, **login(GATEWAY_ID)}
+    )
     client_id = f"trygg-gw-{GATEWAY_ID}-z2m"
     # A first life of the gateway: it takes the message and dies before acking it.
     taken, subscribed = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     first = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     first.manual_ack_set(True)
+    paho_login(first, GATEWAY_ID)
 
     def on_connect(client: paho.Client, *_: object) -> None:
         client.subscribe("zigbee2mqtt/#", qos=1)
@@ -77,7 +80,7 @@ async def test_the_transport_knows_a_message_the_broker_sends_again(mosquitto: M
     first.on_message = on_message
     first.connect("127.0.0.1", mosquitto.port)
     first.loop_start()
-    publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id="device-side")
+    publisher = paho_login(paho.Client(CallbackAPIVersion.VERSION2, client_id="device-side"))
     try:
         await asyncio.wait_for(subscribed.wait(), 10)
         publisher.connect("127.0.0.1", mosquitto.port)

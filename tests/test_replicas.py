@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiomqtt
 import httpx
 import pytest
 from sqlalchemy import func, select
@@ -37,7 +36,15 @@ from .conftest import (
     publish_inventory,
     run_cloud,
 )
-from .servers import Mosquitto, free_port, throwaway_database, wait_until
+from .servers import (
+    Mosquitto,
+    cloud_broker,
+    cloud_env,
+    free_port,
+    mqtt_client,
+    throwaway_database,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -52,7 +59,9 @@ async def replicas(mosquitto: Mosquitto) -> AsyncIterator[tuple[str, RunningClou
     async with throwaway_database() as url:
 
         def settings(name: str) -> CloudSettings:
-            return CloudSettings(database_url=url, mqtt_port=mosquitto.port, mqtt_client_id=name)
+            return CloudSettings(
+                database_url=url, **cloud_broker(mosquitto.port), mqtt_client_id=name
+            )
 
         async with (
             run_cloud(settings("replica-a")) as a,
@@ -73,7 +82,7 @@ async def gateway_for(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Gat
 
 
 async def presses(mosquitto: Mosquitto, count: int, pause_s: float = 0.0) -> None:
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+    async with mqtt_client(mosquitto.port) as client:
         for n in range(count):
             press = {"action": "single", "linkquality": n % 250, "battery": n // 250}
             await client.publish(f"zigbee2mqtt/flat-{n % 10}/pendant", json.dumps(press), qos=1)
@@ -134,13 +143,15 @@ async def test_killing_a_replica_mid_stream_loses_nothing(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     async with throwaway_database() as url:
-        settings = CloudSettings(database_url=url, mqtt_port=mosquitto.port, mqtt_client_id="b")
+        settings = CloudSettings(
+            database_url=url, **cloud_broker(mosquitto.port), mqtt_client_id="b"
+        )
         async with run_cloud(settings) as b:
             log = tmp_path / "replica-a.log"
             env = {
                 **os.environ,
                 "TRYGG_DATABASE_URL": url,
-                "TRYGG_MQTT_PORT": str(mosquitto.port),
+                **cloud_env(mosquitto.port),
                 "TRYGG_MQTT_CLIENT_ID": "a",
                 "PYTHONUNBUFFERED": "1",
             }

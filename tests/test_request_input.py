@@ -28,7 +28,7 @@ from cloud.api import SMALL_BODY_BYTES
 from cloud.api.strict import TEXT_BODY_BYTES, parse_json
 
 from .conftest import USERS, RunningCloud
-from .servers import Mosquitto, free_port, wait_until
+from .servers import Mosquitto, cloud_env, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ async def dispatch_process(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterato
     env = {
         **os.environ,
         "TRYGG_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cloud.db'}",
-        "TRYGG_MQTT_PORT": str(mosquitto.port),
+        **cloud_env(mosquitto.port),
         "TRYGG_MQTT_CLIENT_ID": f"bodies-{port}",
     }
     command = [sys.executable, "-m", "trygg", "cloud", "run", f"--port={port}"]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from trygg_sim.broker import BrokerLogin
 from trygg_sim.check import scenario_alarms
 from trygg_sim.play import ScenarioRun, Wiring, gateway_config
 from trygg_sim.scenario import Scenario, compare, load_scenario, shipped
@@ -19,7 +20,7 @@ from gateway import Gateway
 from gateway.config import GatewayConfig
 
 from .conftest import GATEWAY_ID, RunningCloud
-from .servers import Mosquitto, free_port, free_udp_port, wait_until
+from .servers import ZIGBEE2MQTT, Mosquitto, free_port, free_udp_port, login, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -27,8 +28,10 @@ REAL_S = 5.0  # each scenario is played in about this many real seconds
 
 
 def wiring_for(mosquitto: Mosquitto, tmp_path: Path) -> Wiring:
+    sim = login(ZIGBEE2MQTT)
     return Wiring(
         broker_port=mosquitto.port,
+        login=BrokerLogin(sim["username"], sim["password"], Path(sim["ca_file"])),
         ble_port=free_udp_port(),
         serial_dir=tmp_path / "dev",
         camera_port=free_port(),
@@ -44,7 +47,12 @@ async def play_against_gateway(
 ) -> tuple[Gateway, Any]:
     config = GatewayConfig.model_validate(
         gateway_config(
-            scenario, wiring, gateway_id=GATEWAY_ID, store=store, speed=speed_for(scenario)
+            scenario,
+            wiring,
+            gateway_id=GATEWAY_ID,
+            store=store,
+            speed=speed_for(scenario),
+            gateway_login=login(GATEWAY_ID),
         )
     )
     async with ScenarioRun(scenario, wiring, speed=speed_for(scenario)) as run:

@@ -13,9 +13,18 @@ import pytest
 from gateway import Gateway, load_config
 
 from .conftest import GATEWAY_ID, USERS, RunningCloud
-from .servers import Mosquitto, free_port, free_udp_port, run_trygg, wait_until
+from .servers import ZIGBEE2MQTT, Mosquitto, free_port, free_udp_port, login, run_trygg, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+def _options(prefix: str, username: str) -> list[str]:
+    return [f"--{prefix}-{key.replace('_', '-')}={value}" for key, value in login(username).items()]
+
+
+# The simulator logs in as Zigbee2MQTT; the configuration it writes, as the gateway.
+SIM = _options("mqtt", ZIGBEE2MQTT)
+GW = _options("gateway", GATEWAY_ID)
 
 
 async def started(gateway: Gateway) -> None:
@@ -41,6 +50,7 @@ async def test_sim_run_plays_a_scenario_and_confirms_the_dispatch_service_got_it
         f"--gateway-id={GATEWAY_ID}",
         f"--store={tmp_path / 'gw.db'}",
         f"--out={config}",
+        *GW,
     )
     assert code == 0, err
     assert "# Gateway for the scenario 'Smoke'" in config.read_text()
@@ -53,6 +63,7 @@ async def test_sim_run_plays_a_scenario_and_confirms_the_dispatch_service_got_it
             *wiring,
             "--speed=600",
             "--wait=2",
+            *SIM,
             f"--cloud={sqlite_cloud.url}",
             "--user=anna",
             env={"TRYGG_PASSWORD": password},
@@ -79,6 +90,7 @@ async def test_sim_run_exits_1_and_names_the_difference_when_alarms_are_missing(
         "--speed=3000",
         "--wait=0",
         "--settle=1",
+        *SIM,
         f"--cloud={sqlite_cloud.url}",
         "--user=anna",
         env={"TRYGG_PASSWORD": USERS["anna"][1]},
@@ -112,6 +124,7 @@ async def test_load_mode_at_1000_homes_is_bounded_reports_its_rates_and_loses_no
         f"--gateway-id={GATEWAY_ID}",
         f"--store={tmp_path / 'gw.db'}",
         f"--out={config}",
+        *GW,
     )
     assert code == 0, err
     report_file = tmp_path / "load.json"
@@ -128,6 +141,7 @@ async def test_load_mode_at_1000_homes_is_bounded_reports_its_rates_and_loses_no
             "--seed=7",
             f"--port={mosquitto.port}",
             f"--json={report_file}",
+            *SIM,
         )
         took = time.monotonic() - began
         assert code == 0, err

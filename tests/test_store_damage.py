@@ -8,7 +8,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import aiomqtt
 import pytest
 from sqlalchemy import func, select
 
@@ -19,7 +18,7 @@ from gateway import Gateway, Store
 from gateway.store import StoreDamage
 
 from .conftest import gateway_config, make_event, run_cloud
-from .servers import Mosquitto, wait_until
+from .servers import Mosquitto, cloud_broker, mqtt_client, wait_until
 from .test_faults import two_brokers  # noqa: F401 - a fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -144,7 +143,7 @@ async def test_unsent_alarms_survive_damage_and_deletion_under_a_running_gateway
 ) -> None:
     local, central = two_brokers
     settings = CloudSettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", mqtt_port=central.port
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}", **cloud_broker(central.port)
     )
     store = tmp_path / "gw.db"
     extra: dict[str, object] = {"store": {"path": store, "integrity_check_s": 0.5}}
@@ -157,7 +156,7 @@ async def test_unsent_alarms_survive_damage_and_deletion_under_a_running_gateway
         await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         central.stop()  # the dispatch service is out of reach: alarms wait in the outbox
         await wait_until(lambda: not gw.uplink.connected.is_set(), 10)
-        async with aiomqtt.Client("127.0.0.1", local.port) as devices:
+        async with mqtt_client(local.port) as devices:
             for n in range(20):
                 press = json.dumps({"action": "single", "linkquality": n})
                 await devices.publish("zigbee2mqtt/flat-12/pendant", press, qos=1)

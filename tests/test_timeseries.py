@@ -8,7 +8,6 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiomqtt
 import httpx
 import pytest
 
@@ -17,7 +16,7 @@ from gateway.store import StoredReading
 from gateway.timeseries import line_protocol
 
 from .conftest import RunningCloud, gateway_config, publish
-from .servers import Mosquitto, VictoriaMetrics, wait_until
+from .servers import Mosquitto, VictoriaMetrics, mqtt_client, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +36,7 @@ async def ts_gateway(
 
 
 async def send_states(port: int, n: int) -> None:
-    async with aiomqtt.Client("127.0.0.1", port) as client:
+    async with mqtt_client(port) as client:
         for i in range(n):
             state = {"contact": True, "battery": 50 + i % 50, "linkquality": i % 255}
             await client.publish("zigbee2mqtt/front_door", json.dumps(state), qos=1)

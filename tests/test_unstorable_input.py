@@ -11,7 +11,6 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-import aiomqtt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,7 +22,7 @@ from devices import Event, Priority, stable_event_id
 from devices.wire import Ack, acks_topic, events_topic
 
 from .conftest import GATEWAY_ID, RunningCloud, envelope, publish_inventory
-from .servers import Mosquitto, wait_until
+from .servers import Mosquitto, mqtt_client, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +51,7 @@ async def test_an_event_with_a_nul_or_a_non_finite_number_is_kept_as_an_alarm(
     # The device whose id has a NUL is known by its storable id, as its alarm will be.
     await publish_inventory(cloud, ["pendant-1", "pendant\ufffd2", "pendant-3"])
     acked: list[str] = []
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+    async with mqtt_client(mosquitto.port, GATEWAY_ID) as client:
         await client.subscribe(acks_topic(GATEWAY_ID), qos=1)
 
         async def collect() -> None:

@@ -19,7 +19,7 @@ from gateway.store import Store
 from gateway.uplink import DispatchUplink
 
 from .conftest import GATEWAY_ID, make_event
-from .servers import Mosquitto, wait_until
+from .servers import DISPATCH, Mosquitto, login, mqtt_client, wait_until
 
 
 @contextlib.asynccontextmanager
@@ -37,7 +37,7 @@ async def running(uplink: DispatchUplink) -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def dispatch_side(port: int) -> AsyncIterator[aiomqtt.Client]:
     """A client that hears the gateway's events (subscribed before the uplink starts)."""
-    async with aiomqtt.Client("127.0.0.1", port) as client:
+    async with mqtt_client(port, DISPATCH) as client:
         await client.subscribe(events_topic(GATEWAY_ID), qos=1)
         yield client
 
@@ -51,7 +51,9 @@ async def next_event_id(client: aiomqtt.Client) -> str:
 
 def settings(port: int, window: int) -> UplinkSection:
     # An ack timeout far longer than any test: nothing here can arrive as a resend.
-    return UplinkSection(port=port, max_in_flight=window, ack_timeout_s=600)
+    return UplinkSection.model_validate(
+        {"port": port, "max_in_flight": window, "ack_timeout_s": 600, **login(GATEWAY_ID)}
+    )
 
 
 async def test_acks_for_ids_not_in_flight_delete_nothing(
