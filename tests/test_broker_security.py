@@ -276,7 +276,7 @@ async def test_forged_acks_delete_nothing_and_forged_dispatch_online_resends_not
                 sent.append(message.payload)
 
         watching = asyncio.create_task(watch())
-        await asyncio.wait_for(gw.zigbee2mqtt.connected.wait(), 10)
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
         await asyncio.wait_for(gw.uplink.connected.wait(), 10)
         await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", PRESS)
         await wait_until(lambda: len(sent) == 1)
