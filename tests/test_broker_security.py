@@ -55,7 +55,6 @@ from .servers import (
     login,
     mqtt_client,
     pki,
-    run_trygg,
     wait_port,
     wait_until,
 )
@@ -326,9 +325,9 @@ async def test_a_registered_gateway_connects_with_its_bundle_and_loses_access_wh
         "--listen=127.0.0.1",
         "--run-as=root",
     ]
-    code, _, err = await run_trygg("cloud", "broker-config", *broker_options, env=env)
+    code, _, err = await _trygg("cloud", "broker-config", *broker_options, env=env)
     assert code == 0, err
-    code, _, err = await run_trygg(
+    code, _, err = await _trygg(
         "cloud",
         "add-gateway",
         "org-a",
@@ -340,7 +339,7 @@ async def test_a_registered_gateway_connects_with_its_bundle_and_loses_access_wh
         env=env,
     )
     assert code == 0, err
-    code, _, err = await run_trygg("cloud", "broker-config", *broker_options, env=env)
+    code, _, err = await _trygg("cloud", "broker-config", *broker_options, env=env)
     assert code == 0, err
     assert "gw-1:$7$101$" in (out / "passwords").read_text()
     assert "user gw-1\ntopic write trygg/v1/gw/gw-1/events\n" in (out / "acl").read_text()
@@ -377,9 +376,9 @@ async def test_a_registered_gateway_connects_with_its_bundle_and_loses_access_wh
             got = await asyncio.wait_for(anext(cloud.messages), 10)
             assert got.payload == b"while registered"
 
-            code, _, err = await run_trygg("cloud", "remove-gateway", "org-a", "gw-1", env=env)
+            code, _, err = await _trygg("cloud", "remove-gateway", "org-a", "gw-1", env=env)
             assert code == 0, err
-            code, _, err = await run_trygg("cloud", "broker-config", *broker_options, env=env)
+            code, _, err = await _trygg("cloud", "broker-config", *broker_options, env=env)
             assert code == 0, err
             assert "gw-1" not in (out / "passwords").read_text()
             assert _env(out / "dispatch.main.env") == dispatch  # kept on rerun
@@ -397,8 +396,19 @@ async def test_a_registered_gateway_connects_with_its_bundle_and_loses_access_wh
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await anext(cloud.messages)
-    code, _, err = await run_trygg("cloud", "remove-gateway", "org-a", "gw-1", env=env)
+    code, _, err = await _trygg("cloud", "remove-gateway", "org-a", "gw-1", env=env)
     assert code == 1 and "no gateway gw-1" in err
+
+
+async def _trygg(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """``trygg ARGS`` in this process (the command runs its own event loop, so in a
+    thread): what a deployment runs, without a new interpreter's start each time."""
+    from typer.testing import CliRunner
+
+    from trygg.cli import app
+
+    result = await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+    return result.exit_code, result.stdout, result.output
 
 
 def _env(path: Path) -> dict[str, str]:
