@@ -146,11 +146,6 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path: Path) -> None:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docker/gateway.toml still reaches the compose broker in plain MQTT, which a "
-    "gateway now refuses beyond loopback; passes once docker/ uses TLS and logins",
-)
 def test_the_compose_gateway_config_is_valid_and_matches_the_simulated_home() -> None:
     from trygg_sim import demo_home
 
