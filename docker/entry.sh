@@ -84,10 +84,6 @@ cmd_secrets() {
 cmd_setup() {
   cloud_env
   mkdir -p "$BROKER" "$GATEWAY" "$HOME_BROKER"
-  if [ ! -s "$TRYGG_COMMAND_KEY_FILE" ]; then
-    trygg cloud command-key new "$TRYGG_COMMAND_KEY_FILE"
-  fi
-  own "$TRYGG_UID:$TRYGG_UID" "$TRYGG_COMMAND_KEY_FILE"
   trygg cloud add-user "$ORG" admin --role admin --password "$(read_secret admin-password)"
   echo "first administrator: admin, password in the secrets volume (admin-password)"
 
@@ -99,7 +95,6 @@ cmd_setup() {
       --ca-cert "$BROKER/ca.crt" --ca-file-on-gateway "$GATEWAY/bundle/ca.crt"
   fi
   broker_config  # again, now that the gateway has a login
-  trygg cloud command-key export "$TRYGG_COMMAND_KEY_FILE" --out "$GATEWAY/dispatch-keys.json"
 
   # The gateway's configuration: the template with its secrets, its uplink from the
   # bundle, and the keys it trusts commands from.
@@ -109,7 +104,6 @@ cmd_setup() {
   {
     echo
     cat "$GATEWAY/bundle/gateway-uplink.toml"
-    printf '\n[commands]\ntrusted_keys_file = "%s"\n' "$GATEWAY/dispatch-keys.json"
   } >>"$GATEWAY/gateway.toml.new"
   chmod 600 "$GATEWAY/gateway.toml.new"
   mv "$GATEWAY/gateway.toml.new" "$GATEWAY/gateway.toml"
