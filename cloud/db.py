@@ -50,10 +50,22 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON}
 
 
+DEFAULT_ANSWER_TARGET_S = 60
+DEFAULT_TIME_ZONE = "Europe/Stockholm"
+
+
 class Organisation(Base):
     __tablename__ = "organisations"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # How soon its operators should take an alarm (the consoles colour waiting alarms
+    # against it), and the zone its people read times in.
+    answer_target_s: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_ANSWER_TARGET_S, server_default=str(DEFAULT_ANSWER_TARGET_S)
+    )
+    time_zone: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_TIME_ZONE, server_default=DEFAULT_TIME_ZONE
+    )
 
 
 class User(Base):

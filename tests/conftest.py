@@ -32,6 +32,7 @@ from devices.wire import EventEnvelope, Inventory, InventoryDevice, inventory_to
 from gateway import Gateway, GatewayConfig, Store
 from trygg.serve import make_server, wait_started
 
+from .browser import browser  # noqa: F401  (the consoles' tests' fixture)
 from .servers import (
     DISPATCH,
     ZIGBEE2MQTT,

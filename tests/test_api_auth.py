@@ -324,3 +324,23 @@ async def test_garbage_on_every_route_is_refused_and_never_a_server_error(
 
 
 _MISSING = {"home_id": "no-such-home", "resident_id": "no-such-resident"}
+
+
+async def test_me_names_the_caller_and_their_organisations_console_settings(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    async with sqlite_cloud.client() as http:
+        assert (await http.get("/api/v1/me")).status_code == 401
+        bad = {"Authorization": "Bearer not-a-token"}
+        assert (await http.get("/api/v1/me", headers=bad)).status_code == 401
+    for username, org, role in (("anna", "org-a", "operator"), ("ulla", "org-b", "supervisor")):
+        async with await sqlite_cloud.authed(username) as http:
+            me = (await http.get("/api/v1/me")).json()
+        assert me == {
+            "username": username,
+            "role": role,
+            "org_id": org,
+            "org_name": org.upper(),
+            "answer_target_s": 60,
+            "time_zone": "Europe/Stockholm",
+        }
