@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -111,6 +112,9 @@ class Resident(Base):
     name: Mapped[str] = mapped_column(String(200))
     notes: Mapped[str] = mapped_column(String(2000), default="")
     contacts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    born: Mapped[date | None] = mapped_column(Date)
+    # The language to speak with them, as a BCP 47 tag ("sv", "fi", "ar", ...).
+    language: Mapped[str | None] = mapped_column(String(35))
 
 
 class Device(Base):

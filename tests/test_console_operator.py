@@ -21,7 +21,7 @@ from gateway import Gateway
 
 from .browser import axe_violations, sign_in
 from .conftest import RunningCloud, publish
-from .servers import Mosquitto
+from .servers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -269,5 +269,55 @@ async def test_an_operator_takes_an_alarm_through_its_whole_life_by_keyboard_onl
     await page.keyboard.press("Enter")
     await expect(rows).to_have_count(1, timeout=10_000)
     await expect(rows.first).to_contain_text("Lock jammed")
+    assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def test_the_alarm_opens_on_the_resident_card_with_their_recent_alarms(
+    sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    # An earlier press today, ended as a false alarm.
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "sos"}))
+    async with await sqlite_cloud.authed("anna") as http:
+
+        async def first_id() -> int | None:
+            alarms = (await http.get("/api/v1/alarms")).json()
+            return int(alarms[0]["id"]) if alarms else None
+
+        await wait_until(first_id)
+        earlier = await first_id()
+        assert (await http.post(f"/api/v1/alarms/{earlier}/claim")).status_code == 200
+        resolved = await http.post(
+            f"/api/v1/alarms/{earlier}/resolve", json={"outcome": "false_alarm", "note": None}
+        )
+        assert resolved.status_code == 200, resolved.text
+
+    context, page = await _console(browser)
+    await sign_in(page, sqlite_cloud.url, "anna", "anna-pass")
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    # A new press (the gateway drops a frame it has just had, so this one differs).
+    press = json.dumps({"action": "sos", "linkquality": 5})
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", press)
+    row = page.locator("#alarms tr").first
+    await expect(row).to_contain_text("Alarm button pressed", timeout=10_000)
+    await row.click()
+    card = page.locator("#detail .resident")
+    await expect(card.locator("h3")).to_have_text("Ingrid, 90 years", timeout=10_000)
+    await expect(card).to_contain_text("Storgatan 12, Malmö")
+    await expect(card).to_contain_text("key safe by the door, 4711")
+    await expect(card).to_contain_text("Swedish")
+    await expect(card).to_contain_text("hard of hearing")
+    call = card.get_by_role("link", name=re.compile("Call Lena"))
+    await expect(call).to_have_attribute("href", "tel:+46701234567")
+    await expect(card.locator("ol.recent li")).to_have_count(1)
+    await expect(card.locator("ol.recent li")).to_contain_text("Alarm button pressed: false alarm")
+    # The card comes before the alarm's own details.
+    sections = await page.locator("#detail section").evaluate_all(
+        "els => els.map(e => e.className)"
+    )
+    assert sections == ["card resident", "card alarm"]
+    assert await axe_violations(page) == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "operator-alarm.png"), full_page=True)
     assert page.errors == []  # type: ignore[attr-defined]
     await context.close()

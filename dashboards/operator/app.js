@@ -397,46 +397,115 @@ function actionsFor(a) {
 
 let openDetail = null;
 
+function dateTime(iso) {
+  return new Intl.DateTimeFormat(LOCALES[lang], {
+    month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone: timeZone(),
+  }).format(new Date(iso));
+}
+
+function ageOf(born) {
+  const [y, m, d] = born.split("-").map(Number);
+  const today = new Date();
+  let age = today.getFullYear() - y;
+  if (today.getMonth() + 1 < m || (today.getMonth() + 1 === m && today.getDate() < d)) age -= 1;
+  return age;
+}
+
+function languageName(code) {
+  try {
+    return new Intl.DisplayNames([LOCALES[lang]], { type: "language" }).of(code) || code;
+  } catch { return code; }
+}
+
+function element(tag, text, cls) {
+  const el = document.createElement(tag);
+  if (text !== undefined) el.textContent = text;
+  if (cls) el.className = cls;
+  return el;
+}
+
+function definitions(lines) {
+  const dl = document.createElement("dl");
+  for (const [label, text] of lines) {
+    if (!text) continue;
+    dl.append(element("dt", label), element("dd", text));
+  }
+  return dl;
+}
+
+// The resident first (who, how to get in, whom to call, what happened lately), then the
+// device and home, then this alarm's history.
+function residentCard(d) {
+  const card = element("section", undefined, "card resident");
+  const r = d.resident;
+  const name = r ? r.name + (r.born ? `, ${t("ui.age", { age: ageOf(r.born) })}` : "") : d.alarm.home_id;
+  card.append(element("h3", name));
+  card.append(definitions([
+    [t("ui.d_address"), d.home && d.home.address],
+    [t("ui.d_key_safe"), d.home && d.home.key_safe],
+    [t("ui.d_language"), r && r.language && languageName(r.language)],
+    [t("ui.d_notes"), [r && r.notes, d.home && d.home.notes].filter(Boolean).join(" ")],
+  ]));
+  if (r && r.contacts.length) {
+    card.append(element("h4", t("ui.d_contacts")));
+    const list = element("ul", undefined, "contacts");
+    for (const c of r.contacts) {
+      const li = element("li", `${c.name}${c.relation ? " (" + c.relation + ")" : ""}, `);
+      const call = element("a", c.phone);
+      call.href = `tel:${c.phone.replace(/[^+0-9]/g, "")}`;
+      call.setAttribute("aria-label", t("ui.call", { name: c.name }) + ` ${c.phone}`);
+      li.append(call);
+      list.append(li);
+    }
+    card.append(list);
+  }
+  if (r) {
+    card.append(element("h4", t("ui.d_recent")));
+    if (!d.recent.length) card.append(element("p", t("ui.d_recent_none"), "hint"));
+    else {
+      const list = element("ol", undefined, "recent");
+      for (const a of d.recent) {
+        const result = a.outcome ? t(`outcome.${a.outcome}`) : t(`state.${a.state}`);
+        list.append(element("li", t("ui.recent_line",
+          { time: dateTime(a.received_at), alarm: t(`kind.${a.kind}`), result })));
+      }
+      card.append(list);
+    }
+  }
+  return card;
+}
+
 async function showDetail(id) {
   const d = await api(`/api/v1/alarms/${id}`).catch((e) => { setStatus(e.message, "down"); });
   if (!d) return;
   openDetail = id;
   if (again.delete(id)) render();
   const panel = $("detail");
-  const lines = [];
-  const line = (label, text) => { if (text) lines.push([label, text]); };
-  line(t("ui.d_alarm"), `${t(`kind.${d.alarm.kind}`)} (${t(`priority.${d.alarm.priority}`)}), ${t(`state.${d.alarm.state}`)}`);
-  line(t("ui.d_resident"), d.resident && d.resident.name);
-  line(t("ui.d_address"), d.home && d.home.address);
-  line(t("ui.d_key_safe"), d.home && d.home.key_safe);
-  line(t("ui.d_notes"), [d.home && d.home.notes, d.resident && d.resident.notes].filter(Boolean).join(" "));
-  for (const c of (d.resident ? d.resident.contacts : [])) {
-    line(t("ui.d_contact"), `${c.name}${c.relation ? " (" + c.relation + ")" : ""}, ${c.phone}`);
-  }
-  if (d.alarm.latitude != null) line(t("ui.d_position"), `${d.alarm.latitude}, ${d.alarm.longitude}`);
-  const dl = document.createElement("dl");
-  for (const [label, text] of lines) {
-    const dt = document.createElement("dt"); dt.textContent = label;
-    const dd = document.createElement("dd"); dd.textContent = text;
-    dl.append(dt, dd);
-  }
-  const historyHeading = document.createElement("h3");
-  historyHeading.textContent = t("ui.d_history");
+  const alarm = element("section", undefined, "card alarm");
+  alarm.append(element("h3", t("ui.d_alarm_section")));
+  const position = d.alarm.latitude != null ? `${d.alarm.latitude}, ${d.alarm.longitude}` : null;
+  alarm.append(definitions([
+    [t("ui.d_alarm"), `${t(`kind.${d.alarm.kind}`)} (${t(`priority.${d.alarm.priority}`)}), ${t(`state.${d.alarm.state}`)}`],
+    [t("ui.d_device"), `${d.alarm.device_id} (${d.alarm.device_type})`],
+    [t("ui.d_home"), d.alarm.home_id],
+    [t("ui.d_gateway"), d.alarm.gateway_id],
+    [t("ui.d_position"), position],
+  ]));
+  alarm.append(element("h4", t("ui.d_history")));
   const history = document.createElement("ol");
   for (const step of d.history) {
-    const li = document.createElement("li");
     const detail = Object.entries(step.detail || {})
       .map(([k, v]) => (k === "outcome" ? t(`outcome.${v}`) : k === "reason" ? t(`escalation.${v}`) : v))
       .join(", ");
-    li.textContent = t("ui.history_line", { time: clock(step.at), action: t(`history.${step.action}`), who: step.by })
-      + (detail ? ` (${detail})` : "");
-    history.append(li);
+    history.append(element("li",
+      t("ui.history_line", { time: clock(step.at), action: t(`history.${step.action}`), who: step.by })
+      + (detail ? ` (${detail})` : "")));
   }
-  const heading = document.createElement("h2");
+  alarm.append(history);
+  const heading = element("h2", t("ui.details"));
   heading.id = "detail-heading";
-  heading.textContent = t("ui.details");
   const close = button(t("ui.close"), () => closeDetail());
-  panel.replaceChildren(heading, close, dl, historyHeading, history);
+  panel.replaceChildren(heading, close, residentCard(d), alarm);
   panel.hidden = false;
   panel.onkeydown = (ev) => { if (ev.key === "Escape") closeDetail(); };
   close.focus();
