@@ -44,8 +44,10 @@ async def read_audit(
     before: int | None = None,
     actor: str | None = None,
     target: str | None = None,
+    action: str | None = None,
 ) -> list[AuditEntry]:
-    """Newest first; ``before`` (an entry id) pages back."""
+    """Newest first; ``before`` (an entry id) pages back; ``action`` matches an action
+    or its family ("resident" matches "resident.read" and "resident.update")."""
     query = select(AuditEntry).where(AuditEntry.org_id == org_id)
     if before is not None:
         query = query.where(AuditEntry.id < before)
@@ -53,5 +55,9 @@ async def read_audit(
         query = query.where(AuditEntry.actor == actor)
     if target is not None:
         query = query.where(AuditEntry.target == target)
+    if action is not None:
+        family = action.rstrip(".")
+        in_family = AuditEntry.action.startswith(f"{family}.", autoescape=True)
+        query = query.where((AuditEntry.action == family) | in_family)
     rows = await session.execute(query.order_by(AuditEntry.id.desc()).limit(limit))
     return list(rows.scalars())

@@ -78,6 +78,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime]
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", name="users_team_id_fkey"))
+    # When one of their consoles last held its live stream open (any replica): who is on.
+    seen_at: Mapped[datetime | None]
 
 
 class Team(Base):

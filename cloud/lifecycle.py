@@ -57,6 +57,13 @@ TRANSITIONS: dict[Action, tuple[frozenset[AlarmState], AlarmState]] = {
     Action.RESOLVE: (frozenset({S.CLAIMED, S.ACKNOWLEDGED, S.ASSIGNED, S.ON_SITE}), S.RESOLVED),
 }
 OPEN_STATES = tuple(s.value for s in AlarmState if s is not AlarmState.RESOLVED)
+# An escalation (cloud/escalation.py) says what was late: it is still waiting while the
+# alarm is in the state it was late in, and answered once the alarm moved on.
+ESCALATION_WAITS_IN = {
+    "unclaimed": AlarmState.NEW.value,
+    "unassigned": AlarmState.ACKNOWLEDGED.value,
+    "not_on_site": AlarmState.ASSIGNED.value,
+}
 
 # Who may take each action (the route checks the role first; this is the rule itself).
 ROLES: dict[Action, frozenset[Role]] = {

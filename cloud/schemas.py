@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, computed_field
 
 from devices import EVENT_KINDS
 
+from .lifecycle import ESCALATION_WAITS_IN
+
 
 class AlarmPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -44,6 +46,13 @@ class AlarmPublic(BaseModel):
     escalated_at: datetime | None
     escalation: str | None
     escalation_level: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def escalation_waiting(self) -> bool:
+        """Escalated and still late: nobody has yet done what was overdue."""
+        late_in = ESCALATION_WAITS_IN.get(self.escalation or "")
+        return late_in is not None and late_in == self.state
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -14,13 +14,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices import Priority
 
-from .db import Alarm, AlarmTransition
+from .db import Alarm, AlarmTransition, Organisation, Team, User
 
 CLAIMING = ("claim", "acknowledge")
 WITHIN_S = (60, 180)
@@ -82,8 +83,13 @@ async def response_statistics(
     end: datetime,
     now: datetime,
     priorities: list[Priority] | None = None,
+    *,
+    time_zone: ZoneInfo | None = None,
+    teams: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Totals, per day (UTC) and per operator, for alarms received in [start, end)."""
+    """Totals, per day (in ``time_zone``, UTC by default), per operator and per team
+    (``teams``: an operator's team's name) for alarms received in [start, end)."""
+    zone = time_zone or ZoneInfo("UTC")
     first = (
         select(AlarmTransition.alarm_id, func.min(AlarmTransition.id).label("first_id"))
         .where(AlarmTransition.org_id == org_id, AlarmTransition.action.in_(CLAIMING))
@@ -119,16 +125,34 @@ async def response_statistics(
     rows = [Timeline(*row) for row in (await session.execute(query)).all()]
     by_day: dict[str, list[Timeline]] = defaultdict(list)
     by_operator: dict[str, list[Timeline]] = defaultdict(list)
+    by_team: dict[str, list[Timeline]] = defaultdict(list)
     for row in rows:
-        by_day[row.received_at.date().isoformat()].append(row)
+        by_day[row.received_at.astimezone(zone).date().isoformat()].append(row)
         if row.claimed_by:
             by_operator[row.claimed_by].append(row)
+            team = (teams or {}).get(row.claimed_by)
+            if team:
+                by_team[team].append(row)
     return {
         "from": start,
         "to": end,
         "total": _summary(rows, now),
         "days": [{"day": day, **_summary(r, now)} for day, r in sorted(by_day.items())],
+        "time_zone": zone.key,
         "operators": [
             {"operator": who, **_summary(r, now)} for who, r in sorted(by_operator.items())
         ],
+        "teams": [{"team": name, **_summary(r, now)} for name, r in sorted(by_team.items())],
     }
+
+
+async def organisation_view(session: AsyncSession, org_id: str) -> tuple[ZoneInfo, dict[str, str]]:
+    """The organisation's time zone, and each of its people's team by name."""
+    org = await session.get(Organisation, org_id)
+    zone = ZoneInfo(org.time_zone if org is not None else "UTC")
+    rows = await session.execute(
+        select(User.username, Team.name)
+        .join(Team, Team.id == User.team_id)
+        .where(User.org_id == org_id)
+    )
+    return zone, {username: team for username, team in rows.all()}

@@ -32,6 +32,7 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
     ("POST", "/api/v1/alarms/{id}/on-site", {"operator", "supervisor", "staff"}, None),
     ("POST", "/api/v1/alarms/{id}/resolve", HANDLERS, {"outcome": "help_given"}),
     ("GET", "/api/v1/statistics", {"supervisor", "admin"}, None),
+    ("GET", "/api/v1/statistics/today", {"supervisor", "admin"}, None),
     ("GET", "/api/v1/me", {"operator", "supervisor", "admin", "staff", "technician"}, None),
     ("GET", "/api/v1/teams", {"admin", "supervisor", "operator"}, None),
     ("POST", "/api/v1/teams", {"admin"}, {"name": "Night patrol"}),

@@ -15,6 +15,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from cloud.escalation import Reason
 from cloud.lifecycle import Action, AlarmState, Outcome
+from cloud.security import Role
 from devices import Priority
 from devices.catalog import EVENT_KINDS
 from gateway import Gateway
@@ -61,6 +62,13 @@ def test_both_catalogs_hold_every_key_the_console_uses_and_every_code_it_shows()
     codes |= {f"outcome.{o.value}" for o in Outcome}
     codes |= {f"history.{a.value}" for a in Action} | {"history.escalate"}
     codes |= {f"escalation.{r.value}" for r in Reason}
+    codes |= {f"role.{r.value}" for r in Role}
+    # Every action the audit log records (cloud/api/*.py: audit(session, user, "x.y", ...)).
+    api = "\n".join(p.read_text() for p in (CONSOLE.parents[1] / "cloud").rglob("*.py"))
+    written = set(re.findall(r'audit\(\s*\w+,\s*\w+,\s*"([a-z_]+\.[a-z_]+)"', api))
+    assert "resident.read" in written
+    written |= {f"alarm.{a.value}" for a in Action}  # audit(..., f"alarm.{action.value}")
+    codes |= {f"audit.{a}" for a in written}
     assert codes - set(en) == set()
     # Placeholders agree between the languages.
     for key, text in en.items():
@@ -320,4 +328,62 @@ async def test_the_alarm_opens_on_the_resident_card_with_their_recent_alarms(
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / "operator-alarm.png"), full_page=True)
     assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def test_the_supervisor_sees_todays_service_level_who_is_on_and_searches_the_audit_log(
+    sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    async with await sqlite_cloud.authed("adam") as http:
+        team = (await http.post("/api/v1/teams", json={"name": "Natt"})).json()
+        nils = {"username": "nils", "password": "nils-password", "role": "operator"}
+        assert (await http.post("/api/v1/users", json=nils | {"team_id": team["id"]})).is_success
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "sos"}))
+    async with sqlite_cloud.client() as http:
+        login = {"username": "nils", "password": "nils-password"}
+        token = (await http.post("/api/v1/auth/token", data=login)).json()["access_token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+
+        async def first_id() -> int | None:
+            alarms = (await http.get("/api/v1/alarms")).json()
+            return int(alarms[0]["id"]) if alarms else None
+
+        await wait_until(first_id)
+        assert (await http.post(f"/api/v1/alarms/{await first_id()}/claim")).is_success
+
+    context, page = await _console(browser)
+    await sign_in(page, sqlite_cloud.url, "stina", "stina-pass")
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    await page.get_by_role("button", name="Service level").click()
+    view = page.locator("#supervision")
+    await expect(view.locator("h2")).to_contain_text("Today's service level", timeout=10_000)
+    figures = view.locator("#sv-summary")
+    await expect(figures).to_contain_text("1Alarms today")
+    await expect(figures).to_contain_text("100.0 %Taken within 60 s")
+    await expect(view.locator("#sv-operators tbody tr")).to_have_count(1)
+    await expect(view.locator("#sv-operators tbody tr")).to_contain_text("nils")
+    await expect(view.locator("#sv-teams tbody tr")).to_contain_text("Natt")
+    await expect(view.locator("#sv-escalations")).to_contain_text("none")
+    await expect(view.locator("#sv-online")).to_contain_text("stina (supervisor)")
+
+    await view.get_by_label("Who").fill("nils")
+    await view.get_by_label("What").select_option("alarm.claim")
+    await view.get_by_role("button", name="Search").click()
+    await expect(view.locator("#audit tbody tr")).to_have_count(1, timeout=10_000)
+    await expect(view.locator("#audit tbody tr")).to_contain_text("claimed an alarm")
+    await view.get_by_label("Who").fill("nobody")
+    await view.get_by_role("button", name="Search").click()
+    await expect(view.locator("#audit")).to_contain_text("No entries.")
+    assert await axe_violations(page) == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "supervisor.png"), full_page=True)
+    # The view stays open for her after a reload; an operator has no such button.
+    await page.reload()
+    await expect(page.locator("#supervision")).to_be_visible(timeout=10_000)
+    assert await _missing(page) == []
+    assert page.errors == []  # type: ignore[attr-defined]
+    operator = await context.new_page()
+    await sign_in(operator, sqlite_cloud.url, "anna", "anna-pass")
+    await expect(operator.locator("#status")).to_have_text("live", timeout=10_000)
+    await expect(operator.get_by_role("button", name="Service level")).to_be_hidden()
     await context.close()

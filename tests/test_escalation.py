@@ -17,7 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.alarms import record_event
 from cloud.escalation import Escalator, Limits, Reason
-from cloud.lifecycle import Action, Actor, Outcome, apply, history
+from cloud.lifecycle import (
+    ESCALATION_WAITS_IN,
+    OPEN_STATES,
+    Action,
+    Actor,
+    Outcome,
+    apply,
+    history,
+)
 from cloud.security import Role
 from devices import Priority
 
@@ -124,8 +132,13 @@ async def test_an_unclaimed_critical_alarm_escalates_once_after_30_s_and_the_str
     async with await cloud.authed("anna") as http:
         (alarm,) = (await http.get("/api/v1/alarms")).json()
         assert alarm["escalation"] == "unclaimed" and alarm["escalated_at"]
-        # The flag does not stand in an operator's way: claiming still works.
-        assert (await http.post(f"/api/v1/alarms/{alarm_id}/claim")).status_code == 200
+        assert alarm["escalation_waiting"] is True
+        # The flag does not stand in an operator's way: claiming still works, and answers
+        # it (the record of the escalation stays).
+        claimed = await http.post(f"/api/v1/alarms/{alarm_id}/claim")
+        assert claimed.status_code == 200
+        assert claimed.json()["escalation"] == "unclaimed"
+        assert claimed.json()["escalation_waiting"] is False
     async with cloud.app.state.services.sessions() as session:
         steps = [(t.action, t.by, t.detail) for t in await history(session, alarm_id)]
     # (the escalation is stamped by the test's clock, half a minute ahead of the claim)
@@ -213,3 +226,8 @@ async def test_a_failing_webhook_is_retried_then_counted(sqlite_cloud: RunningCl
         hook.close()
     assert esc.webhook_failed == 1 and esc.webhook_sent == 0
     assert len(hook.received) == 4  # every attempt reached the receiver
+
+
+def test_every_escalation_reason_names_the_state_it_waits_in() -> None:
+    assert set(ESCALATION_WAITS_IN) == {r.value for r in Reason}
+    assert set(ESCALATION_WAITS_IN.values()) <= set(OPEN_STATES)

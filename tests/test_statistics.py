@@ -16,6 +16,7 @@ from cloud.lifecycle import Action, Actor, apply
 from cloud.ratelimit import LoginLimiter
 
 from .conftest import GATEWAY_ID, USERS, RunningCloud, make_event
+from .servers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +147,69 @@ def test_the_limiter_forgets_failures_after_its_window_and_an_address_gets_more(
     assert limiter.retry_after("ip:10.0.0.7") > 0
     limiter.succeeded("user:anna")
     assert limiter.retry_after("user:anna") == 0
+
+
+async def test_days_are_the_organisations_own_and_teams_are_counted_with_their_operators(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    cloud = sqlite_cloud
+    # 23:30 UTC on the 23rd is half past midnight on the 24th in Malmö.
+    late = datetime(2026, 11, 23, 23, 30, tzinfo=UTC)
+    a1 = await alarm_at(cloud, 1, late)
+    async with await cloud.authed("adam") as http:
+        team = (await http.post("/api/v1/teams", json={"name": "Natt"})).json()
+        body = {"username": "nils", "password": "nils-password", "role": "operator"}
+        created = await http.post("/api/v1/users", json=body | {"team_id": team["id"]})
+        assert created.status_code == 201, created.text
+    await step(cloud, a1, Action.CLAIM, "anna", late + timedelta(seconds=20))
+    a2 = await alarm_at(cloud, 2, late)
+    async with cloud.app.state.services.sessions() as session:
+        actor = Actor("nils", USERS["anna"][2])
+        assert await apply(
+            session, "org-a", a2, Action.CLAIM, actor, now=late + timedelta(seconds=90)
+        )
+        await session.commit()
+    async with await cloud.authed("stina") as http:
+        res = await http.get(
+            "/api/v1/statistics",
+            params={"from": "2026-11-23T00:00:00Z", "to": "2026-11-25T00:00:00Z"},
+        )
+    body = res.json()
+    assert body["time_zone"] == "Europe/Stockholm"
+    assert [(d["day"], d["alarms"]) for d in body["days"]] == [("2026-11-24", 2)]
+    teams = [(t["team"], t["claimed"], t["median_s_to_claim"]) for t in body["teams"]]
+    assert teams == [("Natt", 1, 90.0)]  # anna has no team
+
+
+async def test_the_supervisors_today_counts_since_local_midnight_and_names_who_is_on(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    cloud = sqlite_cloud
+    now = datetime.now(UTC)
+    a1 = await alarm_at(cloud, 1, now - timedelta(seconds=20))
+    await step(cloud, a1, Action.CLAIM, "anna", now - timedelta(seconds=10))
+    # Received two days ago and never taken: not today's, but escalated and still open.
+    a2 = await alarm_at(cloud, 2, now - timedelta(days=2))
+    async with await cloud.authed("anna") as http:
+        assert (await http.get("/api/v1/statistics/today")).status_code == 403
+    async with (
+        await cloud.authed("stina") as http,
+        http.stream("GET", "/api/v1/alarms/stream") as live,
+    ):
+        assert live.status_code == 200
+        async for _line in live.aiter_lines():
+            break  # the stream has begun: stina's console is live
+        today = (await http.get("/api/v1/statistics/today")).json()
+    level = today["service_level"]["total"]
+    assert (level["alarms"], level["claimed"], level["claimed_within_60s_share"]) == (1, 1, 1.0)
+    assert [o["operator"] for o in today["service_level"]["operators"]] == ["anna"]
+    assert [(u["username"], u["role"]) for u in today["online"]] == [("stina", "supervisor")]
+    assert today["time_zone"] == "Europe/Stockholm"
+
+    async def escalated() -> list[tuple[int, str]]:
+        async with await cloud.authed("stina") as http:
+            body = (await http.get("/api/v1/statistics/today")).json()
+        return [(a["id"], a["escalation"]) for a in body["escalations"]]
+
+    await wait_until(escalated)
+    assert await escalated() == [(a2, "unclaimed")]

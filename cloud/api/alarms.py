@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Annotated
@@ -8,13 +10,15 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices import Priority
 
 from ..alarms import list_alarms
 from ..audit import audit
+from ..clock import database_now
 from ..db import Home, Resident, User
 from ..lifecycle import (
     Action,
@@ -48,6 +52,7 @@ from .deps import (
 )
 from .strict import TEXT_BODY_BYTES, StrictRoute
 
+log = logging.getLogger("trygg.cloud.api")
 router = APIRouter(prefix="/alarms", tags=["alarms"], route_class=StrictRoute)
 
 KEEPALIVE_S = 15.0
@@ -117,6 +122,19 @@ async def _act(
     return public
 
 
+async def mark_seen(services: Services, user_id: int) -> float:
+    """Note that the user's console is live (the supervisor's "operators on"); a database
+    that cannot be written just leaves the mark older. Returns when, on the monotonic clock."""
+    try:
+        async with services.sessions() as session:
+            now = await database_now(session)
+            await session.execute(update(User).where(User.id == user_id).values(seen_at=now))
+            await session.commit()
+    except SQLAlchemyError as exc:
+        log.warning("cannot note user %s as seen: %s", user_id, exc)
+    return time.monotonic()
+
+
 @router.get("/stream", response_class=StreamingResponse)
 async def stream(user: AlarmReader, services: ServicesDep, request: Request) -> StreamingResponse:
     """Server-sent events: one ``alarm`` event per change of an alarm of your organisation."""
@@ -124,8 +142,11 @@ async def stream(user: AlarmReader, services: ServicesDep, request: Request) -> 
 
     async def events() -> AsyncIterator[str]:
         async with services.hub.subscribe(org_id) as queue:
+            seen = await mark_seen(services, user.id)  # before the first byte: then it is on
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():
+                if time.monotonic() - seen >= KEEPALIVE_S:
+                    seen = await mark_seen(services, user.id)
                 try:
                     change = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
                 except TimeoutError:

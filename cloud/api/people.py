@@ -361,9 +361,19 @@ async def get_audit(
     before: Annotated[int | None, Query(ge=1, description="page back from this entry")] = None,
     actor: Annotated[str | None, Query(max_length=100)] = None,
     target: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[
+        str | None,
+        Query(max_length=64, pattern=r"^[a-z_.]+$", description="an action or its family"),
+    ] = None,
 ) -> list[AuditOut]:
     """Newest first."""
     rows = await read_audit(
-        session, user.org_id, limit=limit, before=before, actor=actor, target=target
+        session,
+        user.org_id,
+        limit=limit,
+        before=before,
+        actor=actor,
+        target=target,
+        action=action,
     )
     return [AuditOut.model_validate(r) for r in rows]

@@ -51,7 +51,9 @@ async function setLanguage(chosen) {
   $("lang").value = chosen;
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   fillFilters();
+  fillAuditActions();
   updateMute();
+  loadSupervision();
   if (!token) setStatus(t("ui.signed_out"));
   render();
   showTitle();
@@ -205,7 +207,7 @@ function stateCell(a) {
   if (theirs(a)) flag("theirs-flag", t("ui.claimed_by_other", { who: a.claimed_by }));
   if (a.restored_at) flag("cleared-flag", t("ui.cleared"));
   if (again.has(a.id)) flag("again-flag", t("ui.new_again"));
-  if (a.escalation) flag("escalation", t("ui.escalated", { reason: t(`escalation.${a.escalation}`) }));
+  if (a.escalation_waiting) flag("escalation", t("ui.escalated", { reason: t(`escalation.${a.escalation}`) }));
   return td;
 }
 
@@ -221,7 +223,7 @@ function ageClass(a, now) {
 }
 
 function rowClass(a, now) {
-  return [a.priority, a.state, a.escalation ? "escalated" : "", theirs(a) ? "theirs" : "",
+  return [a.priority, a.state, a.escalation_waiting ? "escalated" : "", theirs(a) ? "theirs" : "",
     a.restored_at ? "cleared" : "", again.has(a.id) ? "again" : "", ageClass(a, now)]
     .filter(Boolean).join(" ");
 }
@@ -523,6 +525,114 @@ document.addEventListener("keydown", (ev) => {
   if (ev.key === "Escape" && openDetail !== null) closeDetail();
 });
 
+
+// -- the supervisor's view: today's service level, escalations, who is on, the audit log --
+
+const SUPERVISORS = new Set(["supervisor", "admin"]);
+const AUDIT_ACTIONS = ["auth", "alarm", "resident", "home", "user", "team", "gateway", "device",
+  "command"];
+let supervising = false;
+let supervisionTimer = null;
+
+function seconds(v) { return v == null ? t("ui.no_value") : t("ui.seconds", { n: Math.round(v) }); }
+function share(v) { return v == null ? t("ui.no_value") : t("ui.share", { pct: (v * 100).toFixed(1) }); }
+
+function table(el, headings, rows) {
+  const head = element("thead");
+  const tr = element("tr");
+  for (const h of headings) { const th = element("th", h); th.scope = "col"; tr.append(th); }
+  head.append(tr);
+  const body = element("tbody");
+  for (const row of rows) {
+    const r = element("tr");
+    for (const v of row) r.append(element("td", v));
+    body.append(r);
+  }
+  el.replaceChildren(head, body);
+}
+
+function levelRow(name, s) {
+  return [name, String(s.alarms), share(s.claimed_within_60s_share), share(s.claimed_within_180s_share),
+    seconds(s.median_s_to_claim), seconds(s.p90_s_to_claim)];
+}
+
+async function loadSupervision() {
+  if (!supervising) return;
+  const today = await api("/api/v1/statistics/today").catch((e) => { setStatus(e.message, "down"); });
+  if (!today) return;
+  const day = new Intl.DateTimeFormat(LOCALES[lang], { dateStyle: "full", timeZone: today.time_zone })
+    .format(new Date(`${today.day}T12:00:00Z`));
+  $("supervision-heading").textContent = t("ui.sv_heading", { day });
+  const total = today.service_level.total;
+  const figures = [[t("ui.sv_alarms"), String(total.alarms)],
+    [t("ui.sv_within_60"), share(total.claimed_within_60s_share)],
+    [t("ui.sv_within_180"), share(total.claimed_within_180s_share)],
+    [t("ui.sv_median"), seconds(total.median_s_to_claim)],
+    [t("ui.sv_p90"), seconds(total.p90_s_to_claim)]];
+  $("sv-summary").replaceChildren(...figures.map(([label, value]) => {
+    const box = element("div", undefined, "figure");
+    box.append(element("span", value, "value"), element("span", label, "label"));
+    return box;
+  }));
+  const columns = [t("ui.sv_alarms"), t("ui.sv_within_60"), t("ui.sv_within_180"), t("ui.sv_median"), t("ui.sv_p90")];
+  table($("sv-operators"), [t("ui.sv_operator"), ...columns],
+    today.service_level.operators.map((o) => levelRow(o.operator, o)));
+  table($("sv-teams"), [t("ui.sv_team"), ...columns],
+    today.service_level.teams.map((o) => levelRow(o.team, o)));
+  const list = (el, items, text) => {
+    el.replaceChildren(...(items.length ? items.map((i) => element("li", text(i))) : [element("li", t("ui.sv_none"), "hint")]));
+  };
+  list($("sv-escalations"), today.escalations, (a) =>
+    `${t(`priority.${a.priority}`)}: ${t(`kind.${a.kind}`)}, ${a.home_id} — ${t(`escalation.${a.escalation}`)}, ${t(`state.${a.state}`)}`);
+  list($("sv-online"), today.online, (u) =>
+    `${u.username} (${t(`role.${u.role}`)}${u.team ? ", " + u.team : ""})`);
+}
+
+async function searchAudit() {
+  const form = new FormData($("audit-search"));
+  const query = new URLSearchParams({ limit: "100" });
+  for (const key of ["actor", "action", "target"]) {
+    const value = String(form.get(key) || "").trim();
+    if (value) query.set(key, value);
+  }
+  const rows = await api(`/api/v1/audit?${query}`).catch((e) => { setStatus(e.message, "down"); });
+  if (!rows) return;
+  const el = $("audit");
+  if (!rows.length) { el.replaceChildren(element("caption", t("ui.sv_no_audit"))); return; }
+  table(el, [t("ui.sv_time"), t("ui.sv_actor"), t("ui.sv_role"), t("ui.sv_action"), t("ui.sv_target"), t("ui.sv_detail")],
+    rows.map((r) => [dateTime(r.at), r.actor, t(`role.${r.role}`), t(`audit.${r.action}`), r.target,
+      Object.entries(r.detail || {}).map(([k, v]) => `${k}: ${v}`).join(", ")]));
+}
+
+function fillAuditActions() {
+  const select = $("audit-action");
+  const kept = select.value;
+  select.replaceChildren();
+  const any = element("option", t("ui.filter_any"));
+  any.value = "";
+  select.append(any);
+  for (const family of AUDIT_ACTIONS) {
+    for (const key of Object.keys(messages).filter((k) => k.startsWith(`audit.${family}.`))) {
+      const option = element("option", t(key));
+      option.value = key.slice("audit.".length);
+      select.append(option);
+    }
+  }
+  select.value = kept;
+}
+
+function setSupervising(on) {
+  supervising = on && me && SUPERVISORS.has(me.role);
+  $("supervision").hidden = !supervising;
+  $("supervise").setAttribute("aria-pressed", supervising ? "true" : "false");
+  clearInterval(supervisionTimer);
+  if (supervising) {
+    loadSupervision();
+    searchAudit();
+    supervisionTimer = setInterval(loadSupervision, 20000);
+  }
+}
+
 // -- live changes -------------------------------------------------------------------------
 
 function upsert(alarm, change) {
@@ -575,6 +685,7 @@ async function stream() {
           if (data) {
             const change = JSON.parse(data);
             upsert(change.alarm, change.type);
+            if (supervising && (change.type === "escalated" || change.alarm.state !== "new")) loadSupervision();
           }
         }
       }
@@ -601,7 +712,10 @@ async function showQueue() {
   $("mute").hidden = false;
   $("waiting").hidden = false;
   $("notify").hidden = !("Notification" in window) || Notification.permission !== "default";
+  $("supervise").hidden = !SUPERVISORS.has(me.role);
   fillFilters();
+  fillAuditActions();
+  setSupervising(localStorage.getItem(`trygg.supervising.${me.username}`) === "1");
   updateMute();
   stream();
 }
@@ -615,7 +729,8 @@ function signOut(message) {
   again.clear();
   forms.clear();
   staff = null;
-  for (const id of ["detail", "queue", "signout", "mute", "notify", "waiting"]) $(id).hidden = true;
+  setSupervising(false);
+  for (const id of ["detail", "queue", "signout", "mute", "notify", "waiting", "supervise"]) $(id).hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = message || "";
   setStatus(t("ui.signed_out"));
@@ -649,6 +764,12 @@ $("notify").addEventListener("click", async () => {
   await Notification.requestPermission();
   $("notify").hidden = Notification.permission !== "default";
 });
+$("supervise").addEventListener("click", () => {
+  setSupervising(!supervising);
+  localStorage.setItem(`trygg.supervising.${me.username}`, supervising ? "1" : "0");
+  if (supervising) $("supervision-heading").scrollIntoView();
+});
+$("audit-search").addEventListener("submit", (ev) => { ev.preventDefault(); searchAudit(); });
 $("filter-priority").addEventListener("change", saveFilters);
 $("filter-state").addEventListener("change", saveFilters);
 

@@ -1,4 +1,5 @@
-"""an organisation's answer target and time zone; a resident's birth date and language
+"""an organisation's answer target and time zone; a resident's birth date and language;
+when a user's console was last live
 
 Revision ID: 0008
 Revises: 0007
@@ -7,7 +8,8 @@ Create Date: 2026-12-03 08:00:00
 An alarm centre answers against its own target (60 s unless it says otherwise, as in
 EN 50134-7 and the TSA's figures) and reads times in its own zone, not in UTC. Existing
 organisations get the defaults. The operator's resident card shows the resident's age
-and the language to speak; both may be unknown.
+and the language to speak; both may be unknown. A supervisor sees which operators are
+on: their consoles' live streams mark them seen, whichever replica serves them.
 """
 
 from __future__ import annotations
@@ -36,8 +38,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("born", sa.Date()))
         batch_op.add_column(sa.Column("language", sa.String(length=35)))
 
+    with op.batch_alter_table("users") as batch_op:
+        batch_op.add_column(sa.Column("seen_at", sa.DateTime(timezone=True)))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("users") as batch_op:
+        batch_op.drop_column("seen_at")
     with op.batch_alter_table("residents") as batch_op:
         batch_op.drop_column("language")
         batch_op.drop_column("born")
