@@ -21,6 +21,7 @@ from .api import SMALL_BODY_BYTES, StrictRoute, api_router
 from .clockwatch import ClockWatch
 from .db import make_engine, make_sessionmaker
 from .escalation import Escalator, Limits
+from .headers import SecurityHeaders
 from .hub import AlarmHub
 from .ingest import IngestWorker
 from .migrate import upgrade
@@ -105,9 +106,16 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
 
     # Every body is bounded before it is read, small unless a route says otherwise, and
     # parsed as strict JSON (cloud/api/strict.py).
+    # No /docs or /redoc: their pages load scripts from a CDN. The schema is /openapi.json.
     app = FastAPI(
-        title="Trygg dispatch", version="0.1.0", lifespan=lifespan, max_body_size=SMALL_BODY_BYTES
+        title="Trygg dispatch",
+        version="0.1.0",
+        lifespan=lifespan,
+        max_body_size=SMALL_BODY_BYTES,
+        docs_url=None,
+        redoc_url=None,
     )
+    app.add_middleware(SecurityHeaders)
     app.router.route_class = StrictRoute
     app.include_router(api_router)
     app.add_exception_handler(RequestValidationError, readable_validation_error)

@@ -346,3 +346,26 @@ async def test_me_names_the_caller_and_their_organisations_console_settings(
             "answer_target_s": 60,
             "time_zone": "Europe/Stockholm",
         }
+
+
+async def test_every_response_carries_the_security_headers(sqlite_cloud: RunningCloud) -> None:
+    paths = [p.replace("{id}", "1") for _m, p, _r, _b in ROUTES if not p.endswith("/stream")]
+    paths += ["/", "/healthz", "/openapi.json", "/console/", "/console/app.js", "/no/such/page"]
+    async with sqlite_cloud.client() as http:
+        responses = [await http.get(path) for path in paths]
+        responses.append(await http.post("/api/v1/auth/token", data={"username": "x"}))
+        async with http.stream("GET", "/api/v1/alarms/stream") as stream:
+            responses.append(stream)
+    assert {r.status_code for r in responses} >= {200, 401, 404, 405, 422}
+    for response in responses:
+        headers = response.headers
+        where = f"{response.request.method} {response.request.url.path}"
+        policy = headers.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in policy, where
+        assert "script-src 'self';" in policy and "unsafe-inline" not in policy, where
+        assert headers.get("x-frame-options") == "DENY", where
+        assert headers.get("referrer-policy") == "no-referrer", where
+        assert headers.get("x-content-type-options") == "nosniff", where
+    # The interactive docs would load scripts from a CDN: not served.
+    async with sqlite_cloud.client() as http:
+        assert (await http.get("/docs")).status_code == 404
