@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
@@ -67,6 +69,10 @@ class Organisation(Base):
     time_zone: Mapped[str] = mapped_column(
         String(64), default=DEFAULT_TIME_ZONE, server_default=DEFAULT_TIME_ZONE
     )
+    # Everyone signs in with a second factor (some roles always do: cloud/signin.py).
+    require_second_factor: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class User(Base):
@@ -80,6 +86,41 @@ class User(Base):
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", name="users_team_id_fkey"))
     # When one of their consoles last held its live stream open (any replica): who is on.
     seen_at: Mapped[datetime | None]
+    # Set: they cannot sign in, and their sessions end.
+    disabled_at: Mapped[datetime | None]
+    # TOTP (RFC 6238): the secret, encrypted with the service's key; when it was
+    # confirmed; the last time step a code was accepted for (a code works once).
+    totp_secret: Mapped[str | None] = mapped_column(String(300))
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Hashes of the unused one-time recovery codes.
+    recovery_codes: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+
+
+class Session(Base):
+    """One sign-in: the token names it, and it ends when revoked or expired."""
+
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", name="sessions_user_id_fkey"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    # Whether the second factor was given (a session without it may only enrol one).
+    second_factor: Mapped[bool] = mapped_column(Boolean)
+    address: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("sessions_of_user", "user_id"),)
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins per name, address, or both, shared by every replica."""
+
+    __tablename__ = "sign_in_throttle"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int]
+    last_failed_at: Mapped[datetime]
+    blocked_until: Mapped[datetime]
 
 
 class Team(Base):

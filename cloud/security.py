@@ -47,6 +47,7 @@ class TokenClaims:
     user_id: int
     org_id: str
     role: Role
+    session_id: str  # the sign-in it belongs to (cloud.signin): ending that ends the token
 
 
 class InvalidToken(Exception):
@@ -58,6 +59,7 @@ def issue_token(claims: TokenClaims, secret: str, ttl_s: int, now: datetime) -> 
         "sub": str(claims.user_id),
         "org": claims.org_id,
         "role": claims.role.value,
+        "sid": claims.session_id,
         "iat": now,
         "exp": now + timedelta(seconds=ttl_s),
     }
@@ -71,10 +73,12 @@ def read_token(token: str, secret: str, now: datetime) -> TokenClaims:
             secret,
             algorithms=[_ALGORITHM],
             # Expiry is checked below against ``now``, not by PyJWT against this host's clock.
-            options={"require": ["exp", "sub"], "verify_exp": False, "verify_iat": False},
+            options={"require": ["exp", "sub", "sid"], "verify_exp": False, "verify_iat": False},
         )
         if not isinstance(payload["exp"], int) or payload["exp"] <= now.timestamp():
             raise InvalidToken("the token has expired")
-        return TokenClaims(int(payload["sub"]), str(payload["org"]), Role(payload["role"]))
+        return TokenClaims(
+            int(payload["sub"]), str(payload["org"]), Role(payload["role"]), str(payload["sid"])
+        )
     except (jwt.PyJWTError, KeyError, ValueError) as exc:
         raise InvalidToken(str(exc)) from exc

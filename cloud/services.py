@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -10,7 +10,6 @@ from .clockwatch import ClockWatch
 from .escalation import Escalator
 from .hub import AlarmHub
 from .ingest import IngestWorker
-from .ratelimit import LoginLimiter
 from .settings import CloudSettings
 from .supervision import GatewaySupervisor
 
@@ -25,4 +24,3 @@ class Services:
     supervisor: GatewaySupervisor
     escalator: Escalator
     clock_watch: ClockWatch
-    login_limiter: LoginLimiter = field(default_factory=LoginLimiter)

@@ -42,6 +42,11 @@ class CloudSettings(BaseSettings):
     # Signs access tokens; no default outside development (the development one is public).
     secret_key: str = Field(default="", max_length=512)
     token_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400)
+    # Roles that always sign in with a second factor (cloud/signin.py), comma-separated;
+    # an organisation may ask it of everyone besides.
+    second_factor_roles: str = Field(
+        default="admin,supervisor,staff", pattern=r"^[a-z]*(,[a-z]+)*$"
+    )
     # How often to look for gateways silent past two heartbeat intervals.
     supervision_every_s: float = Field(default=5.0, gt=0, le=60)
     # Escalation (cloud/escalation.py): how long an alarm may wait at each stage.

@@ -49,6 +49,9 @@ from .servers import (
 # The tests' dispatch services (in-process and the ones they start as processes) run in
 # the explicit development mode: production, the default, needs secrets of its own.
 os.environ.setdefault("TRYGG_ENVIRONMENT", "development")
+# No role needs a second factor unless a test asks for it (tests/test_sign_in.py tests the
+# default, which asks it of administrators, supervisors and staff).
+os.environ.setdefault("TRYGG_SECOND_FACTOR_ROLES", "")
 
 # shared/ stands beside the repository, in a work tree and in CI's fresh clone alike.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -60,9 +60,21 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
         {"id": "d-new", "gateway_id": GATEWAY_ID, "home_id": "home-12", "type": "smoke"},
     ),
     ("GET", "/api/v1/audit", {"admin", "supervisor"}, None),
+    ("POST", "/api/v1/users/{username}/disable", {"admin"}, None),
+    ("POST", "/api/v1/users/{username}/enable", {"admin"}, None),
 ]
-IDS = {"home_id": "home-12", "resident_id": "res-12"}
-UNAUTHENTICATED = {("POST", "/api/v1/auth/token"), ("GET", "/healthz")}
+IDS = {"home_id": "home-12", "resident_id": "res-12", "username": "bert"}
+UNAUTHENTICATED = {
+    ("POST", "/api/v1/auth/token"),
+    ("POST", "/api/v1/auth/session"),
+    ("GET", "/healthz"),
+}
+# Every signed-in person may sign out and set up a second factor (tests/test_sign_in.py).
+OWN = {
+    ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/second-factor"),
+    ("POST", "/api/v1/auth/second-factor/confirm"),
+}
 
 
 async def make_alarm(cloud: RunningCloud, mosquitto: Mosquitto, n: int = 1) -> int:
@@ -110,7 +122,7 @@ async def test_the_route_table_covers_the_whole_api(sqlite_cloud: RunningCloud) 
         for path, methods in spec["paths"].items()
         for method in methods
     }
-    assert served == {(m, p) for m, p, _r, _b in ROUTES} | UNAUTHENTICATED
+    assert served == {(m, p) for m, p, _r, _b in ROUTES} | UNAUTHENTICATED | OWN
 
 
 async def test_every_route_refuses_the_unauthenticated_and_bad_tokens(
@@ -122,7 +134,7 @@ async def test_every_route_refuses_the_unauthenticated_and_bad_tokens(
         {"sub": "1", "org": "org-a", "role": "operator", "exp": 1}, secret, algorithm="HS256"
     )
     forged = issue_token(
-        TokenClaims(1, "org-a", Role.OPERATOR),
+        TokenClaims(1, "org-a", Role.OPERATOR, "no-such-session"),
         "another-secret-of-thirty-two-chars!!",
         60,
         datetime.now(UTC),
@@ -303,7 +315,9 @@ async def test_garbage_on_every_route_is_refused_and_never_a_server_error(
             http = next(c for u, c in clients.items() if USERS[u][2].value in roles)
             ids = GARBAGE_IDS if "{" in template else [""]
             for bad_id in ids:
-                path = template.format(id=bad_id, home_id=bad_id, resident_id=bad_id)
+                path = template.format(
+                    id=bad_id, home_id=bad_id, resident_id=bad_id, username=bad_id
+                )
                 bodies = GARBAGE_BODIES if method in ("POST", "PUT") else [b""]
                 for raw in bodies:
                     headers = {"Content-Type": "application/json"}
@@ -325,7 +339,7 @@ async def test_garbage_on_every_route_is_refused_and_never_a_server_error(
     assert tried > 300
 
 
-_MISSING = {"home_id": "no-such-home", "resident_id": "no-such-resident"}
+_MISSING = {"home_id": "no-such-home", "resident_id": "no-such-resident", "username": "nobody"}
 
 
 async def test_me_names_the_caller_and_their_organisations_console_settings(

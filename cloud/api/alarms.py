@@ -42,6 +42,7 @@ from ..schemas import (
 )
 from ..security import Role
 from ..services import Services
+from ..signin import session_live
 from .deps import (
     AlarmHandler,
     AlarmReader,
@@ -49,6 +50,7 @@ from .deps import (
     OnSiteReporter,
     ServicesDep,
     SessionDep,
+    SignedInDep,
 )
 from .strict import TEXT_BODY_BYTES, StrictRoute
 
@@ -56,6 +58,7 @@ log = logging.getLogger("trygg.cloud.api")
 router = APIRouter(prefix="/alarms", tags=["alarms"], route_class=StrictRoute)
 
 KEEPALIVE_S = 15.0
+SESSION_CHECK_S = 2.0  # a live stream ends this soon after its session does
 # Ids are 32-bit in every database Trygg runs on; anything else cannot be an alarm.
 AlarmId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the alarm's id")]
 
@@ -135,23 +138,46 @@ async def mark_seen(services: Services, user_id: int) -> float:
     return time.monotonic()
 
 
+async def still_signed_in(services: Services, session_id: str) -> bool:
+    try:
+        async with services.sessions() as session:
+            return await session_live(session, session_id, await database_now(session)) is not None
+    except SQLAlchemyError as exc:  # the database is away: the stream is not the one to end
+        log.warning("cannot check a live stream's session: %s", exc)
+        return True
+
+
 @router.get("/stream", response_class=StreamingResponse)
-async def stream(user: AlarmReader, services: ServicesDep, request: Request) -> StreamingResponse:
-    """Server-sent events: one ``alarm`` event per change of an alarm of your organisation."""
+async def stream(
+    user: AlarmReader, signed_in: SignedInDep, services: ServicesDep, request: Request
+) -> StreamingResponse:
+    """Server-sent events: one ``alarm`` event per change of an alarm of your organisation.
+    The stream ends within seconds of its session ending (signed out, user disabled)."""
     org_id = user.org_id
+    session_id = signed_in.session.id
 
     async def events() -> AsyncIterator[str]:
         async with services.hub.subscribe(org_id) as queue:
             seen = await mark_seen(services, user.id)  # before the first byte: then it is on
+            checked = seen
+            idle = 0.0
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():
+                if time.monotonic() - checked >= SESSION_CHECK_S:
+                    if not await still_signed_in(services, session_id):
+                        return
+                    checked = time.monotonic()
                 if time.monotonic() - seen >= KEEPALIVE_S:
                     seen = await mark_seen(services, user.id)
                 try:
-                    change = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    change = await asyncio.wait_for(queue.get(), SESSION_CHECK_S)
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
+                    idle += SESSION_CHECK_S
+                    if idle >= KEEPALIVE_S:
+                        idle = 0.0
+                        yield ": keep-alive\n\n"
                     continue
+                idle = 0.0
                 if change is None:
                     return
                 yield f"event: alarm\ndata: {change.model_dump_json()}\n\n"

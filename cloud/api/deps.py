@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
@@ -10,9 +11,10 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..clock import database_now
-from ..db import User
+from ..db import Organisation, Session, User
 from ..security import InvalidToken, Role, read_token
 from ..services import Services
+from ..signin import second_factor_required, session_live
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -39,19 +41,71 @@ _UNAUTHORISED = HTTPException(
 )
 
 
-async def get_current_user(
-    services: ServicesDep, session: SessionDep, token: Annotated[str | None, Depends(oauth2)]
-) -> User:
+# The consoles' session cookie: HttpOnly, so no script on the page can read the token.
+SESSION_COOKIE = "trygg_session"
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    user: User
+    session: Session
+    second_factor_needed: bool  # and not given in this session: only enrolment is open
+
+
+def _same_site(request: Request) -> bool:
+    """A cookie-borne request that changes something must come from the console's own
+    pages (the cookie is SameSite=Strict as well; this holds where that is not enforced)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin.split("://", 1)[-1] == request.headers.get("host")
+
+
+async def get_signed_in(
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    token: Annotated[str | None, Depends(oauth2)],
+) -> SignedIn:
+    from_cookie = token is None
+    token = token or request.cookies.get(SESSION_COOKIE)
     if not token:
         raise _UNAUTHORISED
+    now = await database_now(session)
     try:
-        claims = read_token(token, services.settings.secret_key, await database_now(session))
+        claims = read_token(token, services.settings.secret_key, now)
     except InvalidToken:
         raise _UNAUTHORISED from None
+    if from_cookie and request.method in _UNSAFE and not _same_site(request):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Cross-site request refused")
+    record = await session_live(session, claims.session_id, now)
     user = await session.get(User, claims.user_id)
-    if user is None or user.org_id != claims.org_id or user.role != claims.role.value:
+    if (
+        record is None
+        or user is None
+        or record.user_id != user.id
+        or user.org_id != claims.org_id
+        or user.role != claims.role.value
+    ):
         raise _UNAUTHORISED
-    return user
+    org = await session.get(Organisation, user.org_id)
+    needed = second_factor_required(user, org, services.settings) and not record.second_factor
+    return SignedIn(user, record, needed)
+
+
+SignedInDep = Annotated[SignedIn, Depends(get_signed_in)]
+
+
+async def get_current_user(signed_in: SignedInDep) -> User:
+    if signed_in.second_factor_needed:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="Set up a second factor first (POST /api/v1/auth/second-factor)",
+            headers={"X-Trygg-Second-Factor": "enrol"},
+        )
+    return signed_in.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -9,7 +9,7 @@ from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,8 +18,10 @@ from devices import DeviceType, utc_now
 from devices.wire import GATEWAY_ID_PATTERN
 
 from ..audit import audit, read_audit
+from ..clock import database_now
 from ..db import Device, Gateway, Home, Resident, Team, User
 from ..security import Role, hash_password
+from ..signin import revoke_sessions
 from .deps import (
     Admin,
     AuditReader,
@@ -109,6 +111,22 @@ class UserOut(_Out):
     role: str
     team_id: int | None
     created_at: datetime
+    disabled_at: datetime | None = None
+    second_factor: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_user(cls, value: Any) -> Any:
+        if isinstance(value, User):
+            return {
+                "username": value.username,
+                "role": value.role,
+                "team_id": value.team_id,
+                "created_at": value.created_at,
+                "disabled_at": value.disabled_at,
+                "second_factor": value.totp_enabled_at is not None,
+            }
+        return value
 
 
 @router.get("/users")
@@ -134,6 +152,39 @@ async def create_user(body: UserIn, user: Admin, session: SessionDep) -> UserOut
     audit(session, user, "user.create", f"user:{body.username}", {"role": body.role.value})
     await _commit(session, f"The username {body.username!r} is taken")
     return UserOut.model_validate(created)
+
+
+@router.post("/users/{username}/disable")
+async def disable_user(username: str, user: Admin, session: SessionDep) -> UserOut:
+    """They can no longer sign in, and every session of theirs ends (a live console's
+    stream within seconds)."""
+    return await _set_disabled(username, user, session, disabled=True)
+
+
+@router.post("/users/{username}/enable")
+async def enable_user(username: str, user: Admin, session: SessionDep) -> UserOut:
+    return await _set_disabled(username, user, session, disabled=False)
+
+
+async def _set_disabled(
+    username: str, user: User, session: AsyncSession, *, disabled: bool
+) -> UserOut:
+    target = (
+        await session.execute(
+            select(User).where(User.username == username, User.org_id == user.org_id)
+        )
+    ).scalar_one_or_none()
+    if target is None:
+        raise _not_found("user", username)
+    if disabled and target.id == user.id:
+        raise HTTPException(HTTPStatus.CONFLICT, detail="You cannot disable yourself")
+    now = await database_now(session)
+    target.disabled_at = now if disabled else None
+    ended = await revoke_sessions(session, target.id, now) if disabled else 0
+    action = "user.disable" if disabled else "user.enable"
+    audit(session, user, action, f"user:{username}", {"sessions": ended} if disabled else {})
+    await session.commit()
+    return UserOut.model_validate(target)
 
 
 # -- homes and residents -------------------------------------------------------------------

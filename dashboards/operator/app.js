@@ -1,5 +1,6 @@
 // Operator console: the live alarm queue. Data comes from /api/v1; changes arrive on
-// the server-sent-events stream, read with fetch so the token stays in a header.
+// the server-sent-events stream. The session is an HttpOnly cookie: no script here ever
+// holds the token.
 // Every word shown comes from the message catalog of the chosen language (i18n/*.json).
 "use strict";
 
@@ -11,7 +12,7 @@ const LOCALES = { sv: "sv-SE", en: "en-GB" };
 const ANNOUNCED = new Set(["critical", "high"]);  // a sound, the title and a notification
 const alarms = new Map();
 const again = new Set();  // open alarms pressed again since the operator last saw them
-let token = sessionStorage.getItem("trygg.token");
+let signedIn = false;
 let me = null;  // GET /api/v1/me: who is signed in, and the organisation's settings
 let streamAbort = null;
 let messages = {};
@@ -54,7 +55,7 @@ async function setLanguage(chosen) {
   fillAuditActions();
   updateMute();
   loadSupervision();
-  if (!token) setStatus(t("ui.signed_out"));
+  if (!signedIn) setStatus(t("ui.signed_out"));
   render();
   showTitle();
 }
@@ -128,9 +129,12 @@ function announce(a) {
 // -- the API ------------------------------------------------------------------------------
 
 async function api(path, options = {}) {
-  const headers = Object.assign({ Authorization: `Bearer ${token}` }, options.headers || {});
-  const res = await fetch(path, Object.assign({}, options, { headers }));
-  if (res.status === 401) { signOut(t("ui.session_expired")); throw new Error("401"); }
+  const res = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
+  if (res.status === 401) { signOut(signedIn ? t("ui.session_expired") : ""); throw new Error("401"); }
+  if (res.status === 403 && res.headers.get("X-Trygg-Second-Factor") === "enrol") {
+    enrol();
+    throw new Error(t("ui.enrol_needed"));
+  }
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
     throw new Error(body.detail || res.statusText);
@@ -658,11 +662,11 @@ async function load() {
 async function stream() {
   // Reconnect forever (an alarm console must come back quickly: at most 5 s apart); on
   // every (re)connect reload the queue so nothing is missed.
-  for (let delay = 1000; token; delay = Math.min(delay * 2, 5000)) {
+  for (let delay = 1000; signedIn; delay = Math.min(delay * 2, 5000)) {
     streamAbort = new AbortController();
     try {
       const res = await fetch("/api/v1/alarms/stream", {
-        headers: { Authorization: `Bearer ${token}` }, signal: streamAbort.signal,
+        credentials: "same-origin", signal: streamAbort.signal,
       });
       if (res.status === 401) { signOut(t("ui.session_expired")); return; }
       if (res.status === 403) { signOut(t("ui.not_for_role")); return; }
@@ -690,8 +694,11 @@ async function stream() {
         }
       }
     } catch (e) {
-      if (!token) return;
+      if (!signedIn) return;
     }
+    // A session that ended (signed out elsewhere, the account disabled) ends here too.
+    const check = await fetch("/api/v1/me", { credentials: "same-origin" }).catch(() => null);
+    if (check && check.status === 401) { signOut(t("ui.session_expired")); return; }
     // The stream ended (the service stopped, or the network went): say so, and grey the
     // queue, which may be out of date until the stream is back.
     setStatus(t("ui.reconnecting"), "down");
@@ -706,7 +713,10 @@ async function showQueue() {
   } catch (e) {
     return;
   }
+  signedIn = true;
+  $("enrol").hidden = true;
   $("login").hidden = true;
+  $("everywhere").hidden = false;
   $("queue").hidden = false;
   $("signout").hidden = false;
   $("mute").hidden = false;
@@ -720,18 +730,25 @@ async function showQueue() {
   stream();
 }
 
-function signOut(message) {
-  token = null;
+function signOut(message, everywhere = false) {
+  if (signedIn || everywhere) {
+    // Ends the session at the service and drops the cookie (its answer does not matter).
+    fetch(`/api/v1/auth/logout${everywhere ? "?everywhere=true" : ""}`,
+      { method: "POST", credentials: "same-origin" }).catch(() => {});
+  }
+  signedIn = false;
   me = null;
-  sessionStorage.removeItem("trygg.token");
   if (streamAbort) streamAbort.abort();
   alarms.clear();
   again.clear();
   forms.clear();
   staff = null;
   setSupervising(false);
-  for (const id of ["detail", "queue", "signout", "mute", "notify", "waiting", "supervise"]) $(id).hidden = true;
+  for (const id of ["detail", "queue", "signout", "everywhere", "mute", "notify", "waiting",
+    "supervise", "enrol"]) $(id).hidden = true;
   $("login").hidden = false;
+  $("code-field").hidden = true;
+  $("login").elements.code.value = "";
   $("login-error").textContent = message || "";
   setStatus(t("ui.signed_out"));
   showTitle();
@@ -739,19 +756,64 @@ function signOut(message) {
 
 $("login").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const res = await fetch("/api/v1/auth/token", { method: "POST", body: new URLSearchParams(new FormData(ev.target)) });
+  const form = new FormData(ev.target);
+  if (!form.get("code")) form.delete("code");
+  const res = await fetch("/api/v1/auth/session", {
+    method: "POST", body: new URLSearchParams(form), credentials: "same-origin",
+  });
   if (res.status === 429) {
     const seconds = Number(res.headers.get("Retry-After")) || 60;
     $("login-error").textContent = t("ui.locked_out", { seconds });
     return;
   }
+  if (res.status === 401 && res.headers.get("X-Trygg-Second-Factor") === "code") {
+    const first = $("code-field").hidden;
+    $("code-field").hidden = false;
+    $("login").elements.code.focus();
+    $("login-error").textContent = first ? t("ui.code_needed") : t("ui.code_wrong");
+    return;
+  }
   if (!res.ok) { $("login-error").textContent = t("ui.wrong_login"); return; }
-  token = (await res.json()).access_token;
-  sessionStorage.setItem("trygg.token", token);
   $("login-error").textContent = "";
+  $("code-field").hidden = true;
+  $("login").elements.code.value = "";
+  const who = await res.json();
+  if (who.enrol_second_factor) enrol(); else showQueue();
+});
+
+// Setting up the second factor: scan the code (or type the key), note the recovery
+// codes, confirm with a first code.
+async function enrol() {
+  signedIn = true;
+  $("login").hidden = true;
+  $("queue").hidden = true;
+  $("signout").hidden = false;
+  const res = await fetch("/api/v1/auth/second-factor", { method: "POST", credentials: "same-origin" });
+  if (!res.ok) { signOut(t("ui.session_expired")); return; }
+  const e = await res.json();
+  const qr = $("enrol-qr");
+  qr.alt = t("ui.enrol_qr");
+  qr.src = `data:image/svg+xml;base64,${btoa(e.qr_svg)}`;
+  $("enrol-secret").textContent = e.secret.match(/.{1,4}/g).join(" ");
+  $("enrol-codes").replaceChildren(...e.recovery_codes.map((c) => element("li", c)));
+  $("enrol-error").textContent = "";
+  $("enrol").hidden = false;
+  $("enrol").elements.code.focus();
+}
+
+$("enrol").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const code = String(new FormData(ev.target).get("code") || "").trim();
+  const res = await fetch("/api/v1/auth/second-factor/confirm", {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ code }),
+  });
+  if (!res.ok) { $("enrol-error").textContent = t("ui.code_wrong"); return; }
+  ev.target.reset();
   showQueue();
 });
 $("signout").addEventListener("click", () => signOut());
+$("everywhere").addEventListener("click", () => signOut(t("ui.signed_out_everywhere"), true));
 $("lang").addEventListener("change", (ev) => {
   localStorage.setItem("trygg.lang", ev.target.value);
   setLanguage(ev.target.value);
@@ -773,4 +835,5 @@ $("audit-search").addEventListener("submit", (ev) => { ev.preventDefault(); sear
 $("filter-priority").addEventListener("change", saveFilters);
 $("filter-state").addEventListener("change", saveFilters);
 
-setLanguage(chooseLanguage()).then(() => { if (token) showQueue(); });
+// Signed in already (the cookie survives a reload)? /me says.
+setLanguage(chooseLanguage()).then(() => showQueue());
