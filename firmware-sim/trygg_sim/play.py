@@ -226,6 +226,8 @@ class ScenarioRun:
         self._gatt: GattServer | None = None
         self._client: aiomqtt.Client | None = None
         self._t0 = 0.0
+        # Set once the Zigbee2MQTT locks are subscribed to their /set topics.
+        self.commands_ready = asyncio.Event()
         self._late: set[asyncio.TimerHandle] = set()
 
     # -- set-up ----------------------------------------------------------------------
@@ -282,6 +284,12 @@ class ScenarioRun:
             self._gatt = GattServer(locks)
             await self._gatt.start(self.wiring.ble_host, self.wiring.ble_gatt_port)
         return self
+
+    def zigbee_state(self, device_id: str) -> dict[str, Any]:
+        """A simulated Zigbee2MQTT device's state as it last published it."""
+        zigbee = self._devices[device_id].zigbee
+        assert zigbee is not None, f"{device_id} is not a Zigbee2MQTT device"
+        return dict(zigbee.state)
 
     def gatt_lock(self, device_id: str) -> GattLock:
         """A simulated BLE lock, to look at what it was told and how it is."""
@@ -566,9 +574,11 @@ class ScenarioRun:
             if d.zigbee is not None and d.spec.type is DeviceType.DIGITAL_LOCK
         }
         if client is None or not locks:
+            self.commands_ready.set()
             return
         for topic in locks:
             await client.subscribe(f"{topic}/set", qos=1)
+        self.commands_ready.set()
         async for message in client.messages:
             device = locks.get(str(message.topic).removesuffix("/set"))
             if device is None or not isinstance(message.payload, bytes):
