@@ -390,7 +390,7 @@ async def test_a_ble_lock_opens_on_the_signed_command_it_was_written(rig: Rig) -
     assert lock.status.state is LockState.UNLOCKED and lock.status.cause is LockCause.REMOTE
     assert Command.model_validate_json(lock.commands[-1]) == command  # the signed bytes
     assert (await rig.final(rig.command("ble-obeys", "lock"))).outcome == "done"
-    assert lock.status.state is LockState.LOCKED
+    assert rig.run.gatt_lock("ble-obeys").status.state is LockState.LOCKED
     rows = await rig.gateway.store.command_audit()
     assert {r.outcome for r in rows if r.command_id == command.id} == {
         "received",
