@@ -385,6 +385,10 @@ class Store:
                 "INSERT OR IGNORE INTO paired_device (id, body, paired_at) VALUES (?, ?, ?)",
                 salvage.paired,
             )
+            db.executemany(
+                "INSERT OR IGNORE INTO command_nonce (nonce, keep_until) VALUES (?, ?)",
+                salvage.nonces,
+            )
             self._audit("store_damaged", f"{reason}; moved to {moved_to}; {salvage.detail()}")
         damage = StoreDamage(reason, moved_to, salvage, utc_now())
         self.damage.append(damage)

@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,7 +38,7 @@ from devices.wire import (
     key_id_of,
     results_topic,
 )
-from gateway import DropReason, Gateway, GatewayConfig
+from gateway import DropReason, Gateway, GatewayConfig, Store
 from gateway.config import ConfigError, parse_config
 
 from .servers import (
@@ -489,3 +490,26 @@ def test_rotation_keys_are_all_trusted_and_defaults_hold(tmp_path: Path) -> None
     assert not keys.verify(key_id_of(raw_public(new)), old.sign(message), message)
     defaults = parse_config(f'[gateway]\nid = "{GW}"\n', "gw.toml").commands
     assert (defaults.trusted_keys, defaults.no_answer_s, defaults.clock_skew_s) == (None, 10.0, 30)
+
+
+# -- the nonce store --------------------------------------------------------------------------
+async def test_a_nonce_is_kept_until_its_time_and_survives_the_store_file_being_lost(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gw.db"
+    store = Store(path)
+    await store.open()
+    try:
+        now = time.time()
+        assert await store.claim_nonce("n-kept-000000001", now + 3600)
+        assert not await store.claim_nonce("n-kept-000000001", now + 3600)
+        assert await store.claim_nonce("n-passed-0000001", now - 1)
+        # Claiming prunes the nonces whose time has passed; their commands are expired anyway.
+        assert await store.claim_nonce("n-other-00000001", now + 3600)
+        assert await store.nonces() == 2
+        for suffix in ("", "-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        await store.check()  # the watch notices and carries what it can read over
+        assert not await store.claim_nonce("n-kept-000000001", now + 3600)
+    finally:
+        await store.close()
