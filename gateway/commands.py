@@ -143,7 +143,7 @@ class CommandHandler:
         except ValidationError as exc:
             detail = _first_error(exc)
             self.counters.drop(DropReason.MALFORMED, SOURCE, detail)
-            self._answer_unreadable(_readable_id(payload), detail)
+            await self._answer_unreadable(_readable_id(payload), detail)
             return
         await self._audit(command, "received", "")
         try:
@@ -168,15 +168,13 @@ class CommandHandler:
         self._acting.add(task)
         task.add_done_callback(self._acting.discard)
 
-    def _answer_unreadable(self, command_id: str | None, detail: str) -> None:
+    async def _answer_unreadable(self, command_id: str | None, detail: str) -> None:
         if command_id is None:
             return  # nobody to answer: only counted
-        self._publish(command_id, "refused", "malformed", detail)
         audit_log.warning("command %s refused (malformed): %s", command_id, detail)
         entry = CommandAudit(utc_now().isoformat(), command_id, "", "", "", "refused", "malformed")
-        task = asyncio.create_task(self._write_audit(entry))
-        self._acting.add(task)
-        task.add_done_callback(self._acting.discard)
+        await self._write_audit(entry)
+        self._publish(command_id, "refused", "malformed", detail)
 
     async def _check(self, command: Command) -> RegisteredDevice:
         if command.gateway_id != self.gateway_id:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -206,6 +207,7 @@ async def make_rig(tmp: Path, broker: Mosquitto, *, trusted: bool = True) -> Asy
         scenario, wiring, gateway_id=GW, store=tmp / "gw.db", gateway_login=login(GW)
     )
     body["commands"] = {"no_answer_s": NO_ANSWER_S, "clock_skew_s": SKEW_S}
+    body["api"] = {"host": "127.0.0.1", "port": 0}
     if trusted:
         body["commands"]["trusted_keys_file"] = str(keys_file(tmp / "dispatch-keys.json", key))
     config = GatewayConfig.model_validate(body)
@@ -380,6 +382,10 @@ async def test_a_zigbee2mqtt_lock_opens_and_locks_on_signed_commands(
         [(o, "z2m-obeys", "unlock", "staff-17") for o in ("received", "accepted", "done")]
     )
     assert any(unlock.id in m and "done" in m for m in caplog.messages)
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{rig.gateway.api_port}/metrics")).text
+    assert 'trygg_gateway_command_results_total{outcome="done"} 2.0' in metrics
+    assert 'trygg_gateway_command_results_total{outcome="accepted"} 2.0' in metrics
 
 
 async def test_a_ble_lock_opens_on_the_signed_command_it_was_written(rig: Rig) -> None:
