@@ -52,6 +52,15 @@ class DeviceActor(Protocol):
     ) -> ActResult: ...
 
 
+class Unreachable:
+    """The actor of a device whose link is not running (yet, or any more)."""
+
+    async def act(
+        self, device: RegisteredDevice, command: Command, answer_within_s: float
+    ) -> ActResult:
+        return ActResult("failed", "unreachable", f"no link to {device.id} is running")
+
+
 def wanted_state(action: CommandAction) -> str:
     """The lock state a lock action asks for ("unlocked" / "locked")."""
     return {"unlock": "unlocked", "lock": "locked"}[action]

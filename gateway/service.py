@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from devices import EVENT_KINDS
 
-from .actions import DeviceActor
+from .actions import DeviceActor, Unreachable
 from .commands import CommandHandler
 from .config import DeviceConfig, GatewayConfig
 from .counters import InputCounters
@@ -124,7 +124,7 @@ class Gateway:
             link = self.device_links.get(device.id)
         else:
             link = next(iter(self.transport_links.get(p.name, ())), None)
-        return None if link is None else p.actor(link)
+        return Unreachable() if link is None else p.actor(link)
 
     def _store_recovered(self, fault: StoreFault) -> None:
         """Tell the dispatch service that events could not be stored for a while."""
@@ -192,7 +192,6 @@ class Gateway:
         await self.pipeline.load()
         await self._load_paired()
         await self.inventory.load()
-        self._spawn("commands", self.commands.run)
         self._spawn("dispatch-uplink", self.uplink.run)
         if self.timeseries is not None:
             self._spawn("timeseries-uplink", self.timeseries.run)
@@ -205,6 +204,8 @@ class Gateway:
         for device in self.registry:
             self._device_changed(device, True)
         self.registry.subscribe(self._device_changed)
+        # Commands are checked once the devices' links exist (the uplink queues them).
+        self._spawn("commands", self.commands.run)
         self._spawn("supervision", self.supervisor.run)
         self._spawn("store-watch", self._watch_store)
         self._spawn("input-summary", self.counters.run)

@@ -304,6 +304,25 @@ async def test_a_replay_after_a_gateway_restart_is_refused(rig: Rig) -> None:
     assert [r.reason for r in rig.results if r.command_id == command.id][-1] == "replayed"
 
 
+async def test_commands_sent_while_the_gateway_is_away_are_checked_when_it_is_back(
+    rig: Rig,
+) -> None:
+    """Its persistent session keeps them at the broker; the one that expired meanwhile is
+    never carried out, the one still valid is."""
+    await rig.gateway.stop()
+    stale = rig.command("z2m-obeys", issued_in_s=-100, valid_s=60)
+    fresh = rig.command("ble-obeys")
+    await rig.send(stale)
+    await rig.send(fresh)
+    rig.gateway = Gateway(rig.config)
+    await start(rig.gateway)
+    assert (await rig.final(stale, send=False)).outcome == "expired"
+    result = await rig.final(fresh, send=False)
+    assert result.outcome == "done", result
+    assert rig.run.zigbee_state("z2m-obeys")["lock_state"] == "locked"
+    assert rig.run.gatt_lock("ble-obeys").status.state is LockState.UNLOCKED
+
+
 async def test_a_command_for_an_unknown_device_is_refused(rig: Rig) -> None:
     await rig.refused(rig.command("nobody"), "unknown_device")
 

@@ -184,11 +184,15 @@ class BleLockActor:
         payload = command.model_dump_json().encode()
         if len(payload) > MAX_COMMAND:
             return ActResult("failed", "too_large", f"{len(payload)} bytes; at most {MAX_COMMAND}")
-        if not self.link.connected.is_set():
-            return ActResult("failed", "unreachable", f"lock {device.id} is not connected")
         wanted = LockState.UNLOCKED if command.action == "unlock" else LockState.LOCKED
+        deadline = asyncio.get_running_loop().time() + answer_within_s
+        try:  # a link being connected again has the answer window to come back
+            async with asyncio.timeout_at(deadline):
+                await self.link.connected.wait()
+        except TimeoutError:
+            return ActResult("failed", "unreachable", f"lock {device.id} is not connected")
         try:
-            async with asyncio.timeout(answer_within_s):
+            async with asyncio.timeout_at(deadline):
                 with self.link.watch() as states:
                     try:
                         await self.link.command(payload, answer_within_s)

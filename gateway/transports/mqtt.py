@@ -325,8 +325,14 @@ class Zigbee2MqttActor:
         self, device: RegisteredDevice, command: Command, answer_within_s: float
     ) -> ActResult:
         transport = self.transport
+        deadline = asyncio.get_running_loop().time() + answer_within_s
+        try:  # a broker being connected again has the answer window to come back
+            async with asyncio.timeout_at(deadline):
+                await transport.connected.wait()
+        except TimeoutError:
+            return ActResult("failed", "unreachable", "the Zigbee2MQTT broker is not connected")
         client = transport.client
-        if client is None or not transport.connected.is_set():
+        if client is None:
             return ActResult("failed", "unreachable", "the Zigbee2MQTT broker is not connected")
         if device.status.online is False:
             return ActResult("failed", "unreachable", "Zigbee2MQTT reports the lock offline")
@@ -339,7 +345,7 @@ class Zigbee2MqttActor:
             except aiomqtt.MqttError as exc:
                 return ActResult("failed", "unreachable", f"could not publish: {exc}")
             try:
-                async with asyncio.timeout(answer_within_s):
+                async with asyncio.timeout_at(deadline):
                     while True:
                         state = _lock_state(await states.get())
                         if state == wanted:
