@@ -106,7 +106,10 @@ def parse_trusted_keys(text: str | bytes, source: str = "<trusted keys>") -> Tru
             raise fail(f"{where}: key_id does not match its public key ({key_id_of(raw)})")
         if key_id in keys:
             raise fail(f"{where}: listed twice")
-        keys[key_id] = Ed25519PublicKey.from_public_bytes(raw)
+        try:
+            keys[key_id] = Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError:
+            raise fail(f"{where}: public_key is not an Ed25519 public key") from None
     return TrustedKeys(keys, source)
 
 

@@ -443,6 +443,14 @@ async def test_a_lock_that_never_answers_fails_the_command_no_answer(rig: Rig, l
     }
 
 
+async def test_a_command_too_large_for_the_ble_lock_fails_too_large(rig: Rig) -> None:
+    command = rig.command("ble-obeys", id="c" * 64, issued_by="s" * 100, nonce="n" * 64)
+    assert len(command.model_dump_json()) > 512
+    result = await rig.final(command)
+    assert (result.outcome, result.reason) == ("failed", "too_large")
+    assert rig.run.gatt_lock("ble-obeys").commands == []
+
+
 async def test_a_ble_lock_out_of_reach_fails_the_command_unreachable(rig: Rig) -> None:
     link = rig.gateway.device_links["ble-obeys"]
     gatt = rig.run.gatt_lock("ble-obeys")
@@ -503,6 +511,22 @@ def test_a_missing_trusted_keys_file_and_bad_settings_are_config_errors(tmp_path
         parse_config(f'[gateway]\nid = "{GW}"\n[commands]\nno_answer_s = 0\n', "gw.toml")
     with pytest.raises(ConfigError, match=r"commands\.unknown"):
         parse_config(f'[gateway]\nid = "{GW}"\n[commands]\nunknown = 1\n', "gw.toml")
+
+
+def test_check_config_names_the_trusted_keys(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trygg.cli import app
+
+    key = _fixed_key(3)
+    config = tmp_path / "gw.toml"
+    config.write_text(_config_with(keys_file(tmp_path / "k.json", key)))
+    result = CliRunner().invoke(app, ["gateway", "check-config", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert f"signed commands: from keys {key_id_of(raw_public(key))}" in result.output
+    (tmp_path / "k.json").write_text("{}")
+    result = CliRunner().invoke(app, ["gateway", "check-config", "--config", str(config)])
+    assert result.exit_code == 2 and "trusted_keys_file" in result.output
 
 
 def test_rotation_keys_are_all_trusted_and_defaults_hold(tmp_path: Path) -> None:
