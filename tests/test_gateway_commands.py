@@ -443,6 +443,20 @@ async def test_a_lock_that_never_answers_fails_the_command_no_answer(rig: Rig, l
     }
 
 
+async def test_a_zigbee2mqtt_lock_reported_offline_fails_the_command_unreachable(
+    rig: Rig,
+) -> None:
+    lock = SimulatedZigbeeDevice("lock-obeys", DeviceType.DIGITAL_LOCK)
+    async with mqtt_client(rig.broker.port, ZIGBEE2MQTT) as z2m:
+        await z2m.publish(*lock.availability(False), qos=1)
+    device = rig.gateway.registry.get("z2m-obeys")
+    assert device is not None
+    await wait_until(lambda: device.status.online is False)
+    result = await rig.final(rig.command("z2m-obeys"))
+    assert (result.outcome, result.reason) == ("failed", "unreachable")
+    assert rig.run.zigbee_state("z2m-obeys")["lock_state"] == "locked"
+
+
 async def test_a_command_too_large_for_the_ble_lock_fails_too_large(rig: Rig) -> None:
     command = rig.command("ble-obeys", id="c" * 64, issued_by="s" * 100, nonce="n" * 64)
     assert len(command.model_dump_json()) > 512
