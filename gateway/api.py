@@ -194,6 +194,13 @@ def create_api(gateway: Gateway) -> FastAPI:
         )
         for name, n in gateway.tasks.restarts.items():
             restarts.add_metric([name], n)
+        commands = CounterMetricFamily(
+            "trygg_gateway_command_results",
+            "Results of signed commands from the dispatch service, by outcome",
+            labels=["outcome"],
+        )
+        for outcome, n in gateway.commands.outcomes.items():
+            commands.add_metric([outcome], n)
         devices = GaugeMetricFamily(
             "trygg_gateway_devices", "Registered devices by supervision state", labels=["state"]
         )
@@ -212,6 +219,7 @@ def create_api(gateway: Gateway) -> FastAPI:
             readings_dropped,
             accepted,
             restarts,
+            commands,
             devices,
         ]
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

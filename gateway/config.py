@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     model_validator,
@@ -24,7 +25,9 @@ from pydantic import (
 from devices import DeviceType
 from devices.brokertls import check_link, readable_file
 from devices.tomlfile import parse_toml, read_text
-from devices.wire import GATEWAY_ID_PATTERN
+from devices.wire import COMMAND_CLOCK_SKEW_S, GATEWAY_ID_PATTERN
+
+from .trusted_keys import TrustedKeys, TrustedKeysError, load_trusted_keys
 
 _NAME = r"^[A-Za-z0-9_.:-]{1,128}$"
 MacAddress = Annotated[
@@ -132,7 +135,37 @@ class BleSection(_Strict):
     quiet_restart_s: float = Field(default=60.0, ge=1, le=3600)
     sim_host: str = "127.0.0.1"
     sim_port: int = Field(default=9750, ge=0, le=65535)
+    # BLE locks' GATT through the simulator's loopback TCP server on this port instead of
+    # a radio (docs/simulator.md); None: the platform's bleak backend.
+    sim_gatt_port: int | None = Field(default=None, ge=1, le=65535)
     max_queue: int = Field(default=10_000, ge=10, le=1_000_000)
+
+
+class CommandsSection(_Strict):
+    """Signed commands from the dispatch service (docs/security.md, "Signed commands").
+
+    Without ``trusted_keys_file`` every command is refused ``commands_disabled``."""
+
+    trusted_keys_file: Path | None = None
+    # How long a device has to confirm that it did what it was told.
+    no_answer_s: float = Field(default=10.0, gt=0, le=120)
+    # The clock difference accepted between this gateway and the dispatch service.
+    clock_skew_s: float = Field(default=COMMAND_CLOCK_SKEW_S, ge=0, le=300)
+    _keys: TrustedKeys | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _load(self) -> CommandsSection:
+        if self.trusted_keys_file is not None:
+            try:
+                self._keys = load_trusted_keys(self.trusted_keys_file)
+            except TrustedKeysError as exc:
+                raise ValueError(f"trusted_keys_file: {exc}") from None
+        return self
+
+    @property
+    def trusted_keys(self) -> TrustedKeys | None:
+        """The keys read from ``trusted_keys_file`` when the configuration was loaded."""
+        return self._keys
 
 
 class SerialPort(_Strict):
@@ -316,6 +349,7 @@ class GatewayConfig(_Strict):
     timeseries: TimeSeriesSection | None = None
     api: ApiSection | None = None
     ble: BleSection | None = None
+    commands: CommandsSection = CommandsSection()
     serial: list[SerialPort] = []
     homes: list[HomeSection] = []
     devices: list[DeviceConfig] = []

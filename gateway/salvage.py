@@ -1,5 +1,6 @@
 """Reading what can still be read from a damaged or lost store: the outbox rows (alarms
-not yet acked) and the paired devices. Used on a database SQLite refuses, and on the
+not yet acked), the paired devices and the nonces of signed commands (so that a fresh
+store refuses their replay too). Used on a database SQLite refuses, and on the
 still-open connection to a store file that was deleted or replaced under the gateway.
 
 A damaged page makes a query fail where it starts; the scan then steps over it one row
@@ -25,12 +26,15 @@ GIVE_UP_AFTER = 48
 OutboxRow = tuple[str, int, str, str]
 # (id, body, paired_at)
 PairedRow = tuple[str, str, str]
+# (nonce, keep_until)
+NonceRow = tuple[str, float]
 
 
 @dataclass
 class Salvage:
     outbox: list[OutboxRow] = field(default_factory=list)
     paired: list[PairedRow] = field(default_factory=list)
+    nonces: list[NonceRow] = field(default_factory=list)
     unreadable: int = 0  # damaged regions stepped over, rows that did not parse
 
     def detail(self) -> dict[str, int]:
@@ -64,6 +68,14 @@ def _scan(db: sqlite3.Connection, sql: str, salvage: Salvage) -> Iterator[tuple[
             yield row
 
 
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    try:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return db.execute(query, (name,)).fetchone() is not None
+    except sqlite3.DatabaseError:
+        return True  # the schema itself is damaged: try, and step over what fails
+
+
 def salvage_connection(db: sqlite3.Connection) -> Salvage:
     salvage = Salvage()
     outbox = (
@@ -83,6 +95,13 @@ def salvage_connection(db: sqlite3.Connection) -> Salvage:
     )
     for _rowid, device_id, body, paired_at in _scan(db, paired, salvage):
         salvage.paired.append((str(device_id), str(body), str(paired_at)))
+    if _has_table(db, "command_nonce"):  # not in a store from before signed commands
+        nonces = (
+            "SELECT rowid, nonce, keep_until FROM command_nonce"
+            " WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        )
+        for _rowid, nonce, keep_until in _scan(db, nonces, salvage):
+            salvage.nonces.append((str(nonce), float(keep_until)))  # type: ignore[arg-type]
     return salvage
 
 

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from devices import EVENT_KINDS
 
+from .actions import DeviceActor, Unreachable
+from .commands import CommandHandler
 from .config import DeviceConfig, GatewayConfig
 from .counters import InputCounters
 from .inventory import InventoryReport
@@ -60,6 +62,9 @@ class Gateway:
         self.store.on_damaged = self._store_damaged
         self.readings = ReadingsBuffer(self.store)
         self.inventory = InventoryReport(gw, self.registry, self.store)
+        self.commands = CommandHandler(
+            gw, config.commands, self.registry, self.store, self.counters, self._actor
+        )
         self.uplink = DispatchUplink(
             config.uplink,
             gw,
@@ -67,6 +72,7 @@ class Gateway:
             heartbeat_interval_s=config.gateway.heartbeat_interval_s,
             ack_latency=self.ack_latency,
             inventory=self.inventory,
+            commands=self.commands,
         )
         self.inventory.on_change = self.uplink.wake
         # The time-series client and the local API are loaded only when configured:
@@ -88,9 +94,10 @@ class Gateway:
         )
         # The transports' shared links (a broker, each serial port, the BLE scanner), in
         # the registry's order; a transport's module loads only when it is used.
-        self.links: list[Link] = [
-            link for p in in_use(config) for link in p.links(config, self.pipeline)
-        ]
+        self.transport_links: dict[str, list[Link]] = {
+            p.name: list(p.links(config, self.pipeline)) for p in in_use(config)
+        }
+        self.links: list[Link] = [link for ls in self.transport_links.values() for link in ls]
         self.supervisor = Supervisor(self.registry, self.pipeline)
         # Links of a device's own (a camera's stream, a lock's GATT link), by device id.
         self.device_links: dict[str, DeviceLink] = {}
@@ -105,6 +112,19 @@ class Gateway:
         """A running shared link by its task's name ("zigbee2mqtt", "serial-gps1", "ble")."""
         (found,) = (link for link in self.links if link.name == name)
         return found
+
+    def _actor(self, device: RegisteredDevice) -> DeviceActor | None:
+        """What carries out a command on this device: its transport's actor, given the
+        running link (the device's own, or its transport's shared one)."""
+        p = plugin(device.config.transport)
+        if p.actor is None:
+            return None
+        link: object | None
+        if p.device_link is not None:
+            link = self.device_links.get(device.id)
+        else:
+            link = next(iter(self.transport_links.get(p.name, ())), None)
+        return Unreachable() if link is None else p.actor(link)
 
     def _store_recovered(self, fault: StoreFault) -> None:
         """Tell the dispatch service that events could not be stored for a while."""
@@ -184,6 +204,8 @@ class Gateway:
         for device in self.registry:
             self._device_changed(device, True)
         self.registry.subscribe(self._device_changed)
+        # Commands are checked once the devices' links exist (the uplink queues them).
+        self._spawn("commands", self.commands.run)
         self._spawn("supervision", self.supervisor.run)
         self._spawn("store-watch", self._watch_store)
         self._spawn("input-summary", self.counters.run)
@@ -235,7 +257,7 @@ class Gateway:
         build = plugin(device.config.transport).device_link
         if build is None:
             return
-        link = self.device_links[device.id] = build(device, self.pipeline)
+        link = self.device_links[device.id] = build(self.config, device, self.pipeline)
         # One device's bug must not take the others down: supervised like the transports.
         self._device_tasks[device.id] = self.tasks.spawn(f"device-{device.id}", link.run)
 

@@ -35,6 +35,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -96,6 +97,21 @@ CREATE TABLE IF NOT EXISTS discovered (
     last_seen TEXT NOT NULL,
     messages INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (transport, address)
+);
+CREATE TABLE IF NOT EXISTS command_nonce (
+    nonce TEXT PRIMARY KEY,
+    keep_until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS command_nonce_age ON command_nonce (keep_until);
+CREATE TABLE IF NOT EXISTS command_audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    issued_by TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -203,6 +219,19 @@ def _disk_full(exc: sqlite3.Error) -> bool:
 def _damaged(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandAudit:
+    """One line of the command audit log: a command received, or what became of it."""
+
+    at: str
+    command_id: str
+    device_id: str
+    action: str
+    issued_by: str
+    outcome: str  # received, accepted, refused, done, failed, expired
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +384,10 @@ class Store:
             db.executemany(
                 "INSERT OR IGNORE INTO paired_device (id, body, paired_at) VALUES (?, ?, ?)",
                 salvage.paired,
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO command_nonce (nonce, keep_until) VALUES (?, ?)",
+                salvage.nonces,
             )
             self._audit("store_damaged", f"{reason}; moved to {moved_to}; {salvage.detail()}")
         damage = StoreDamage(reason, moved_to, salvage, utc_now())
@@ -763,6 +796,61 @@ class Store:
                 "SELECT at, action, detail FROM audit ORDER BY seq DESC LIMIT ?", (limit,)
             )
             return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+        return await self._run(select)
+
+    # -- signed commands: the nonces seen, and what became of every command ----------------
+    async def claim_nonce(self, nonce: str, keep_until: float) -> bool:
+        """Keep a command's nonce until ``keep_until`` (unix time); False when it was seen
+        before. Committed before the command is acted on, so a replay after a restart is
+        refused too. Nonces whose time has passed are pruned on the way."""
+
+        def insert() -> bool:
+            db = self._conn()
+            with _transaction(db):
+                db.execute("DELETE FROM command_nonce WHERE keep_until < ?", (time.time(),))
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO command_nonce (nonce, keep_until) VALUES (?, ?)",
+                    (nonce, keep_until),
+                )
+            return cur.rowcount == 1
+
+        return await self._run(insert)
+
+    async def nonces(self) -> int:
+        def count() -> int:
+            return int(self._conn().execute("SELECT count(*) FROM command_nonce").fetchone()[0])
+
+        return await self._run(count)
+
+    async def audit_command(self, entry: CommandAudit) -> None:
+        def insert() -> None:
+            self._conn().execute(
+                "INSERT INTO command_audit (at, command_id, device_id, action, issued_by,"
+                " outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.at,
+                    entry.command_id[:64],
+                    entry.device_id[:128],
+                    entry.action[:32],
+                    entry.issued_by[:100],
+                    entry.outcome,
+                    entry.reason[:64],
+                ),
+            )
+
+        await self._run(insert)
+
+    async def command_audit(self, limit: int = 100) -> list[CommandAudit]:
+        """The newest entries first."""
+
+        def select() -> list[CommandAudit]:
+            rows = self._conn().execute(
+                "SELECT at, command_id, device_id, action, issued_by, outcome, reason"
+                " FROM command_audit ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            )
+            return [CommandAudit(*(str(v) for v in row)) for row in rows]
 
         return await self._run(select)
 

@@ -22,11 +22,14 @@ from devices import EventId, Priority, utc_now
 from devices.wire import (
     DISPATCH_STATUS_TOPIC,
     Ack,
+    CommandResult,
     DispatchStatus,
     EventEnvelope,
     Heartbeat,
     acks_topic,
+    commands_topic,
     events_topic,
+    results_topic,
     status_topic,
 )
 
@@ -36,6 +39,7 @@ from .mqtt_socket import broker_options, no_delay
 from .store import Store
 
 if TYPE_CHECKING:
+    from .commands import CommandHandler
     from .inventory import InventoryReport
 
 log = logging.getLogger("trygg.gateway.uplink")
@@ -59,6 +63,7 @@ class DispatchUplink:
         ack_latency: Histogram | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         inventory: InventoryReport | None = None,
+        commands: CommandHandler | None = None,
     ) -> None:
         self.settings = settings
         self.gateway_id = gateway_id
@@ -68,6 +73,10 @@ class DispatchUplink:
         self._ack_latency = ack_latency
         # Published on connect before the outbox, and before the next event after a change.
         self.inventory = inventory
+        # Signed commands on this gateway's commands topic, handed over without waiting;
+        # their results are published through this connection.
+        self.commands = commands
+        self._unsent_result: CommandResult | None = None
         self._wake = asyncio.Event()
         self._in_flight: dict[EventId, _Flight] = {}
         self.connected = asyncio.Event()
@@ -100,6 +109,8 @@ class DispatchUplink:
                 ) as client:
                     no_delay(client)
                     await client.subscribe(acks_topic(self.gateway_id), qos=1)
+                    if self.commands is not None:
+                        await client.subscribe(commands_topic(self.gateway_id), qos=1)
                     await client.subscribe(DISPATCH_STATUS_TOPIC, qos=1)
                     self._in_flight.clear()  # whatever was unacked goes again
                     self._ignored_told = False
@@ -112,6 +123,8 @@ class DispatchUplink:
                         tasks.create_task(self._receive_acks(client))
                         tasks.create_task(self._send(client))
                         tasks.create_task(self._heartbeat(client))
+                        if self.commands is not None:
+                            tasks.create_task(self._publish_results(client, self.commands))
             except* aiomqtt.MqttError as group:
                 self.connected.clear()
                 # While an alarm waits, try again within half a second; otherwise back off.
@@ -194,6 +207,9 @@ class DispatchUplink:
             if message.topic.value == DISPATCH_STATUS_TOPIC:
                 self._on_dispatch_status(payload)
                 continue
+            if self.commands is not None and message.topic.value == self._commands_topic:
+                self.commands.submit(bytes(payload))  # checked and acted on elsewhere
+                continue
             try:
                 ack = Ack.model_validate_json(payload)
             except ValidationError:
@@ -224,6 +240,19 @@ class DispatchUplink:
                     self._ack_latency.observe(now - flight.sent)
             self.acked += deleted
             self._wake.set()
+
+    @property
+    def _commands_topic(self) -> str:
+        return commands_topic(self.gateway_id)
+
+    async def _publish_results(self, client: aiomqtt.Client, commands: CommandHandler) -> None:
+        """Command results, in order; one whose publish failed goes first next time."""
+        topic = results_topic(self.gateway_id)
+        while True:
+            result = self._unsent_result or await commands.results.get()
+            self._unsent_result = result
+            await client.publish(topic, result.model_dump_json(), qos=1)
+            self._unsent_result = None
 
     def _refused(self, refused: dict[EventId, str]) -> None:
         """Events the dispatch service will never take (kind or device unknown to it):

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devices import DeviceType
+from devices.wire import b64url, key_id_of
 from gateway import ConfigError, load_config, parse_config
 
 from .servers import pki
@@ -154,13 +158,24 @@ def test_the_compose_gateway_config_is_valid_and_matches_the_simulated_home() ->
     assert {d.address: d.type for d in config.devices} == simulated
 
 
-def test_the_readmes_gateway_example_is_valid() -> None:
+def test_the_readmes_gateway_example_is_valid(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     start = readme.index("```toml\n[gateway]") + len("```toml\n")
     example = readme[start : readme.index("```", start)]
     # The CA is where the technician put the bundle's ca.crt; here, the tests' own.
     example = example.replace("/etc/trygg/ca.crt", str(pki().tls.ca_cert))
+    # The dispatch service's keys likewise (trygg cloud command-key export writes them).
+    key = (
+        Ed25519PrivateKey.from_private_bytes(b"\x07" * 32)
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    keys = tmp_path / "dispatch-keys.json"
+    entry = {"key_id": key_id_of(key), "public_key": b64url(key), "algorithm": "Ed25519"}
+    keys.write_text(json.dumps({"v": 1, "keys": [entry]}))
+    example = example.replace("/etc/trygg/dispatch-keys.json", str(keys))
     config = parse_config(example, "README.md")
+    assert config.commands.trusted_keys is not None
     assert config.uplink.uses_tls and config.uplink.username == "gw-0042"
     transports = {d.transport for d in config.devices}
     assert transports == {"zigbee2mqtt", "ble", "radio", "nmea", "ble_lock", "camera"}

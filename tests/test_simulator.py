@@ -214,6 +214,22 @@ BAD_STEPS_AND_EXPECTATIONS = [
         + '"',
         "only BLE devices have a bindkey",
     ),
+    (
+        '[[device]]\nid = "x"\ntype = "smoke"\ntransport = "zigbee2mqtt"\nhome = "h"\n'
+        'lock = "jams"',
+        "only locks have a lock behaviour",
+    ),
+    ('[[device]]\nid = "x"\ntype = "smoke"\ntransport = "ble_lock"\nhome = "h"', "does not speak"),
+    (
+        '[[device]]\nid = "x"\ntype = "digital_lock"\ntransport = "ble_lock"\nhome = "h"\n'
+        'lock = "explodes"',
+        "'obeys', 'jams' or 'silent'",
+    ),
+    (
+        '[[device]]\nid = "x"\ntype = "digital_lock"\ntransport = "ble_lock"\nhome = "h"\n'
+        '[[step]]\nat = "02:05"\ndevice = "x"\ndo = "press"',
+        "cannot 'press'",
+    ),
 ]
 BAD_STEPS_AND_EXPECTATIONS.append(
     (
@@ -283,6 +299,18 @@ def test_compare_names_what_is_missing_and_what_is_extra() -> None:
         "smoke from kitchen-smoke: expected 1, got 2",
         "alarm_button from pull-cord: expected 0, got 1",
     ]
+
+
+def test_a_ble_lock_is_configured_on_the_simulators_gatt_port() -> None:
+    lock = '[[device]]\nid = "door-lock"\ntype = "digital_lock"\ntransport = "ble_lock"\nhome = "h"'
+    scenario = parse_scenario(MINIMAL + lock)
+    config = gateway_config(scenario, Wiring(ble_gatt_port=9999), gateway_id="gw-1")
+    assert config["ble"]["sim_gatt_port"] == 9999
+    parsed = parse_config(to_toml(config), "t.toml")
+    (device,) = [d for d in parsed.devices if d.id == "door-lock"]
+    assert (device.transport, device.address) == ("ble_lock", scenario.device[1].mac)
+    assert parsed.ble is not None and parsed.ble.sim_gatt_port == 9999
+    assert "sim_gatt_port" not in gateway_config(parse_scenario(MINIMAL), Wiring())["ble"]
 
 
 @pytest.mark.parametrize("name", sorted(shipped()))

@@ -83,6 +83,12 @@ def gateway_check_config(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{config}: gateway {settings.gateway.id}, {len(settings.devices)} devices")
+    commands = settings.commands
+    if commands.trusted_keys is None:
+        typer.echo("  signed commands: refused (no [commands] trusted_keys_file)")
+    else:
+        keys = ", ".join(sorted(commands.trusted_keys.keys))
+        typer.echo(f"  signed commands: from keys {keys} ({commands.trusted_keys_file})")
     for d in settings.devices:
         typer.echo(f"  {d.id:24} {d.type.value:14} {d.transport}:{d.address}  home={d.home}")
 

@@ -28,6 +28,12 @@ Port = Annotated[int, typer.Option(help="MQTT broker port", min=1, max=65535)]
 BlePort = Annotated[
     int, typer.Option(help="UDP port of the gateway's BLE sim backend (its ble.sim_port)")
 ]
+GattPort = Annotated[
+    int,
+    typer.Option(
+        help="TCP port the simulated BLE locks' GATT is served on (its ble.sim_gatt_port)"
+    ),
+]
 SerialDir = Annotated[Path, typer.Option(help="where the simulated serial ports are linked")]
 CameraPort = Annotated[int, typer.Option(help="HTTP port of the first simulated camera")]
 ScenarioArg = Annotated[
@@ -62,6 +68,7 @@ def _wiring(
     serial_dir: Path,
     camera_port: int,
     login: BrokerLogin | None = None,
+    gatt_port: int = 9751,
 ) -> Wiring:
     from trygg_sim.broker import ANONYMOUS
     from trygg_sim.play import Wiring
@@ -70,6 +77,7 @@ def _wiring(
         broker_host=host,
         broker_port=port,
         ble_port=ble_port,
+        ble_gatt_port=gatt_port,
         serial_dir=serial_dir,
         camera_port=camera_port,
         login=login or ANONYMOUS,
@@ -115,6 +123,7 @@ def sim_config(
     host: Host = "127.0.0.1",
     port: Port = 1883,
     ble_port: BlePort = 9750,
+    gatt_port: GattPort = 9751,
     serial_dir: SerialDir = SERIAL_DIR,
     camera_port: CameraPort = 8554,
     speed: Annotated[
@@ -138,7 +147,7 @@ def sim_config(
     """Write the gateway configuration that hears a scenario's devices (or a load's)."""
     from trygg_sim.play import gateway_config, to_toml
 
-    wiring = _wiring(host, port, ble_port, serial_dir, camera_port)
+    wiring = _wiring(host, port, ble_port, serial_dir, camera_port, gatt_port=gatt_port)
     given = {
         "username": gateway_username,
         "password": gateway_password,
@@ -180,6 +189,7 @@ def sim_run(
     host: Host = "127.0.0.1",
     port: Port = 1883,
     ble_port: BlePort = 9750,
+    gatt_port: GattPort = 9751,
     serial_dir: SerialDir = SERIAL_DIR,
     camera_port: CameraPort = 8554,
     speed: Annotated[
@@ -213,7 +223,7 @@ def sim_run(
     configure_logging(log_level)
     played = _scenario(scenario)
     login = _login(mqtt_username, mqtt_password, mqtt_ca_file)
-    wiring = _wiring(host, port, ble_port, serial_dir, camera_port, login)
+    wiring = _wiring(host, port, ble_port, serial_dir, camera_port, login, gatt_port)
     if cloud is not None and password is None:
         password = typer.prompt(f"password for {user}", hide_input=True)
     started = datetime.now(UTC)
@@ -262,6 +272,8 @@ def _where(scenario: Scenario, wiring: Wiring) -> str:
         parts.append(f"MQTT {wiring.broker_host}:{wiring.broker_port}")
     if scenario.devices_on("ble"):
         parts.append(f"BLE udp {wiring.ble_host}:{wiring.ble_port}")
+    if scenario.devices_on("ble_lock"):
+        parts.append(f"BLE lock GATT tcp {wiring.ble_host}:{wiring.ble_gatt_port}")
     if scenario.devices_on("radio", "nmea"):
         parts.append(f"serial {wiring.serial_dir}/")
     if scenario.devices_on("camera"):

@@ -3,7 +3,8 @@
 Devices announce themselves at the start, check in at their catalog interval (scaled by
 the scenario's speed and skewed by their clock drift), drain their batteries, report a
 low battery once, and may send duplicates or late packets; while their link is lost
-what they send is lost. Zigbee2MQTT locks obey ``/set`` commands and can jam.
+what they send is lost. Zigbee2MQTT locks obey ``/set`` commands and BLE locks commands
+written to their GATT (served over loopback TCP); either can jam or stay silent.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from devices import DeviceType
 from devices.catalog import CATALOG
 from devices.codecs.radio import Trigger
 
-from .ble import BleAdvertiser, BleAir
+from .ble import BleAdvertiser, BleAir, GattLock, GattServer
 from .broker import ANONYMOUS, BrokerLogin
 from .camera import BedroomCamera, Scene
 from .scenario import Scenario, SimDevice, parse_clock
@@ -56,6 +57,7 @@ class Wiring:
     base_topic: str = "zigbee2mqtt"
     ble_host: str = "127.0.0.1"
     ble_port: int = 9750
+    ble_gatt_port: int = 9751  # the BLE locks' GATT (TCP)
     serial_dir: Path = Path(tempfile.gettempdir()) / "trygg-sim"
     camera_host: str = "127.0.0.1"
     camera_port: int = 8554  # the first camera's; the next ones count up
@@ -101,8 +103,10 @@ def gateway_config(
     }
     serial: list[dict[str, Any]] = []
     devices: list[dict[str, Any]] = []
-    if scenario.devices_on("ble"):
+    if scenario.devices_on("ble", "ble_lock"):
         config["ble"] = {"backend": "sim", "sim_host": wiring.ble_host, "sim_port": wiring.ble_port}
+    if scenario.devices_on("ble_lock"):
+        config["ble"]["sim_gatt_port"] = wiring.ble_gatt_port
     if scenario.devices_on("radio"):
         path = str(wiring.serial_path(RADIO_PORT))
         serial.append({"name": RADIO_PORT, "path": path, "protocol": "radio"})
@@ -114,6 +118,8 @@ def gateway_config(
         entry["transport"] = d.transport
         if d.transport == "zigbee2mqtt":
             entry["address"] = d.z2m_name
+        elif d.transport == "ble_lock":
+            entry["address"] = d.mac
         elif d.transport == "ble":
             entry["address"] = d.mac
             if d.bindkey:
@@ -184,6 +190,7 @@ class _Device:
         self.jam_next = False
         self.zigbee: SimulatedZigbeeDevice | None = None
         self.ble: BleAdvertiser | None = None
+        self.gatt: GattLock | None = None
         self.radio: RadioTransmitter | None = None
         self.gps: GpsWalk | None = None
         self.port: PtyPort | None = None
@@ -216,8 +223,11 @@ class ScenarioRun:
         }
         self._radio_port: PtyPort | None = None
         self._air: BleAir | None = None
+        self._gatt: GattServer | None = None
         self._client: aiomqtt.Client | None = None
         self._t0 = 0.0
+        # Set once the Zigbee2MQTT locks are subscribed to their /set topics.
+        self.commands_ready = asyncio.Event()
         self._late: set[asyncio.TimerHandle] = set()
 
     # -- set-up ----------------------------------------------------------------------
@@ -242,6 +252,8 @@ class ScenarioRun:
                     trigger_based=spec.type in (DeviceType.ALARM_BUTTON, DeviceType.FALL_DETECTOR),
                     state={k: bool(v) for k, v in spec.state.items()},
                 )
+            elif spec.transport == "ble_lock":
+                device.gatt = GattLock(spec.mac, spec.battery, spec.lock_mode)
             elif spec.transport == "radio":
                 device.radio = RadioTransmitter(spec.radio_id, spec.battery, spec.rssi_dbm)
                 if self._radio_port is None:
@@ -267,7 +279,23 @@ class ScenarioRun:
                 cameras += 1
         if self.scenario.devices_on("ble"):
             self._air = BleAir(self.wiring.ble_host, self.wiring.ble_port)
+        locks = [d.gatt for d in self._devices.values() if d.gatt is not None]
+        if locks:
+            self._gatt = GattServer(locks)
+            await self._gatt.start(self.wiring.ble_host, self.wiring.ble_gatt_port)
         return self
+
+    def zigbee_state(self, device_id: str) -> dict[str, Any]:
+        """A simulated Zigbee2MQTT device's state as it last published it."""
+        zigbee = self._devices[device_id].zigbee
+        assert zigbee is not None, f"{device_id} is not a Zigbee2MQTT device"
+        return dict(zigbee.state)
+
+    def gatt_lock(self, device_id: str) -> GattLock:
+        """A simulated BLE lock, to look at what it was told and how it is."""
+        gatt = self._devices[device_id].gatt
+        assert gatt is not None, f"{device_id} is not a BLE lock"
+        return gatt
 
     async def __aexit__(self, *exc: object) -> None:
         for handle in self._late:
@@ -281,6 +309,8 @@ class ScenarioRun:
             self._radio_port.unplug()
         if self._air is not None:
             self._air.close()
+        if self._gatt is not None:
+            await self._gatt.close()
 
     # -- the clock -------------------------------------------------------------------
     def _loop_time(self) -> float:
@@ -347,8 +377,8 @@ class ScenarioRun:
     async def _firmware(self, device: _Device) -> None:
         """Check in at the catalog interval on the device's own (drifting) clock."""
         spec = device.spec
-        if spec.transport in ("camera", "nmea"):
-            return  # they stream all the time
+        if spec.transport in ("camera", "nmea", "ble_lock"):
+            return  # they stream all the time, or are connected to
         interval = CATALOG[spec.type].checkin * (1 + spec.clock_drift_ppm / 1e6)
         # Real devices are not in step: the first check-in comes at a random phase.
         wait = interval * device.rng.uniform(0.2, 1.0)
@@ -458,6 +488,10 @@ class ScenarioRun:
             await self._link(device, up=True)
         elif do == "battery":
             device.battery = float(args.get("pct", device.battery))
+            if device.gatt is not None:
+                device.gatt.change(
+                    device.gatt.status.state, device.gatt.status.cause, round(device.battery)
+                )
             await self._check_in(device)
         elif device.zigbee is not None:
             await self._apply_zigbee(device, device.zigbee, do, args)
@@ -512,6 +546,11 @@ class ScenarioRun:
             device.port.plug()
 
     async def _link(self, device: _Device, *, up: bool) -> None:
+        if device.gatt is not None:
+            device.gatt.linked = up
+            if not up:
+                device.gatt.drop_links()
+            return
         if device.camera is not None:
             if up:
                 device.camera.start(self.wiring.camera_host, device.camera_port)
@@ -535,9 +574,11 @@ class ScenarioRun:
             if d.zigbee is not None and d.spec.type is DeviceType.DIGITAL_LOCK
         }
         if client is None or not locks:
+            self.commands_ready.set()
             return
         for topic in locks:
             await client.subscribe(f"{topic}/set", qos=1)
+        self.commands_ready.set()
         async for message in client.messages:
             device = locks.get(str(message.topic).removesuffix("/set"))
             if device is None or not isinstance(message.payload, bytes):
@@ -553,9 +594,15 @@ class ScenarioRun:
     async def _operate(self, device: _Device, wanted: str) -> None:
         zigbee = device.zigbee
         assert zigbee is not None
+        mode = device.spec.lock_mode
+        if mode == "silent":
+            return
         device.battery = max(0.0, device.battery - 0.05)  # the motor is what drains a lock
         common = {"action_source_name": "rf", "battery": round(device.battery)}
-        if wanted == "UNLOCK":
+        if mode == "jams":
+            action = "unlock" if wanted == "UNLOCK" else "lock"
+            change = {"state": "UNLOCK", "lock_state": "not_fully_locked", "action": action}
+        elif wanted == "UNLOCK":
             change = {"state": "UNLOCK", "lock_state": "unlocked", "action": "unlock"}
         elif device.jam_next:
             device.jam_next = False

@@ -30,12 +30,13 @@ from .camera import Scene
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
-Transport = Literal["zigbee2mqtt", "ble", "radio", "nmea", "camera"]
+Transport = Literal["zigbee2mqtt", "ble", "ble_lock", "radio", "nmea", "camera"]
 
 # What each transport's devices can be told to do in a step, and by which types.
 ACTIONS: dict[str, set[str]] = {
     "zigbee2mqtt": {"set", "press", "command", "jam", "battery", "link_lost", "link_back"},
     "ble": {"set", "press", "battery", "link_lost", "link_back"},
+    "ble_lock": {"battery", "link_lost", "link_back"},
     "radio": {"press", "restore", "tamper", "battery", "link_lost", "link_back"},
     "nmea": {"walk", "stop", "indoors", "outdoors", "unplug", "plug"},
     "camera": {"scene", "low_light", "link_lost", "link_back"},
@@ -52,6 +53,7 @@ TYPES: dict[str, set[DeviceType]] = {
         DeviceType.CO,
         DeviceType.WATER_LEAK,
     },
+    "ble_lock": {DeviceType.DIGITAL_LOCK},
     "radio": {
         DeviceType.ALARM_BUTTON,
         DeviceType.FALL_DETECTOR,
@@ -105,6 +107,8 @@ class SimDevice(_Strict):
     late: float = Field(default=0.0, ge=0, le=1, description="share delivered late (BLE, radio)")
     rssi_dbm: int = Field(default=-65, ge=-120, le=0)
     state: dict[str, bool | int | float | str] = {}
+    # Locks: how they take a command (turn the bolt, jam, or ignore it).
+    lock: Literal["obeys", "jams", "silent"] | None = None
     # GPS pendants.
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
@@ -126,7 +130,13 @@ class SimDevice(_Strict):
             raise ValueError(f"device {self.id}: a GPS pendant needs latitude and longitude")
         if self.bindkey is not None and self.transport != "ble":
             raise ValueError(f"device {self.id}: only BLE devices have a bindkey")
+        if self.lock is not None and self.type is not DeviceType.DIGITAL_LOCK:
+            raise ValueError(f"device {self.id}: only locks have a lock behaviour")
         return self
+
+    @property
+    def lock_mode(self) -> str:
+        return self.lock or "obeys"
 
     @property
     def z2m_name(self) -> str:

@@ -9,8 +9,10 @@ one attempt that BlueZ needs. ``command`` passes an opaque signed command to the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -20,9 +22,19 @@ from bleak.exc import BleakError
 from bleak_retry_connector import establish_connection
 
 from devices import CodecError, UnexpectedValue
-from devices.codecs.blelock import COMMAND_UUID, STATE_UUID, decode_status
+from devices.codecs.blelock import (
+    COMMAND_UUID,
+    STATE_UUID,
+    LockCause,
+    LockState,
+    LockStatus,
+    decode_status,
+)
+from devices.wire import Command
 
+from ..actions import ActResult
 from ..backoff import Backoff
+from ..config import GatewayConfig
 from ..counters import DropReason
 from ..registry import RegisteredDevice
 from .plugin import Intake, TransportPlugin
@@ -53,6 +65,7 @@ class BleLockLink:
         self._client: BleakClient | None = None
         self._lost = asyncio.Event()
         self._notifications: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue(1000)
+        self._watchers: list[asyncio.Queue[LockStatus]] = []
         self.source = f"ble_lock:{device.config.address}"
 
     async def command(self, payload: bytes, timeout_s: float = 10.0) -> None:
@@ -139,10 +152,80 @@ class BleLockLink:
             except CodecError as exc:
                 self.pipeline.counters.drop(DropReason.MALFORMED, self.source, str(exc))
                 continue
+            if not initial:
+                for watcher in self._watchers:
+                    with contextlib.suppress(asyncio.QueueFull):
+                        watcher.put_nowait(status)
             await self.pipeline.accept(
                 self.device, status.observations(initial=initial), source=self.source
             )
 
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[asyncio.Queue[LockStatus]]:
+        """While open, every state the lock notifies."""
+        queue: asyncio.Queue[LockStatus] = asyncio.Queue(100)
+        self._watchers.append(queue)
+        try:
+            yield queue
+        finally:
+            self._watchers.remove(queue)
+
+
+class BleLockActor:
+    """Commands to a BLE lock: the signed command's JSON written to its command
+    characteristic; the lock's state notification with cause *remote* confirms it."""
+
+    def __init__(self, link: BleLockLink) -> None:
+        self.link = link
+
+    async def act(
+        self, device: RegisteredDevice, command: Command, answer_within_s: float
+    ) -> ActResult:
+        payload = command.model_dump_json().encode()
+        if len(payload) > MAX_COMMAND:
+            return ActResult("failed", "too_large", f"{len(payload)} bytes; at most {MAX_COMMAND}")
+        wanted = LockState.UNLOCKED if command.action == "unlock" else LockState.LOCKED
+        deadline = asyncio.get_running_loop().time() + answer_within_s
+        try:  # a link being connected again has the answer window to come back
+            async with asyncio.timeout_at(deadline):
+                await self.link.connected.wait()
+        except TimeoutError:
+            return ActResult("failed", "unreachable", f"lock {device.id} is not connected")
+        try:
+            async with asyncio.timeout_at(deadline):
+                with self.link.watch() as states:
+                    try:
+                        await self.link.command(payload, answer_within_s)
+                    except LockLinkError as exc:
+                        return ActResult("failed", "unreachable", str(exc))
+                    while True:
+                        status = await states.get()
+                        if status.state is LockState.JAMMED:
+                            return ActResult("failed", "jammed", "the lock reports jammed")
+                        if status.state is wanted and status.cause is LockCause.REMOTE:
+                            return ActResult(
+                                "done", None, f"the lock reports {wanted.name.lower()}"
+                            )
+        except TimeoutError:
+            return ActResult(
+                "failed", "no_answer", f"no state from the lock within {answer_within_s} s"
+            )
+
+
+def _link(config: GatewayConfig, device: RegisteredDevice, intake: Intake) -> BleLockLink:
+    backend: type[BaseBleakClient] | None = None
+    if config.ble is not None and config.ble.sim_gatt_port is not None:
+        from .ble_sim import sim_gatt_backend
+
+        backend = sim_gatt_backend(config.ble.sim_host, config.ble.sim_gatt_port)
+    return BleLockLink(device, intake, backend=backend)
+
 
 # A lock keeps a GATT link of its own; commands to it go through that link.
-PLUGINS = {"ble_lock": TransportPlugin("ble_lock", device_link=BleLockLink)}
+PLUGINS = {
+    "ble_lock": TransportPlugin(
+        "ble_lock",
+        device_link=_link,
+        actor=lambda link: BleLockActor(cast("BleLockLink", link)),
+    )
+}

@@ -171,4 +171,8 @@ class CameraTransport:
 
 
 # A camera's stream is its own link, opened when the camera is registered.
-PLUGINS = {"camera": TransportPlugin("camera", device_link=CameraTransport)}
+PLUGINS = {
+    "camera": TransportPlugin(
+        "camera", device_link=lambda _config, device, intake: CameraTransport(device, intake)
+    )
+}

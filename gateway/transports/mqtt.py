@@ -15,9 +15,11 @@ hands the message back until it is kept. That failure is logged once per outage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import cast
 
 import aiomqtt
@@ -30,7 +32,9 @@ from devices.codecs import (
     decode_bridge_devices,
     decode_state,
 )
+from devices.wire import Command
 
+from ..actions import ActResult, wanted_state
 from ..backoff import Backoff
 from ..config import GatewayConfig, Zigbee2MqttSection
 from ..counters import DropReason
@@ -69,6 +73,8 @@ class Zigbee2MqttTransport:
         self.connected = asyncio.Event()
         self.internal_errors = 0
         self.name = TRANSPORT
+        self.client: aiomqtt.Client | None = None  # while connected: commands go through it
+        self._watchers: dict[str, list[asyncio.Queue[bytes]]] = {}
 
     @property
     def ready(self) -> asyncio.Event:
@@ -81,6 +87,24 @@ class Zigbee2MqttTransport:
 
     def summary(self) -> str:
         return f"zigbee2mqtt messages received {self.received}, left unhandled {self.waiting}"
+
+    @contextlib.contextmanager
+    def watch(self, topic: str) -> Iterator[asyncio.Queue[bytes]]:
+        """While open, a copy of every message on ``topic`` (a device's state)."""
+        queue: asyncio.Queue[bytes] = asyncio.Queue(100)
+        self._watchers.setdefault(topic, []).append(queue)
+        try:
+            yield queue
+        finally:
+            watchers = self._watchers[topic]
+            watchers.remove(queue)
+            if not watchers:
+                del self._watchers[topic]
+
+    def _observed(self, topic: str, payload: bytes) -> None:
+        for queue in self._watchers.get(topic, ()):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(payload)
 
     def _intake(self, maxsize: int = 0) -> IntakeQueue:
         del maxsize  # aiomqtt's own bound would drop without regard to QoS
@@ -137,6 +161,7 @@ class Zigbee2MqttTransport:
                 async with client:
                     no_delay(client)
                     await client.subscribe(f"{s.base_topic}/#", qos=1)
+                    self.client = client
                     self.connected.set()
                     if not store_failing:
                         backoff.reset()
@@ -146,6 +171,7 @@ class Zigbee2MqttTransport:
                         if not isinstance(payload, bytes | bytearray):
                             payload = str(payload).encode() if payload is not None else b""
                         self._in_hand = 1
+                        self._observed(message.topic.value, bytes(payload))
                         again = message.mid in resent
                         resent.discard(message.mid)
                         try:
@@ -164,6 +190,7 @@ class Zigbee2MqttTransport:
                             log.warning("input is stored again; back to normal")
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
+                self.client = None
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     # The disconnect of a cancelled client may fail too: still a stop.
@@ -176,6 +203,7 @@ class Zigbee2MqttTransport:
             except StoreError as exc:
                 # Not acknowledged: the broker sends it again after we reconnect.
                 self.connected.clear()
+                self.client = None
                 if not store_failing:
                     log.error("could not store input (%s); not acked, taking it again", exc)
                 store_failing = True
@@ -286,5 +314,69 @@ def _broker(config: GatewayConfig, intake: Intake) -> Sequence[Zigbee2MqttTransp
     return [Zigbee2MqttTransport(section, config.gateway.id, messages.handle, dropped)]
 
 
-# Zigbee devices through the home's Zigbee2MQTT bridge: one broker link for all of them.
-PLUGINS = {TRANSPORT: TransportPlugin(TRANSPORT, links=_broker)}
+class Zigbee2MqttActor:
+    """Locks through Zigbee2MQTT: ``<base>/<friendly_name>/set`` ``{"state": "UNLOCK"}``,
+    then the lock's own state message says whether it did (``lock_state``)."""
+
+    def __init__(self, transport: Zigbee2MqttTransport) -> None:
+        self.transport = transport
+
+    async def act(
+        self, device: RegisteredDevice, command: Command, answer_within_s: float
+    ) -> ActResult:
+        transport = self.transport
+        deadline = asyncio.get_running_loop().time() + answer_within_s
+        try:  # a broker being connected again has the answer window to come back
+            async with asyncio.timeout_at(deadline):
+                await transport.connected.wait()
+        except TimeoutError:
+            return ActResult("failed", "unreachable", "the Zigbee2MQTT broker is not connected")
+        client = transport.client
+        if client is None:
+            return ActResult("failed", "unreachable", "the Zigbee2MQTT broker is not connected")
+        if device.status.online is False:
+            return ActResult("failed", "unreachable", "Zigbee2MQTT reports the lock offline")
+        topic = f"{transport.settings.base_topic.rstrip('/')}/{device.config.address}"
+        wanted = wanted_state(command.action)
+        with transport.watch(topic) as states:
+            try:
+                body = json.dumps({"state": command.action.upper()})
+                await client.publish(f"{topic}/set", body, qos=1)
+            except aiomqtt.MqttError as exc:
+                return ActResult("failed", "unreachable", f"could not publish: {exc}")
+            try:
+                async with asyncio.timeout_at(deadline):
+                    while True:
+                        state = _lock_state(await states.get())
+                        if state == wanted:
+                            return ActResult("done", None, f"the lock reports {state}")
+                        if state == "not_fully_locked":
+                            return ActResult(
+                                "failed", "jammed", "the lock reports not_fully_locked"
+                            )
+            except TimeoutError:
+                return ActResult(
+                    "failed",
+                    "no_answer",
+                    f"the lock did not report {wanted} in {answer_within_s} s",
+                )
+
+
+def _lock_state(payload: bytes) -> str | None:
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    state = body.get("lock_state") if isinstance(body, dict) else None
+    return state if isinstance(state, str) else None
+
+
+# Zigbee devices through the home's Zigbee2MQTT bridge: one broker link for all of them;
+# its locks take commands through it.
+PLUGINS = {
+    TRANSPORT: TransportPlugin(
+        TRANSPORT,
+        links=_broker,
+        actor=lambda link: Zigbee2MqttActor(cast("Zigbee2MqttTransport", link)),
+    )
+}

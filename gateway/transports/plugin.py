@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from devices import Signal
 from devices.codecs import Decoded
 
+from ..actions import DeviceActor
 from ..config import DeviceConfig, GatewayConfig
 from ..counters import InputCounters
 from ..registry import RegisteredDevice
@@ -114,9 +115,9 @@ class TransportPlugin:
     # The shared links this gateway's configuration asks for, built once at start.
     links: Callable[[GatewayConfig, Intake], Sequence[Link]] = _no_links
     # A link of the device's own, started when it is registered and stopped when removed.
-    device_link: Callable[[RegisteredDevice, Intake], DeviceLink] | None = None
+    device_link: Callable[[GatewayConfig, RegisteredDevice, Intake], DeviceLink] | None = None
     # Why a device cannot be paired on this gateway as configured; None when it can.
     pairing: Callable[[GatewayConfig, DeviceConfig], str | None] = _pairable
     # Given the running link (shared or the device's own), what carries out commands on
     # its devices; None for transports that only listen.
-    actor: Callable[[Any], object] | None = None
+    actor: Callable[[Any], DeviceActor] | None = None
