@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .clockwatch import ClockWatch
+from .commands import CommandService
 from .escalation import Escalator
-from .hub import AlarmHub
+from .hub import AlarmHub, CommandHub
 from .ingest import IngestWorker
 from .ratelimit import LoginLimiter
 from .settings import CloudSettings
@@ -25,4 +26,6 @@ class Services:
     supervisor: GatewaySupervisor
     escalator: Escalator
     clock_watch: ClockWatch
+    commands: CommandService
+    command_hub: CommandHub
     login_limiter: LoginLimiter = field(default_factory=LoginLimiter)

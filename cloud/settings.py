@@ -56,6 +56,20 @@ class CloudSettings(BaseSettings):
     clock_step_limit_s: float = Field(default=2.0, gt=0, le=3600)
     # Repeated events from one device within this time join its open alarm (a count).
     alarm_merge_window_s: int = Field(default=600, ge=0, le=86400)
+    # Signed commands (cloud/commands.py, docs/commands.md): the Ed25519 key commands are
+    # signed with (PKCS8 PEM). Without it, commands are off (in development, a key of
+    # this process's own is made). The trusted key files (public PEM, comma-separated)
+    # are exported to gateways beside it: a key being rotated in or out.
+    command_key_file: Path | None = None
+    command_trusted_key_files: str = Field(default="", max_length=4096)
+    # A command with no final result this long after it expired is marked expired; more
+    # than the clock difference a gateway accepts (devices.wire.COMMAND_CLOCK_SKEW_S).
+    command_expiry_grace_s: float = Field(default=45.0, ge=0, le=3600)
+    command_sweep_every_s: float = Field(default=1.0, gt=0, le=60)
+
+    @property
+    def command_trusted_key_paths(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.command_trusted_key_files.split(",") if p.strip()]
 
     @field_validator("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
     @classmethod
