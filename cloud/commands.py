@@ -4,7 +4,9 @@ A command is checked (the gateway is the caller's organisation's, the device is 
 gateway's inventory, the action is one it reports for the device), signed with the
 command key (cloud/commandkeys.py), stored as ``pending`` and committed, then published
 once, QoS 1, on the gateway's commands topic. It is never published again: a command not
-sent because the broker link is down is recorded ``failed`` with reason ``not_sent``.
+sent because the broker link is down is recorded ``failed`` with reason ``not_sent``; one
+handed to the link but not confirmed by the broker in time stays ``pending`` (it may have
+reached the gateway), for the gateway's result or the expiry sweep to settle.
 
 The gateway answers on its results topic; each result moves the record along
 
@@ -82,9 +84,17 @@ class CommandRefused(Exception):
         self.detail = detail
 
 
+class Delivery(StrEnum):
+    SENT = "sent"  # the broker confirmed it (PUBACK)
+    NOT_SENT = "not_sent"  # never left: no broker link
+    # Handed to the link, but not confirmed in time: it may yet have reached the
+    # gateway, so the command stays pending (its result, or the sweep, decides).
+    UNCONFIRMED = "unconfirmed"
+
+
 class Publisher(Protocol):
-    async def publish_command(self, topic: str, payload: str, timeout_s: float) -> bool:
-        """Publish once, QoS 1; False when it was not sent (no broker link)."""
+    async def publish_command(self, topic: str, payload: str, timeout_s: float) -> Delivery:
+        """Publish once, QoS 1, never again later."""
         ...
 
 

@@ -42,7 +42,7 @@ from devices.wire import (
 from .alarms import record_event
 from .brokerlink import broker_options
 from .clock import database_now
-from .commands import CommandService
+from .commands import CommandService, Delivery
 from .db import Gateway
 from .hub import AlarmHub, CommandHub
 from .inventory import REFUSALS, IntakeCheck, Verdict, apply_inventory
@@ -216,19 +216,23 @@ class IngestWorker:
                 retain=True,
             )
 
-    async def publish_command(self, topic: str, payload: str, timeout_s: float) -> bool:
-        """A signed command, once, QoS 1 (cloud/commands.py): False when not sent. Never
-        queued for later: a command published after a reconnect could be executed after
-        the person who asked for it was told it failed."""
+    async def publish_command(self, topic: str, payload: str, timeout_s: float) -> Delivery:
+        """A signed command, once, QoS 1 (cloud/commands.py). Never queued for later: a
+        command published after a reconnect could be executed after the person who asked
+        for it was told it failed. (Each connection is a new client: what the last one
+        had not sent dies with it.)"""
         client = self._client
         if client is None or not self.connected.is_set():
-            return False
+            return Delivery.NOT_SENT
         try:
             await client.publish(topic, payload, qos=1, timeout=timeout_s)
-        except aiomqtt.MqttError as exc:
+        except aiomqtt.MqttCodeError as exc:  # refused at once: the link is down
             log.warning("command on %s not sent: %s", topic, exc)
-            return False
-        return True
+            return Delivery.NOT_SENT
+        except aiomqtt.MqttError as exc:  # sent, perhaps, but not confirmed in time
+            log.warning("command on %s not confirmed by the broker: %s", topic, exc)
+            return Delivery.UNCONFIRMED
+        return Delivery.SENT
 
     def relay(self, org_id: str, change: AlarmChange) -> None:
         """Tell the other replicas' consoles of a change made here (best effort: a console
