@@ -550,3 +550,37 @@ def test_the_gateway_bundle_carries_the_trusted_keys_and_its_commands_section(
         "cloud", "add-gateway", "org-a", "gw-1", f"--bundle={tmp_path / 'x'}", *args, env=env
     )
     assert code == 2 and "missing.pem" in output
+
+
+async def test_a_replicas_consoles_see_commands_made_and_answered_at_another(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Two replicas on one database and broker, one key: a command made at A, its result
+    taken by whichever replica the broker gives it to, both seen on B's stream."""
+    key = tmp_path / "command-key.pem"
+    new_key_file(key)
+    async with throwaway_database() as url:
+
+        def settings(name: str) -> CloudSettings:
+            broker = cloud_broker(mosquitto.port)
+            return CloudSettings(
+                database_url=url, command_key_file=key, mqtt_client_id=name, **broker
+            )
+
+        async with run_cloud(settings("replica-a")) as a, run_cloud(settings("replica-b")) as b:
+            await publish_inventory(a, DEVICES)
+            seen: list[str] = []
+            http = await b.authed("stina")
+            async with http, http.stream("GET", "/api/v1/commands/stream", timeout=20) as stream:
+                lines = stream.aiter_lines()
+                assert await anext(lines) == "retry: 2000"
+                command = await sent(a)
+                await answer(a, command["id"], "accepted")
+                await wait_until(lambda: reaches(b, command["id"], "accepted"))
+                await answer(a, command["id"], "done")
+                async for line in lines:
+                    if line.startswith("data: "):
+                        seen.append(json.loads(line.removeprefix("data: "))["command"]["state"])
+                        if seen[-1] == "done":
+                            break
+    assert seen == ["pending", "accepted", "done"]
