@@ -184,17 +184,20 @@ class CommandService:
         await session.commit()  # stored before it is sent: its result may come at once
         self.hub.publish(user.org_id, CommandChange(type="created", command=public(record)))
         topic = commands_topic(gateway_id)
-        if await self.publisher.publish_command(
+        delivery = await self.publisher.publish_command(
             topic, command.model_dump_json(), PUBLISH_TIMEOUT_S
-        ):
+        )
+        if delivery is not Delivery.NOT_SENT:
             self.published += 1
+            how = "" if delivery is Delivery.SENT else " (not confirmed by the broker)"
             log.info(
-                "command %s: %s %s/%s by %s",
+                "command %s: %s %s/%s by %s%s",
                 command.id,
                 action,
                 gateway_id,
                 device_id,
                 user.username,
+                how,
             )
             return public(record)
         self.not_sent += 1

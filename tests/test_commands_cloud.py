@@ -22,7 +22,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 
 from cloud import CloudSettings
-from cloud.commandkeys import export_trusted_keys, new_key_file
+from cloud.commandkeys import (
+    export_trusted_keys,
+    load_command_keys,
+    new_key_file,
+    read_public_key,
+)
 from cloud.db import AuditEntry
 from devices.wire import (
     Command,
@@ -390,7 +395,7 @@ async def test_bad_bodies_and_paths_are_422_and_make_nothing(cloud: RunningCloud
 
 
 async def test_without_a_key_production_says_commands_are_off(
-    mosquitto: Mosquitto, tmp_path: Path
+    mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = CloudSettings(
         environment="production",
@@ -399,6 +404,8 @@ async def test_without_a_key_production_says_commands_are_off(
         **cloud_broker(mosquitto.port),
     )
     async with run_cloud(settings) as cloud:
+        said = "commands are off: TRYGG_COMMAND_KEY_FILE is not set (docs/commands.md)"
+        assert said in caplog.messages
         await publish_inventory(cloud, DEVICES)
         response = await send(cloud)
         assert response.status_code == 503
@@ -413,7 +420,7 @@ async def test_a_command_that_cannot_be_sent_is_failed_not_sent_and_never_sent_l
     mosquitto.stop()
     await wait_until(lambda: not cloud.ingest.connected.is_set())
     response = await send(cloud)
-    assert response.status_code == 503 and "not_sent" in response.json()["detail"]
+    assert response.status_code == 503 and "not_sent" in response.json()["detail"], response.text
     mosquitto.start()
     await wait_until(cloud.ingest.connected.is_set, 20)
     async with await cloud.authed("tove") as http:
@@ -453,6 +460,33 @@ def test_command_key_new_writes_a_private_key_and_never_overwrites(tmp_path: Pat
     assert code == 2 and "error:" in output
 
 
+def test_development_makes_a_key_of_its_own_and_production_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    development = load_command_keys(CloudSettings(environment="development"))
+    assert development.ephemeral and development.signing is not None
+    assert development.disabled is None and len(development.trusted) == 1
+    assert any("made for this process only" in m for m in caplog.messages)
+    again = load_command_keys(CloudSettings(environment="development"))
+    assert again.key_id != development.key_id  # one per process start, never reused
+    production = load_command_keys(
+        CloudSettings(environment="production", secret_key="a-production-secret-0123456789abc")
+    )
+    assert (production.signing, production.trusted) == (None, ())
+    assert production.disabled == "commands are off: TRYGG_COMMAND_KEY_FILE is not set"
+
+
+def test_command_key_public_writes_the_public_half(tmp_path: Path) -> None:
+    key = tmp_path / "k.pem"
+    assert _trygg("cloud", "command-key", "new", f"--out={key}")[0] == 0
+    out = tmp_path / "again.pub"
+    code, output = _trygg("cloud", "command-key", "public", f"--key={key}", f"--out={out}")
+    assert code == 0, output
+    assert out.read_bytes() == Path(f"{key}.pub").read_bytes()
+    code, output = _trygg("cloud", "command-key", "public", f"--key={out}", f"--out={out}.x")
+    assert code == 2 and "not an unencrypted PKCS8 PEM key" in output
+
+
 def test_command_key_export_writes_the_signing_key_and_the_trusted_ones(tmp_path: Path) -> None:
     old, new = tmp_path / "old.pem", tmp_path / "new.pem"
     for key in (old, new):
@@ -470,8 +504,6 @@ def test_command_key_export_writes_the_signing_key_and_the_trusted_ones(tmp_path
     body = json.loads(out.read_text())
     ids = [k["key_id"] for k in body["keys"]]
     # The signing key first, then the old one; the signing key's own public file once.
-    from cloud.commandkeys import load_command_keys, read_public_key
-
     assert ids == [
         key_id_of(read_public_key(Path(f"{new}.pub"))),
         key_id_of(read_public_key(Path(f"{old}.pub"))),

@@ -286,6 +286,22 @@ def command_key_new(
     typer.echo(f"{out}: command key {key_id} (public key in {public})")
 
 
+@command_key_app.command("public")
+def command_key_public(
+    key: Annotated[Path, typer.Option(help="a signing key file (PKCS8 PEM)")],
+    out: Annotated[Path, typer.Option(help="where to write its public key (PEM)")],
+) -> None:
+    """Write a signing key's public key, for TRYGG_COMMAND_TRUSTED_KEY_FILES (a rotation)."""
+    from cloud.commandkeys import CommandKeyError, public_pem
+
+    try:
+        out.write_bytes(public_pem(key))
+    except CommandKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{out}: public key of {key}")
+
+
 @command_key_app.command("export")
 def command_key_export(
     out: Annotated[Path, typer.Option(help="the trusted keys file to write for gateways")],
