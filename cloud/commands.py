@@ -61,11 +61,9 @@ class CommandState(StrEnum):
     EXPIRED = "expired"
 
 
-FINAL = frozenset(
-    {CommandState.DONE, CommandState.FAILED, CommandState.REFUSED, CommandState.EXPIRED}
-)
 OPEN = (CommandState.PENDING, CommandState.ACCEPTED)
-# The states a result's outcome may move a command from.
+# The states a result's outcome may move a command from; none moves a final one (done,
+# failed, refused, expired).
 MOVES_FROM: dict[CommandState, tuple[CommandState, ...]] = {
     CommandState.ACCEPTED: (CommandState.PENDING,),
     CommandState.REFUSED: (CommandState.PENDING,),
@@ -104,7 +102,6 @@ class ResultDrop(StrEnum):
     UNKNOWN_COMMAND = "result_unknown_command"
     WRONG_GATEWAY = "result_wrong_gateway"
     NOT_APPLICABLE = "result_not_applicable"  # the command's state allows no such step
-    DATABASE_ERROR = "database_error"
 
 
 def public(record: CommandRecord) -> CommandPublic:
