@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import delete, select
@@ -93,6 +94,10 @@ async def ensure_resident(
     home_id: str,
     name: str,
     contacts: list[dict[str, str]] | None = None,
+    *,
+    born: date | None = None,
+    language: str | None = None,
+    notes: str = "",
 ) -> Resident:
     resident = await session.get(Resident, (org_id, resident_id))
     if resident is None:
@@ -101,8 +106,10 @@ async def ensure_resident(
             id=resident_id,
             home_id=home_id,
             name=name,
-            notes="",
+            notes=notes,
             contacts=contacts or [],
+            born=born,
+            language=language,
         )
         session.add(resident)
         await session.flush()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -50,10 +51,22 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON}
 
 
+DEFAULT_ANSWER_TARGET_S = 60
+DEFAULT_TIME_ZONE = "Europe/Stockholm"
+
+
 class Organisation(Base):
     __tablename__ = "organisations"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # How soon its operators should take an alarm (the consoles colour waiting alarms
+    # against it), and the zone its people read times in.
+    answer_target_s: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_ANSWER_TARGET_S, server_default=str(DEFAULT_ANSWER_TARGET_S)
+    )
+    time_zone: Mapped[str] = mapped_column(
+        String(64), default=DEFAULT_TIME_ZONE, server_default=DEFAULT_TIME_ZONE
+    )
 
 
 class User(Base):
@@ -99,6 +112,9 @@ class Resident(Base):
     name: Mapped[str] = mapped_column(String(200))
     notes: Mapped[str] = mapped_column(String(2000), default="")
     contacts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    born: Mapped[date | None] = mapped_column(Date)
+    # The language to speak with them, as a BCP 47 tag ("sv", "fi", "ar", ...).
+    language: Mapped[str | None] = mapped_column(String(35))
 
 
 class Device(Base):

@@ -16,7 +16,7 @@ transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -263,6 +263,26 @@ async def resolve_by_system(
     }
     step = Plan(AlarmState.RESOLVED, changes, {"outcome": outcome.value})
     await cas(session, alarm, Action.RESOLVE.value, SYSTEM, step, now)
+
+
+async def recent_of_resident(
+    session: AsyncSession, alarm: Alarm, *, days: int = 30, limit: int = 20
+) -> list[Alarm]:
+    """The resident's other alarms since ``days`` before this one, newest first."""
+    if alarm.resident_id is None:
+        return []
+    rows = await session.execute(
+        select(Alarm)
+        .where(
+            Alarm.org_id == alarm.org_id,
+            Alarm.resident_id == alarm.resident_id,
+            Alarm.id != alarm.id,
+            Alarm.received_at >= alarm.received_at - timedelta(days=days),
+        )
+        .order_by(Alarm.received_at.desc(), Alarm.id.desc())
+        .limit(limit)
+    )
+    return list(rows.scalars())
 
 
 async def history(session: AsyncSession, alarm_id: int) -> list[AlarmTransition]:

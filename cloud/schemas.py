@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, computed_field
@@ -77,8 +77,23 @@ class ResidentContext(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
     name: str
+    born: date | None = None
+    language: str | None = None
     notes: str
     contacts: list[dict[str, Any]]
+
+
+class RecentAlarm(BaseModel):
+    """One of the resident's earlier alarms and how it ended: an operator who sees ten
+    presses today calls differently."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    kind: str
+    priority: str
+    state: str
+    received_at: datetime
+    outcome: str | None
 
 
 class AlarmDetail(BaseModel):
@@ -86,6 +101,8 @@ class AlarmDetail(BaseModel):
     history: list[TransitionPublic]
     home: HomeContext | None = None
     resident: ResidentContext | None = None  # reading it is logged in the audit log
+    # The resident's other alarms of the last 30 days, newest first (at most 20).
+    recent: list[RecentAlarm] = []
 
 
 class AlarmChange(BaseModel):

@@ -15,6 +15,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 # The clock-step tests move the dispatch service's wall clock with libfaketime.
 compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || missing+=(libfaketime)
+# axe-core, which checks the consoles' accessibility in the browser tests, comes from npm.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   $sudo apt-get update -qq
@@ -38,6 +40,15 @@ if ! psql "$TRYGG_TEST_PG_DSN" -qAtc 'select 1' >/dev/null 2>&1; then
 fi
 
 scripts/setup-venv.sh dev
+
+AXE_VERSION=4.10.3
+if [ ! -s .cache/axe-core/axe.min.js ] || ! grep -q "\"version\": \"$AXE_VERSION\"" .cache/axe-core/package.json; then
+  echo "fetching axe-core $AXE_VERSION from npm"
+  rm -rf .cache/axe-core .cache/axe-core-*.tgz
+  mkdir -p .cache
+  (cd .cache && npm pack --silent "axe-core@$AXE_VERSION" >/dev/null && tar xzf "axe-core-$AXE_VERSION.tgz" \
+    && mv package axe-core && rm "axe-core-$AXE_VERSION.tgz")
+fi
 
 echo "ruff";  .venv/bin/ruff check .
 echo "ruff format"; .venv/bin/ruff format --check . >/dev/null

@@ -43,6 +43,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -207,17 +208,19 @@ def gateway_process(
     timeseries_url: str,
     core: int | None,
     uplink_port: int | None = None,
+    devices: list[dict[str, str]] | None = None,
+    extra: str = "",
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     store = work / "gateway.db"
     config = work / "gateway.toml"
-    extra = f'[timeseries]\nurl = "{timeseries_url}"\npoll_s = 0.2\ntimeout_s = 5\n'
+    extra += f'[timeseries]\nurl = "{timeseries_url}"\npoll_s = 0.2\ntimeout_s = 5\n'
     config.write_text(
         gateway_toml(
             gateway_id=GATEWAY_ID,
             store=store,
             z2m_port=broker.port,
             uplink_port=uplink_port or broker.port,
-            devices=DEVICES,
+            devices=devices or DEVICES,
             extra=extra,
         )
     )
@@ -725,13 +728,16 @@ def _python_pid(pid: int) -> int:
     return next((c for c in _children(pid)), pid)
 
 
-def run_cloud(work: Path, database_url: str, broker: Mosquitto) -> subprocess.Popen[bytes]:
+def run_cloud(
+    work: Path, database_url: str, broker: Mosquitto, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "TRYGG_ENVIRONMENT": "development",
         "TRYGG_DATABASE_URL": database_url,
         **cloud_env(broker.port),
         "TRYGG_MQTT_CLIENT_ID": f"trygg-cloud-bench-{broker.port}",
+        **(extra_env or {}),
     }
     subprocess.run(
         [sys.executable, "-m", "trygg", "cloud", "add-gateway", "bench", GATEWAY_ID],
@@ -863,6 +869,221 @@ def phase_latency(work: Path, alarms: int) -> dict[str, float]:
         asyncio.run(drop_database(database))
         victoria.stop()
         broker.stop()
+
+
+BENCH_LOCK = {
+    "id": "lock-1",
+    "type": "digital_lock",
+    "address": "front_door_lock",
+    "home": "home-1",
+}
+COMMAND_FINAL = {"done", "failed", "refused", "expired"}
+TECH_PASSWORD = ("--password", "bench-technician")
+
+
+class LockOnZigbee2Mqtt:
+    """The front door's lock as Zigbee2MQTT shows it: every ``/set`` is obeyed at once and
+    the new state reported, as the simulator's lock does."""
+
+    def __init__(self, port: int) -> None:
+        self.subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-lock")
+        paho_login(self.client)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_args: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self.subscribed.wait(10):
+            raise TimeoutError("the bench lock did not subscribe to its /set topic")
+
+    def _on_connect(self, client: paho.Client, *_args: object) -> None:
+        client.subscribe(f"zigbee2mqtt/{BENCH_LOCK['address']}/set", qos=1)
+
+    def _on_message(
+        self, client: paho.Client, _userdata: object, message: paho.MQTTMessage
+    ) -> None:
+        wanted = str(json.loads(message.payload).get("state", "")).upper()
+        state = {"UNLOCK": "unlocked", "LOCK": "locked"}.get(wanted)
+        if state is not None:
+            report = {"state": wanted, "lock_state": state, "battery": 90, "linkquality": 120}
+            client.publish(f"zigbee2mqtt/{BENCH_LOCK['address']}", json.dumps(report), qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class CommandStream:
+    """The dispatch service's live stream of commands, read in a thread: when each command
+    reached a final state, as a client of the stream learns it."""
+
+    def __init__(self, api: str, token: str) -> None:
+        import httpx
+
+        self.final: dict[str, tuple[str, float]] = {}
+        self.changed = threading.Condition()
+        self.open = threading.Event()
+        self._http = httpx.Client(
+            base_url=api, timeout=httpx.Timeout(10, read=None), headers=_bearer(token)
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        if not self.open.wait(10):
+            raise TimeoutError("the command stream did not open")
+
+    def _read(self) -> None:
+        import httpx
+
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            self._http.stream("GET", "/api/v1/commands/stream") as response,
+        ):
+            response.raise_for_status()
+            self.open.set()
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                change = json.loads(line.removeprefix("data:"))
+                if change.get("state") in COMMAND_FINAL:
+                    with self.changed:
+                        self.final[change["id"]] = (change["state"], time.perf_counter())
+                        self.changed.notify_all()
+
+    def wait(self, command_id: str, limit_s: float = 10.0) -> tuple[str, float]:
+        with self.changed:
+            if not self.changed.wait_for(lambda: command_id in self.final, limit_s):
+                raise TimeoutError(f"command {command_id} did not finish within {limit_s} s")
+            return self.final[command_id]
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def phase_commands(work: Path, commands: int) -> dict[str, float]:
+    """Signed commands: API call -> broker (TLS) -> gateway checks -> the lock's /set ->
+    its confirmed state -> ``done`` committed and on the live stream; idle, then with
+    5,000 readings/s flowing through the same gateway."""
+    import httpx
+
+    broker = Mosquitto(work)
+    broker.start()
+    victoria = VictoriaMetrics(work)
+    victoria.start()
+    database = asyncio.run(create_database())
+    key, trusted = work / "command-key.pem", work / "dispatch-keys.json"
+    keys_env = {**os.environ, "TRYGG_COMMAND_KEY_FILE": str(key)}
+    trygg = [sys.executable, "-m", "trygg", "cloud"]
+    subprocess.run([*trygg, "command-key", "new", "--out", str(key)], check=True, env=keys_env)
+    subprocess.run(
+        [*trygg, "command-key", "export", "--out", str(trusted)], check=True, env=keys_env
+    )
+    cloud = run_cloud(work, asyncpg_url(database), broker, {"TRYGG_COMMAND_KEY_FILE": str(key)})
+    subprocess.run(
+        [*trygg, "add-user", "bench", "bench-tech", *("--role", "technician"), *TECH_PASSWORD],
+        check=True,
+        env={**keys_env, "TRYGG_DATABASE_URL": asyncpg_url(database)},
+        stdout=subprocess.DEVNULL,
+    )
+    api = f"http://127.0.0.1:{_cloud_port(work)}"
+    lock = LockOnZigbee2Mqtt(broker.port)
+    extra = f'[commands]\ntrusted_keys_file = "{trusted}"\nno_answer_s = 5\n'
+    try:
+        with (
+            gateway_process(
+                work,
+                broker,
+                timeseries_url=victoria.url,
+                core=1,
+                devices=[*DEVICES, BENCH_LOCK],
+                extra=extra,
+            ),
+            httpx.Client(base_url=api, timeout=10) as http,
+        ):
+            token = http.post(
+                "/api/v1/auth/token",
+                data={"username": "bench-tech", "password": "bench-technician"},
+            ).json()["access_token"]
+            http.headers.update(_bearer(token))
+            stream = CommandStream(api, token)
+            route = f"/api/v1/gateways/{GATEWAY_ID}/commands"
+
+            def send(action: str) -> float:
+                started = time.perf_counter()
+                response = http.post(route, json={"device_id": "lock-1", "action": action})
+                if response.status_code != 202:
+                    raise RuntimeError(f"{route}: {response.status_code} {response.text}")
+                state, at = stream.wait(response.json()["id"])
+                if state != "done":
+                    raise RuntimeError(f"a bench command ended {state}: {response.text}")
+                return (at - started) * 1000
+
+            # The lock is known once the gateway's inventory reached the dispatch service.
+            wait_for(
+                lambda: _lock_known(http, route, stream),
+                60,
+                "the lock in the dispatch service's inventory",
+                interval_s=0.2,
+            )
+            for n in range(10):  # warm-up
+                send("lock" if n % 2 else "unlock")
+            idle = sorted(send("lock" if n % 2 else "unlock") for n in range(commands))
+
+            background = Publisher(broker.port, "bench-background")
+            stop = threading.Event()
+
+            def readings_at_5000_per_s() -> None:
+                n, next_tick = 0, time.monotonic()
+                while not stop.is_set():
+                    for _ in range(10):
+                        background.publish(f"zigbee2mqtt/sensor-{n % SENSORS}", sensor_message(n))
+                        n += 1
+                    next_tick += 0.01
+                    time.sleep(max(0.0, next_tick - time.monotonic()))
+
+            pump = threading.Thread(target=readings_at_5000_per_s, daemon=True)
+            pump.start()
+            time.sleep(2.0)  # the pump reaches its rate
+            loaded = sorted(send("lock" if n % 2 else "unlock") for n in range(commands))
+            stop.set()
+            pump.join(5)
+            background.close()
+            stream.close()
+    finally:
+        lock.close()
+        stop_process(cloud)
+        asyncio.run(drop_database(database))
+        victoria.stop()
+        broker.stop()
+
+    def p(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(len(values) * q))]
+
+    log(
+        f"commands: {commands} idle, p50 {p(idle, 0.5):.1f} ms, p99 {p(idle, 0.99):.1f} ms; "
+        f"{commands} with 5,000 readings/s, p50 {p(loaded, 0.5):.1f} ms, "
+        f"p99 {p(loaded, 0.99):.1f} ms"
+    )
+    return {
+        "command_roundtrip_ms_p50": round(p(idle, 0.5), 2),
+        "command_roundtrip_ms_p99": round(p(idle, 0.99), 2),
+        "command_roundtrip_loaded_ms_p50": round(p(loaded, 0.5), 2),
+        "command_roundtrip_loaded_ms_p99": round(p(loaded, 0.99), 2),
+    }
+
+
+def _lock_known(http: Any, route: str, stream: CommandStream) -> bool:
+    """Whether the dispatch service takes a command for the lock yet: a real one, which
+    the lock carries out, waited for so that the next finds the lock free."""
+    response = http.post(route, json={"device_id": "lock-1", "action": "lock"})
+    if response.status_code != 202:
+        return False
+    stream.wait(response.json()["id"])
+    return True
 
 
 async def _legs(url: str, published_at: list[float]) -> dict[str, float]:
@@ -1316,6 +1537,7 @@ def main() -> None:
     )
     parser.add_argument("--ingest-messages", type=int, default=100_000)
     parser.add_argument("--alarms", type=int, default=300)
+    parser.add_argument("--commands", type=int, default=200, help="signed commands per load")
     parser.add_argument("--serial-frames", type=int, default=200_000)
     parser.add_argument(
         "--only", help="comma-separated phases to run (codecs,pipeline,ingest,serial,...)"
@@ -1346,6 +1568,7 @@ def main() -> None:
             ("ingest", lambda w: phase_ingest(w, args.ingest_messages)),
             ("serial", lambda w: phase_serial(w, args.serial_frames)),
             ("latency", lambda w: phase_latency(w, args.alarms)),
+            ("commands", lambda w: phase_commands(w, args.commands)),
             ("drain", lambda w: phase_drain_and_reconnect(w, args.backlog)),
             ("sim_load", lambda w: phase_sim_load(w, args.sim_load_seconds)),
             ("cloud", lambda w: phase_cloud(w, args.cloud_alarms, 10_000, args.heartbeats)),

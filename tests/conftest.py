@@ -6,7 +6,7 @@ import itertools
 import os
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from devices.wire import EventEnvelope, Inventory, InventoryDevice, inventory_to
 from gateway import Gateway, GatewayConfig, Store
 from trygg.serve import make_server, wait_started
 
+from .browser import browser  # noqa: F401  (the consoles' tests' fixture)
 from .servers import (
     DISPATCH,
     ZIGBEE2MQTT,
@@ -150,7 +151,17 @@ async def seed_cloud(settings: CloudSettings) -> None:
             session, "org-a", "home-12", "Storgatan 12, Malmö", "key safe by the door, 4711"
         )
         contact = {"name": "Lena", "relation": "daughter", "phone": "+46 70 123 45 67"}
-        await ensure_resident(session, "org-a", "res-12", "home-12", "Ingrid", [contact])
+        await ensure_resident(
+            session,
+            "org-a",
+            "res-12",
+            "home-12",
+            "Ingrid",
+            [contact],
+            born=date(1936, 4, 2),
+            language="sv",
+            notes="hard of hearing: let the phone ring long",
+        )
         await session.commit()
 
 

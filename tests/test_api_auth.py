@@ -32,6 +32,7 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
     ("POST", "/api/v1/alarms/{id}/on-site", {"operator", "supervisor", "staff"}, None),
     ("POST", "/api/v1/alarms/{id}/resolve", HANDLERS, {"outcome": "help_given"}),
     ("GET", "/api/v1/statistics", {"supervisor", "admin"}, None),
+    ("GET", "/api/v1/me", {"operator", "supervisor", "admin", "staff", "technician"}, None),
     ("GET", "/api/v1/teams", {"admin", "supervisor", "operator"}, None),
     ("POST", "/api/v1/teams", {"admin"}, {"name": "Night patrol"}),
     ("GET", "/api/v1/users", {"admin", "supervisor", "operator"}, None),
@@ -359,3 +360,23 @@ _MISSING = {
     "gateway_id": "no-such-gateway",
     "command_id": "no-such-command",
 }
+
+
+async def test_me_names_the_caller_and_their_organisations_console_settings(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    async with sqlite_cloud.client() as http:
+        assert (await http.get("/api/v1/me")).status_code == 401
+        bad = {"Authorization": "Bearer not-a-token"}
+        assert (await http.get("/api/v1/me", headers=bad)).status_code == 401
+    for username, org, role in (("anna", "org-a", "operator"), ("ulla", "org-b", "supervisor")):
+        async with await sqlite_cloud.authed(username) as http:
+            me = (await http.get("/api/v1/me")).json()
+        assert me == {
+            "username": username,
+            "role": role,
+            "org_id": org,
+            "org_name": org.upper(),
+            "answer_target_s": 60,
+            "time_zone": "Europe/Stockholm",
+        }

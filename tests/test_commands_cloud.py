@@ -299,7 +299,7 @@ async def test_the_live_stream_sees_pending_then_done(cloud: RunningCloud) -> No
         await answer(cloud, command["id"], "done")
         async for line in lines:
             if line.startswith("data: "):
-                change = json.loads(line.removeprefix("data: "))["command"]
+                change = json.loads(line.removeprefix("data: "))
                 assert change["id"] == command["id"]
                 seen.append((change["state"], change["device_id"]))
                 if change["state"] == "done":
@@ -612,7 +612,7 @@ async def test_a_replicas_consoles_see_commands_made_and_answered_at_another(
                 await answer(a, command["id"], "done")
                 async for line in lines:
                     if line.startswith("data: "):
-                        seen.append(json.loads(line.removeprefix("data: "))["command"]["state"])
+                        seen.append(json.loads(line.removeprefix("data: "))["state"])
                         if seen[-1] == "done":
                             break
     assert seen == ["pending", "accepted", "done"]

@@ -8,49 +8,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from cloud import CloudSettings
 from gateway import Gateway
 
+from .browser import sign_in
 from .conftest import RunningCloud, publish, seed_cloud
 from .servers import DispatchProcess, Mosquitto, cloud_broker, cloud_env
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if CHROMIUM is None:
-        pytest.fail("chromium is not installed: scripts/test.sh installs it")
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        await b.close()
-
-
-async def sign_in(page: Page, url: str, username: str, password: str) -> None:
-    await page.goto(url)
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
 
 
 async def test_console_shows_alarms_live_most_urgent_first_and_acknowledges(
@@ -133,6 +104,9 @@ async def test_an_operator_takes_an_alarm_from_claim_to_resolved_and_a_colleague
     # Bert's queue shows who has it, live; if he tries anyway he is told.
     bert_row = bert.locator("#alarms tr").first
     await expect(bert_row).to_contain_text("claimed by anna", timeout=10_000)
+    await expect(bert_row).to_contain_text("anna has it")
+    await expect(bert_row).to_have_class(re.compile(r"\btheirs\b"))
+    await expect(row).not_to_have_class(re.compile(r"\btheirs\b"))
     await bert_row.get_by_role("button", name="Acknowledge").click()
     await expect(bert.locator("#status")).to_contain_text("claimed by anna")
 
@@ -143,7 +117,7 @@ async def test_an_operator_takes_an_alarm_from_claim_to_resolved_and_a_colleague
     await expect(detail).to_contain_text("Storgatan 12, Malmö")
     await expect(detail).to_contain_text("key safe by the door, 4711")
     await expect(detail).to_contain_text("Lena (daughter), +46 70 123 45 67")
-    await expect(detail).to_contain_text("claim by anna")
+    await expect(detail).to_contain_text("claimed by anna")
 
     await row.get_by_role("button", name="Acknowledge").click()
     await expect(row).to_contain_text("acknowledged by anna", timeout=10_000)
@@ -151,7 +125,7 @@ async def test_an_operator_takes_an_alarm_from_claim_to_resolved_and_a_colleague
     await row.get_by_label("Staff member").select_option("sara")
     await row.get_by_role("button", name="Send").click()
     await expect(row).to_contain_text("assigned to sara", timeout=10_000)
-    await expect(detail).to_contain_text("assign by anna (sara)")
+    await expect(detail).to_contain_text("assigned by anna (sara)")
     await row.get_by_role("button", name="Resolve…").click()
     await row.get_by_label("Outcome").select_option("false_alarm")
     await row.get_by_label("Note").fill("pressed while dressing")
@@ -159,7 +133,7 @@ async def test_an_operator_takes_an_alarm_from_claim_to_resolved_and_a_colleague
     await expect(anna.locator("#alarms tr")).to_have_count(0, timeout=10_000)
     await expect(anna.locator("#empty")).to_be_visible()
     await expect(bert.locator("#alarms tr")).to_have_count(0, timeout=10_000)
-    await expect(detail).to_contain_text("resolve by anna (false_alarm, pressed while dressing)")
+    await expect(detail).to_contain_text("resolved by anna (false alarm, pressed while dressing)")
     assert errors == []
 
 

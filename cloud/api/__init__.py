@@ -1,10 +1,11 @@
 from fastapi import APIRouter
 
-from . import alarms, auth, commands, people, statistics
+from . import alarms, auth, commands, me, people, statistics
 from .strict import SMALL_BODY_BYTES, StrictRoute
 
 api_router = APIRouter(prefix="/api/v1", route_class=StrictRoute)
 api_router.include_router(auth.router)
+api_router.include_router(me.router)
 api_router.include_router(alarms.router)
 api_router.include_router(statistics.router)
 api_router.include_router(people.router)

@@ -25,12 +25,14 @@ from ..lifecycle import (
     apply,
     get_alarm,
     history,
+    recent_of_resident,
 )
 from ..schemas import (
     AlarmChange,
     AlarmDetail,
     AlarmPublic,
     HomeContext,
+    RecentAlarm,
     ResidentContext,
     TransitionPublic,
 )
@@ -156,11 +158,13 @@ async def get_alarm_detail(
     if resident is not None:
         audit(session, user, "resident.read", f"resident:{resident.id}", {"alarm": alarm_id})
         await session.commit()
+    recent = await recent_of_resident(session, alarm) if resident is not None else []
     return AlarmDetail(
         alarm=AlarmPublic.model_validate(alarm),
         history=steps,
         home=HomeContext.model_validate(home) if home else None,
         resident=ResidentContext.model_validate(resident) if resident else None,
+        recent=[RecentAlarm.model_validate(a) for a in recent],
     )
 
 

@@ -92,7 +92,7 @@ async def get_gateway_commands(
 @router.get("/commands/stream", response_class=StreamingResponse)
 async def stream(user: CommandReader, services: ServicesDep, request: Request) -> StreamingResponse:
     """Server-sent events: one ``command`` event per change of a command of your
-    organisation (created, then each step of its state)."""
+    organisation (made, then each step of its state), its data the command as it is now."""
     org_id = user.org_id
 
     async def events() -> AsyncIterator[str]:
@@ -106,7 +106,7 @@ async def stream(user: CommandReader, services: ServicesDep, request: Request) -
                     continue
                 if change is None:
                     return
-                yield f"event: command\ndata: {change.model_dump_json()}\n\n"
+                yield f"event: command\ndata: {change.command.model_dump_json()}\n\n"
 
     return StreamingResponse(
         events(),

@@ -4,12 +4,12 @@ resident data are audited."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -191,8 +191,17 @@ class Contact(_In):
 class ResidentIn(_In):
     home_id: str = Field(pattern=_ID)
     name: str = Field(min_length=1, max_length=200)
+    born: date | None = None
+    language: str | None = Field(default=None, pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
     notes: Text = ""
     contacts: list[Contact] = Field(default=[], max_length=20)
+
+    @field_validator("born")
+    @classmethod
+    def _born_in_the_past(cls, value: date | None) -> date | None:
+        if value is not None and not date(1890, 1, 1) <= value <= date.today():
+            raise ValueError("a birth date between 1890 and today")
+        return value
 
 
 class ResidentNew(ResidentIn):
@@ -206,6 +215,8 @@ class ResidentSummary(_Out):
 
 
 class ResidentOut(ResidentSummary):
+    born: date | None
+    language: str | None
     notes: str
     contacts: list[dict[str, Any]]
 

@@ -1,0 +1,323 @@
+"""The operator console as a night-shift operator uses it, in Debian's Chromium: waiting
+times that tick and deepen in colour against the answer target, a sound, the title and a
+desktop notification for every new urgent alarm (and a console that says it is muted),
+a press on an open alarm that makes it new again, the whole lifecycle by keyboard only,
+Swedish and English with no key missing from either catalog, and axe-core on each state."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, expect
+
+from cloud.escalation import Reason
+from cloud.lifecycle import Action, AlarmState, Outcome
+from devices import Priority
+from devices.catalog import EVENT_KINDS
+from gateway import Gateway
+
+from .browser import axe_violations, sign_in
+from .conftest import RunningCloud, publish
+from .servers import Mosquitto, wait_until
+
+pytestmark = pytest.mark.e2e
+
+CONSOLE = Path(__file__).resolve().parents[1] / "dashboards" / "operator"
+CATALOGS = {
+    lang: json.loads((CONSOLE / "i18n" / f"{lang}.json").read_text()) for lang in ("sv", "en")
+}
+# Looked at by people, and copied into docs/screenshots for the README.
+SHOTS = Path(__file__).resolve().parents[1] / ".cache" / "screenshots"
+
+# Records what the page played and notified, as a person would hear and see it.
+OBSERVE = """
+window.__played = [];
+document.addEventListener("playing", (e) => window.__played.push(e.target.id), true);
+window.__notified = [];
+const Real = window.Notification;
+window.Notification = class extends Real {
+  constructor(title, options) { super(title, options); window.__notified.push(title); }
+};
+"""
+
+
+def test_both_catalogs_hold_every_key_the_console_uses_and_every_code_it_shows() -> None:
+    sv, en = CATALOGS["sv"], CATALOGS["en"]
+    assert set(sv) == set(en), sorted(set(sv) ^ set(en))
+    assert all(isinstance(v, str) and v.strip() for c in (sv, en) for v in c.values())
+    script = (CONSOLE / "app.js").read_text()
+    page = (CONSOLE / "index.html").read_text()
+    used = set(re.findall(r"""\bt\("([a-z_]+\.[a-z0-9_.-]+)\"""", script))
+    used |= set(re.findall(r'data-i18n="([^"]+)"', page))
+    assert used, "the console names no message at all"
+    assert used - set(en) == set()
+    # Codes the API sends are shown through the catalog: each one has its words.
+    codes = {f"kind.{k}" for k in EVENT_KINDS}
+    codes |= {f"state.{s.value}" for s in AlarmState}
+    codes |= {f"priority.{p.value}" for p in Priority}
+    codes |= {f"outcome.{o.value}" for o in Outcome}
+    codes |= {f"history.{a.value}" for a in Action} | {"history.escalate"}
+    codes |= {f"escalation.{r.value}" for r in Reason}
+    assert codes - set(en) == set()
+    # Placeholders agree between the languages.
+    for key, text in en.items():
+        assert set(re.findall(r"\{\w+\}", text)) == set(re.findall(r"\{\w+\}", sv[key])), key
+
+
+async def _console(browser: Browser, locale: str = "en-GB") -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(locale=locale, timezone_id="Europe/Stockholm")
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.errors = errors  # type: ignore[attr-defined]
+    return context, page
+
+
+async def _missing(page: Page) -> list[str]:
+    missing: list[str] = await page.evaluate("[...window.trygg.missing]")
+    return missing
+
+
+async def test_the_console_speaks_swedish_from_the_browser_and_english_when_chosen(
+    sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    context, page = await _console(browser, "sv-SE")
+    await page.goto(sqlite_cloud.url)
+    await expect(page.get_by_role("button", name="Logga in")).to_be_visible()
+    assert await axe_violations(page) == []
+    await page.get_by_label("Användarnamn").fill("anna")
+    await page.get_by_label("Lösenord").fill("anna-pass")
+    await page.get_by_role("button", name="Logga in").click()
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    await expect(page.locator("#waiting")).to_contain_text("inga väntar")
+
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "sos"}))
+    row = page.locator("#alarms tr").first
+    await expect(row).to_contain_text("Larmknapp tryckt", timeout=10_000)
+    await expect(row).to_contain_text("kritiskt")
+    await expect(row).to_contain_text("nytt")
+    await expect(page.locator("#waiting")).to_contain_text("Väntar: 1 kritiskt")
+    await expect(page).to_have_title("(1) Trygg — larmkö")
+    assert await axe_violations(page) == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "operator-queue-sv.png"))
+
+    await row.get_by_role("cell", name="Larmknapp tryckt").click()
+    detail = page.locator("#detail")
+    await expect(detail).to_contain_text("Ingrid", timeout=10_000)
+    await expect(detail).to_contain_text("Nyckelgömma")
+    assert await axe_violations(page) == []
+
+    await page.get_by_label("Språk").select_option("en")
+    await expect(row).to_contain_text("Alarm button pressed")
+    await expect(page.locator("#waiting")).to_contain_text("Waiting: 1 critical")
+    await page.reload()  # the choice is kept
+    await expect(page.locator("#alarms tr").first).to_contain_text(
+        "Alarm button pressed", timeout=10_000
+    )
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    assert await _missing(page) == []
+    assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def test_waiting_time_ticks_and_deepens_in_colour_until_someone_takes_the_alarm(
+    sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    context, page = await _console(browser)
+    await page.clock.install()  # the page's clock, moved on by the test
+    await sign_in(page, sqlite_cloud.url, "anna", "anna-pass")
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "sos"}))
+    row = page.locator("#alarms tr").first
+    waiting = row.locator("td.waiting")
+    await expect(waiting).to_have_text(re.compile(r"^0:0\d$"), timeout=10_000)
+    await expect(row).not_to_have_class(re.compile(r"age-"))
+
+    # The answer target is 60 s: half of it, all of it, three times it.
+    await page.clock.fast_forward("00:31")
+    await expect(waiting).to_have_text(re.compile(r"^0:3\d$"))
+    await expect(row).to_have_class(re.compile(r"\bage-1\b"))
+    await page.clock.fast_forward("00:30")
+    await expect(row).to_have_class(re.compile(r"\bage-2\b"))
+    await page.clock.fast_forward("02:00")
+    await expect(row).to_have_class(re.compile(r"\bage-3\b"))
+    await expect(waiting).to_have_text(re.compile(r"^3:0\d$"))
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "operator-queue-late.png"))
+
+    await row.get_by_role("button", name="Claim").click()
+    await expect(row).to_contain_text("claimed by anna", timeout=10_000)
+    await expect(row).not_to_have_class(re.compile(r"age-"))
+    await expect(page.locator("#waiting")).to_contain_text("none waiting")
+    assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def test_a_new_urgent_alarm_sounds_notifies_and_counts_in_the_title_unless_muted(
+    sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    context, page = await _console(browser)
+    await context.grant_permissions(["notifications"])
+    await context.add_init_script(OBSERVE)
+    await sign_in(page, sqlite_cloud.url, "anna", "anna-pass")
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    await expect(page.locator("#mute")).to_have_text(re.compile("Sound on"))
+
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "sos"}))
+    row = page.locator("#alarms tr").first
+    await expect(row).to_contain_text("Alarm button pressed", timeout=10_000)
+    await expect(page).to_have_title("(1) Trygg — alarm queue")
+    await page.wait_for_function("window.__played.length === 1")
+    assert await page.evaluate("window.__notified") == ["critical: Alarm button pressed"]
+
+    # Pressed again while it waits: new again, and heard again.
+    press = json.dumps({"action": "sos", "linkquality": 77})
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", press)
+    await expect(row).to_contain_text("new again", timeout=10_000)
+    await expect(row).to_have_class(re.compile(r"\bagain\b"))
+    await expect(row.locator("td").nth(6)).to_have_text("2")
+    await page.wait_for_function("window.__played.length === 2")
+
+    # Muted: the console says so (and keeps it for this operator), and stays silent.
+    await page.locator("#mute").click()
+    await expect(page.locator("#mute")).to_have_text(re.compile("Sound muted"))
+    await expect(page.locator("#mute")).to_have_attribute("aria-pressed", "true")
+    await page.reload()
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    await expect(page.locator("#mute")).to_have_text(re.compile("Sound muted"))
+    await publish(mosquitto.port, "zigbee2mqtt/kitchen_smoke", json.dumps({"smoke": True}))
+    await expect(page.locator("#alarms tr")).to_have_count(2, timeout=10_000)
+    await expect(page).to_have_title("(2) Trygg — alarm queue")
+    assert await page.evaluate("window.__played") == []  # a fresh page: nothing played
+    assert await page.evaluate("window.__notified") == ["critical: Smoke detected"]
+    assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def _tab_to_row(page: Page) -> None:
+    for _ in range(20):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.matches('tr[data-alarm-id]')"):
+            return
+    raise AssertionError("Tab never reached the queue")
+
+
+async def _focused(page: Page) -> str:
+    text: str = await page.evaluate(
+        "document.activeElement.getAttribute('aria-label') || document.activeElement.textContent"
+    )
+    return text
+
+
+async def test_an_operator_takes_an_alarm_through_its_whole_life_by_keyboard_only(
+    sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    context, page = await _console(browser)
+    await sign_in(page, sqlite_cloud.url, "anna", "anna-pass")
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    jammed = json.dumps({"lock_state": "not_fully_locked"})
+    await publish(mosquitto.port, "zigbee2mqtt/front_door_lock", jammed)
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "sos"}))
+    rows = page.locator("#alarms tr")
+    await expect(rows).to_have_count(2, timeout=10_000)
+    await page.locator("body").focus()
+
+    await _tab_to_row(page)
+    assert (await _focused(page)).startswith("critical: Alarm button pressed")
+    await page.keyboard.press("ArrowDown")
+    assert (await _focused(page)).startswith("normal: Lock jammed")
+    await page.keyboard.press("ArrowUp")
+    await page.keyboard.press("Enter")  # the details, and back
+    await expect(page.locator("#detail")).to_contain_text("Ingrid", timeout=10_000)
+    assert await _focused(page) == "Close"
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#detail")).to_be_hidden()
+    assert (await _focused(page)).startswith("critical: Alarm button pressed")
+
+    row = rows.first
+    for step, shows in (("Claim", "claimed by anna"), ("Acknowledge", "acknowledged by anna")):
+        await page.keyboard.press("Tab")
+        assert await _focused(page) == step
+        await page.keyboard.press("Enter")
+        await expect(row).to_contain_text(shows, timeout=10_000)
+    await page.keyboard.press("Tab")
+    assert await _focused(page) == "Assign…"
+    await page.keyboard.press("Enter")
+    await expect(row.get_by_label("Staff member")).to_be_focused(timeout=10_000)
+    await page.keyboard.press("Tab")
+    assert await _focused(page) == "Send"
+    await page.keyboard.press("Enter")
+    await expect(row).to_contain_text("assigned to sara", timeout=10_000)
+    await page.keyboard.press("Tab")
+    assert await _focused(page) == "On site"
+    await page.keyboard.press("Enter")
+    await expect(row).to_contain_text("on site", timeout=10_000)
+    await page.keyboard.press("Tab")
+    assert await _focused(page) == "Resolve…"
+    await page.keyboard.press("Enter")
+    await expect(row.get_by_label("Outcome")).to_be_focused(timeout=10_000)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("helped up from the floor")
+    await page.keyboard.press("Tab")
+    assert await _focused(page) == "Resolve"
+    await page.keyboard.press("Enter")
+    await expect(rows).to_have_count(1, timeout=10_000)
+    await expect(rows.first).to_contain_text("Lock jammed")
+    assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def test_the_alarm_opens_on_the_resident_card_with_their_recent_alarms(
+    sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    # An earlier press today, ended as a false alarm.
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "sos"}))
+    async with await sqlite_cloud.authed("anna") as http:
+
+        async def first_id() -> int | None:
+            alarms = (await http.get("/api/v1/alarms")).json()
+            return int(alarms[0]["id"]) if alarms else None
+
+        await wait_until(first_id)
+        earlier = await first_id()
+        assert (await http.post(f"/api/v1/alarms/{earlier}/claim")).status_code == 200
+        resolved = await http.post(
+            f"/api/v1/alarms/{earlier}/resolve", json={"outcome": "false_alarm", "note": None}
+        )
+        assert resolved.status_code == 200, resolved.text
+
+    context, page = await _console(browser)
+    await sign_in(page, sqlite_cloud.url, "anna", "anna-pass")
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    # A new press (the gateway drops a frame it has just had, so this one differs).
+    press = json.dumps({"action": "sos", "linkquality": 5})
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", press)
+    row = page.locator("#alarms tr").first
+    await expect(row).to_contain_text("Alarm button pressed", timeout=10_000)
+    await row.click()
+    card = page.locator("#detail .resident")
+    await expect(card.locator("h3")).to_have_text("Ingrid, 90 years", timeout=10_000)
+    await expect(card).to_contain_text("Storgatan 12, Malmö")
+    await expect(card).to_contain_text("key safe by the door, 4711")
+    await expect(card).to_contain_text("Swedish")
+    await expect(card).to_contain_text("hard of hearing")
+    call = card.get_by_role("link", name=re.compile("Call Lena"))
+    await expect(call).to_have_attribute("href", "tel:+46701234567")
+    await expect(card.locator("ol.recent li")).to_have_count(1)
+    await expect(card.locator("ol.recent li")).to_contain_text("Alarm button pressed: false alarm")
+    # The card comes before the alarm's own details.
+    sections = await page.locator("#detail section").evaluate_all(
+        "els => els.map(e => e.className)"
+    )
+    assert sections == ["card resident", "card alarm"]
+    assert await axe_violations(page) == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "operator-alarm.png"), full_page=True)
+    assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
