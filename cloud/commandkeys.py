@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from devices.wire import Command, b64url, key_id_of
 
-from .settings import CloudSettings
+from .settings import CommandKeySettings
 
 log = logging.getLogger("trygg.cloud.commandkeys")
 
@@ -142,7 +142,7 @@ class CommandKeys:
         return json.dumps({"v": 1, "keys": keys}, indent=2) + "\n"
 
 
-def load_command_keys(settings: CloudSettings, *, allow_ephemeral: bool = True) -> CommandKeys:
+def load_command_keys(settings: CommandKeySettings, *, allow_ephemeral: bool = True) -> CommandKeys:
     """The keys the settings name. A file that is named but unusable is an error."""
     extra = [read_public_key(p) for p in settings.command_trusted_key_paths]
     if settings.command_key_file is not None:
@@ -161,7 +161,7 @@ def load_command_keys(settings: CloudSettings, *, allow_ephemeral: bool = True) 
     return CommandKeys(None, tuple(dict.fromkeys(extra)), disabled=reason)
 
 
-def export_trusted_keys(settings: CloudSettings, out: Path) -> CommandKeys:
+def export_trusted_keys(settings: CommandKeySettings, out: Path) -> CommandKeys:
     """``trygg cloud command-key export``: the trusted keys file gateways load."""
     keys = load_command_keys(settings, allow_ephemeral=False)
     if not keys.trusted:

@@ -308,12 +308,12 @@ def command_key_export(
 ) -> None:
     """Write the trusted keys file gateways load ([commands] trusted_keys_file): the key of
     TRYGG_COMMAND_KEY_FILE and those of TRYGG_COMMAND_TRUSTED_KEY_FILES."""
-    from cloud import CloudSettings
     from cloud.commandkeys import CommandKeyError, export_trusted_keys
+    from cloud.settings import CommandKeySettings
     from devices.wire import key_id_of
 
     try:
-        keys = export_trusted_keys(CloudSettings(), out)
+        keys = export_trusted_keys(CommandKeySettings(), out)
     except CommandKeyError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
