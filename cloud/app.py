@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,10 +20,12 @@ from dashboards import OPERATOR_CONSOLE
 
 from .api import SMALL_BODY_BYTES, StrictRoute, api_router
 from .clockwatch import ClockWatch
+from .commandkeys import load_command_keys
+from .commands import CommandService
 from .db import make_engine, make_sessionmaker
 from .escalation import Escalator, Limits
 from .headers import SecurityHeaders
-from .hub import AlarmHub
+from .hub import AlarmHub, CommandHub
 from .ingest import IngestWorker
 from .migrate import upgrade
 from .services import Services
@@ -67,17 +70,33 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        keys = load_command_keys(settings)  # a key file named but unusable stops the start
+        if keys.disabled:
+            log.warning("%s (docs/commands.md)", keys.disabled)
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
         hub = AlarmHub()
+        command_hub = CommandHub()
         await upgrade(engine)
         supervisor = GatewaySupervisor(sessions, hub)
         limits = Limits.from_settings(settings)
         escalator = Escalator(sessions, hub, limits, settings.escalation_webhook_url)
-        ingest = IngestWorker(settings, sessions, hub, supervisor)
+        ingest = IngestWorker(settings, sessions, hub, supervisor, command_hub)
+        grace = timedelta(seconds=settings.command_expiry_grace_s)
+        commands = CommandService(sessions, keys, ingest, command_hub, grace)
+        ingest.commands = commands
         clock_watch = ClockWatch(sessions, hub, settings.clock_step_limit_s)
         app.state.services = Services(
-            settings, engine, sessions, hub, ingest, supervisor, escalator, clock_watch
+            settings,
+            engine,
+            sessions,
+            hub,
+            ingest,
+            supervisor,
+            escalator,
+            clock_watch,
+            commands,
+            command_hub,
         )
         tasks = []
         # The periodic workers stop between two rounds, not inside a transaction.
@@ -90,11 +109,14 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
             escalate = escalator.run(settings.escalation_every_s, stop)
             periodic.append(asyncio.create_task(escalate, name="escalation"))
             periodic.append(asyncio.create_task(clock_watch.run(stop), name="clock watch"))
+            expire = commands.run(settings.command_sweep_every_s, stop)
+            periodic.append(asyncio.create_task(expire, name="command expiry"))
         log.info("dispatch service ready (%s)", engine.url.render_as_string(hide_password=True))
         try:
             yield
         finally:
             hub.close_all()
+            command_hub.close_all()
             stop.set()
             if periodic:
                 await asyncio.wait(periodic, timeout=STOP_WORKERS_S)
@@ -139,3 +161,4 @@ def end_live_streams(app: FastAPI) -> None:
     services: Services | None = getattr(app.state, "services", None)
     if services is not None:
         services.hub.close_all()
+        services.command_hub.close_all()

@@ -22,7 +22,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 # mosquitto 2's "$7$": PBKDF2-HMAC-SHA512, a 12-byte salt, a 64-byte key. Its default 101
 # rounds are kept: a generated password has 256 bits of entropy, so stretching adds
@@ -36,6 +36,7 @@ _KEY_BYTES = 64
 DISPATCH_PREFIX = "dispatch."
 BUNDLE_UPLINK = "gateway-uplink.toml"
 BUNDLE_CA = "ca.crt"
+BUNDLE_TRUSTED_KEYS = "dispatch-keys.json"
 
 
 def generate_password() -> str:
@@ -72,11 +73,19 @@ class GatewayBundle:
     broker_port: int
     ca_cert: bytes  # PEM: the CA that signed the broker's certificate
     ca_file_on_gateway: str  # where the technician puts ca.crt on the gateway
+    # The command keys the gateway is to trust (cloud/commandkeys.py), None without any.
+    trusted_keys: str | None = None
+
+    @property
+    def trusted_keys_on_gateway(self) -> str:
+        """Beside ca.crt on the gateway."""
+        return str(PurePosixPath(self.ca_file_on_gateway).with_name(BUNDLE_TRUSTED_KEYS))
 
 
 def write_bundle(directory: Path, bundle: GatewayBundle) -> list[Path]:
-    """Write the technician's bundle: the gateway's [uplink] section and the CA. The
-    directory is readable by its owner only: the section holds the gateway's password."""
+    """Write the technician's bundle: the gateway's [uplink] section and the CA, and with
+    command keys its [commands] section and the trusted keys file. The directory is
+    readable by its owner only: the section holds the gateway's password."""
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     uplink = directory / BUNDLE_UPLINK
@@ -92,10 +101,22 @@ def write_bundle(directory: Path, bundle: GatewayBundle) -> list[Path]:
         f"password = {q(bundle.password)}\n"
         f"ca_file = {q(bundle.ca_file_on_gateway)}\n"
     )
+    if bundle.trusted_keys is not None:
+        text += (
+            f"\n# Commands signed by the dispatch service: put {BUNDLE_TRUSTED_KEYS} beside\n"
+            f"# {BUNDLE_CA}, at {bundle.trusted_keys_on_gateway}.\n"
+            "[commands]\n"
+            f"trusted_keys_file = {q(bundle.trusted_keys_on_gateway)}\n"
+        )
     _write_private(uplink, text.encode())
     ca = directory / BUNDLE_CA
     ca.write_bytes(bundle.ca_cert)
-    return [uplink, ca]
+    written = [uplink, ca]
+    if bundle.trusted_keys is not None:
+        keys = directory / BUNDLE_TRUSTED_KEYS
+        keys.write_text(bundle.trusted_keys)
+        written.append(keys)
+    return written
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -30,6 +30,7 @@ from devices.wire import (
     MAX_MESSAGE_BYTES,
     TOPIC_ROOT,
     Ack,
+    CommandResult,
     DispatchStatus,
     EventEnvelope,
     Heartbeat,
@@ -41,11 +42,12 @@ from devices.wire import (
 from .alarms import record_event
 from .brokerlink import broker_options
 from .clock import database_now
+from .commands import CommandService, Delivery
 from .db import Gateway
-from .hub import AlarmHub
+from .hub import AlarmHub, CommandHub
 from .inventory import REFUSALS, IntakeCheck, Verdict, apply_inventory
 from .relay import RelaySeal
-from .schemas import AlarmChange, AlarmPublic, RelayedChange
+from .schemas import AlarmChange, AlarmPublic, CommandChange, RelayedChange
 from .settings import CloudSettings
 from .storable import storable, storable_json
 from .supervision import GatewaySupervisor
@@ -73,6 +75,7 @@ class IngestWorker:
         sessions: async_sessionmaker[AsyncSession],
         hub: AlarmHub,
         supervisor: GatewaySupervisor,
+        command_hub: CommandHub | None = None,
     ) -> None:
         self.settings = settings
         self.supervisor = supervisor
@@ -97,6 +100,10 @@ class IngestWorker:
         self.relay_dropped = 0
         self.seal = RelaySeal(settings.secret_key)
         hub.relay = self.relay
+        self.command_hub = command_hub or CommandHub()
+        self.command_hub.relay = self.relay_command
+        # Set by the app once the command service exists (it publishes through this worker).
+        self.commands: CommandService | None = None
         self._orgs: dict[str, tuple[str, float]] = {}
 
     def _drop(self, reason: str, source: str, detail: str = "") -> None:
@@ -144,6 +151,7 @@ class IngestWorker:
                     await client.subscribe(f"{share}{TOPIC_ROOT}/+/events", qos=1)
                     await client.subscribe(f"{share}{TOPIC_ROOT}/+/status", qos=1)
                     await client.subscribe(f"{share}{TOPIC_ROOT}/+/inventory", qos=1)
+                    await client.subscribe(f"{share}{TOPIC_ROOT}/+/results", qos=1)
                     # Every replica hears the others: their changes, and their last wills.
                     await client.subscribe(CHANGES_TOPIC, qos=0)
                     await client.subscribe(DISPATCH_STATUS_TOPIC, qos=1)
@@ -208,14 +216,38 @@ class IngestWorker:
                 retain=True,
             )
 
+    async def publish_command(self, topic: str, payload: str, timeout_s: float) -> Delivery:
+        """A signed command, once, QoS 1 (cloud/commands.py). Never queued for later: a
+        command published after a reconnect could be executed after the person who asked
+        for it was told it failed. (Each connection is a new client: what the last one
+        had not sent dies with it.)"""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return Delivery.NOT_SENT
+        try:
+            await client.publish(topic, payload, qos=1, timeout=timeout_s)
+        except aiomqtt.MqttCodeError as exc:  # refused at once: the link is down
+            log.warning("command on %s not sent: %s", topic, exc)
+            return Delivery.NOT_SENT
+        except aiomqtt.MqttError as exc:  # sent, perhaps, but not confirmed in time
+            log.warning("command on %s not confirmed by the broker: %s", topic, exc)
+            return Delivery.UNCONFIRMED
+        return Delivery.SENT
+
     def relay(self, org_id: str, change: AlarmChange) -> None:
         """Tell the other replicas' consoles of a change made here (best effort: a console
         that misses one reloads the queue when its stream reconnects)."""
+        self._relay(RelayedChange(replica=self.replica, org_id=org_id, change=change))
+
+    def relay_command(self, org_id: str, change: CommandChange) -> None:
+        """The same for a command's change (its result may reach any replica)."""
+        self._relay(RelayedChange(replica=self.replica, org_id=org_id, command=change))
+
+    def _relay(self, body: RelayedChange) -> None:
         client = self._client
         if client is None:
             self.relay_dropped += 1
             return
-        body = RelayedChange(replica=self.replica, org_id=org_id, change=change)
         task = asyncio.create_task(client.publish(CHANGES_TOPIC, self.seal.seal(body), qos=0))
         self._relaying.add(task)
         task.add_done_callback(self._relay_done)
@@ -231,8 +263,12 @@ class IngestWorker:
         if isinstance(body, str):
             self._drop(body, CHANGES_TOPIC, "relayed change not applied")
             return
-        if body.replica != self.replica:
+        if body.replica == self.replica:
+            return
+        if body.change is not None:
             self.hub.deliver(body.org_id, body.change)
+        if body.command is not None:
+            self.command_hub.deliver(body.org_id, body.command)
 
     async def handle(self, client: aiomqtt.Client, topic: str, payload: bytes) -> None:
         parts = split_topic(topic)
@@ -249,6 +285,8 @@ class IngestWorker:
             await self._status(gateway_id, payload)
         elif kind == "inventory":
             await self._inventory(gateway_id, payload)
+        elif kind == "results":
+            await self._result(gateway_id, payload)
         else:
             self._drop("unknown_topic", topic[:200])
 
@@ -383,6 +421,29 @@ class IngestWorker:
             self._drop("inventory_conflict", gateway_id, f"{device_id} belongs to another gateway")
         self.inventories += 1
         log.info("inventory %d of %s: %d devices", inventory.revision, gateway_id, applied.devices)
+
+    async def _result(self, gateway_id: str, payload: bytes) -> None:
+        """A gateway's result of a command: applied only when it is that gateway's own
+        result of a command sent to it; anything else is a counted drop."""
+        try:
+            result = CommandResult.model_validate_json(payload)
+        except ValidationError as exc:
+            self._drop("result_malformed", gateway_id, str(exc.errors()[0]["msg"]))
+            return
+        if result.gateway_id != gateway_id:
+            self._drop("result_gateway_mismatch", gateway_id, f"result says {result.gateway_id}")
+            return
+        if self.commands is None:
+            self._drop("result_unknown_command", gateway_id, "commands are not handled here")
+            return
+        try:
+            dropped = await self.commands.apply_result(gateway_id, result)
+        except DATABASE_ERRORS as exc:
+            self._drop("database_error", gateway_id, str(exc).splitlines()[0][:200])
+            return
+        if dropped is not None:
+            detail = f"{result.outcome} of command {result.command_id}"
+            self._drop(dropped.value, gateway_id, detail)
 
     async def _status(self, gateway_id: str, payload: bytes) -> None:
         try:

@@ -127,9 +127,37 @@ class Token(BaseModel):
     expires_in: int
 
 
+class CommandPublic(BaseModel):
+    """A signed command and where it has got to (cloud/commands.py)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    gateway_id: str
+    device_id: str
+    action: str
+    issued_by: str
+    issued_at: datetime
+    expires_at: datetime
+    key_id: str
+    state: str
+    reason: str | None
+    detail: str | None
+    updated_at: datetime
+
+
+class CommandChange(BaseModel):
+    """One message of the commands' live stream: the command as it is now."""
+
+    type: str  # "created" | "updated"
+    command: CommandPublic
+
+
 class RelayedChange(BaseModel):
-    """A change passed between dispatch replicas, for their consoles."""
+    """A change passed between dispatch replicas, for their consoles: an alarm's, or a
+    command's."""
 
     replica: str
     org_id: str
-    change: AlarmChange
+    change: AlarmChange | None = None
+    command: CommandChange | None = None

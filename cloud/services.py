@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .clockwatch import ClockWatch
+from .commands import CommandService
 from .escalation import Escalator
-from .hub import AlarmHub
+from .hub import AlarmHub, CommandHub
 from .ingest import IngestWorker
 from .settings import CloudSettings
 from .supervision import GatewaySupervisor
@@ -24,3 +25,5 @@ class Services:
     supervisor: GatewaySupervisor
     escalator: Escalator
     clock_watch: ClockWatch
+    commands: CommandService
+    command_hub: CommandHub

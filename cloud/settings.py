@@ -16,12 +16,28 @@ DEVELOPMENT_SECRET = "development-only-secret-change-me-0000000000"  # noqa: S10
 PUBLISHED_SECRETS = frozenset({"", DEVELOPMENT_SECRET, "compose-development-secret-0000000000"})
 
 
-class CloudSettings(BaseSettings):
+class CommandKeySettings(BaseSettings):
+    """What the command keys need (cloud/commandkeys.py): enough for ``trygg cloud
+    command-key`` on a machine that holds none of the service's other secrets."""
+
     model_config = SettingsConfigDict(env_prefix="TRYGG_", extra="ignore")
 
     # Development must be asked for: a deployment that forgets this runs as production and
     # so refuses to start without secrets of its own.
     environment: Literal["development", "production"] = "production"
+    # Signed commands (cloud/commands.py, docs/commands.md): the Ed25519 key commands are
+    # signed with (PKCS8 PEM). Without it, commands are off (in development, a key of
+    # this process's own is made). The trusted key files (public PEM, comma-separated)
+    # are exported to gateways beside it: a key being rotated in or out.
+    command_key_file: Path | None = None
+    command_trusted_key_files: str = Field(default="", max_length=4096)
+
+    @property
+    def command_trusted_key_paths(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.command_trusted_key_files.split(",") if p.strip()]
+
+
+class CloudSettings(CommandKeySettings):
     database_url: str = "sqlite+aiosqlite:///./trygg-cloud.db"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
@@ -61,6 +77,10 @@ class CloudSettings(BaseSettings):
     clock_step_limit_s: float = Field(default=2.0, gt=0, le=3600)
     # Repeated events from one device within this time join its open alarm (a count).
     alarm_merge_window_s: int = Field(default=600, ge=0, le=86400)
+    # A command with no final result this long after it expired is marked expired; more
+    # than the clock difference a gateway accepts (devices.wire.COMMAND_CLOCK_SKEW_S).
+    command_expiry_grace_s: float = Field(default=45.0, ge=0, le=3600)
+    command_sweep_every_s: float = Field(default=1.0, gt=0, le=60)
 
     @field_validator("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
     @classmethod

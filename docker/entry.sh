@@ -84,6 +84,11 @@ cmd_secrets() {
 cmd_setup() {
   cloud_env
   mkdir -p "$BROKER" "$GATEWAY" "$HOME_BROKER"
+  # The key commands are signed with: the gateway's bundle carries its public half.
+  if [ ! -s "$TRYGG_COMMAND_KEY_FILE" ]; then
+    trygg cloud command-key new --out "$TRYGG_COMMAND_KEY_FILE"
+  fi
+  own "$TRYGG_UID:$TRYGG_UID" "$TRYGG_COMMAND_KEY_FILE" "$TRYGG_COMMAND_KEY_FILE.pub"
   trygg cloud add-user "$ORG" admin --role admin --password "$(read_secret admin-password)"
   echo "first administrator: admin, password in the secrets volume (admin-password)"
 
@@ -96,8 +101,8 @@ cmd_setup() {
   fi
   broker_config  # again, now that the gateway has a login
 
-  # The gateway's configuration: the template with its secrets, its uplink from the
-  # bundle, and the keys it trusts commands from.
+  # The gateway's configuration: the template with its secrets, and from the bundle its
+  # uplink and the keys it trusts commands from ([commands], dispatch-keys.json).
   sed -e "s|@GATEWAY_HOME_PASSWORD@|$(read_secret gateway-home-password)|" \
     -e "s|@INFLUXDB_TOKEN@|$(read_secret influxdb-token)|" \
     -e "s|@TECHNICIAN_TOKEN@|$(read_secret technician-token)|" "$TEMPLATE" >"$GATEWAY/gateway.toml.new"

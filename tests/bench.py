@@ -976,7 +976,12 @@ def phase_commands(work: Path, commands: int) -> dict[str, float]:
     victoria.start()
     database = asyncio.run(create_database())
     key, trusted = work / "command-key.pem", work / "dispatch-keys.json"
-    keys_env = {**os.environ, "TRYGG_COMMAND_KEY_FILE": str(key)}
+    # The bench's dispatch service runs in development (run_cloud), and so does its setup.
+    keys_env = {
+        **os.environ,
+        "TRYGG_ENVIRONMENT": "development",
+        "TRYGG_COMMAND_KEY_FILE": str(key),
+    }
     trygg = [sys.executable, "-m", "trygg", "cloud"]
     subprocess.run([*trygg, "command-key", "new", "--out", str(key)], check=True, env=keys_env)
     subprocess.run(

@@ -62,8 +62,33 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
     ("GET", "/api/v1/audit", {"admin", "supervisor"}, None),
     ("POST", "/api/v1/users/{username}/disable", {"admin"}, None),
     ("POST", "/api/v1/users/{username}/enable", {"admin"}, None),
+    (
+        "POST",
+        "/api/v1/gateways/{gateway_id}/commands",
+        {"technician", "supervisor", "admin"},
+        {"device_id": "lock-1", "action": "unlock"},
+    ),
+    (
+        "GET",
+        "/api/v1/gateways/{gateway_id}/commands",
+        {"admin", "supervisor", "operator", "technician"},
+        None,
+    ),
+    ("GET", "/api/v1/commands/stream", {"admin", "supervisor", "operator", "technician"}, None),
+    (
+        "GET",
+        "/api/v1/commands/{command_id}",
+        {"admin", "supervisor", "operator", "technician"},
+        None,
+    ),
 ]
-IDS = {"home_id": "home-12", "resident_id": "res-12", "username": "bert"}
+IDS = {
+    "home_id": "home-12",
+    "resident_id": "res-12",
+    "gateway_id": GATEWAY_ID,
+    "command_id": "no-such-command",
+    "username": "bert",
+}
 UNAUTHENTICATED = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/session"),
@@ -316,7 +341,12 @@ async def test_garbage_on_every_route_is_refused_and_never_a_server_error(
             ids = GARBAGE_IDS if "{" in template else [""]
             for bad_id in ids:
                 path = template.format(
-                    id=bad_id, home_id=bad_id, resident_id=bad_id, username=bad_id
+                    id=bad_id,
+                    home_id=bad_id,
+                    resident_id=bad_id,
+                    gateway_id=bad_id,
+                    command_id=bad_id,
+                    username=bad_id,
                 )
                 bodies = GARBAGE_BODIES if method in ("POST", "PUT") else [b""]
                 for raw in bodies:
@@ -339,7 +369,13 @@ async def test_garbage_on_every_route_is_refused_and_never_a_server_error(
     assert tried > 300
 
 
-_MISSING = {"home_id": "no-such-home", "resident_id": "no-such-resident", "username": "nobody"}
+_MISSING = {
+    "home_id": "no-such-home",
+    "resident_id": "no-such-resident",
+    "gateway_id": "no-such-gateway",
+    "command_id": "no-such-command",
+    "username": "nobody",
+}
 
 
 async def test_me_names_the_caller_and_their_organisations_console_settings(

@@ -19,6 +19,11 @@ app = typer.Typer(
 )
 gateway_app = typer.Typer(help="The on-premise gateway.", no_args_is_help=True)
 cloud_app = typer.Typer(help="The central dispatch service.", no_args_is_help=True)
+command_key_app = typer.Typer(
+    help="The key the dispatch service signs commands with (docs/commands.md).",
+    no_args_is_help=True,
+)
+cloud_app.add_typer(command_key_app, name="command-key")
 app.add_typer(gateway_app, name="gateway")
 gateway_app.add_typer(devices_app, name="devices")
 app.add_typer(cloud_app, name="cloud")
@@ -212,11 +217,22 @@ def cloud_add_gateway(
         ensure_organisation,
         issue_broker_password,
     )
+    from cloud.commandkeys import CommandKeyError, load_command_keys
     from cloud.credentials import GatewayBundle, write_bundle
 
     if bundle is not None and (not broker_host or ca_cert is None):
         typer.echo("error: --bundle needs --broker-host and --ca-cert", err=True)
         raise typer.Exit(2)
+    trusted_keys = None
+    if bundle is not None:
+        try:
+            keys = load_command_keys(CloudSettings(), allow_ephemeral=False)
+        except CommandKeyError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        trusted_keys = keys.trusted_keys_json() if keys.trusted else None
+        if trusted_keys is None:
+            typer.echo("no command key configured: the bundle has no trusted keys", err=True)
     ca_pem = b""
     if ca_cert is not None:
         try:
@@ -242,11 +258,73 @@ def cloud_add_gateway(
         written = write_bundle(
             bundle,
             GatewayBundle(
-                gateway_id, password, broker_host, broker_port, ca_pem, ca_file_on_gateway
+                gateway_id,
+                password,
+                broker_host,
+                broker_port,
+                ca_pem,
+                ca_file_on_gateway,
+                trusted_keys=trusted_keys,
             ),
         )
         typer.echo(f"bundle for the technician: {', '.join(str(p) for p in written)}")
         typer.echo("rerun `trygg cloud broker-config` and reload the broker to let it in")
+
+
+@command_key_app.command("new")
+def command_key_new(
+    out: Annotated[Path, typer.Option(help="the new key's file (never overwritten)")],
+) -> None:
+    """Make a new signing key (PKCS8 PEM, readable by its owner only) and, beside it in
+    OUT.pub, its public key for TRYGG_COMMAND_TRUSTED_KEY_FILES during a rotation."""
+    from cloud.commandkeys import CommandKeyError, new_key_file, public_pem
+
+    public = out.with_name(out.name + ".pub")
+    if public.exists():
+        typer.echo(f"error: {public} exists already: not overwritten", err=True)
+        raise typer.Exit(2)
+    try:
+        key_id = new_key_file(out)
+        public.write_bytes(public_pem(out))
+    except CommandKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{out}: command key {key_id} (public key in {public})")
+
+
+@command_key_app.command("public")
+def command_key_public(
+    key: Annotated[Path, typer.Option(help="a signing key file (PKCS8 PEM)")],
+    out: Annotated[Path, typer.Option(help="where to write its public key (PEM)")],
+) -> None:
+    """Write a signing key's public key, for TRYGG_COMMAND_TRUSTED_KEY_FILES (a rotation)."""
+    from cloud.commandkeys import CommandKeyError, public_pem
+
+    try:
+        out.write_bytes(public_pem(key))
+    except CommandKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{out}: public key of {key}")
+
+
+@command_key_app.command("export")
+def command_key_export(
+    out: Annotated[Path, typer.Option(help="the trusted keys file to write for gateways")],
+) -> None:
+    """Write the trusted keys file gateways load ([commands] trusted_keys_file): the key of
+    TRYGG_COMMAND_KEY_FILE and those of TRYGG_COMMAND_TRUSTED_KEY_FILES."""
+    from cloud.commandkeys import CommandKeyError, export_trusted_keys
+    from cloud.settings import CommandKeySettings
+    from devices.wire import key_id_of
+
+    try:
+        keys = export_trusted_keys(CommandKeySettings(), out)
+    except CommandKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    ids = ", ".join(key_id_of(raw) for raw in keys.trusted)
+    typer.echo(f"{out}: {len(keys.trusted)} trusted key(s): {ids}")
 
 
 @cloud_app.command("remove-gateway")

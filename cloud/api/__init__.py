@@ -1,6 +1,6 @@
 from fastapi import APIRouter
 
-from . import alarms, auth, me, people, statistics
+from . import alarms, auth, commands, me, people, statistics
 from .strict import SMALL_BODY_BYTES, StrictRoute
 
 api_router = APIRouter(prefix="/api/v1", route_class=StrictRoute)
@@ -9,5 +9,6 @@ api_router.include_router(me.router)
 api_router.include_router(alarms.router)
 api_router.include_router(statistics.router)
 api_router.include_router(people.router)
+api_router.include_router(commands.router)
 
 __all__ = ["SMALL_BODY_BYTES", "StrictRoute", "api_router"]

@@ -148,3 +148,9 @@ GatewayReader = Annotated[
 DeviceReader = Annotated[User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR, _R.TECHNICIAN))]
 DeviceManager = Annotated[User, Depends(require_role(_R.ADMIN, _R.TECHNICIAN))]
 AuditReader = Annotated[User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR))]
+# Signed commands (cloud/api/commands.py): who installs and looks after the devices, and
+# who leads the centre's work; reading them also the operators who handle the alarms.
+CommandIssuer = Annotated[User, Depends(require_role(_R.TECHNICIAN, _R.SUPERVISOR, _R.ADMIN))]
+CommandReader = Annotated[
+    User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR, _R.OPERATOR, _R.TECHNICIAN))
+]
