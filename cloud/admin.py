@@ -20,11 +20,13 @@ from .brokerconf import (
     gateway_rules,
     write_broker_config,
 )
+from .clock import database_now
 from .credentials import generate_password, mosquitto_hash
 from .db import Device, Gateway, Home, Organisation, Resident, User, make_engine, make_sessionmaker
 from .migrate import upgrade
 from .security import Role, hash_password
 from .settings import CloudSettings
+from .signin import revoke_sessions
 
 
 @asynccontextmanager
@@ -65,6 +67,45 @@ async def ensure_user(
         session.add(user)
         await session.flush()
     return user
+
+
+async def find_user(session: AsyncSession, username: str) -> User | None:
+    return (
+        await session.execute(select(User).where(User.username == username))
+    ).scalar_one_or_none()
+
+
+async def change_user(
+    session: AsyncSession,
+    user: User,
+    *,
+    password: str | None = None,
+    role: Role | None = None,
+    disabled: bool | None = None,
+) -> str:
+    """Change one thing about a user (from the command line), say exactly what changed,
+    and end their sessions when it touches how they sign in."""
+    now = await database_now(session)
+    if password is not None:
+        user.password_hash = hash_password(password)
+        ended = await revoke_sessions(session, user.id, now)
+        return f"{user.username}: new password; {ended} session(s) ended"
+    if role is not None:
+        if role.value == user.role:
+            return f"{user.username} is {user.role} already: nothing changed"
+        before, user.role = user.role, role.value
+        ended = await revoke_sessions(session, user.id, now)
+        return f"{user.username}: {before} -> {role.value}; {ended} session(s) ended"
+    if disabled is not None:
+        if disabled == (user.disabled_at is not None):
+            state = "disabled" if disabled else "enabled"
+            return f"{user.username} is {state} already: nothing changed"
+        user.disabled_at = now if disabled else None
+        if not disabled:
+            return f"{user.username}: enabled"
+        ended = await revoke_sessions(session, user.id, now)
+        return f"{user.username}: disabled; {ended} session(s) ended"
+    return "nothing changed"
 
 
 async def ensure_gateway(session: AsyncSession, org_id: str, gateway_id: str, name: str) -> Gateway:

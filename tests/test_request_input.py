@@ -164,7 +164,14 @@ NOT_JSON: list[tuple[bytes, str]] = [
     (b'{"a\\u0000": 1}', "a NUL character (\\u0000) in text"),
     (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
 ]
-PATH_VALUES = {"alarm_id": "1", "home_id": "home-12", "resident_id": "res-12", "username": "bert"}
+PATH_VALUES = {
+    "alarm_id": "1",
+    "home_id": "home-12",
+    "resident_id": "res-12",
+    "username": "bert",
+    "gateway_id": "gw-test-1",
+    "command_id": "cmd-no-such-one",
+}
 
 
 async def test_non_finite_numbers_and_bad_text_are_422_on_every_json_route(

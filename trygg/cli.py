@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .devices_cli import devices_app
 from .runner import LogLevel, configure_logging, leave, run_until_signal
 from .sim_cli import sim_app
+
+if TYPE_CHECKING:
+    from cloud.security import Role
 
 app = typer.Typer(
     help="Trygg: open welfare technology for home care. Alarms, sensors, GPS, cameras and locks.",
@@ -161,6 +164,22 @@ def cloud_run(
     leave()
 
 
+def _role(role: str) -> Role:
+    from cloud.security import Role
+
+    try:
+        return Role(role)
+    except ValueError:
+        typer.echo(f"error: --role must be one of {', '.join(r.value for r in Role)}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _password_ok(password: str) -> None:
+    if len(password) < 10:
+        typer.echo("error: a password is at least 10 characters", err=True)
+        raise typer.Exit(2)
+
+
 @cloud_app.command("add-user")
 def cloud_add_user(
     org: Annotated[str, typer.Argument(help="organisation id (created if new)")],
@@ -168,25 +187,89 @@ def cloud_add_user(
     role: Annotated[str, typer.Option(help="operator, supervisor, staff, technician or admin")],
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
 ) -> None:
-    """Create a user in an organisation."""
+    """Create a user in an organisation. A name that exists is refused (nothing changes):
+    set-password, set-role and disable-user change an existing user."""
     from cloud import CloudSettings
-    from cloud.admin import admin_session, ensure_organisation, ensure_user
-    from cloud.security import Role
+    from cloud.admin import admin_session, ensure_organisation, ensure_user, find_user
+    from cloud.db import Organisation
 
-    try:
-        parsed_role = Role(role)
-    except ValueError:
-        typer.echo(f"error: --role must be one of {', '.join(r.value for r in Role)}", err=True)
-        raise typer.Exit(2) from None
+    parsed_role = _role(role)
+    _password_ok(password)
 
-    async def add() -> None:
+    async def add() -> list[str]:
+        said = []
         async with admin_session(CloudSettings()) as session:
+            existing = await find_user(session, username)
+            if existing is not None:
+                where = "" if existing.org_id == org else " (another organisation)"
+                typer.echo(
+                    f"error: user {username} exists: {existing.role} in {existing.org_id}{where};"
+                    " nothing changed (set-password, set-role or disable-user change it)",
+                    err=True,
+                )
+                raise typer.Exit(1)
+            if await session.get(Organisation, org) is None:
+                said.append(f"organisation {org} created")
             await ensure_organisation(session, org, org)
             await ensure_user(session, org, username, password, parsed_role)
             await session.commit()
+        return [*said, f"user {username} created: {parsed_role.value} in {org}"]
 
-    asyncio.run(add())
-    typer.echo(f"user {username} ({role}) in {org}")
+    for line in asyncio.run(add()):
+        typer.echo(line)
+
+
+@cloud_app.command("set-password")
+def cloud_set_password(
+    username: str,
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+) -> None:
+    """Give a user a new password; every session of theirs ends."""
+
+    _password_ok(password)
+    typer.echo(_change_user(username, password=password))
+
+
+@cloud_app.command("set-role")
+def cloud_set_role(
+    username: str,
+    role: Annotated[str, typer.Option(help="operator, supervisor, staff, technician or admin")],
+) -> None:
+    """Change a user's role; every session of theirs ends (they sign in again as it)."""
+
+    parsed = _role(role)
+    typer.echo(_change_user(username, role=parsed))
+
+
+@cloud_app.command("disable-user")
+def cloud_disable_user(username: str) -> None:
+    """Stop a user signing in; every session of theirs ends (a live console within seconds)."""
+
+    typer.echo(_change_user(username, disabled=True))
+
+
+@cloud_app.command("enable-user")
+def cloud_enable_user(username: str) -> None:
+    """Let a disabled user sign in again."""
+
+    typer.echo(_change_user(username, disabled=False))
+
+
+def _change_user(username: str, **changes: Any) -> str:
+    from cloud import CloudSettings
+    from cloud.admin import admin_session, change_user, find_user
+
+    async def run() -> str:
+        async with admin_session(CloudSettings()) as session:
+            user = await find_user(session, username)
+            if user is None:
+                typer.echo(f"error: no user {username}", err=True)
+                raise typer.Exit(1)
+            said = await change_user(session, user, **changes)
+            await session.commit()
+            return said
+
+    return asyncio.run(run())
 
 
 @cloud_app.command("add-gateway")
@@ -219,6 +302,7 @@ def cloud_add_gateway(
     )
     from cloud.commandkeys import CommandKeyError, load_command_keys
     from cloud.credentials import GatewayBundle, write_bundle
+    from cloud.db import Gateway, Organisation
 
     if bundle is not None and (not broker_host or ca_cert is None):
         typer.echo("error: --bundle needs --broker-host and --ca-cert", err=True)
@@ -241,19 +325,37 @@ def cloud_add_gateway(
             typer.echo(f"error: --ca-cert {ca_cert}: {exc.strerror}", err=True)
             raise typer.Exit(2) from None
 
-    async def add() -> str | None:
+    async def add() -> tuple[str | None, list[str]]:
+        said = []
         async with admin_session(CloudSettings()) as session:
+            existing = await session.get(Gateway, gateway_id)
+            if existing is not None and existing.org_id != org:
+                typer.echo(
+                    f"error: gateway {gateway_id} belongs to another organisation; nothing changed",
+                    err=True,
+                )
+                raise typer.Exit(2)
+            if await session.get(Organisation, org) is None:
+                said.append(f"organisation {org} created")
             await ensure_organisation(session, org, org)
             gateway = await ensure_gateway(session, org, gateway_id, name or gateway_id)
-            if gateway.org_id != org:
-                typer.echo(f"error: gateway {gateway_id} belongs to another organisation", err=True)
-                raise typer.Exit(2)
+            if existing is None:
+                said.append(f"gateway {gateway_id} registered in {org} ({gateway.name})")
+            else:
+                if name and name != gateway.name:
+                    said.append(f"gateway {gateway_id} renamed: {gateway.name!r} -> {name!r}")
+                    gateway.name = name
+                elif bundle is None:
+                    said.append(f"gateway {gateway_id} is registered in {org}: nothing changed")
             password = None if bundle is None else await issue_broker_password(session, gateway)
+            if password is not None and existing is not None:
+                said.append(f"gateway {gateway_id}: a new broker password (the old one ends)")
             await session.commit()
-            return password
+            return password, said
 
-    password = asyncio.run(add())
-    typer.echo(f"gateway {gateway_id} in {org}")
+    password, said = asyncio.run(add())
+    for line in said:
+        typer.echo(line)
     if bundle is not None and password is not None:
         written = write_bundle(
             bundle,
