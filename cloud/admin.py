@@ -22,7 +22,17 @@ from .brokerconf import (
 )
 from .clock import database_now
 from .credentials import generate_password, mosquitto_hash
-from .db import Device, Gateway, Home, Organisation, Resident, User, make_engine, make_sessionmaker
+from .db import (
+    Device,
+    Gateway,
+    Home,
+    Organisation,
+    Resident,
+    Team,
+    User,
+    make_engine,
+    make_sessionmaker,
+)
 from .migrate import upgrade
 from .security import Role, hash_password
 from .settings import CloudSettings
@@ -50,8 +60,25 @@ async def ensure_organisation(session: AsyncSession, org_id: str, name: str) -> 
     return org
 
 
+async def ensure_team(session: AsyncSession, org_id: str, name: str) -> Team:
+    team = (
+        await session.execute(select(Team).where(Team.org_id == org_id, Team.name == name))
+    ).scalar_one_or_none()
+    if team is None:
+        team = Team(org_id=org_id, name=name)
+        session.add(team)
+        await session.flush()
+    return team
+
+
 async def ensure_user(
-    session: AsyncSession, org_id: str, username: str, password: str, role: Role
+    session: AsyncSession,
+    org_id: str,
+    username: str,
+    password: str,
+    role: Role,
+    *,
+    team_id: int | None = None,
 ) -> User:
     user = (
         await session.execute(select(User).where(User.username == username))
@@ -63,6 +90,7 @@ async def ensure_user(
             password_hash=hash_password(password),
             role=role.value,
             created_at=utc_now(),
+            team_id=team_id,
         )
         session.add(user)
         await session.flush()

@@ -89,7 +89,8 @@ cmd_setup() {
     trygg cloud command-key new --out "$TRYGG_COMMAND_KEY_FILE"
   fi
   own "$TRYGG_UID:$TRYGG_UID" "$TRYGG_COMMAND_KEY_FILE" "$TRYGG_COMMAND_KEY_FILE.pub"
-  trygg cloud add-user "$ORG" admin --role admin --password "$(read_secret admin-password)"
+  trygg cloud add-user "$ORG" admin --role admin --password "$(read_secret admin-password)" \
+    --exists-ok
   echo "first administrator: admin, password in the secrets volume (admin-password)"
 
   # The CA and server certificate first: the gateway's bundle carries the CA.

@@ -44,6 +44,13 @@ async def test_users_are_created_once_and_every_change_says_what_it_did(tmp_path
     )
     assert code == 1
     assert "user anna exists: operator in malmo; nothing changed" in out
+    # A setup script that runs again: the same user is fine, and it says nothing changed.
+    again = ("cloud", "add-user", "malmo", "anna", "--role", "operator", "--exists-ok")
+    code, out = await run(env, *again, password="other-password")
+    assert (code, out.strip().splitlines()[-1]) == (
+        0,
+        "user anna exists: operator in malmo; nothing changed",
+    )
     code, out = await run(
         env, "cloud", "add-user", "lund", "anna", "--role", "operator", password="other-password"
     )

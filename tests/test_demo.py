@@ -12,6 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cloud.security import Role
+from trygg.demo import LOGINS, RESIDENTS
+
 from .servers import free_port
 
 pytestmark = pytest.mark.e2e
@@ -62,6 +65,26 @@ def test_demo_starts_serves_the_console_raises_alarms_and_stops_cleanly(tmp_path
                 time.sleep(0.5)
                 alarms = http.get("/api/v1/alarms", headers=headers).json()
             assert alarms[0]["gateway_id"] == "gw-demo-1"
+            # A real small centre: the alarm's resident, address and contacts are there.
+            detail = http.get(f"/api/v1/alarms/{alarms[0]['id']}", headers=headers).json()
+            assert detail["resident"]["name"] in {r["name"] for r in RESIDENTS}
+            assert detail["home"]["address"].endswith("Malmö")
+            assert detail["resident"]["contacts"]
+            # A printed login for every role, each of which signs in.
+            for username, role, _team, _what in LOGINS:
+                assert f"{username} / {username}" in text
+                signed = http.post(
+                    "/api/v1/auth/token", data={"username": username, "password": username}
+                )
+                assert signed.status_code == 200, (username, signed.text)
+                me = http.get(
+                    "/api/v1/me",
+                    headers={"Authorization": f"Bearer {signed.json()['access_token']}"},
+                )
+                assert me.json()["role"] == role.value
+            assert {role for _u, role, _t, _w in LOGINS} == set(Role)
+            teams = http.get("/api/v1/teams", headers=headers).json()
+            assert {t["name"] for t in teams} == {"Larmcentralen", "Hemtjänst Centrum", "Teknik"}
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0, log.read_text()
         assert "Trygg demo stopped." in log.read_text()

@@ -186,6 +186,10 @@ def cloud_add_user(
     username: str,
     role: Annotated[str, typer.Option(help="operator, supervisor, staff, technician or admin")],
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    exists_ok: Annotated[
+        bool,
+        typer.Option(help="a user of that name, organisation and role is fine (setup scripts)"),
+    ] = False,
 ) -> None:
     """Create a user in an organisation. A name that exists is refused (nothing changes):
     set-password, set-role and disable-user change an existing user."""
@@ -200,6 +204,12 @@ def cloud_add_user(
         said = []
         async with admin_session(CloudSettings()) as session:
             existing = await find_user(session, username)
+            same = existing is not None and (existing.org_id, existing.role) == (
+                org,
+                parsed_role.value,
+            )
+            if existing is not None and same and exists_ok:
+                return [f"user {username} exists: {existing.role} in {org}; nothing changed"]
             if existing is not None:
                 where = "" if existing.org_id == org else " (another organisation)"
                 typer.echo(

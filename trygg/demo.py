@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,18 @@ from amqtt.broker import Broker
 from trygg_sim import SimulatedHome, run_homes
 
 from cloud import CloudSettings, create_app
-from cloud.admin import ensure_gateway, ensure_organisation, ensure_user
+from cloud.admin import (
+    ensure_gateway,
+    ensure_home,
+    ensure_organisation,
+    ensure_resident,
+    ensure_team,
+    ensure_user,
+)
 from cloud.db import make_engine, make_sessionmaker
 from cloud.migrate import upgrade
 from cloud.security import Role
+from cloud.signin import second_factor_roles
 from gateway import Gateway, GatewayConfig
 
 from .serve import make_server, port_is_free, stop_on_signals, wait_started
@@ -29,7 +38,63 @@ GATEWAY_ID = "gw-demo-1"
 # The embedded broker is anonymous and unencrypted: it listens on loopback only, whatever
 # --host says, so that nothing beyond this machine can reach it.
 BROKER_HOST = "127.0.0.1"
-LOGINS = [("operator", "operator", Role.OPERATOR), ("supervisor", "supervisor", Role.SUPERVISOR)]
+# (username = password, role, team, what they do): one login for every role.
+OPERATORS_TEAM, STAFF_TEAM, TECHNICIANS_TEAM = "Larmcentralen", "Hemtjänst Centrum", "Teknik"
+LOGINS = [
+    ("operator", Role.OPERATOR, OPERATORS_TEAM, "alarm operator"),
+    ("operator2", Role.OPERATOR, OPERATORS_TEAM, "a second operator (try two consoles)"),
+    ("supervisor", Role.SUPERVISOR, OPERATORS_TEAM, "supervisor: service level, audit log"),
+    ("staff", Role.STAFF, STAFF_TEAM, "home-care staff"),
+    ("technician", Role.TECHNICIAN, TECHNICIANS_TEAM, "technician: devices, gateways"),
+    ("admin", Role.ADMIN, None, "administrator: people, homes, residents"),
+]
+# Fictional residents, one per simulated home (and around again for more homes).
+RESIDENTS: list[dict[str, Any]] = [
+    {
+        "name": "Ingrid Nilsson",
+        "born": date(1936, 4, 2),
+        "language": "sv",
+        "address": "Storgatan 12, 211 34 Malmö",
+        "key_safe": "Nyckelgömma vid dörren, kod 4711",
+        "notes": "Hör dåligt: låt telefonen ringa länge.",
+        "contacts": [{"name": "Lena Nilsson", "relation": "dotter", "phone": "+46 70 123 45 67"}],
+    },
+    {
+        "name": "Aino Virtanen",
+        "born": date(1941, 9, 17),
+        "language": "fi",
+        "address": "Kornettsgatan 4, 214 31 Malmö",
+        "key_safe": "Portkod 2580; nyckel hos hemtjänsten",
+        "notes": "Talar finska, lite svenska. Diabetes.",
+        "contacts": [{"name": "Mikko Virtanen", "relation": "son", "phone": "+46 73 555 01 02"}],
+    },
+    {
+        "name": "Kemal Yılmaz",  # noqa: RUF001 (a Turkish dotless i)
+        "born": date(1944, 1, 23),
+        "language": "tr",
+        "address": "Ystadvägen 58, 214 45 Malmö",
+        "key_safe": "Nyckelgömma i trapphuset, kod 1903",
+        "notes": "Rullator. Hustrun Ayşe bor också här.",
+        "contacts": [
+            {"name": "Ayşe Yılmaz", "relation": "hustru", "phone": "+46 40 12 34 56"},  # noqa: RUF001
+            {"name": "Deniz Yılmaz", "relation": "dotter", "phone": "+46 76 222 33 44"},  # noqa: RUF001
+        ],
+    },
+    {
+        "name": "Margit Persson",
+        "born": date(1932, 11, 30),
+        "language": "sv",
+        "address": "Bergsgatan 21, 214 22 Malmö",
+        "key_safe": "Digitalt lås (hemtjänsten öppnar från telefonen)",
+        "notes": "Demens, går gärna ut på natten.",
+        "contacts": [{"name": "Göran Persson", "relation": "son", "phone": "+46 70 987 65 43"}],
+    },
+]
+
+
+def resident_of(index: int) -> dict[str, Any]:
+    """The fictional resident of home ``index`` (1-based)."""
+    return RESIDENTS[(index - 1) % len(RESIDENTS)]
 
 
 @dataclass(frozen=True)
@@ -81,15 +146,36 @@ def gateway_config(options: DemoOptions, home_ids: list[str]) -> GatewayConfig:
     )
 
 
-async def seed(settings: CloudSettings) -> None:
+async def seed(settings: CloudSettings, home_ids: list[str]) -> None:
+    """A small alarm centre: its teams and people (a login for every role), its gateway,
+    and the homes it serves with their residents."""
     engine = make_engine(settings.database_url)
     try:
         await upgrade(engine)
         async with make_sessionmaker(engine)() as session:
+            org = ORG[0]
             await ensure_organisation(session, *ORG)
-            for username, password, role in LOGINS:
-                await ensure_user(session, ORG[0], username, password, role)
-            await ensure_gateway(session, ORG[0], GATEWAY_ID, "Demo gateway")
+            teams = {}
+            for name in (OPERATORS_TEAM, STAFF_TEAM, TECHNICIANS_TEAM):
+                teams[name] = (await ensure_team(session, org, name)).id
+            for username, role, team, _what in LOGINS:
+                team_id = teams[team] if team else None
+                await ensure_user(session, org, username, username, role, team_id=team_id)
+            await ensure_gateway(session, org, GATEWAY_ID, "Demo gateway")
+            for index, home in enumerate(home_ids, start=1):
+                person = resident_of(index)
+                await ensure_home(session, org, home, person["address"], person["key_safe"])
+                await ensure_resident(
+                    session,
+                    org,
+                    f"resident-{index}",
+                    home,
+                    person["name"],
+                    person["contacts"],
+                    born=person["born"],
+                    language=person["language"],
+                    notes=person["notes"],
+                )
             await session.commit()
     finally:
         await engine.dispose()
@@ -128,7 +214,7 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> 
         broker = Broker(broker_config(BROKER_HOST, options.mqtt_port))
         await broker.start()
         stack.push_async_callback(broker.shutdown)
-        await seed(settings)
+        await seed(settings, home_ids)
 
         server = make_server(create_app(settings), options.host, options.port)
         server_task = asyncio.create_task(server.serve(), name="dispatch")
@@ -154,13 +240,18 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> 
         stack.push_async_callback(stop_sim)
 
         url = f"http://{options.host}:{options.port}/"
-        logins = ", ".join(f"{u} / {p}" for u, p, _ in LOGINS)
+        roles = second_factor_roles(settings)
+        logins = "\n".join(
+            f"    {u} / {u}".ljust(30)
+            + what
+            + (" (sets up a second factor at the first sign-in)" if role in roles else "")
+            for u, role, _team, what in LOGINS
+        )
         print(
             f"\nTrygg demo is running.\n"
             f"  Operator console: {url}\n"
-            f"  Logins:           {logins}\n"
-            "                    (the supervisor sets up a second factor at the first\n"
-            "                    sign-in: any authenticator app, or type the key shown)\n"
+            f"  Logins (username / password):\n{logins}\n"
+            "    A second factor: any authenticator app (scan the code or type the key).\n"
             f"  API schema:       {url}openapi.json\n"
             f"  MQTT broker:      {BROKER_HOST}:{options.mqtt_port} (embedded, plain TCP and"
             " no passwords:\n"
