@@ -50,6 +50,34 @@ def _position(detail: dict[str, Any]) -> tuple[float, float] | None:
     return None if lat is None or lon is None else (lat, lon)
 
 
+def safe_zone(detail: dict[str, Any]) -> tuple[float, float, float] | None:
+    """The safe zone a geofence event says was left (gateway/rules.py), if sane."""
+    lat = _coordinate(detail.get("zone_latitude"), 90)
+    lon = _coordinate(detail.get("zone_longitude"), 180)
+    radius = _coordinate(detail.get("zone_radius_m"), 100_000)
+    if lat is None or lon is None or radius is None or radius <= 0:
+        return None
+    return lat, lon, radius
+
+
+async def alarm_positions(
+    session: AsyncSession, org_id: str, alarm_id: int
+) -> tuple[list[tuple[float, float, datetime, bool]], tuple[float, float, float] | None]:
+    """The positions the alarm's events reported, oldest first, and its safe zone."""
+    rows = await session.execute(
+        select(EventRecord)
+        .where(EventRecord.org_id == org_id, EventRecord.alarm_id == alarm_id)
+        .order_by(EventRecord.occurred_at)
+    )
+    positions, zone = [], None
+    for event in rows.scalars():
+        where = _position(event.detail or {})
+        if where is not None:
+            positions.append((where[0], where[1], event.occurred_at, event.restore))
+        zone = zone or safe_zone(event.detail or {})
+    return positions[-200:], zone
+
+
 async def record_event(
     session: AsyncSession,
     org_id: str,

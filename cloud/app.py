@@ -9,6 +9,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -137,7 +138,9 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(SecurityHeaders)
+    tiles = urlsplit(settings.map_tile_url) if settings.map_tile_url else None
+    tile_origin = (f"{tiles.scheme}://{tiles.netloc.replace('{s}', '*')}",) if tiles else ()
+    app.add_middleware(SecurityHeaders, image_origins=tile_origin)
     app.router.route_class = StrictRoute
     app.include_router(api_router)
     app.add_exception_handler(RequestValidationError, readable_validation_error)

@@ -143,6 +143,8 @@ class Home(Base):
     address: Mapped[str] = mapped_column(String(300))
     key_safe: Mapped[str | None] = mapped_column(String(100))  # where and which code
     notes: Mapped[str] = mapped_column(String(2000), default="")
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
 
 
 class Resident(Base):

@@ -80,6 +80,8 @@ class HomeContext(BaseModel):
     address: str
     key_safe: str | None
     notes: str
+    latitude: float | None = None
+    longitude: float | None = None
 
 
 class ResidentContext(BaseModel):
@@ -105,6 +107,19 @@ class RecentAlarm(BaseModel):
     outcome: str | None
 
 
+class Position(BaseModel):
+    latitude: float
+    longitude: float
+    at: datetime
+    restore: bool  # a report from back inside the zone
+
+
+class SafeZone(BaseModel):
+    latitude: float
+    longitude: float
+    radius_m: float
+
+
 class AlarmDetail(BaseModel):
     alarm: AlarmPublic
     history: list[TransitionPublic]
@@ -112,6 +127,10 @@ class AlarmDetail(BaseModel):
     resident: ResidentContext | None = None  # reading it is logged in the audit log
     # The resident's other alarms of the last 30 days, newest first (at most 20).
     recent: list[RecentAlarm] = []
+    # Where the device said it was (oldest first) and the safe zone it left: only for the
+    # roles that may see positions, and each time audited.
+    positions: list[Position] = []
+    zone: SafeZone | None = None
 
 
 class AlarmChange(BaseModel):

@@ -58,6 +58,12 @@ class CloudSettings(CommandKeySettings):
     # Signs access tokens; no default outside development (the development one is public).
     secret_key: str = Field(default="", max_length=512)
     token_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 86400)
+    # The operator's map: a tile server (a municipality's own), as a URL template with
+    # {z}/{x}/{y}; none: the map draws zones, positions and homes on a plain background.
+    map_tile_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s'\"]+\{z\}[^\s'\"]*$", max_length=500
+    )
+    map_attribution: str = Field(default="", max_length=300)
     # Roles that always sign in with a second factor (cloud/signin.py), comma-separated;
     # an organisation may ask it of everyone besides.
     second_factor_roles: str = Field(

@@ -125,7 +125,13 @@ class HomeRules:
                 Geofence(zone.latitude, zone.longitude, zone.radius_m),
             )
         outside = known[1].update(position["latitude"], position["longitude"])
-        detail: dict[str, object] = dict(position)
+        # The zone goes with it: the operator's map draws the circle that was left.
+        detail: dict[str, object] = {
+            **position,
+            "zone_latitude": zone.latitude,
+            "zone_longitude": zone.longitude,
+            "zone_radius_m": zone.radius_m,
+        }
         if outside:
             return self._raise(device, GEOFENCE_EXIT, detail)
         return self._clear(device, GEOFENCE_EXIT, detail)

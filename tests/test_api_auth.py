@@ -395,6 +395,7 @@ async def test_me_names_the_caller_and_their_organisations_console_settings(
             "org_name": org.upper(),
             "answer_target_s": 60,
             "time_zone": "Europe/Stockholm",
+            "map_tiles": None,
         }
 
 

@@ -25,10 +25,18 @@ from cloud.lifecycle import Action, AlarmState, Outcome
 from cloud.security import Role
 from devices import Priority
 from devices.catalog import EVENT_KINDS
+from devices.wire import events_topic
 from gateway import Gateway
 
 from .browser import axe_violations, sign_in
-from .conftest import RunningCloud, publish
+from .conftest import (
+    GATEWAY_ID,
+    RunningCloud,
+    envelope,
+    inventory_device,
+    publish,
+    publish_inventory,
+)
 from .servers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -407,3 +415,69 @@ async def test_the_supervisor_sees_todays_service_level_who_is_on_and_searches_t
     await expect(operator.locator("#status")).to_have_text("live", timeout=10_000)
     await expect(operator.get_by_role("button", name="Service level")).to_be_hidden()
     await context.close()
+
+
+async def test_a_wandering_residents_alarm_shows_the_zone_the_positions_and_home_on_a_map(
+    sqlite_cloud: RunningCloud, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    cloud = sqlite_cloud
+    async with await cloud.authed("adam") as http:
+        home = {"address": "Storgatan 12, Malmö", "latitude": 55.6050, "longitude": 13.0038}
+        assert (await http.put("/api/v1/homes/home-12", json=home)).status_code == 200
+        device = {"id": "gps-1", "gateway_id": GATEWAY_ID, "home_id": "home-12"}
+        device |= {"type": "gps_pendant", "resident_id": "res-12"}
+        assert (await http.post("/api/v1/devices", json=device)).status_code == 201
+    await publish_inventory(cloud, [inventory_device("gps-1", "gps_pendant", "home-12")])
+    zone = {"zone_latitude": 55.6050, "zone_longitude": 13.0038, "zone_radius_m": 300.0}
+    # Out of the zone, and further out a minute later: one alarm, two positions.
+    for n, (lat, lon) in enumerate(((55.6080, 13.0090), (55.6101, 13.0142)), start=1):
+        sent = envelope(
+            "wander",
+            n,
+            Priority.HIGH,
+            "geofence_exit",
+            device="gps-1",
+            device_type="gps_pendant",
+            home_id="home-12",
+            resident_id="res-12",
+            detail={"latitude": lat, "longitude": lon, **zone},
+        )
+        await publish(mosquitto.port, events_topic(GATEWAY_ID), sent.model_dump_json())
+
+    context, page = await _console(browser)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    await sign_in(page, cloud.url, "anna", "anna-pass")
+    row = page.locator("#alarms tr").first
+    await expect(row).to_contain_text("Left the safe zone", timeout=10_000)
+    await expect(row.locator("td").nth(6)).to_have_text("2", timeout=10_000)
+    await row.click()
+    detail = page.locator("#detail")
+    await expect(detail.locator("#map")).to_be_visible(timeout=10_000)
+    await expect(detail.locator(".resident h3")).to_contain_text("Ingrid")
+    # Leaflet drew the zone, the track, both positions and the home, on a plain map.
+    await expect(detail.locator("#map.plain")).to_have_count(1)
+    await expect(detail.locator("path.zone")).to_have_count(1)
+    await expect(detail.locator("path.track")).to_have_count(1)
+    await expect(detail.locator("path.position")).to_have_count(2)
+    await expect(detail.locator("path.home")).to_have_count(1)
+    await expect(detail.locator(".leaflet-control-scale")).to_be_visible()
+    summary = detail.locator(".map-summary")
+    await expect(summary).to_contain_text("Last position 55.61010, 13.01420")
+    await expect(summary).to_contain_text(re.compile(r"\d+ m outside the safe zone"))
+    assert await axe_violations(page) == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / "operator-map.png"), full_page=True)
+    # Nothing was fetched from anywhere but the dispatch service (no tile server, no CDN).
+    assert requests and all(u.startswith(cloud.url) for u in requests), requests
+    assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+    # Looking was audited; an administrator's detail carries no positions at all.
+    async with await cloud.authed("stina") as http:
+        log = (await http.get("/api/v1/audit", params={"action": "position"})).json()
+    assert [(e["actor"], e["detail"]) for e in log] == [("anna", {"device": "gps-1"})]
+    async with await cloud.authed("adam") as http:
+        alarm_id = (await http.get("/api/v1/alarms")).json()[0]["id"]
+        seen = (await http.get(f"/api/v1/alarms/{alarm_id}")).json()
+    assert (seen["positions"], seen["zone"]) == ([], None)

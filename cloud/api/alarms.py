@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices import Priority
 
-from ..alarms import list_alarms
+from ..alarms import alarm_positions, list_alarms
 from ..audit import audit
 from ..clock import database_now
 from ..db import Home, Resident, User
@@ -36,8 +36,10 @@ from ..schemas import (
     AlarmDetail,
     AlarmPublic,
     HomeContext,
+    Position,
     RecentAlarm,
     ResidentContext,
+    SafeZone,
     TransitionPublic,
 )
 from ..security import Role
@@ -58,7 +60,11 @@ log = logging.getLogger("trygg.cloud.api")
 router = APIRouter(prefix="/alarms", tags=["alarms"], route_class=StrictRoute)
 
 KEEPALIVE_S = 15.0
-SESSION_CHECK_S = 2.0  # a live stream ends this soon after its session does
+SESSION_CHECK_S = 2.0
+# Who may see where a resident is (a GPS pendant's fixes): the people who go or send help.
+POSITION_READERS = frozenset(
+    {Role.OPERATOR.value, Role.SUPERVISOR.value, Role.STAFF.value}
+)  # a live stream ends this soon after its session does
 # Ids are 32-bit in every database Trygg runs on; anything else cannot be an alarm.
 AlarmId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the alarm's id")]
 
@@ -206,12 +212,24 @@ async def get_alarm_detail(
         audit(session, user, "resident.read", f"resident:{resident.id}", {"alarm": alarm_id})
         await session.commit()
     recent = await recent_of_resident(session, alarm) if resident is not None else []
+    positions: list[Position] = []
+    zone = None
+    if user.role in POSITION_READERS:
+        found, circle = await alarm_positions(session, user.org_id, alarm_id)
+        positions = [Position(latitude=a, longitude=o, at=t, restore=r) for a, o, t, r in found]
+        if circle is not None:
+            zone = SafeZone(latitude=circle[0], longitude=circle[1], radius_m=circle[2])
+        if positions:
+            audit(session, user, "position.read", f"alarm:{alarm_id}", {"device": alarm.device_id})
+            await session.commit()
     return AlarmDetail(
         alarm=AlarmPublic.model_validate(alarm),
         history=steps,
         home=HomeContext.model_validate(home) if home else None,
         resident=ResidentContext.model_validate(resident) if resident else None,
         recent=[RecentAlarm.model_validate(a) for a in recent],
+        positions=positions,
+        zone=zone,
     )
 
 

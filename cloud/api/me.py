@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from ..db import Organisation
-from .deps import CurrentUser, SessionDep
+from .deps import CurrentUser, ServicesDep, SessionDep
 from .strict import StrictRoute
 
 router = APIRouter(tags=["me"], route_class=StrictRoute)
@@ -21,10 +21,12 @@ class Me(BaseModel):
     answer_target_s: int
     # IANA zone the organisation's times are shown in (e.g. "Europe/Stockholm").
     time_zone: str
+    # The map's tile server (a URL template) and its attribution; None: a plain map.
+    map_tiles: dict[str, str] | None = None
 
 
 @router.get("/me")
-async def get_me(user: CurrentUser, session: SessionDep) -> Me:
+async def get_me(user: CurrentUser, session: SessionDep, services: ServicesDep) -> Me:
     org = await session.get(Organisation, user.org_id)
     assert org is not None  # a user belongs to an organisation (foreign key)
     return Me(
@@ -34,4 +36,9 @@ async def get_me(user: CurrentUser, session: SessionDep) -> Me:
         org_name=org.name,
         answer_target_s=org.answer_target_s,
         time_zone=org.time_zone,
+        map_tiles=(
+            {"url": tiles, "attribution": services.settings.map_attribution}
+            if (tiles := services.settings.map_tile_url)
+            else None
+        ),
     )

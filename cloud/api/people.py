@@ -194,6 +194,15 @@ class HomeIn(_In):
     address: str = Field(min_length=1, max_length=300)
     key_safe: str | None = Field(default=None, max_length=100)
     notes: Text = ""
+    # Where it is (WGS 84), for the operator's map; both or neither.
+    latitude: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
+    longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> HomeIn:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("latitude and longitude: give both or neither")
+        return self
 
 
 class HomeNew(HomeIn):
@@ -205,6 +214,8 @@ class HomeOut(_Out):
     address: str
     key_safe: str | None
     notes: str
+    latitude: float | None
+    longitude: float | None
 
 
 @router.get("/homes")

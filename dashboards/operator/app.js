@@ -481,6 +481,64 @@ function residentCard(d) {
   return card;
 }
 
+// -- the map: the safe zone, the positions reported, the home ------------------------------
+
+let detailMap = null;
+
+function metres(a, b) {
+  const rad = Math.PI / 180, dLat = (b[0] - a[0]) * rad, dLon = (b[1] - a[1]) * rad;
+  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a[0] * rad) * Math.cos(b[0] * rad) * Math.sin(dLon / 2) ** 2;
+  return 2 * 6371000 * Math.asin(Math.sqrt(h));
+}
+
+function mapSummary(d) {
+  const last = d.positions[d.positions.length - 1];
+  if (!last) return t("ui.map_home_only");
+  const where = `${last.latitude.toFixed(5)}, ${last.longitude.toFixed(5)}`;
+  if (!d.zone) return t("ui.map_last", { time: clock(last.at), where });
+  const out = metres([d.zone.latitude, d.zone.longitude], [last.latitude, last.longitude]) - d.zone.radius_m;
+  const distance = out > 0 ? t("ui.map_outside", { m: Math.round(out) }) : t("ui.map_inside");
+  return `${t("ui.map_last", { time: clock(last.at), where })} ${distance}`;
+}
+
+function drawMap(el, d) {
+  if (!window.L) { el.textContent = t("ui.map_unavailable"); return null; }
+  const tiles = me && me.map_tiles;
+  const map = L.map(el, { attributionControl: Boolean(tiles), zoomSnap: 0.25 });
+  if (tiles) L.tileLayer(tiles.url, { attribution: tiles.attribution, maxZoom: 19 }).addTo(map);
+  else el.classList.add("plain");  // no tile server: a plain, scaled background
+  L.control.scale({ imperial: false }).addTo(map);
+  const layers = [];
+  if (d.zone) {
+    layers.push(L.circle([d.zone.latitude, d.zone.longitude],
+      { radius: d.zone.radius_m, color: "#1e6b34", weight: 2, fillOpacity: 0.08, className: "zone" })
+      .bindTooltip(t("ui.map_zone")));
+  }
+  const path = d.positions.map((p) => [p.latitude, p.longitude]);
+  if (path.length > 1) {
+    layers.push(L.polyline(path, { color: "#b3261e", weight: 2, dashArray: "4 4", className: "track" }));
+  }
+  d.positions.forEach((p, i) => {
+    const last = i === d.positions.length - 1;
+    layers.push(L.circleMarker([p.latitude, p.longitude], {
+      radius: last ? 8 : 4, color: "#b3261e", fillOpacity: last ? 0.9 : 0.4,
+      className: last ? "position last" : "position",
+    }).bindTooltip(clock(p.at)));
+  });
+  if (d.home && d.home.latitude != null) {
+    layers.push(L.circleMarker([d.home.latitude, d.home.longitude],
+      { radius: 7, color: "#10263d", fillColor: "#ffffff", fillOpacity: 1, className: "home" })
+      .bindTooltip(t("ui.map_home")));
+  }
+  // The view first (a circle's own bounds need a map), then the layers on it.
+  const bounds = L.latLngBounds(path);
+  if (d.zone) bounds.extend(L.latLng(d.zone.latitude, d.zone.longitude).toBounds(d.zone.radius_m * 2));
+  if (d.home && d.home.latitude != null) bounds.extend([d.home.latitude, d.home.longitude]);
+  map.fitBounds(bounds.pad(0.3), { maxZoom: 17 });
+  L.featureGroup(layers).addTo(map);
+  return map;
+}
+
 async function showDetail(id) {
   const d = await api(`/api/v1/alarms/${id}`).catch((e) => { setStatus(e.message, "down"); });
   if (!d) return;
@@ -489,7 +547,8 @@ async function showDetail(id) {
   const panel = $("detail");
   const alarm = element("section", undefined, "card alarm");
   alarm.append(element("h3", t("ui.d_alarm_section")));
-  const position = d.alarm.latitude != null ? `${d.alarm.latitude}, ${d.alarm.longitude}` : null;
+  const position = d.alarm.latitude != null && !d.positions.length
+    ? `${d.alarm.latitude}, ${d.alarm.longitude}` : null;
   alarm.append(definitions([
     [t("ui.d_alarm"), `${t(`kind.${d.alarm.kind}`)} (${t(`priority.${d.alarm.priority}`)}), ${t(`state.${d.alarm.state}`)}`],
     [t("ui.d_device"), `${d.alarm.device_id} (${d.alarm.device_type})`],
@@ -497,6 +556,15 @@ async function showDetail(id) {
     [t("ui.d_gateway"), d.alarm.gateway_id],
     [t("ui.d_position"), position],
   ]));
+  const located = d.positions.length || d.zone || (d.home && d.home.latitude != null);
+  let mapEl = null;
+  if (located) {
+    mapEl = element("div", undefined, "map");
+    mapEl.id = "map";
+    mapEl.setAttribute("role", "region");
+    mapEl.setAttribute("aria-label", mapSummary(d));
+    alarm.append(mapEl, element("p", mapSummary(d), "map-summary"));
+  }
   alarm.append(element("h4", t("ui.d_history")));
   const history = document.createElement("ol");
   for (const step of d.history) {
@@ -511,8 +579,10 @@ async function showDetail(id) {
   const heading = element("h2", t("ui.details"));
   heading.id = "detail-heading";
   const close = button(t("ui.close"), () => closeDetail());
+  if (detailMap) { detailMap.remove(); detailMap = null; }
   panel.replaceChildren(heading, close, residentCard(d), alarm);
   panel.hidden = false;
+  if (mapEl) detailMap = drawMap(mapEl, d);
   panel.onkeydown = (ev) => { if (ev.key === "Escape") closeDetail(); };
   close.focus();
 }
@@ -521,6 +591,7 @@ function closeDetail() {
   const id = openDetail;
   $("detail").hidden = true;
   openDetail = null;
+  if (detailMap) { detailMap.remove(); detailMap = null; }
   const row = $("alarms").querySelector(`tr[data-alarm-id="${id}"]`);
   if (row) row.focus();
 }
