@@ -146,11 +146,26 @@ async def ensure_gateway(session: AsyncSession, org_id: str, gateway_id: str, na
 
 
 async def ensure_home(
-    session: AsyncSession, org_id: str, home_id: str, address: str, key_safe: str | None = None
+    session: AsyncSession,
+    org_id: str,
+    home_id: str,
+    address: str,
+    key_safe: str | None = None,
+    *,
+    location: tuple[float, float] | None = None,
 ) -> Home:
     home = await session.get(Home, (org_id, home_id))
     if home is None:
-        home = Home(org_id=org_id, id=home_id, address=address, key_safe=key_safe, notes="")
+        latitude, longitude = location if location is not None else (None, None)
+        home = Home(
+            org_id=org_id,
+            id=home_id,
+            address=address,
+            key_safe=key_safe,
+            notes="",
+            latitude=latitude,
+            longitude=longitude,
+        )
         session.add(home)
         await session.flush()
     return home

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from amqtt.broker import Broker
 from trygg_sim import SimulatedHome, run_homes
+from trygg_sim.serial import GpsWalk, PtyPort
 
 from cloud import CloudSettings, create_app
 from cloud.admin import (
@@ -60,6 +62,15 @@ RESIDENTS: list[dict[str, Any]] = [
         "contacts": [{"name": "Lena Nilsson", "relation": "dotter", "phone": "+46 70 123 45 67"}],
     },
     {
+        "name": "Margit Persson",
+        "born": date(1932, 11, 30),
+        "language": "sv",
+        "address": "Bergsgatan 21, 214 22 Malmö",
+        "key_safe": "Digitalt lås (hemtjänsten öppnar från telefonen)",
+        "notes": "Demens, går gärna ut på natten. Bär GPS-larm.",
+        "contacts": [{"name": "Göran Persson", "relation": "son", "phone": "+46 70 987 65 43"}],
+    },
+    {
         "name": "Aino Virtanen",
         "born": date(1941, 9, 17),
         "language": "fi",
@@ -80,16 +91,19 @@ RESIDENTS: list[dict[str, Any]] = [
             {"name": "Deniz Yılmaz", "relation": "dotter", "phone": "+46 76 222 33 44"},  # noqa: RUF001
         ],
     },
-    {
-        "name": "Margit Persson",
-        "born": date(1932, 11, 30),
-        "language": "sv",
-        "address": "Bergsgatan 21, 214 22 Malmö",
-        "key_safe": "Digitalt lås (hemtjänsten öppnar från telefonen)",
-        "notes": "Demens, går gärna ut på natten.",
-        "contacts": [{"name": "Göran Persson", "relation": "son", "phone": "+46 70 987 65 43"}],
-    },
 ]
+
+
+# Where the homes are (central Malmö), in the residents' order.
+HOME_LOCATIONS = [(55.6050, 13.0038), (55.5989, 13.0129), (55.5930, 13.0007), (55.5889, 13.0214)]
+# The resident of this home wears a GPS pendant with a safe zone round the home, and now
+# and then walks out of it (GPS_HOME is 1-based, like the homes).
+GPS_HOME = 2
+SAFE_ZONE_M = 250.0
+
+
+def location_of(index: int) -> tuple[float, float]:
+    return HOME_LOCATIONS[(index - 1) % len(HOME_LOCATIONS)]
 
 
 def resident_of(index: int) -> dict[str, Any]:
@@ -116,7 +130,7 @@ def broker_config(host: str, port: int) -> dict[str, Any]:
 
 
 def gateway_config(options: DemoOptions, home_ids: list[str]) -> GatewayConfig:
-    devices = []
+    devices: list[dict[str, Any]] = []
     for index, home in enumerate(home_ids, start=1):
         for name, kind in (
             ("pendant", "alarm_button"),
@@ -134,6 +148,22 @@ def gateway_config(options: DemoOptions, home_ids: list[str]) -> GatewayConfig:
                     "resident": f"resident-{index}",
                 }
             )
+    serial = []
+    if len(home_ids) >= GPS_HOME:
+        latitude, longitude = location_of(GPS_HOME)
+        zone = {"latitude": latitude, "longitude": longitude, "radius_m": SAFE_ZONE_M}
+        serial.append({"name": "gps", "path": str(gps_path(options)), "protocol": "nmea"})
+        devices.append(
+            {
+                "id": f"home-{GPS_HOME}-gps",
+                "type": "gps_pendant",
+                "transport": "nmea",
+                "port": "gps",
+                "home": f"home-{GPS_HOME}",
+                "resident": f"resident-{GPS_HOME}",
+                "safe_zone": zone,
+            }
+        )
     broker = {"host": BROKER_HOST, "port": options.mqtt_port}
     return GatewayConfig.model_validate(
         {
@@ -141,9 +171,42 @@ def gateway_config(options: DemoOptions, home_ids: list[str]) -> GatewayConfig:
             "store": {"path": options.data_dir / "gateway.db"},
             "zigbee2mqtt": broker,
             "uplink": broker,
+            "serial": serial,
             "devices": devices,
         }
     )
+
+
+def gps_path(options: DemoOptions) -> Path:
+    """The GPS pendant's receiver: a pseudo-terminal, as a USB serial port would be."""
+    return (options.data_dir / "gps-pendant").resolve()
+
+
+async def wander(port: PtyPort, home: tuple[float, float], every_s: float, seed: int) -> None:
+    """The GPS pendant's wearer: at home a while, then out for a walk that leaves the safe
+    zone, then back; a fix every second, as a receiver sends it."""
+    rng = random.Random(seed)
+    walk = GpsWalk(home[0], home[1], rng=rng)
+    loop = asyncio.get_running_loop()
+
+    async def for_(seconds: float) -> None:
+        end = loop.time() + seconds
+        while loop.time() < end:
+            walk.advance(1.0)
+            port.write(walk.sentences(datetime.now(UTC)))
+            await asyncio.sleep(1.0)
+
+    # Out of the zone in about 80 s at a brisk walk; sooner when alarms come sooner.
+    leave_s = min(80.0, 2 * every_s)
+    while True:
+        walk.speed_kmh = 0.0
+        await for_(rng.uniform(1.0, 2.0) * every_s)
+        walk.bearing_deg = rng.uniform(0, 360)
+        walk.speed_kmh = SAFE_ZONE_M * 1.3 / leave_s * 3.6
+        await for_(leave_s * 1.5)
+        walk.bearing_deg = (walk.bearing_deg + 180) % 360  # and back home
+        await for_(leave_s * 1.5)
+        walk.latitude, walk.longitude = home
 
 
 async def seed(settings: CloudSettings, home_ids: list[str]) -> None:
@@ -164,7 +227,14 @@ async def seed(settings: CloudSettings, home_ids: list[str]) -> None:
             await ensure_gateway(session, org, GATEWAY_ID, "Demo gateway")
             for index, home in enumerate(home_ids, start=1):
                 person = resident_of(index)
-                await ensure_home(session, org, home, person["address"], person["key_safe"])
+                await ensure_home(
+                    session,
+                    org,
+                    home,
+                    person["address"],
+                    person["key_safe"],
+                    location=location_of(index),
+                )
                 await ensure_resident(
                     session,
                     org,
@@ -229,13 +299,25 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> 
         gateway = Gateway(gateway_config(options, home_ids))
         await stack.enter_async_context(gateway)
 
+        if len(home_ids) >= GPS_HOME:
+            pendant = PtyPort(gps_path(options))
+            pendant.plug()  # before the gateway opens it
+            stack.callback(pendant.unplug)
+
         homes = [SimulatedHome(h, alarm_every_s=options.alarm_every_s) for h in home_ids]
         sim_task = asyncio.create_task(run_homes(BROKER_HOST, options.mqtt_port, homes), name="sim")
+        walker = None
+        if len(home_ids) >= GPS_HOME:
+            walking = wander(pendant, location_of(GPS_HOME), options.alarm_every_s, seed=GPS_HOME)
+            walker = asyncio.create_task(walking, name="gps pendant")
 
         async def stop_sim() -> None:
-            sim_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sim_task
+            for task in (sim_task, walker):
+                if task is None:
+                    continue
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
         stack.push_async_callback(stop_sim)
 
