@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from devices import Event, Priority
 
 from .clock import database_now
-from .db import Alarm, EventRecord
+from .db import Alarm, EventRecord, Home
 from .lifecycle import OPEN_STATES, AlarmState, Outcome, resolve_by_system
 
 # Information events (a lock opened by staff, a check done) are kept, not queued.
@@ -164,6 +164,7 @@ async def record_event(
         if position is not None:
             alarm.latitude, alarm.longitude = position
     elif event.priority in QUEUED_PRIORITIES:
+        home = await session.get(Home, (org_id, event.home_id))
         alarm = Alarm(
             org_id=org_id,
             gateway_id=gateway_id,
@@ -187,6 +188,7 @@ async def record_event(
             restored_at=None,
             acknowledged_by=None,
             acknowledged_at=None,
+            team_id=home.team_id if home is not None else None,
         )
         session.add(alarm)
         created = True

@@ -145,6 +145,8 @@ class Home(Base):
     notes: Mapped[str] = mapped_column(String(2000), default="")
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
+    # The home-care team (a district) that serves it.
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", name="homes_team_id_fkey"))
 
 
 class Resident(Base):
@@ -282,6 +284,8 @@ class Alarm(Base):
     escalated_at: Mapped[datetime | None]
     escalation: Mapped[str | None] = mapped_column(String(20))
     escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The team serving the home when the alarm was raised (its home's, then).
+    team_id: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("alarms_queue", "org_id", "state", "priority_rank", "received_at"),

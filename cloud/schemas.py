@@ -46,6 +46,7 @@ class AlarmPublic(BaseModel):
     escalated_at: datetime | None
     escalation: str | None
     escalation_level: int
+    team_id: int | None = None  # the home's team when the alarm was raised
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -113,6 +113,16 @@ async def _console(browser: Browser, locale: str = "en-GB") -> tuple[BrowserCont
     return context, page
 
 
+async def _played(page: Page, times: int) -> None:
+    """Wait until the page has played its sound ``times`` times (polled from here: the
+    console's policy forbids the page evaluating strings, as a waiting function would)."""
+
+    async def played() -> bool:
+        return bool(await page.evaluate("window.__played.length") == times)
+
+    await wait_until(played, 10)
+
+
 async def _missing(page: Page) -> list[str]:
     missing: list[str] = await page.evaluate("[...window.trygg.missing]")
     return missing
@@ -208,7 +218,7 @@ async def test_a_new_urgent_alarm_sounds_notifies_and_counts_in_the_title_unless
     row = page.locator("#alarms tr").first
     await expect(row).to_contain_text("Alarm button pressed", timeout=10_000)
     await expect(page).to_have_title("(1) Trygg — alarm queue")
-    await page.wait_for_function("window.__played.length === 1")
+    await _played(page, 1)
     assert await page.evaluate("window.__notified") == ["critical: Alarm button pressed"]
 
     # Pressed again while it waits: new again, and heard again.
@@ -217,7 +227,12 @@ async def test_a_new_urgent_alarm_sounds_notifies_and_counts_in_the_title_unless
     await expect(row).to_contain_text("new again", timeout=10_000)
     await expect(row).to_have_class(re.compile(r"\bagain\b"))
     await expect(row.locator("td").nth(6)).to_have_text("2")
-    await page.wait_for_function("window.__played.length === 2")
+    await _played(page, 2)
+
+    # Each operator picks a sound (heard once on choosing it) and keeps it.
+    await page.get_by_role("combobox", name=re.compile("^Sound")).select_option("bell")
+    await _played(page, 3)
+    assert (await page.locator("#chime").get_attribute("src")) == "bell.wav"
 
     # Muted: the console says so (and keeps it for this operator), and stays silent.
     await page.locator("#mute").click()
@@ -226,6 +241,7 @@ async def test_a_new_urgent_alarm_sounds_notifies_and_counts_in_the_title_unless
     await page.reload()
     await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
     await expect(page.locator("#mute")).to_have_text(re.compile("Sound muted"))
+    assert (await page.locator("#chime").get_attribute("src")) == "bell.wav"
     await publish(mosquitto.port, "zigbee2mqtt/kitchen_smoke", json.dumps({"smoke": True}))
     await expect(page.locator("#alarms tr")).to_have_count(2, timeout=10_000)
     await expect(page).to_have_title("(2) Trygg — alarm queue")
@@ -481,3 +497,46 @@ async def test_a_wandering_residents_alarm_shows_the_zone_the_positions_and_home
         alarm_id = (await http.get("/api/v1/alarms")).json()[0]["id"]
         seen = (await http.get(f"/api/v1/alarms/{alarm_id}")).json()
     assert (seen["positions"], seen["zone"]) == ([], None)
+
+
+async def test_filters_by_team_priority_and_state_are_kept_for_each_operator(
+    sqlite_cloud: RunningCloud, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    cloud = sqlite_cloud
+    async with await cloud.authed("adam") as http:
+        team = (await http.post("/api/v1/teams", json={"name": "Väster"})).json()
+        home = {"address": "Storgatan 12, Malmö", "team_id": team["id"]}
+        assert (await http.put("/api/v1/homes/home-12", json=home)).status_code == 200
+        wrong = await http.put("/api/v1/homes/home-12", json=home | {"team_id": 999})
+        assert wrong.status_code == 422 and "no team 999" in wrong.text
+    # One alarm from home-12 (Väster's), one from a home no team serves.
+    devices = [inventory_device("pendant-12", home="home-12"), inventory_device("pendant-9")]
+    await publish_inventory(cloud, devices)
+    for n, (device, home_id) in enumerate((("pendant-12", "home-12"), ("pendant-9", "home-1"))):
+        sent = envelope("filters", n, device=device, home_id=home_id)
+        await publish(mosquitto.port, events_topic(GATEWAY_ID), sent.model_dump_json())
+
+    context, page = await _console(browser)
+    await sign_in(page, cloud.url, "anna", "anna-pass")
+    rows = page.locator("#alarms tr")
+    await expect(rows).to_have_count(2, timeout=10_000)
+    await page.locator("#filter-team").select_option(label="Väster")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("home-12")
+    await expect(page.locator("#filtered")).to_have_text("1 alarms hidden by the filters")
+    await page.locator("#filter-priority").select_option("high")
+    await expect(rows).to_have_count(0)
+    await page.reload()  # kept for anna
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    await expect(page.locator("#filter-priority")).to_have_value("high")
+    await expect(page.locator("#filter-team")).to_have_value(str(team["id"]))
+    await expect(rows).to_have_count(0)
+    await page.locator("#filter-priority").select_option("")
+    await expect(rows).to_have_count(1)
+    assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
+    # Bert's console has its own filters.
+    context, page = await _console(browser)
+    await sign_in(page, cloud.url, "bert", "bert-pass")
+    await expect(page.locator("#alarms tr")).to_have_count(2, timeout=10_000)
+    await context.close()

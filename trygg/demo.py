@@ -227,7 +227,7 @@ async def seed(settings: CloudSettings, home_ids: list[str]) -> None:
             await ensure_gateway(session, org, GATEWAY_ID, "Demo gateway")
             for index, home in enumerate(home_ids, start=1):
                 person = resident_of(index)
-                await ensure_home(
+                served = await ensure_home(
                     session,
                     org,
                     home,
@@ -235,6 +235,7 @@ async def seed(settings: CloudSettings, home_ids: list[str]) -> None:
                     person["key_safe"],
                     location=location_of(index),
                 )
+                served.team_id = teams[STAFF_TEAM]
                 await ensure_resident(
                     session,
                     org,

@@ -197,6 +197,7 @@ class HomeIn(_In):
     # Where it is (WGS 84), for the operator's map; both or neither.
     latitude: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False)
     longitude: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False)
+    team_id: int | None = Field(default=None, ge=1, le=2**31 - 1)  # the team serving it
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> HomeIn:
@@ -216,6 +217,7 @@ class HomeOut(_Out):
     notes: str
     latitude: float | None
     longitude: float | None
+    team_id: int | None
 
 
 @router.get("/homes")
@@ -223,8 +225,15 @@ async def list_homes(user: HomeReader, session: SessionDep) -> list[HomeOut]:
     return await _listed(session, user, Home, HomeOut, Home.id)
 
 
+async def _team_exists(session: AsyncSession, org_id: str, team_id: int | None) -> None:
+    team = await session.get(Team, team_id) if team_id is not None else None
+    if team_id is not None and (team is None or team.org_id != org_id):
+        raise HTTPException(HTTPStatus.UNPROCESSABLE_ENTITY, detail=f"team_id: no team {team_id}")
+
+
 @router.post("/homes", status_code=status.HTTP_201_CREATED, max_body_size=TEXT_BODY_BYTES)
 async def create_home(body: HomeNew, user: Admin, session: SessionDep) -> HomeOut:
+    await _team_exists(session, user.org_id, body.team_id)
     home = Home(org_id=user.org_id, **body.model_dump())
     session.add(home)
     audit(session, user, "home.create", f"home:{body.id}")
@@ -237,6 +246,7 @@ async def update_home(home_id: str, body: HomeIn, user: Admin, session: SessionD
     home = await session.get(Home, (user.org_id, home_id))
     if home is None:
         raise _not_found("home", home_id)
+    await _team_exists(session, user.org_id, body.team_id)
     for key, value in body.model_dump().items():
         setattr(home, key, value)
     audit(session, user, "home.update", f"home:{home_id}")

@@ -53,6 +53,7 @@ async function setLanguage(chosen) {
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   fillFilters();
   fillAuditActions();
+  fillSounds();
   updateMute();
   loadSupervision();
   if (!signedIn) setStatus(t("ui.signed_out"));
@@ -81,6 +82,24 @@ function setStatus(text, cls) {
   const el = $("status");
   el.textContent = text;
   el.className = cls || "";
+}
+
+const SOUNDS = ["chime", "bell", "pulse"];
+function soundKey() { return `trygg.sound.${me ? me.username : ""}`; }
+function sound() {
+  const kept = localStorage.getItem(soundKey());
+  return SOUNDS.includes(kept) ? kept : SOUNDS[0];
+}
+
+function fillSounds() {
+  const select = $("sound");
+  select.replaceChildren(...SOUNDS.map((name) => {
+    const option = element("option", t(`ui.sound_${name}`));
+    option.value = name;
+    return option;
+  }));
+  select.value = sound();
+  $("chime").src = `${sound()}.wav`;
 }
 
 function muteKey() { return `trygg.mute.${me ? me.username : ""}`; }
@@ -147,9 +166,18 @@ async function api(path, options = {}) {
 function filterKey() { return `trygg.filters.${me ? me.username : ""}`; }
 
 function filters() {
+  const base = { priority: "", state: "open", team: "" };
   try {
-    return Object.assign({ priority: "", state: "open" }, JSON.parse(localStorage.getItem(filterKey()) || "{}"));
-  } catch { return { priority: "", state: "open" }; }
+    return Object.assign(base, JSON.parse(localStorage.getItem(filterKey()) || "{}"));
+  } catch { return base; }
+}
+
+let teams = [];  // the organisation's teams: the homes' districts
+
+async function loadTeams() {
+  teams = await api("/api/v1/teams").catch(() => []);
+  fillFilters();
+  render();
 }
 
 function fillFilters() {
@@ -168,18 +196,23 @@ function fillFilters() {
     (v) => (v ? t(`priority.${v}`) : t("ui.filter_any")), kept.priority);
   fill($("filter-state"), ["open", ...OPEN_STATES],
     (v) => (v === "open" ? t("ui.filter_open") : t(`state.${v}`)), kept.state);
+  const names = Object.fromEntries(teams.map((team) => [String(team.id), team.name]));
+  fill($("filter-team"), ["", ...Object.keys(names)],
+    (v) => (v ? names[v] : t("ui.filter_any")), names[kept.team] ? kept.team : "");
 }
 
 function saveFilters() {
   localStorage.setItem(filterKey(), JSON.stringify({
     priority: $("filter-priority").value, state: $("filter-state").value,
+    team: $("filter-team").value,
   }));
   render();
 }
 
 function shown(a) {
   const f = filters();
-  return (!f.priority || a.priority === f.priority) && (f.state === "open" || a.state === f.state);
+  return (!f.priority || a.priority === f.priority) && (f.state === "open" || a.state === f.state)
+    && (!f.team || String(a.team_id) === f.team);
 }
 
 // -- the queue ----------------------------------------------------------------------------
@@ -794,7 +827,10 @@ async function showQueue() {
   $("waiting").hidden = false;
   $("notify").hidden = !("Notification" in window) || Notification.permission !== "default";
   $("supervise").hidden = !SUPERVISORS.has(me.role);
+  $("sound-choice").hidden = false;
+  fillSounds();
   fillFilters();
+  loadTeams();
   fillAuditActions();
   setSupervising(localStorage.getItem(`trygg.supervising.${me.username}`) === "1");
   updateMute();
@@ -816,7 +852,7 @@ function signOut(message, everywhere = false) {
   staff = null;
   setSupervising(false);
   for (const id of ["detail", "queue", "signout", "everywhere", "mute", "notify", "waiting",
-    "supervise", "enrol"]) $(id).hidden = true;
+    "supervise", "enrol", "sound-choice"]) $(id).hidden = true;
   $("login").hidden = false;
   $("code-field").hidden = true;
   $("login").elements.code.value = "";
@@ -889,6 +925,11 @@ $("lang").addEventListener("change", (ev) => {
   localStorage.setItem("trygg.lang", ev.target.value);
   setLanguage(ev.target.value);
 });
+$("sound").addEventListener("change", (ev) => {
+  localStorage.setItem(soundKey(), ev.target.value);
+  $("chime").src = `${sound()}.wav`;
+  if (!muted()) $("chime").play().catch(() => {});  // let the operator hear it
+});
 $("mute").addEventListener("click", () => {
   localStorage.setItem(muteKey(), muted() ? "0" : "1");
   updateMute();
@@ -905,6 +946,7 @@ $("supervise").addEventListener("click", () => {
 $("audit-search").addEventListener("submit", (ev) => { ev.preventDefault(); searchAudit(); });
 $("filter-priority").addEventListener("change", saveFilters);
 $("filter-state").addEventListener("change", saveFilters);
+$("filter-team").addEventListener("change", saveFilters);
 
 // Signed in already (the cookie survives a reload)? /me says.
 setLanguage(chooseLanguage()).then(() => showQueue());
