@@ -69,7 +69,11 @@ async def test_sim_run_plays_a_scenario_and_confirms_the_dispatch_service_got_it
             env={"TRYGG_PASSWORD": password},
         )
     )
-    await asyncio.sleep(0.5)  # the simulator plugs its serial ports in first
+    # The simulator plugs its serial ports in first: the gateway opens them when they are.
+    ports = [Path(port.path) for port in load_config(config).serial]
+    assert ports, "the smoke scenario has a radio receiver on a serial port"
+    await wait_until(lambda: all(p.exists() for p in ports) or sim.done(), 30)
+    assert not sim.done(), sim.result()
     async with Gateway(load_config(config)) as gateway:
         await started(gateway)
         code, out, err = await sim
