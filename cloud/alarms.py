@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from devices import Event, Priority
 
 from .clock import database_now
-from .db import Alarm, EventRecord, Home
+from .db import Alarm, Device, EventRecord, Home
 from .lifecycle import OPEN_STATES, AlarmState, Outcome, resolve_by_system
 
 # Information events (a lock opened by staff, a check done) are kept, not queued.
@@ -165,6 +165,8 @@ async def record_event(
             alarm.latitude, alarm.longitude = position
     elif event.priority in QUEUED_PRIORITIES:
         home = await session.get(Home, (org_id, event.home_id))
+        device = await session.get(Device, (org_id, event.device_id))
+        testing = device is not None and device.test_until is not None and device.test_until > now
         alarm = Alarm(
             org_id=org_id,
             gateway_id=gateway_id,
@@ -189,6 +191,7 @@ async def record_event(
             acknowledged_by=None,
             acknowledged_at=None,
             team_id=home.team_id if home is not None else None,
+            test=testing,
         )
         session.add(alarm)
         created = True

@@ -180,6 +180,8 @@ class Device(Base):
     firmware: Mapped[str | None] = mapped_column(String(64))
     actions: Mapped[list[str] | None] = mapped_column(JSON)
     reported_at: Mapped[datetime | None]
+    # In test until then (a technician installing or checking it): its alarms are tests.
+    test_until: Mapped[datetime | None]
 
 
 class AuditEntry(Base):
@@ -286,6 +288,8 @@ class Alarm(Base):
     escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The team serving the home when the alarm was raised (its home's, then).
     team_id: Mapped[int | None] = mapped_column(Integer)
+    # Raised by a device in test: shown as a test, never escalated or sounded.
+    test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("alarms_queue", "org_id", "state", "priority_rank", "received_at"),

@@ -79,11 +79,13 @@ def overdue(limits: Limits, now: datetime) -> list[tuple[Reason, ColumnElement[b
             for priority, limit in limits.unclaimed.items()
         )
     )
+    real = Alarm.test.is_(False)  # a test alarm is never escalated
     return [
-        (Reason.UNCLAIMED, and_(Alarm.state == AlarmState.NEW.value, unclaimed)),
+        (Reason.UNCLAIMED, and_(real, Alarm.state == AlarmState.NEW.value, unclaimed)),
         (
             Reason.UNASSIGNED,
             and_(
+                real,
                 Alarm.state == AlarmState.ACKNOWLEDGED.value,
                 Alarm.acknowledged_at <= now - limits.unassigned,
             ),
@@ -91,6 +93,7 @@ def overdue(limits: Limits, now: datetime) -> list[tuple[Reason, ColumnElement[b
         (
             Reason.NOT_ON_SITE,
             and_(
+                real,
                 Alarm.state == AlarmState.ASSIGNED.value,
                 Alarm.assigned_at <= now - limits.not_on_site,
             ),

@@ -47,6 +47,7 @@ class AlarmPublic(BaseModel):
     escalation: str | None
     escalation_level: int
     team_id: int | None = None  # the home's team when the alarm was raised
+    test: bool = False  # raised by a device in test
 
     @computed_field  # type: ignore[prop-decorator]
     @property

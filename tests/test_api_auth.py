@@ -60,6 +60,8 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
         {"id": "d-new", "gateway_id": GATEWAY_ID, "home_id": "home-12", "type": "smoke"},
     ),
     ("GET", "/api/v1/audit", {"admin", "supervisor"}, None),
+    ("POST", "/api/v1/devices/{device_id}/test", {"admin", "technician"}, {"minutes": 5}),
+    ("DELETE", "/api/v1/devices/{device_id}/test", {"admin", "technician"}, None),
     ("POST", "/api/v1/users/{username}/disable", {"admin"}, None),
     ("POST", "/api/v1/users/{username}/enable", {"admin"}, None),
     (
@@ -88,6 +90,7 @@ IDS = {
     "gateway_id": GATEWAY_ID,
     "command_id": "no-such-command",
     "username": "bert",
+    "device_id": "pendant-1",
 }
 UNAUTHENTICATED = {
     ("POST", "/api/v1/auth/token"),
@@ -347,6 +350,7 @@ async def test_garbage_on_every_route_is_refused_and_never_a_server_error(
                     gateway_id=bad_id,
                     command_id=bad_id,
                     username=bad_id,
+                    device_id=bad_id,
                 )
                 bodies = GARBAGE_BODIES if method in ("POST", "PUT") else [b""]
                 for raw in bodies:
@@ -375,6 +379,7 @@ _MISSING = {
     "gateway_id": "no-such-gateway",
     "command_id": "no-such-command",
     "username": "nobody",
+    "device_id": "no-such-device",
 }
 
 

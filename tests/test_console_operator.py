@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from playwright.async_api import (
     expect,
 )
 
-from cloud.escalation import Reason
+from cloud.escalation import Escalator, Limits, Reason
 from cloud.lifecycle import Action, AlarmState, Outcome
 from cloud.security import Role
 from devices import Priority
@@ -494,9 +495,13 @@ async def test_a_wandering_residents_alarm_shows_the_zone_the_positions_and_home
         log = (await http.get("/api/v1/audit", params={"action": "position"})).json()
     assert [(e["actor"], e["detail"]) for e in log] == [("anna", {"device": "gps-1"})]
     async with await cloud.authed("adam") as http:
-        alarm_id = (await http.get("/api/v1/alarms")).json()[0]["id"]
-        seen = (await http.get(f"/api/v1/alarms/{alarm_id}")).json()
+        (listed,) = (await http.get("/api/v1/alarms")).json()
+        seen = (await http.get(f"/api/v1/alarms/{listed['id']}")).json()
     assert (seen["positions"], seen["zone"]) == ([], None)
+    assert (listed["latitude"], seen["alarm"]["latitude"]) == (None, None)
+    async with await cloud.authed("anna") as http:
+        (theirs,) = (await http.get("/api/v1/alarms")).json()
+    assert (theirs["latitude"], theirs["longitude"]) == (55.6101, 13.0142)
 
 
 async def test_filters_by_team_priority_and_state_are_kept_for_each_operator(
@@ -540,3 +545,47 @@ async def test_filters_by_team_priority_and_state_are_kept_for_each_operator(
     await sign_in(page, cloud.url, "bert", "bert-pass")
     await expect(page.locator("#alarms tr")).to_have_count(2, timeout=10_000)
     await context.close()
+
+
+async def test_a_technicians_test_press_is_a_test_row_never_sounded_counted_or_escalated(
+    sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    cloud = sqlite_cloud
+    async with await cloud.authed("tove") as http:  # the technician checking the pendant
+
+        async def reported() -> bool:
+            devices = (await http.get("/api/v1/devices")).json()
+            return "pendant-1" in {d["id"] for d in devices}
+
+        await wait_until(reported)
+        res = await http.post("/api/v1/devices/pendant-1/test", json={"minutes": 30})
+        assert res.status_code == 200 and res.json()["test_until"], res.text
+        assert (
+            await http.post("/api/v1/devices/pendant-1/test", json={"minutes": 0})
+        ).status_code == 422
+    context, page = await _console(browser)
+    await context.add_init_script(OBSERVE)
+    await sign_in(page, cloud.url, "anna", "anna-pass")
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "sos"}))
+    row = page.locator("#alarms tr").first
+    await expect(row).to_contain_text("test", timeout=10_000)
+    await expect(row).to_have_class(re.compile(r"\btest\b"))
+    await expect(page.locator("#waiting")).to_contain_text("none waiting")
+    await expect(page).to_have_title("Trygg — alarm queue")
+    assert await page.evaluate("window.__played") == []
+    await context.close()
+    # Never escalated, however long it waits (a sweep with its clock two hours on).
+    services = cloud.app.state.services
+
+    async def later(_session: object) -> datetime:
+        return datetime.now(UTC) + timedelta(hours=2)
+
+    limits = Limits.from_settings(cloud.settings)
+    sweep = Escalator(services.sessions, services.hub, limits, None, later)
+    assert await sweep.sweep() == []
+    async with await cloud.authed("tove") as http:
+        assert (await http.delete("/api/v1/devices/pendant-1/test")).json()["test_until"] is None
+    async with await cloud.authed("stina") as http:
+        log = (await http.get("/api/v1/audit", params={"action": "device"})).json()
+    assert [e["action"] for e in log][:2] == ["device.test_end", "device.test"]

@@ -171,6 +171,7 @@ PATH_VALUES = {
     "username": "bert",
     "gateway_id": "gw-test-1",
     "command_id": "cmd-no-such-one",
+    "device_id": "pendant-1",
 }
 
 

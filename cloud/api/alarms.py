@@ -60,11 +60,18 @@ log = logging.getLogger("trygg.cloud.api")
 router = APIRouter(prefix="/alarms", tags=["alarms"], route_class=StrictRoute)
 
 KEEPALIVE_S = 15.0
-SESSION_CHECK_S = 2.0
+SESSION_CHECK_S = 2.0  # a live stream ends this soon after its session does
 # Who may see where a resident is (a GPS pendant's fixes): the people who go or send help.
-POSITION_READERS = frozenset(
-    {Role.OPERATOR.value, Role.SUPERVISOR.value, Role.STAFF.value}
-)  # a live stream ends this soon after its session does
+POSITION_READERS = frozenset({Role.OPERATOR.value, Role.SUPERVISOR.value, Role.STAFF.value})
+
+
+def as_seen_by(alarm: AlarmPublic, role: str) -> AlarmPublic:
+    """The alarm as this role may see it: without its position unless it may see that."""
+    if role in POSITION_READERS or alarm.latitude is None:
+        return alarm
+    return alarm.model_copy(update={"latitude": None, "longitude": None})
+
+
 # Ids are 32-bit in every database Trygg runs on; anything else cannot be an alarm.
 AlarmId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the alarm's id")]
 
@@ -79,7 +86,7 @@ async def get_alarms(
 ) -> list[AlarmPublic]:
     """The queue, most urgent first: priority, then the oldest."""
     alarms = await list_alarms(session, user.org_id, states=state, priorities=priority, limit=limit)
-    return [AlarmPublic.model_validate(a) for a in alarms]
+    return [as_seen_by(AlarmPublic.model_validate(a), user.role) for a in alarms]
 
 
 class NoteBody(BaseModel):
@@ -159,7 +166,7 @@ async def stream(
 ) -> StreamingResponse:
     """Server-sent events: one ``alarm`` event per change of an alarm of your organisation.
     The stream ends within seconds of its session ending (signed out, user disabled)."""
-    org_id = user.org_id
+    org_id, role = user.org_id, user.role
     session_id = signed_in.session.id
 
     async def events() -> AsyncIterator[str]:
@@ -186,6 +193,7 @@ async def stream(
                 idle = 0.0
                 if change is None:
                     return
+                change = change.model_copy(update={"alarm": as_seen_by(change.alarm, role)})
                 yield f"event: alarm\ndata: {change.model_dump_json()}\n\n"
 
     return StreamingResponse(
@@ -223,7 +231,7 @@ async def get_alarm_detail(
             audit(session, user, "position.read", f"alarm:{alarm_id}", {"device": alarm.device_id})
             await session.commit()
     return AlarmDetail(
-        alarm=AlarmPublic.model_validate(alarm),
+        alarm=as_seen_by(AlarmPublic.model_validate(alarm), user.role),
         history=steps,
         home=HomeContext.model_validate(home) if home else None,
         resident=ResidentContext.model_validate(resident) if resident else None,

@@ -4,7 +4,7 @@ resident data are audited."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from http import HTTPStatus
 from typing import Annotated, Any, TypeVar
 
@@ -387,6 +387,37 @@ class DeviceOut(_Out):
     home_id: str
     type: str
     resident_id: str | None
+    test_until: datetime | None = None
+
+
+class TestWindow(_In):
+    minutes: int = Field(ge=1, le=240, description="how long its alarms are tests")
+
+
+@router.post("/devices/{device_id}/test")
+async def start_test(
+    device_id: str, body: TestWindow, user: DeviceManager, session: SessionDep
+) -> DeviceOut:
+    """Put a device in test (a technician installing or checking it): the alarms it
+    raises until then are tests, shown as such, never escalated or sounded."""
+    device = await session.get(Device, (user.org_id, device_id))
+    if device is None:
+        raise _not_found("device", device_id)
+    device.test_until = await database_now(session) + timedelta(minutes=body.minutes)
+    audit(session, user, "device.test", f"device:{device_id}", {"minutes": body.minutes})
+    await session.commit()
+    return DeviceOut.model_validate(device)
+
+
+@router.delete("/devices/{device_id}/test")
+async def end_test(device_id: str, user: DeviceManager, session: SessionDep) -> DeviceOut:
+    device = await session.get(Device, (user.org_id, device_id))
+    if device is None:
+        raise _not_found("device", device_id)
+    device.test_until = None
+    audit(session, user, "device.test_end", f"device:{device_id}")
+    await session.commit()
+    return DeviceOut.model_validate(device)
 
 
 @router.get("/devices")

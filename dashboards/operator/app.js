@@ -115,7 +115,7 @@ function updateMute() {
 
 function waitingCounts() {
   const counts = Object.fromEntries(PRIORITIES.map((p) => [p, 0]));
-  for (const a of alarms.values()) if (a.state === "new") counts[a.priority] += 1;
+  for (const a of alarms.values()) if (a.state === "new" && !a.test) counts[a.priority] += 1;
   return counts;
 }
 
@@ -133,7 +133,7 @@ function showTitle() {
 }
 
 function announce(a) {
-  if (!ANNOUNCED.has(a.priority)) return;
+  if (!ANNOUNCED.has(a.priority) || a.test) return;  // a technician's test is not sounded
   if (!muted()) {
     const chime = $("chime");
     chime.currentTime = 0;
@@ -242,6 +242,7 @@ function stateCell(a) {
     td.append(" ", el);
   };
   if (theirs(a)) flag("theirs-flag", t("ui.claimed_by_other", { who: a.claimed_by }));
+  if (a.test) flag("test-flag", t("ui.test"));
   if (a.restored_at) flag("cleared-flag", t("ui.cleared"));
   if (again.has(a.id)) flag("again-flag", t("ui.new_again"));
   if (a.escalation_waiting) flag("escalation", t("ui.escalated", { reason: t(`escalation.${a.escalation}`) }));
@@ -250,7 +251,7 @@ function stateCell(a) {
 
 // How late an alarm nobody has taken is, against the organisation's answer target.
 function ageClass(a, now) {
-  if (a.state !== "new") return "";
+  if (a.state !== "new" || a.test) return "";
   const target = (me && me.answer_target_s) || 60;
   const age = (now - Date.parse(a.received_at)) / 1000;
   if (age >= 3 * target) return "age-3";
@@ -261,7 +262,8 @@ function ageClass(a, now) {
 
 function rowClass(a, now) {
   return [a.priority, a.state, a.escalation_waiting ? "escalated" : "", theirs(a) ? "theirs" : "",
-    a.restored_at ? "cleared" : "", again.has(a.id) ? "again" : "", ageClass(a, now)]
+    a.restored_at ? "cleared" : "", again.has(a.id) ? "again" : "", a.test ? "test" : "",
+    ageClass(a, now)]
     .filter(Boolean).join(" ");
 }
 
