@@ -107,12 +107,15 @@ def second_factor_roles(settings: CloudSettings) -> frozenset[Role]:
     return frozenset(Role(r) for r in settings.second_factor_roles.split(",") if r)
 
 
-def second_factor_required(user: User, org: Organisation | None, settings: CloudSettings) -> bool:
+async def second_factor_required(db: AsyncSession, user: User, settings: CloudSettings) -> bool:
+    """Whether this user signs in with a second factor; the organisation is looked up only
+    when neither the user nor the role decides it."""
     if user.totp_enabled_at is not None:
         return True  # whoever set one up uses it
-    return Role(user.role) in second_factor_roles(settings) or bool(
-        org and org.require_second_factor
-    )
+    if Role(user.role) in second_factor_roles(settings):
+        return True
+    org = await db.get(Organisation, user.org_id)
+    return bool(org and org.require_second_factor)
 
 
 def _fernet(service_key: str) -> Fernet:

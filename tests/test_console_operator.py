@@ -52,7 +52,11 @@ SHOTS = Path(__file__).resolve().parents[1] / ".cache" / "screenshots"
 # Records what the page played and notified, as a person would hear and see it.
 OBSERVE = """
 window.__played = [];
-document.addEventListener("playing", (e) => window.__played.push(e.target.id), true);
+const play = HTMLMediaElement.prototype.play;
+HTMLMediaElement.prototype.play = function () {
+  window.__played.push(this.id);  // the console asked the element to play
+  return play.call(this);
+};
 window.__notified = [];
 const Real = window.Notification;
 window.Notification = class extends Real {

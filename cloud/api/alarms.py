@@ -1,24 +1,18 @@
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices import Priority
 
 from ..alarms import alarm_positions, list_alarms
 from ..audit import audit
-from ..clock import database_now
 from ..db import Home, Resident, User
 from ..lifecycle import (
     Action,
@@ -44,7 +38,6 @@ from ..schemas import (
 )
 from ..security import Role
 from ..services import Services
-from ..signin import session_live
 from .deps import (
     AlarmHandler,
     AlarmReader,
@@ -54,13 +47,11 @@ from .deps import (
     SessionDep,
     SignedInDep,
 )
+from .live import live_stream
 from .strict import TEXT_BODY_BYTES, StrictRoute
 
-log = logging.getLogger("trygg.cloud.api")
 router = APIRouter(prefix="/alarms", tags=["alarms"], route_class=StrictRoute)
 
-KEEPALIVE_S = 15.0
-SESSION_CHECK_S = 2.0  # a live stream ends this soon after its session does
 # Who may see where a resident is (a GPS pendant's fixes): the people who go or send help.
 POSITION_READERS = frozenset({Role.OPERATOR.value, Role.SUPERVISOR.value, Role.STAFF.value})
 
@@ -138,69 +129,21 @@ async def _act(
     return public
 
 
-async def mark_seen(services: Services, user_id: int) -> float:
-    """Note that the user's console is live (the supervisor's "operators on"); a database
-    that cannot be written just leaves the mark older. Returns when, on the monotonic clock."""
-    try:
-        async with services.sessions() as session:
-            now = await database_now(session)
-            await session.execute(update(User).where(User.id == user_id).values(seen_at=now))
-            await session.commit()
-    except SQLAlchemyError as exc:
-        log.warning("cannot note user %s as seen: %s", user_id, exc)
-    return time.monotonic()
-
-
-async def still_signed_in(services: Services, session_id: str) -> bool:
-    try:
-        async with services.sessions() as session:
-            return await session_live(session, session_id, await database_now(session)) is not None
-    except SQLAlchemyError as exc:  # the database is away: the stream is not the one to end
-        log.warning("cannot check a live stream's session: %s", exc)
-        return True
-
-
 @router.get("/stream", response_class=StreamingResponse)
 async def stream(
     user: AlarmReader, signed_in: SignedInDep, services: ServicesDep, request: Request
 ) -> StreamingResponse:
     """Server-sent events: one ``alarm`` event per change of an alarm of your organisation.
     The stream ends within seconds of its session ending (signed out, user disabled)."""
-    org_id, role = user.org_id, user.role
+    role = user.role
+
+    def render(change: AlarmChange) -> str:
+        change = change.model_copy(update={"alarm": as_seen_by(change.alarm, role)})
+        return f"event: alarm\ndata: {change.model_dump_json()}\n\n"
+
+    subscription = services.hub.subscribe(user.org_id)
     session_id = signed_in.session.id
-
-    async def events() -> AsyncIterator[str]:
-        async with services.hub.subscribe(org_id) as queue:
-            seen = await mark_seen(services, user.id)  # before the first byte: then it is on
-            checked = seen
-            idle = 0.0
-            yield "retry: 2000\n\n"
-            while not await request.is_disconnected():
-                if time.monotonic() - checked >= SESSION_CHECK_S:
-                    if not await still_signed_in(services, session_id):
-                        return
-                    checked = time.monotonic()
-                if time.monotonic() - seen >= KEEPALIVE_S:
-                    seen = await mark_seen(services, user.id)
-                try:
-                    change = await asyncio.wait_for(queue.get(), SESSION_CHECK_S)
-                except TimeoutError:
-                    idle += SESSION_CHECK_S
-                    if idle >= KEEPALIVE_S:
-                        idle = 0.0
-                        yield ": keep-alive\n\n"
-                    continue
-                idle = 0.0
-                if change is None:
-                    return
-                change = change.model_copy(update={"alarm": as_seen_by(change.alarm, role)})
-                yield f"event: alarm\ndata: {change.model_dump_json()}\n\n"
-
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return live_stream(services, request, subscription, session_id, render, marks_seen=user.id)
 
 
 @router.get("/{alarm_id}")

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from ..audit import audit
 from ..clock import database_now
-from ..db import Organisation, User
+from ..db import User
 from ..schemas import Token
 from ..security import DUMMY_HASH, Role, TokenClaims, issue_token, verify_password
 from ..signin import (
@@ -82,8 +82,7 @@ async def _sign_in(
             audit(db, user, "auth.failed", f"user:{user.username}", {"from": address, "why": why})
         await db.commit()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Wrong username or password")
-    org = await db.get(Organisation, user.org_id)
-    needed = second_factor_required(user, org, services.settings)
+    needed = await second_factor_required(db, user, services.settings)
     enrolled = user.totp_enabled_at is not None
     if needed and enrolled:
         if not code:

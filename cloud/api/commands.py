@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
@@ -13,13 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from devices.wire import COMMAND_MAX_TTL_S, GATEWAY_ID_PATTERN, CommandAction
 
 from ..commands import DEFAULT_TTL_S, CommandRefused
-from ..schemas import CommandPublic
-from .deps import CommandIssuer, CommandReader, ServicesDep, SessionDep
+from ..schemas import CommandChange, CommandPublic
+from .deps import CommandIssuer, CommandReader, ServicesDep, SessionDep, SignedInDep
+from .live import live_stream
 from .strict import StrictRoute
 
 router = APIRouter(tags=["commands"], route_class=StrictRoute)
 
-KEEPALIVE_S = 15.0
 GatewayIdPath = Annotated[str, Path(pattern=GATEWAY_ID_PATTERN, description="the gateway's id")]
 CommandIdPath = Annotated[
     str, Path(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="its id")
@@ -90,29 +88,18 @@ async def get_gateway_commands(
 
 
 @router.get("/commands/stream", response_class=StreamingResponse)
-async def stream(user: CommandReader, services: ServicesDep, request: Request) -> StreamingResponse:
+async def stream(
+    user: CommandReader, signed_in: SignedInDep, services: ServicesDep, request: Request
+) -> StreamingResponse:
     """Server-sent events: one ``command`` event per change of a command of your
-    organisation (made, then each step of its state), its data the command as it is now."""
-    org_id = user.org_id
+    organisation (made, then each step of its state), its data the command as it is now.
+    The stream ends within seconds of its session ending."""
 
-    async def events() -> AsyncIterator[str]:
-        async with services.command_hub.subscribe(org_id) as queue:
-            yield "retry: 2000\n\n"
-            while not await request.is_disconnected():
-                try:
-                    change = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                if change is None:
-                    return
-                yield f"event: command\ndata: {change.command.model_dump_json()}\n\n"
+    def render(change: CommandChange) -> str:
+        return f"event: command\ndata: {change.command.model_dump_json()}\n\n"
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    subscription = services.command_hub.subscribe(user.org_id)
+    return live_stream(services, request, subscription, signed_in.session.id, render)
 
 
 @router.get("/commands/{command_id}")

@@ -11,7 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..clock import database_now
-from ..db import Organisation, Session, User
+from ..db import Session, User
 from ..security import InvalidToken, Role, read_token
 from ..services import Services
 from ..signin import second_factor_required, session_live
@@ -90,8 +90,9 @@ async def get_signed_in(
         or user.role != claims.role.value
     ):
         raise _UNAUTHORISED
-    org = await session.get(Organisation, user.org_id)
-    needed = second_factor_required(user, org, services.settings) and not record.second_factor
+    needed = not record.second_factor and await second_factor_required(
+        session, user, services.settings
+    )
     return SignedIn(user, record, needed)
 
 

@@ -99,7 +99,14 @@ function fillSounds() {
     return option;
   }));
   select.value = sound();
-  $("chime").src = `${sound()}.wav`;
+  useSound();
+}
+
+// Only when it changes: setting an audio element's source again restarts its loading,
+// which would cut short a sound being played.
+function useSound() {
+  const chime = $("chime");
+  if (chime.getAttribute("src") !== `${sound()}.wav`) chime.src = `${sound()}.wav`;
 }
 
 function muteKey() { return `trygg.mute.${me ? me.username : ""}`; }
@@ -929,7 +936,7 @@ $("lang").addEventListener("change", (ev) => {
 });
 $("sound").addEventListener("change", (ev) => {
   localStorage.setItem(soundKey(), ev.target.value);
-  $("chime").src = `${sound()}.wav`;
+  useSound();
   if (!muted()) $("chime").play().catch(() => {});  // let the operator hear it
 });
 $("mute").addEventListener("click", () => {
