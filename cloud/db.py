@@ -55,6 +55,8 @@ class Base(DeclarativeBase):
 
 DEFAULT_ANSWER_TARGET_S = 60
 DEFAULT_TIME_ZONE = "Europe/Stockholm"
+DEFAULT_VISIT_MARGIN_S = 15 * 60
+DEFAULT_DOOR_GRACE_S = 120
 
 
 class Organisation(Base):
@@ -72,6 +74,16 @@ class Organisation(Base):
     # Everyone signs in with a second factor (some roles always do: cloud/signin.py).
     require_second_factor: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
+    )
+    # Staff on duty may take their team's unassigned alarms themselves (a night patrol).
+    staff_may_take: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A visit's door opens this long before its start and after its end (cloud/doors.py).
+    visit_margin_s: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_VISIT_MARGIN_S, server_default=str(DEFAULT_VISIT_MARGIN_S)
+    )
+    # A door found not locked this long after its visit or alarm ended raises door_left_open.
+    door_grace_s: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_DOOR_GRACE_S, server_default=str(DEFAULT_DOOR_GRACE_S)
     )
 
 
@@ -182,6 +194,10 @@ class Device(Base):
     reported_at: Mapped[datetime | None]
     # In test until then (a technician installing or checking it): its alarms are tests.
     test_until: Mapped[datetime | None]
+    # A lock's state as its own confirmations and events last said ("locked", "unlocked",
+    # "jammed"), and when: what decides whether a door must be locked after a visit.
+    lock_state: Mapped[str | None] = mapped_column(String(16))
+    lock_state_at: Mapped[datetime | None]
 
 
 class AuditEntry(Base):
@@ -273,6 +289,8 @@ class Alarm(Base):
     claimed_at: Mapped[datetime | None]
     assigned_to: Mapped[str | None] = mapped_column(String(100))
     assigned_at: Mapped[datetime | None]
+    # The assigned staff member said they are on their way (a decline clears the assignee).
+    accepted_at: Mapped[datetime | None]
     on_site_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(100))
     resolved_at: Mapped[datetime | None]
@@ -297,6 +315,79 @@ class Alarm(Base):
         # GET /alarms without a state filter: priority then age, read off the index.
         Index("alarms_by_priority_then_age", "org_id", "priority_rank", "received_at", "id"),
     )
+
+
+class Visit(Base):
+    """A planned visit by home-care staff: what makes a door openable outside an alarm."""
+
+    __tablename__ = "visits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    home_id: Mapped[str] = mapped_column(String(128))
+    resident_id: Mapped[str | None] = mapped_column(String(128))
+    # Who goes: one staff member, or (unnamed yet) anyone of a team.
+    staff: Mapped[str | None] = mapped_column(String(100))
+    team_id: Mapped[int | None] = mapped_column(Integer)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # The planning system's own id for the visit (an import updates what it made before).
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    cancelled_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("org_id", "external_id", name="visits_external_id_per_org"),
+        Index("visits_by_staff", "org_id", "staff", "starts_at"),
+        Index("visits_by_time", "org_id", "starts_at"),
+    )
+
+
+class Consent(Base):
+    """A resident's consent to one service (locks, camera checks, positions): who gave
+    it, who recorded it, from when, and its withdrawal. Without one a service is off."""
+
+    __tablename__ = "consents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    resident_id: Mapped[str] = mapped_column(String(128))
+    service: Mapped[str] = mapped_column(String(16))
+    given_by: Mapped[str] = mapped_column(String(20))  # resident, cohabitant, representative
+    given_by_name: Mapped[str | None] = mapped_column(String(200))
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    recorded_at: Mapped[datetime]
+    valid_from: Mapped[datetime]
+    withdrawn_at: Mapped[datetime | None]
+    withdrawn_by: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (Index("consents_of_resident", "org_id", "resident_id", "service"),)
+
+
+class DoorOpening(Base):
+    """A door opened by staff for an alarm or a visit, followed until it is locked again:
+    after the visit (or the alarm) the dispatch service locks it, and a door that is still
+    not locked after the grace raises door_left_open (cloud/doors.py)."""
+
+    __tablename__ = "door_openings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    lock_id: Mapped[str] = mapped_column(String(128))
+    home_id: Mapped[str] = mapped_column(String(128))
+    opened_by: Mapped[str] = mapped_column(String(100))
+    opened_at: Mapped[datetime]
+    command_id: Mapped[str] = mapped_column(String(64))
+    alarm_id: Mapped[int | None] = mapped_column(Integer)
+    visit_id: Mapped[int | None] = mapped_column(Integer)
+    # The automatic lock: its command, when it was sent; then how it ended.
+    relock_command_id: Mapped[str | None] = mapped_column(String(64))
+    relock_at: Mapped[datetime | None]
+    left_open_alarm_id: Mapped[int | None] = mapped_column(Integer)
+    closed_at: Mapped[datetime | None]
+    closed_how: Mapped[str | None] = mapped_column(String(20))  # locked, left_open
+
+    __table_args__ = (Index("door_openings_open", "org_id", "closed_at"),)
 
 
 class EventRecord(Base):

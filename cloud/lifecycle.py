@@ -2,6 +2,11 @@
 
     new -> claimed -> acknowledged -> assigned -> on_site -> resolved
 
+The assigned staff member accepts (still assigned, now on their way) or declines with a
+reason (back to acknowledged, unassigned, and escalated as "declined" so the operators see
+it first); where the organisation allows it, staff of the alarm's team take a new or
+acknowledged alarm themselves (a night patrol). Staff resolve only their own alarms.
+
 One operator claims an alarm; the others are told who has it. Acknowledging a new alarm
 claims it on the way (the console's one button). A supervisor may act on any claimed
 alarm. Staff mark themselves on site only for an alarm assigned to them. Resolving takes
@@ -44,6 +49,9 @@ class Action(StrEnum):
     ASSIGN = "assign"
     ON_SITE = "on_site"
     RESOLVE = "resolve"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    TAKE = "take"
 
 
 S = AlarmState
@@ -55,6 +63,9 @@ TRANSITIONS: dict[Action, tuple[frozenset[AlarmState], AlarmState]] = {
     Action.ASSIGN: (frozenset({S.ACKNOWLEDGED, S.ASSIGNED}), S.ASSIGNED),
     Action.ON_SITE: (frozenset({S.ASSIGNED}), S.ON_SITE),
     Action.RESOLVE: (frozenset({S.CLAIMED, S.ACKNOWLEDGED, S.ASSIGNED, S.ON_SITE}), S.RESOLVED),
+    Action.ACCEPT: (frozenset({S.ASSIGNED}), S.ASSIGNED),
+    Action.DECLINE: (frozenset({S.ASSIGNED}), S.ACKNOWLEDGED),
+    Action.TAKE: (frozenset({S.NEW, S.ACKNOWLEDGED}), S.ASSIGNED),
 }
 OPEN_STATES = tuple(s.value for s in AlarmState if s is not AlarmState.RESOLVED)
 # An escalation (cloud/escalation.py) says what was late: it is still waiting while the
@@ -63,6 +74,7 @@ ESCALATION_WAITS_IN = {
     "unclaimed": AlarmState.NEW.value,
     "unassigned": AlarmState.ACKNOWLEDGED.value,
     "not_on_site": AlarmState.ASSIGNED.value,
+    "declined": AlarmState.ACKNOWLEDGED.value,  # the assignee said no: send someone else
 }
 
 # Who may take each action (the route checks the role first; this is the rule itself).
@@ -72,8 +84,13 @@ ROLES: dict[Action, frozenset[Role]] = {
     Action.ACKNOWLEDGE: frozenset({Role.OPERATOR, Role.SUPERVISOR}),
     Action.ASSIGN: frozenset({Role.OPERATOR, Role.SUPERVISOR}),
     Action.ON_SITE: frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.STAFF}),
-    Action.RESOLVE: frozenset({Role.OPERATOR, Role.SUPERVISOR}),
+    Action.RESOLVE: frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.STAFF}),
+    Action.ACCEPT: frozenset({Role.STAFF}),
+    Action.DECLINE: frozenset({Role.STAFF}),
+    Action.TAKE: frozenset({Role.STAFF}),
 }
+# What staff may do only to an alarm assigned to them.
+_ASSIGNEE_ONLY = frozenset({Action.ON_SITE, Action.RESOLVE, Action.ACCEPT, Action.DECLINE})
 
 
 class Outcome(StrEnum):
@@ -143,6 +160,12 @@ def plan(
     holder = alarm.claimed_by
     if holder and holder != actor.username and not supervisor and actor.role is not Role.STAFF:
         raise TransitionError(f"cannot {action.value}: {describe(alarm)}")
+    if (
+        actor.role is Role.STAFF
+        and action in _ASSIGNEE_ONLY
+        and alarm.assigned_to != actor.username
+    ):
+        raise TransitionError(f"cannot {action.value}: {describe(alarm)}, not to you")
     changes: dict[str, Any] = {"state": target.value, "updated_at": now}
     detail: dict[str, Any] = {}
     if action is Action.CLAIM or (action is Action.ACKNOWLEDGE and not holder):
@@ -154,14 +177,41 @@ def plan(
     elif action is Action.ASSIGN:
         if not assignee:
             raise TransitionError("assign needs the staff member to send")
-        changes |= {"assigned_to": assignee, "assigned_at": now, "on_site_at": None}
+        changes |= {
+            "assigned_to": assignee,
+            "assigned_at": now,
+            "accepted_at": None,
+            "on_site_at": None,
+        }
         detail["assigned_to"] = assignee
         if alarm.assigned_to and alarm.assigned_to != assignee:
             detail["instead_of"] = alarm.assigned_to
     elif action is Action.ON_SITE:
-        if actor.role is Role.STAFF and alarm.assigned_to != actor.username:
-            raise TransitionError(f"cannot report on site: {describe(alarm)}, not to you")
         changes |= {"on_site_at": now}
+    elif action is Action.ACCEPT:
+        if alarm.accepted_at is not None:
+            raise TransitionError(f"cannot accept: {describe(alarm)}, accepted already")
+        changes |= {"accepted_at": now}
+    elif action is Action.DECLINE:
+        if not note:
+            raise TransitionError("decline needs a reason")
+        changes |= {
+            "assigned_to": None,
+            "assigned_at": None,
+            "accepted_at": None,
+            "escalation": "declined",
+            "escalated_at": now,
+            "escalation_level": (alarm.escalation_level or 0) + 1,
+        }
+        detail["declined_by"] = actor.username
+    elif action is Action.TAKE:
+        changes |= {
+            "assigned_to": actor.username,
+            "assigned_at": now,
+            "accepted_at": now,
+            "on_site_at": None,
+        }
+        detail["assigned_to"] = actor.username
     elif action is Action.RESOLVE:
         if outcome is None:
             raise TransitionError("resolve needs an outcome")
