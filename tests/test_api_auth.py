@@ -83,6 +83,7 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
         {"admin", "supervisor", "operator", "technician"},
         None,
     ),
+    ("GET", "/api/v1/locks/{lock_id}/log", {"admin", "supervisor", "technician"}, None),
 ]
 IDS = {
     "home_id": "home-12",
@@ -91,6 +92,7 @@ IDS = {
     "command_id": "no-such-command",
     "username": "bert",
     "device_id": "pendant-1",
+    "lock_id": "lock-1",
 }
 UNAUTHENTICATED = {
     ("POST", "/api/v1/auth/token"),
@@ -351,6 +353,7 @@ async def test_garbage_on_every_route_is_refused_and_never_a_server_error(
                     command_id=bad_id,
                     username=bad_id,
                     device_id=bad_id,
+                    lock_id=bad_id,
                 )
                 bodies = GARBAGE_BODIES if method in ("POST", "PUT") else [b""]
                 for raw in bodies:
@@ -380,6 +383,7 @@ _MISSING = {
     "command_id": "no-such-command",
     "username": "nobody",
     "device_id": "no-such-device",
+    "lock_id": "no-such-lock",
 }
 
 
