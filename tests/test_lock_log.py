@@ -5,18 +5,19 @@ altered behind its back, and refuses what is not a lock of the caller's organisa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from cloud import CloudSettings
 from cloud.commandkeys import new_key_file
-from cloud.db import Device
+from cloud.db import CommandRecord, Device
 from devices import Priority
 from devices.wire import CommandOutcome, CommandResult, events_topic, results_topic
 
@@ -232,3 +233,63 @@ async def test_the_lock_log_refuses_what_is_not_a_lock_of_yours_and_garbage(
 async def test_the_lock_log_needs_a_signed_in_caller(sqlite_cloud: RunningCloud) -> None:
     async with sqlite_cloud.client() as http:
         assert (await http.get(LOG)).status_code == 401
+
+
+async def test_a_staff_members_door_attempts_granted_or_refused_are_in_the_locks_log(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    cloud = sqlite_cloud
+    async with await cloud.authed("sara") as sara:
+        refused = await sara.post("/api/v1/my/locks/lock-1/unlock", json={"visit_id": 999})
+        assert refused.status_code == 403, refused.text
+        now = datetime.now(UTC)
+        async with await cloud.authed("stina") as stina:
+            consent = {"service": "lock", "given_by": "resident"}
+            res = await stina.post("/api/v1/residents/res-12/consents", json=consent)
+            assert res.status_code == 201, res.text
+            planned = {
+                "home_id": "home-12",
+                "resident_id": "res-12",
+                "staff": "sara",
+                "starts_at": (now - timedelta(minutes=5)).isoformat(),
+                "ends_at": (now + timedelta(minutes=30)).isoformat(),
+            }
+            res = await stina.post("/api/v1/visits", json=planned)
+            assert res.status_code == 201, res.text
+            visit = res.json()["id"]
+
+        async def the_gateway() -> None:
+            """Answers the door's command as the gateway would, once it is sent."""
+            found: list[str] = []
+
+            async def sent() -> bool:
+                async with cloud.app.state.services.sessions() as session:
+                    rows = await session.execute(
+                        select(CommandRecord.id).where(CommandRecord.device_id == "lock-1")
+                    )
+                    found[:] = list(rows.scalars())
+                return bool(found)
+
+            await wait_until(sent)
+            await answer(cloud, found[0], "accepted")
+            await answer(cloud, found[0], "done")
+
+        answering = asyncio.create_task(the_gateway())
+        opened = await sara.post("/api/v1/my/locks/lock-1/unlock", json={"visit_id": visit})
+        await answering
+        assert opened.status_code == 200, opened.text
+    await wait_until(lambda: entries_in_log(cloud, 5))
+    body = await log_of(cloud)
+    command_id = opened.json()["command_id"]
+    assert [
+        (e["actor"], e["role"], e["action"], e["outcome"], e["reason"], e["command_id"])
+        for e in reversed(body["entries"])
+    ] == [
+        ("sara", "staff", "unlock", "refused", "not_your_visit", None),
+        ("sara", "staff", "unlock", "granted", None, command_id),
+        ("sara", "staff", "unlock", "issued", None, command_id),
+        ("sara", "staff", "unlock", "accepted", None, command_id),
+        ("sara", "staff", "unlock", "done", None, command_id),
+    ]
+    assert body["entries"][-1]["detail"]["visit"] == 999
+    assert body["verification"]["valid"] is True
