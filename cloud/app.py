@@ -29,9 +29,11 @@ from .headers import SecurityHeaders
 from .hub import AlarmHub, CommandHub
 from .ingest import IngestWorker
 from .migrate import upgrade
+from .push import PushService
 from .services import Services
 from .settings import CloudSettings
 from .supervision import GatewaySupervisor
+from .vapid import load_vapid_key
 
 log = logging.getLogger("trygg.cloud")
 
@@ -74,6 +76,9 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         keys = load_command_keys(settings)  # a key file named but unusable stops the start
         if keys.disabled:
             log.warning("%s (docs/commands.md)", keys.disabled)
+        vapid = load_vapid_key(settings)  # the same: named but unusable stops the start
+        if vapid.disabled:
+            log.warning("%s (docs/staff.md)", vapid.disabled)
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
         hub = AlarmHub()
@@ -87,6 +92,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         commands = CommandService(sessions, keys, ingest, command_hub, grace)
         ingest.commands = commands
         clock_watch = ClockWatch(sessions, hub, settings.clock_step_limit_s)
+        push = PushService(settings, sessions, vapid)
         app.state.services = Services(
             settings,
             engine,
@@ -98,7 +104,9 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
             clock_watch,
             commands,
             command_hub,
+            push,
         )
+        await push.start()
         tasks = []
         # The periodic workers stop between two rounds, not inside a transaction.
         stop = asyncio.Event()
@@ -125,6 +133,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await push.stop()
             await engine.dispose()
 
     # Every body is bounded before it is read, small unless a route says otherwise, and

@@ -11,6 +11,7 @@ from .commands import CommandService
 from .escalation import Escalator
 from .hub import AlarmHub, CommandHub
 from .ingest import IngestWorker
+from .push import PushService
 from .settings import CloudSettings
 from .supervision import GatewaySupervisor
 
@@ -27,3 +28,4 @@ class Services:
     clock_watch: ClockWatch
     commands: CommandService
     command_hub: CommandHub
+    push: PushService

@@ -18,6 +18,16 @@ from .servers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
 
+# What a browser's PushSubscription.toJSON() gives (tests/test_web_push.py).
+PUSH_SUBSCRIPTION: dict[str, object] = {
+    "endpoint": "https://fcm.googleapis.com/fcm/send/api-test",
+    "keys": {
+        # The P-256 point 7 * G.
+        "p256dh": "BI5TO2-gv3tGJbswZnwB-2B--fi4qA_vWzAGKHAxh7Kjc-"
+        "sdveAzGDZtBp-DpvWQAFPHNjPLBBshxV4ahsH0ALQ",
+        "auth": "AAECAwQFBgcICQoLDA0ODw",
+    },
+}
 # (method, path, roles allowed, body); {id} is an alarm of org-a. Every route of the API is
 # here (test_the_route_table_covers_the_whole_api checks), so each is checked for all roles.
 HANDLERS = {"operator", "supervisor"}
@@ -83,6 +93,10 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
         {"admin", "supervisor", "operator", "technician"},
         None,
     ),
+    ("GET", "/api/v1/my/push/key", {"staff"}, None),
+    ("GET", "/api/v1/my/push/subscriptions", {"staff"}, None),
+    ("POST", "/api/v1/my/push/subscriptions", {"staff"}, PUSH_SUBSCRIPTION),
+    ("DELETE", "/api/v1/my/push/subscriptions/{subscription_id}", {"staff"}, None),
 ]
 IDS = {
     "home_id": "home-12",
@@ -91,6 +105,7 @@ IDS = {
     "command_id": "no-such-command",
     "username": "bert",
     "device_id": "pendant-1",
+    "subscription_id": "1",
 }
 UNAUTHENTICATED = {
     ("POST", "/api/v1/auth/token"),
@@ -351,6 +366,7 @@ async def test_garbage_on_every_route_is_refused_and_never_a_server_error(
                     command_id=bad_id,
                     username=bad_id,
                     device_id=bad_id,
+                    subscription_id=bad_id,
                 )
                 bodies = GARBAGE_BODIES if method in ("POST", "PUT") else [b""]
                 for raw in bodies:
@@ -380,6 +396,7 @@ _MISSING = {
     "command_id": "no-such-command",
     "username": "nobody",
     "device_id": "no-such-device",
+    "subscription_id": "424242",
 }
 
 

@@ -172,6 +172,7 @@ PATH_VALUES = {
     "gateway_id": "gw-test-1",
     "command_id": "cmd-no-such-one",
     "device_id": "pendant-1",
+    "subscription_id": "1",
 }
 
 

@@ -155,3 +155,5 @@ CommandIssuer = Annotated[User, Depends(require_role(_R.TECHNICIAN, _R.SUPERVISO
 CommandReader = Annotated[
     User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR, _R.OPERATOR, _R.TECHNICIAN))
 ]
+# Web Push to their phones (cloud/api/push.py): staff, of their own subscriptions.
+PushSubscriber = Annotated[User, Depends(require_role(_R.STAFF))]
