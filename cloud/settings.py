@@ -97,6 +97,8 @@ class CloudSettings(CommandKeySettings):
     # than the clock difference a gateway accepts (devices.wire.COMMAND_CLOCK_SKEW_S).
     command_expiry_grace_s: float = Field(default=45.0, ge=0, le=3600)
     command_sweep_every_s: float = Field(default=1.0, gt=0, le=60)
+    # How often to look for doors to lock again after a visit or an alarm (cloud/doors.py).
+    door_watch_every_s: float = Field(default=5.0, gt=0, le=300)
     # Web Push to staff phones (cloud/push.py, docs/staff.md): the service's VAPID key (an
     # EC P-256 private key, PEM; `trygg cloud push-key --out FILE` makes one) and the
     # contact push services see. Without a key, production sends no pushes; development
