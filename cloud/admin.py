@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices import utc_now
+from devices.chain import Verdict
 
 from .brokerconf import (
     Identity,
@@ -20,6 +22,7 @@ from .brokerconf import (
     gateway_rules,
     write_broker_config,
 )
+from .chain import chains_of, verify_chain
 from .clock import database_now
 from .credentials import generate_password, mosquitto_hash
 from .db import (
@@ -249,3 +252,29 @@ async def write_deployment_broker(
     async with admin_session(settings) as session:
         gateways = await gateway_identities(session)
     return write_broker_config(out, listener, tls, [*gateways, *dispatch_identities(out, dispatch)])
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    org_id: str
+    chain: str  # audit, or lock:<lock id>
+    verdict: Verdict
+
+
+async def verify_logs(session: AsyncSession, org_id: str | None = None) -> list[ChainReport]:
+    """``trygg cloud verify-log``: check the audit chain and every lock's chain of one
+    organisation, or of every one. Raises LookupError for an organisation not there."""
+    if org_id is not None and await session.get(Organisation, org_id) is None:
+        raise LookupError(f"no organisation {org_id}")
+    orgs = (
+        [org_id]
+        if org_id is not None
+        else list(
+            (await session.execute(select(Organisation.id).order_by(Organisation.id))).scalars()
+        )
+    )
+    reports = []
+    for org in orgs:
+        for chain in await chains_of(session, org):
+            reports.append(ChainReport(org, chain, await verify_chain(session, org, chain)))
+    return reports

@@ -43,6 +43,7 @@ from .clock import Clock, database_now, pause
 from .commandkeys import CommandKeys
 from .db import CommandRecord, Device, Gateway, User
 from .hub import CommandHub
+from .locklog import LOCK_ACTIONS, lock_log, log_command_step
 from .schemas import CommandChange, CommandPublic
 
 log = logging.getLogger("trygg.cloud.commands")
@@ -150,7 +151,7 @@ class CommandService:
             raise CommandRefused(503, self.keys.disabled or "commands are off")
         if not 1 <= ttl_s <= COMMAND_MAX_TTL_S:
             raise CommandRefused(422, f"ttl_s must be 1..{COMMAND_MAX_TTL_S} seconds")
-        await self._check_target(session, user.org_id, gateway_id, device_id, action)
+        device = await self._check_target(session, user.org_id, gateway_id, device_id, action)
         now = await self.clock(session)
         command = self.keys.sign(
             Command(
@@ -185,6 +186,19 @@ class CommandService:
         session.add(record)
         detail = {"gateway": gateway_id, "device": device_id, "action": action, "ttl_s": ttl_s}
         audit(session, user, "command.create", f"command:{command.id}", detail)
+        if action in LOCK_ACTIONS:
+            lock_log(
+                session,
+                org_id=user.org_id,
+                lock_id=device_id,
+                home_id=device.home_id,
+                actor=user.username,
+                role=user.role,
+                action=action,
+                outcome="issued",
+                command_id=command.id,
+                detail={"ttl_s": ttl_s},
+            )
         await session.commit()  # stored before it is sent: its result may come at once
         self.hub.publish(user.org_id, CommandChange(type="created", command=public(record)))
         topic = commands_topic(gateway_id)
@@ -218,7 +232,7 @@ class CommandService:
 
     async def _check_target(
         self, session: AsyncSession, org_id: str, gateway_id: str, device_id: str, action: str
-    ) -> None:
+    ) -> Device:
         gateway = await session.get(Gateway, gateway_id)
         if gateway is None or gateway.org_id != org_id:
             raise CommandRefused(404, f"No gateway {gateway_id}")
@@ -235,6 +249,7 @@ class CommandService:
             raise CommandRefused(
                 422, f"Device {device_id} does not support {action!r} (it supports: {can})"
             )
+        return device
 
     # --- where it has got to ---------------------------------------------------------
 
@@ -270,7 +285,8 @@ class CommandService:
         reason: str | None,
         detail: str | None,
     ) -> CommandPublic | None:
-        """Compare-and-set the state; commits and tells the stream. None: not moved."""
+        """Compare-and-set the state; commits and tells the stream. None: not moved.
+        A lock's command logs the step in the lock log, in the same transaction."""
         now = await self.clock(session)
         moved = await session.execute(
             update(CommandRecord)
@@ -281,11 +297,14 @@ class CommandService:
             .values(state=to.value, reason=reason, detail=detail, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-        await session.commit()
         if moved.rowcount != 1:  # type: ignore[attr-defined]
+            await session.commit()
             return None
         record = await session.get(CommandRecord, command_id, populate_existing=True)
         assert record is not None
+        if record.action in LOCK_ACTIONS:
+            await log_command_step(session, record, now)
+        await session.commit()
         change = public(record)
         log.info("command %s %s%s", command_id, to.value, f" ({reason})" if reason else "")
         self.hub.publish(record.org_id, CommandChange(type="updated", command=change))

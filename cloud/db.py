@@ -212,8 +212,57 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]]
+    # Its place in the organisation's audit chain (cloud/chain.py, docs/audit.md): its
+    # number, the hash of the entry before it, and its own hash over both and the above.
+    seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
-    __table_args__ = (Index("audit_by_org_time", "org_id", "at"),)
+    __table_args__ = (
+        Index("audit_by_org_time", "org_id", "at"),
+        UniqueConstraint("org_id", "seq", name="audit_chain_seq"),
+    )
+
+
+class LockLogEntry(Base):
+    """Every command to a lock and every event of one: who, which lock, when, what was
+    asked, and what came of it (granted, refused and why, the lock's confirmation). One
+    hash chain per lock (cloud/locklog.py, docs/audit.md)."""
+
+    __tablename__ = "lock_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    lock_id: Mapped[str] = mapped_column(String(128))
+    home_id: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    # unlock, lock; or what the lock reported: opened, jammed, jam_cleared.
+    action: Mapped[str] = mapped_column(String(32))
+    # granted, refused; issued, accepted, done, failed, expired; reported (an event).
+    outcome: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    command_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]]
+    seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("org_id", "lock_id", "seq", name="lock_log_chain_seq"),)
+
+
+class LogChain(Base):
+    """The head of one hash chain: its newest entry's number and hash. Writers take this
+    row FOR UPDATE to append, which serialises them per chain; it also records how long
+    the chain is, so that its newest entries cannot be removed unnoticed (unless this
+    row is changed with them: docs/audit.md)."""
+
+    __tablename__ = "log_chains"
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    chain: Mapped[str] = mapped_column(String(160), primary_key=True)  # audit, lock:<id>
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
 
 
 class Gateway(Base):

@@ -50,6 +50,7 @@ from .db import (
 )
 from .hub import AlarmHub
 from .lifecycle import SYSTEM, AlarmState
+from .locklog import lock_log
 from .schemas import AlarmChange, AlarmPublic, CommandChange, CommandPublic
 
 log = logging.getLogger("trygg.cloud.doors")
@@ -238,7 +239,7 @@ class DoorService:
                 session, user, org, lock_id, action, now, alarm_id=alarm_id, visit_id=visit_id
             )
         except DoorRefused as refusal:  # nothing was written: the check only reads
-            self._log_refusal(session, user, lock_id, refusal, context)
+            await self._log_refusal(session, user, lock_id, refusal, context)
             await session.commit()
             log.warning(
                 "door %s %s refused for %s: %s", lock_id, action, user.username, refusal.reason
@@ -252,6 +253,18 @@ class DoorService:
             f"door.{action}",
             f"lock:{lock_id}",
             context | {"command": command_id, "home": grant.lock.home_id},
+        )
+        lock_log(
+            session,
+            org_id=user.org_id,
+            lock_id=lock_id,
+            home_id=grant.lock.home_id,
+            actor=user.username,
+            role=user.role,
+            action=action,
+            outcome="granted",
+            command_id=command_id,
+            detail={"alarm": alarm_id, "visit": visit_id},
         )
         if action == "unlock":
             session.add(
@@ -282,7 +295,7 @@ class DoorService:
                 await session.refresh(user)
                 reason = "commands_off" if exc.status == 503 else "lock_unavailable"
                 unavailable = DoorRefused(503 if exc.status == 503 else 409, reason, exc.detail)
-                self._log_refusal(session, user, lock_id, unavailable, context)
+                await self._log_refusal(session, user, lock_id, unavailable, context)
                 await session.commit()
                 raise unavailable from None
             return await self._answer(session, command, changes)
@@ -315,7 +328,7 @@ class DoorService:
         return CommandPublic.model_validate(record) if record is not None else command
 
     @staticmethod
-    def _log_refusal(
+    async def _log_refusal(
         session: AsyncSession,
         user: User,
         lock_id: str,
@@ -324,6 +337,25 @@ class DoorService:
     ) -> None:
         detail = context | {"reason": refusal.reason, "message": refusal.message}
         audit(session, user, "door.refused", f"lock:{lock_id}", detail)
+        lock = await session.get(Device, (user.org_id, lock_id))
+        if lock is None or lock.type != DeviceType.DIGITAL_LOCK.value:
+            return  # no lock of the organisation: no lock log to write it in
+        lock_log(
+            session,
+            org_id=user.org_id,
+            lock_id=lock_id,
+            home_id=lock.home_id,
+            actor=user.username,
+            role=user.role,
+            action=str(context["action"]),
+            outcome="refused",
+            reason=refusal.reason,
+            detail={
+                "alarm": context["alarm"],
+                "visit": context["visit"],
+                "message": refusal.message,
+            },
+        )
 
 
 # --- after the visit --------------------------------------------------------------------

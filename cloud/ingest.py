@@ -46,6 +46,7 @@ from .commands import CommandService, Delivery
 from .db import Gateway
 from .hub import AlarmHub, CommandHub
 from .inventory import REFUSALS, IntakeCheck, Verdict, apply_inventory
+from .locklog import log_lock_event
 from .relay import RelaySeal
 from .schemas import AlarmChange, AlarmPublic, CommandChange, RelayedChange
 from .settings import CloudSettings
@@ -329,6 +330,8 @@ class IngestWorker:
                 intake = await record_event(
                     session, org_id, gateway_id, event, merge_window=self.merge_window
                 )
+                if not intake.duplicate:
+                    await log_lock_event(session, org_id, gateway_id, event)
                 change = None
                 if intake.alarm is not None:
                     public = AlarmPublic.model_validate(intake.alarm)

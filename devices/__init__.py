@@ -1,6 +1,16 @@
 """The device domain: events, readings, the device catalog and codecs. Pure: no I/O."""
 
-from .catalog import CATALOG, EVENT_KINDS, GATEWAY_KINDS, DeviceSpec, DeviceType, EventKind, Signal
+from .catalog import (
+    CATALOG,
+    EVENT_KINDS,
+    GATEWAY_KINDS,
+    LOCK_EVENT_ACTIONS,
+    DeviceSpec,
+    DeviceType,
+    EventKind,
+    Signal,
+    lock_event_cause,
+)
 from .errors import CodecError, MalformedPayload, Repeated, Replayed, UnexpectedValue
 from .model import (
     DeviceId,
@@ -19,6 +29,7 @@ __all__ = [
     "CATALOG",
     "EVENT_KINDS",
     "GATEWAY_KINDS",
+    "LOCK_EVENT_ACTIONS",
     "CodecError",
     "DeviceId",
     "DeviceSpec",
@@ -36,6 +47,7 @@ __all__ = [
     "ResidentId",
     "Signal",
     "UnexpectedValue",
+    "lock_event_cause",
     "stable_event_id",
     "utc_now",
 ]

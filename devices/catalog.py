@@ -6,6 +6,7 @@ Tables, not branches: adding a device type or an event kind is one row.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -97,6 +98,24 @@ EVENT_KINDS: dict[str, EventKind] = {
 # carries the gateway's own id as its device id (and "gateway" as its device type), so
 # the dispatch service takes it without looking the device up in the gateway's inventory.
 GATEWAY_KINDS = frozenset({"store_fault", "store_damaged"})
+
+# A lock's own events as both lock logs write them (gateway/store.py, cloud/locklog.py):
+# (kind, restore) -> the entry's action.
+LOCK_EVENT_ACTIONS: dict[tuple[str, bool], str] = {
+    ("lock_opened", False): "opened",
+    ("lock_jammed", False): "jammed",
+    ("lock_jammed", True): "jam_cleared",
+}
+
+
+def lock_event_cause(detail: Mapping[str, object]) -> str | None:
+    """What the lock says made it happen: a BLE lock's cause (keypad, remote, manual,
+    auto_relock), or a Zigbee2MQTT lock's action (keypad_unlock, rfid_unlock, ...)."""
+    for key in ("cause", "action"):
+        value = detail.get(key)
+        if isinstance(value, str) and value:
+            return value[:64]
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """The gateway's local HTTP API: ``/healthz`` for supervisors, ``/metrics`` for
-Prometheus, and ``/devices`` for technicians pairing devices. It listens on loopback by
+Prometheus, ``/devices`` for technicians pairing devices, and ``/lock-log`` for the
+lock log with the check of its hash chain. It listens on loopback by
 default and carries no names (residents are ids here).
 
 The technician routes need ``Authorization: Bearer <[api] technician_token>``; without a
@@ -13,7 +14,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -21,6 +22,7 @@ from prometheus_client.registry import Collector
 from pydantic import ValidationError
 
 from devices import utc_now
+from devices.chain import Verdict
 
 from .registry import DEVICE_CONFIG, RegistryError
 from .store import StoreError
@@ -265,7 +267,34 @@ def create_api(gateway: Gateway) -> FastAPI:
             raise HTTPException(409, str(exc)) from None
         return Response(status_code=204)
 
+    @app.get("/lock-log")
+    async def lock_log(
+        _: Technician,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+        device: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    ) -> dict[str, Any]:
+        """The newest entries first (``before``: an entry's number, to page back), and
+        the check of the whole chain."""
+        try:
+            entries = await gateway.store.lock_log(limit, before=before, device_id=device)
+            verdict = await gateway.store.verify_lock_log()
+        except StoreError as exc:
+            raise HTTPException(503, f"the store cannot be read: {exc}") from None
+        return {"entries": [asdict(e) for e in entries], "verification": verification(verdict)}
+
     return app
+
+
+def verification(verdict: Verdict) -> dict[str, Any]:
+    kind = verdict.problem.value if verdict.problem is not None else None
+    return {
+        "valid": verdict.valid,
+        "entries": verdict.entries,
+        "first_broken": verdict.first_broken,
+        "kind": kind,
+        "problem": None if kind is None else f"{kind}: {verdict.detail}",
+    }
 
 
 def _problems(gateway: Gateway, state: dict[str, Any]) -> list[str]:

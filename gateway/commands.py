@@ -10,8 +10,8 @@ checked in this order (the contract with the dispatch service, docs/security.md)
 and refused with the first reason that holds. Otherwise it is ``accepted``, its device's
 transport acts (``DeviceActor``), and the result is ``done`` or ``failed`` with the
 reason. The nonce is committed to the store before the device is touched, so a replay is
-refused even after a restart. Every command and every result goes to the command audit
-log (the store's ``command_audit`` table and the ``trygg.gateway.audit`` logger).
+refused even after a restart. Every command and every result goes to the lock log (the
+store's hash-chained ``lock_log``, docs/audit.md) and the ``trygg.gateway.audit`` logger.
 
 Nothing a sender puts in a command crashes anything: what cannot be read is a counted
 drop, and where its id can be read it is answered ``refused malformed``.
@@ -34,8 +34,9 @@ from devices.wire import COMMAND_MAX_TTL_S, GATEWAY_ID_PATTERN, Command, Command
 from .actions import ActResult, DeviceActor, supported_actions
 from .config import CommandsSection
 from .counters import DropReason, InputCounters
+from .locklog import LockLogEntry
 from .registry import RegisteredDevice, Registry
-from .store import CommandAudit, Store, StoreError
+from .store import Store, StoreError
 
 log = logging.getLogger("trygg.gateway.commands")
 audit_log = logging.getLogger("trygg.gateway.audit")
@@ -172,7 +173,9 @@ class CommandHandler:
         if command_id is None:
             return  # nobody to answer: only counted
         audit_log.warning("command %s refused (malformed): %s", command_id, detail)
-        entry = CommandAudit(utc_now().isoformat(), command_id, "", "", "", "refused", "malformed")
+        entry = LockLogEntry(
+            utc_now().isoformat(), "", "", "", "refused", "malformed", command_id, detail
+        )
         await self._write_audit(entry)
         self._publish(command_id, "refused", "malformed", detail)
 
@@ -263,19 +266,20 @@ class CommandHandler:
             command.issued_by,
             f"; {detail}" if detail and outcome != "received" else "",
         )
-        entry = CommandAudit(
-            utc_now().isoformat(),
-            command.id,
-            command.device_id,
-            command.action,
-            command.issued_by,
-            outcome,
-            reason,
+        entry = LockLogEntry(
+            at=utc_now().isoformat(),
+            device_id=command.device_id,
+            action=command.action,
+            actor=command.issued_by,
+            outcome=outcome,
+            reason=reason,
+            command_id=command.id,
+            detail=detail if outcome != "received" else "",
         )
         await self._write_audit(entry)
 
-    async def _write_audit(self, entry: CommandAudit) -> None:
+    async def _write_audit(self, entry: LockLogEntry) -> None:
         try:
-            await self.store.audit_command(entry)
+            await self.store.append_lock_log(entry)
         except StoreError as exc:
             log.error("command %s: audit not written: %s", entry.command_id, exc)

@@ -1,7 +1,9 @@
 """Reading what can still be read from a damaged or lost store: the outbox rows (alarms
-not yet acked), the paired devices and the nonces of signed commands (so that a fresh
-store refuses their replay too). Used on a database SQLite refuses, and on the
-still-open connection to a store file that was deleted or replaced under the gateway.
+not yet acked), the paired devices, the nonces of signed commands (so that a fresh
+store refuses their replay too) and the lock log, with its recorded head (so that the
+fresh store's log goes on from it, and shows any entry the damage cost as missing).
+Used on a database SQLite refuses, and on the still-open connection to a store file that
+was deleted or replaced under the gateway.
 
 A damaged page makes a query fail where it starts; the scan then steps over it one row
 at a time, so one bad page costs the rows on it and not the rest of the table.
@@ -18,6 +20,8 @@ from pydantic import ValidationError
 
 from devices import Event
 
+from .locklog import LOCK_LOG_HEAD
+
 BATCH = 256
 # Consecutive failed steps after which the rest of a table is given up.
 GIVE_UP_AFTER = 48
@@ -28,6 +32,8 @@ OutboxRow = tuple[str, int, str, str]
 PairedRow = tuple[str, str, str]
 # (nonce, keep_until)
 NonceRow = tuple[str, float]
+# The lock log's columns, as gateway/store.py LOCK_LOG_COLUMNS names them.
+LockLogRow = tuple[int, str, str, str, str, str, str, str, str, str, str]
 
 
 @dataclass
@@ -35,12 +41,15 @@ class Salvage:
     outbox: list[OutboxRow] = field(default_factory=list)
     paired: list[PairedRow] = field(default_factory=list)
     nonces: list[NonceRow] = field(default_factory=list)
+    lock_log: list[LockLogRow] = field(default_factory=list)
+    lock_log_head: str | None = None
     unreadable: int = 0  # damaged regions stepped over, rows that did not parse
 
     def detail(self) -> dict[str, int]:
         return {
             "salvaged_events": len(self.outbox),
             "salvaged_devices": len(self.paired),
+            "salvaged_lock_log": len(self.lock_log),
             "unreadable": self.unreadable,
         }
 
@@ -102,7 +111,24 @@ def salvage_connection(db: sqlite3.Connection) -> Salvage:
         )
         for _rowid, nonce, keep_until in _scan(db, nonces, salvage):
             salvage.nonces.append((str(nonce), float(keep_until)))  # type: ignore[arg-type]
+    if _has_table(db, "lock_log"):  # not in a store from before the lock log
+        lock_log = (
+            "SELECT seq, at, device_id, action, actor, outcome, reason, command_id, detail,"
+            " prev_hash, hash FROM lock_log WHERE seq > ? ORDER BY seq LIMIT ?"
+        )
+        for row in _scan(db, lock_log, salvage):
+            seq, *text = row
+            salvage.lock_log.append((int(seq), *(str(v) for v in text)))  # type: ignore[call-overload]
+        salvage.lock_log_head = _meta(db, LOCK_LOG_HEAD)
     return salvage
+
+
+def _meta(db: sqlite3.Connection, key: str) -> str | None:
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    return None if row is None else str(row[0])
 
 
 def salvage_file(path: Path, connect: Callable[[Path], sqlite3.Connection]) -> Salvage:

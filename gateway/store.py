@@ -19,6 +19,14 @@
   alarm learns that it was not kept (the Zigbee2MQTT transport then does not ack the
   broker). An event write that fails marks the store faulty (``fault``, shown by
   ``/healthz``) until one succeeds again; ``on_recovered`` then hears what happened.
+- The lock log (``lock_log``) holds every signed command the gateway received and what
+  became of it, and every event its locks reported (opened, jammed, jam cleared), as a
+  hash chain (devices/chain.py, docs/audit.md): each entry carries the hash of the one
+  before it, and the meta table records the newest (``lock_log_head``). An entry is
+  written in the transaction of what it records (a lock's event: with its outbox row).
+- The schema's version is SQLite's ``user_version``; opening a store of an older version
+  upgrades it in one transaction (version 1: the command audit table became the lock
+  log, its rows chained in their order).
 - A full disk: a reserve file (``<store>.reserve``, ``reserve_bytes``) is preallocated at
   open. When an event cannot be written for want of space, the reserve is released and
   the write retried, so an alarm still finds room when readings or anything else on the
@@ -45,7 +53,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from devices import Event, EventId, Priority, utc_now
+from devices.chain import Verdict
 
+from . import locklog
+from .locklog import LOCK_LOG_COLUMNS, LOCK_LOG_HEAD, LockLogEntry
 from .salvage import Salvage, salvage_connection, salvage_file
 
 T = TypeVar("T")
@@ -103,21 +114,27 @@ CREATE TABLE IF NOT EXISTS command_nonce (
     keep_until REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS command_nonce_age ON command_nonce (keep_until);
-CREATE TABLE IF NOT EXISTS command_audit (
+CREATE TABLE IF NOT EXISTS lock_log (
     seq INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
-    command_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
     action TEXT NOT NULL,
-    issued_by TEXT NOT NULL,
+    actor TEXT NOT NULL,
     outcome TEXT NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 """
+
+
+SCHEMA_VERSION = 1
 
 
 @contextmanager
@@ -135,6 +152,27 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
 
 
 URGENT, BULK = 0, 1
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a store of an older schema version up to ``SCHEMA_VERSION``."""
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version >= SCHEMA_VERSION:
+        return
+    with _transaction(db):
+        exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'command_audit'"
+        if version < 1 and db.execute(exists).fetchone() is not None:
+            # Version 1: the command audit became the lock log; its rows are chained in
+            # their order now (what was done to them before cannot be told).
+            rows = db.execute(
+                "SELECT at, device_id, action, issued_by, outcome, reason, command_id"
+                " FROM command_audit ORDER BY seq"
+            ).fetchall()
+            for at, device, action, issued_by, outcome, reason, command in rows:
+                entry = LockLogEntry(at, device, action, issued_by, outcome, reason, command)
+                locklog.append(db, entry)
+            db.execute("DROP TABLE command_audit")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 class _Writer:
@@ -221,9 +259,29 @@ def _damaged(exc: sqlite3.Error) -> bool:
     return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
+def verify_store_file(path: Path) -> Verdict:
+    """Check the lock log of a store file, read only: the gateway may be running, and a
+    store moved aside after damage can be checked as well. StoreError: not readable."""
+    if not path.is_file():
+        raise StoreError(f"no store file {path}")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from exc
+    try:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lock_log'"
+        if db.execute(query).fetchone() is None:
+            raise StoreError(f"{path} has no lock log (a store the gateway has not upgraded)")
+        return locklog.verify(db)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from exc
+    finally:
+        db.close()
+
+
 @dataclass(frozen=True, slots=True)
 class CommandAudit:
-    """One line of the command audit log: a command received, or what became of it."""
+    """A command's entry of the lock log: the command received, or what became of it."""
 
     at: str
     command_id: str
@@ -318,6 +376,7 @@ class Store:
             if check != "ok":
                 raise sqlite3.DatabaseError(f"integrity check failed: {check}")
             db.executescript(_SCHEMA)
+            _upgrade(db)
         except BaseException:
             db.close()
             raise
@@ -389,7 +448,24 @@ class Store:
                 "INSERT OR IGNORE INTO command_nonce (nonce, keep_until) VALUES (?, ?)",
                 salvage.nonces,
             )
-            self._audit("store_damaged", f"{reason}; moved to {moved_to}; {salvage.detail()}")
+            # The lock log as it was read, hashes and all: it goes on from its head, and
+            # what the damage cost shows as missing (or altered) when it is checked.
+            db.executemany(
+                f"INSERT OR IGNORE INTO lock_log ({LOCK_LOG_COLUMNS})"  # noqa: S608
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                salvage.lock_log,
+            )
+            if salvage.lock_log_head is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    (LOCK_LOG_HEAD, salvage.lock_log_head),
+                )
+            note = f"{reason}; moved to {moved_to}; {salvage.detail()}"
+            restarted = LockLogEntry(
+                utc_now().isoformat(), "", "log_restarted", "gateway", "store_damaged", "", "", note
+            )
+            locklog.append(db, restarted)
+            self._audit("store_damaged", note)
         damage = StoreDamage(reason, moved_to, salvage, utc_now())
         self.damage.append(damage)
         log.error(
@@ -556,6 +632,7 @@ class Store:
         newest ``REMEMBERED_INPUTS`` inputs are kept (far more than a broker has in flight).
         """
         body = event.model_dump_json()
+        lock_entry = locklog.lock_event_entry(event)
 
         def insert() -> bool:
             try:
@@ -576,6 +653,8 @@ class Store:
                     " VALUES (?, ?, ?, ?)",
                     (event.id, event.priority.rank, utc_now().isoformat(), body),
                 )
+                if cur.rowcount == 1 and lock_entry is not None:
+                    locklog.append(db, lock_entry)
                 if source is not None:
                     db.execute(
                         "INSERT OR REPLACE INTO recent_input (device_id, digest, seen_at)"
@@ -823,31 +902,47 @@ class Store:
 
         return await self._run(count)
 
-    async def audit_command(self, entry: CommandAudit) -> None:
-        def insert() -> None:
-            self._conn().execute(
-                "INSERT INTO command_audit (at, command_id, device_id, action, issued_by,"
-                " outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.at,
-                    entry.command_id[:64],
-                    entry.device_id[:128],
-                    entry.action[:32],
-                    entry.issued_by[:100],
-                    entry.outcome,
-                    entry.reason[:64],
-                ),
-            )
+    async def append_lock_log(self, entry: LockLogEntry) -> LockLogEntry:
+        """Write one entry to the lock log; the entry as written (its number and hash)."""
 
-        await self._run(insert)
+        def insert() -> LockLogEntry:
+            db = self._conn()
+            with _transaction(db):
+                return locklog.append(db, entry)
+
+        return await self._run(insert)
+
+    async def lock_log(
+        self, limit: int = 100, *, before: int | None = None, device_id: str | None = None
+    ) -> list[LockLogEntry]:
+        """The newest entries first; ``before`` (an entry's number) pages back."""
+        where = ["seq < ?"]
+        args: list[object] = [before if before is not None else 2**63 - 1]
+        if device_id is not None:
+            where.append("device_id = ?")
+            args.append(device_id)
+
+        def select() -> list[LockLogEntry]:
+            rows = self._conn().execute(
+                f"SELECT {LOCK_LOG_COLUMNS} FROM lock_log WHERE {' AND '.join(where)}"  # noqa: S608
+                " ORDER BY seq DESC LIMIT ?",
+                (*args, limit),
+            )
+            return [locklog.entry_of_row(row)[0] for row in rows]
+
+        return await self._run(select)
+
+    async def verify_lock_log(self) -> Verdict:
+        """Check the lock log's whole chain (read by the store's thread, between writes)."""
+        return await self._run(lambda: locklog.verify(self._conn()), BULK)
 
     async def command_audit(self, limit: int = 100) -> list[CommandAudit]:
-        """The newest entries first."""
+        """The lock log's command entries, the newest first."""
 
         def select() -> list[CommandAudit]:
             rows = self._conn().execute(
-                "SELECT at, command_id, device_id, action, issued_by, outcome, reason"
-                " FROM command_audit ORDER BY seq DESC LIMIT ?",
+                "SELECT at, command_id, device_id, action, actor, outcome, reason"
+                " FROM lock_log WHERE command_id != '' ORDER BY seq DESC LIMIT ?",
                 (limit,),
             )
             return [CommandAudit(*(str(v) for v in row)) for row in rows]

@@ -31,6 +31,13 @@ PUSH_SUBSCRIPTION: dict[str, object] = {
 # (method, path, roles allowed, body); {id} is an alarm of org-a. Every route of the API is
 # here (test_the_route_table_covers_the_whole_api checks), so each is checked for all roles.
 HANDLERS = {"operator", "supervisor"}
+STAFF = {"staff"}
+VISIT: dict[str, object] = {
+    "home_id": "home-12",
+    "staff": "sara",
+    "starts_at": "2026-12-03T08:00:00+01:00",
+    "ends_at": "2026-12-03T08:30:00+01:00",
+}
 ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
     ("GET", "/api/v1/alarms", {"operator", "supervisor", "admin"}, None),
     ("GET", "/api/v1/alarms/stream", {"operator", "supervisor", "admin"}, None),
@@ -93,10 +100,43 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
         {"admin", "supervisor", "operator", "technician"},
         None,
     ),
-    ("GET", "/api/v1/my/push/key", {"staff"}, None),
-    ("GET", "/api/v1/my/push/subscriptions", {"staff"}, None),
-    ("POST", "/api/v1/my/push/subscriptions", {"staff"}, PUSH_SUBSCRIPTION),
-    ("DELETE", "/api/v1/my/push/subscriptions/{subscription_id}", {"staff"}, None),
+    ("GET", "/api/v1/locks/{lock_id}/log", {"admin", "supervisor", "technician"}, None),
+    # Home-care staff's own (cloud/api/staff.py): only the staff role.
+    ("GET", "/api/v1/my/alarms", STAFF, None),
+    ("GET", "/api/v1/my/alarms/{id}", STAFF, None),
+    ("POST", "/api/v1/my/alarms/{id}/accept", STAFF, None),
+    ("POST", "/api/v1/my/alarms/{id}/decline", STAFF, {"reason": "on another call"}),
+    ("POST", "/api/v1/my/alarms/{id}/on-site", STAFF, None),
+    ("POST", "/api/v1/my/alarms/{id}/resolve", STAFF, {"outcome": "help_given"}),
+    ("POST", "/api/v1/my/alarms/{id}/take", STAFF, None),
+    ("GET", "/api/v1/my/visits", STAFF, None),
+    ("GET", "/api/v1/my/visits/{visit_id}", STAFF, None),
+    ("POST", "/api/v1/my/locks/{lock_id}/unlock", STAFF, {"alarm_id": 1}),
+    ("POST", "/api/v1/my/locks/{lock_id}/lock", STAFF, {"alarm_id": 1}),
+    ("GET", "/api/v1/my/commands/{command_id}", STAFF, None),
+    ("GET", "/api/v1/my/stream", STAFF, None),
+    # Visits are planned by supervisors and administrators; operators read them.
+    ("GET", "/api/v1/visits", {"admin", "supervisor", "operator"}, None),
+    ("POST", "/api/v1/visits", {"admin", "supervisor"}, VISIT),
+    ("PUT", "/api/v1/visits/{visit_id}", {"admin", "supervisor"}, VISIT),
+    ("DELETE", "/api/v1/visits/{visit_id}", {"admin", "supervisor"}, None),
+    ("GET", "/api/v1/residents/{resident_id}/consents", {"admin", "supervisor", "operator"}, None),
+    (
+        "POST",
+        "/api/v1/residents/{resident_id}/consents",
+        {"admin", "supervisor"},
+        {"service": "lock", "given_by": "resident"},
+    ),
+    (
+        "POST",
+        "/api/v1/residents/{resident_id}/consents/{consent_id}/withdraw",
+        {"admin", "supervisor"},
+        None,
+    ),
+    ("GET", "/api/v1/my/push/key", STAFF, None),
+    ("GET", "/api/v1/my/push/subscriptions", STAFF, None),
+    ("POST", "/api/v1/my/push/subscriptions", STAFF, PUSH_SUBSCRIPTION),
+    ("DELETE", "/api/v1/my/push/subscriptions/{subscription_id}", STAFF, None),
 ]
 IDS = {
     "home_id": "home-12",
@@ -105,6 +145,9 @@ IDS = {
     "command_id": "no-such-command",
     "username": "bert",
     "device_id": "pendant-1",
+    "lock_id": "lock-1",
+    "visit_id": "1",
+    "consent_id": "1",
     "subscription_id": "1",
 }
 UNAUTHENTICATED = {
@@ -366,6 +409,9 @@ async def test_garbage_on_every_route_is_refused_and_never_a_server_error(
                     command_id=bad_id,
                     username=bad_id,
                     device_id=bad_id,
+                    lock_id=bad_id,
+                    visit_id=bad_id,
+                    consent_id=bad_id,
                     subscription_id=bad_id,
                 )
                 bodies = GARBAGE_BODIES if method in ("POST", "PUT") else [b""]
@@ -396,6 +442,9 @@ _MISSING = {
     "command_id": "no-such-command",
     "username": "nobody",
     "device_id": "no-such-device",
+    "lock_id": "no-such-lock",
+    "visit_id": "424242",
+    "consent_id": "424242",
     "subscription_id": "424242",
 }
 

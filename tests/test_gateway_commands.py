@@ -576,3 +576,48 @@ async def test_a_nonce_is_kept_until_its_time_and_survives_the_store_file_being_
         assert not await store.claim_nonce("n-kept-000000001", now + 3600)
     finally:
         await store.close()
+
+
+# -- the lock log ----------------------------------------------------------------------------
+async def test_the_lock_log_holds_the_command_and_what_the_lock_said_in_a_valid_chain(
+    rig: Rig,
+) -> None:
+    command = rig.command("ble-obeys")
+    assert (await rig.final(command)).outcome == "done"
+
+    async def opened() -> bool:
+        return any(e.action == "opened" for e in await rig.gateway.store.lock_log())
+
+    await wait_until(opened)  # the lock's own notification, after the command's result
+    url = f"http://127.0.0.1:{rig.gateway.api_port}/lock-log"
+    async with httpx.AsyncClient() as http:
+        body = (await http.get(url, params={"device": "ble-obeys"})).json()
+        garbage = [
+            (await http.get(url, params=params)).status_code
+            for params in (
+                {"limit": "0"},
+                {"limit": "1001"},
+                {"limit": "many"},
+                {"before": "0"},
+                {"before": "-3"},
+                {"before": str(10**30)},
+                {"device": ""},
+                {"device": "x" * 129},
+            )
+        ]
+    assert garbage == [422] * 8
+    mine = [
+        (e["action"], e["actor"], e["outcome"], e["reason"], e["command_id"])
+        for e in body["entries"]
+    ]
+    # The lock's notification and the command's result race each other; the command's
+    # own steps come in their order.
+    opening = ("opened", "lock", "reported", "remote", "")
+    assert [m for m in mine if m != opening] == [
+        ("unlock", "staff-17", "done", "", command.id),
+        ("unlock", "staff-17", "accepted", "", command.id),
+        ("unlock", "staff-17", "received", "", command.id),
+    ]
+    assert mine.count(opening) == 1
+    assert body["verification"]["valid"] is True
+    assert body["verification"]["entries"] == len(await rig.gateway.store.lock_log(1000))

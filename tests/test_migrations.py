@@ -4,6 +4,7 @@ and upgrading keeps the alarms that were there."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +17,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloud.db import Base, make_engine
+from cloud.chain import AUDIT, verify_chain
+from cloud.db import Base, make_engine, make_sessionmaker
 from cloud.migrate import alembic_config, upgrade
 
 from .servers import throwaway_database
@@ -116,3 +118,42 @@ async def test_upgrading_keys_events_by_gateway_and_keeps_them(kind: str, tmp_pa
                 await conn.execute(text("SELECT gateway_id, id FROM events ORDER BY gateway_id"))
             ).all()
     assert [tuple(r) for r in rows] == [("gw-1", "ev-00000001"), ("gw-2", "ev-00000001")]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_upgrading_chains_the_audit_entries_already_there(kind: str, tmp_path: Path) -> None:
+    """0012 numbers and hashes the entries written before it, per organisation, oldest
+    first, and records each chain's head: the chains verify, and go on from there."""
+    async with engine_for(kind, tmp_path) as engine:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0011"))
+            for org in ("o", "p"):
+                await conn.execute(
+                    text("INSERT INTO organisations (id, name) VALUES (:o, :o)"), {"o": org}
+                )
+            for n, org in enumerate(["o", "p", "o", "o"]):
+                await conn.execute(
+                    text(
+                        "INSERT INTO audit_log (org_id, at, actor, role, action, target, detail)"
+                        " VALUES (:org, :at, 'anna', 'operator', 'alarm.claim', :target, :detail)"
+                    ),
+                    {
+                        "org": org,
+                        "at": datetime(2026, 12, 1, 3, n, 7, 123456, tzinfo=UTC),
+                        "target": f"alarm:{n}",
+                        "detail": json.dumps({"n": n}),
+                    },
+                )
+        await upgrade(engine)
+        async with make_sessionmaker(engine)() as session:
+            verdicts = {org: await verify_chain(session, org, AUDIT) for org in ("o", "p")}
+            assert {o: (v.valid, v.entries) for o, v in verdicts.items()} == {
+                "o": (True, 3),
+                "p": (True, 1),
+            }
+            heads = (await session.execute(text("SELECT org_id, seq FROM log_chains"))).all()
+            assert sorted(tuple(h) for h in heads) == [("o", 3), ("p", 1)]
+            rows = await session.execute(
+                text("SELECT seq FROM audit_log WHERE org_id = 'o' ORDER BY id")
+            )
+            assert [r.seq for r in rows] == [1, 2, 3]

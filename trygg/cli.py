@@ -101,6 +101,37 @@ def gateway_check_config(
         typer.echo(f"  {d.id:24} {d.type.value:14} {d.transport}:{d.address}  home={d.home}")
 
 
+@gateway_app.command("verify-log")
+def gateway_verify_log(
+    config: Annotated[Path, typer.Option("--config", "-c", help="gateway TOML file")] = Path(
+        "gateway.toml"
+    ),
+    store: Annotated[
+        Path | None,
+        typer.Option(help="a store file to check instead of the configured one (one moved aside)"),
+    ] = None,
+) -> None:
+    """Check the hash chain of the gateway's lock log (docs/audit.md), read from its store
+    file (the gateway may be running). Exit status 0: valid; 1: broken, with the first
+    broken entry and what is wrong there."""
+    from gateway import ConfigError, StoreError, load_config, verify_store_file
+
+    if store is None:
+        try:
+            store = load_config(config).store.path
+        except ConfigError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    try:
+        verdict = verify_store_file(store)
+    except StoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{store} lock log: {verdict.describe()}")
+    if not verdict.valid:
+        raise typer.Exit(1)
+
+
 @gateway_app.command("broker-acl")
 def gateway_broker_acl(
     config: Annotated[Path, typer.Option("--config", "-c", help="gateway TOML file")] = Path(
@@ -439,6 +470,35 @@ def cloud_add_gateway(
         )
         typer.echo(f"bundle for the technician: {', '.join(str(p) for p in written)}")
         typer.echo("rerun `trygg cloud broker-config` and reload the broker to let it in")
+
+
+@cloud_app.command("verify-log")
+def cloud_verify_log(
+    org: Annotated[
+        str | None, typer.Option(help="one organisation's logs (default: every organisation's)")
+    ] = None,
+) -> None:
+    """Check the hash chains of the audit log and of every lock's log (docs/audit.md): each
+    chain is valid, or its first broken entry is named with what is wrong there (altered,
+    missing, out of order). Exit status 0: every chain valid; 1: one is broken."""
+    from cloud import CloudSettings
+    from cloud.admin import ChainReport, admin_session, verify_logs
+
+    async def check() -> list[ChainReport]:
+        async with admin_session(CloudSettings()) as session:
+            return await verify_logs(session, org)
+
+    try:
+        reports = asyncio.run(check())
+    except LookupError as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(2) from None
+    for report in reports:
+        typer.echo(f"{report.org_id} {report.chain}: {report.verdict.describe()}")
+    broken = [r for r in reports if not r.verdict.valid]
+    if broken:
+        typer.echo(f"{len(broken)} of {len(reports)} chains broken", err=True)
+        raise typer.Exit(1)
 
 
 @command_key_app.command("new")

@@ -1,7 +1,7 @@
 """Web Push subscriptions of home-care staff
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-04 10:00:00
 
 One row per staff member's phone or browser: the push service's endpoint (unique: a
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
