@@ -30,9 +30,11 @@ from .headers import SecurityHeaders
 from .hub import AlarmHub, CommandHub
 from .ingest import IngestWorker
 from .migrate import upgrade
+from .push import PushService
 from .services import Services
 from .settings import CloudSettings
 from .supervision import GatewaySupervisor
+from .vapid import load_vapid_key
 
 log = logging.getLogger("trygg.cloud")
 
@@ -75,6 +77,9 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         keys = load_command_keys(settings)  # a key file named but unusable stops the start
         if keys.disabled:
             log.warning("%s (docs/commands.md)", keys.disabled)
+        vapid = load_vapid_key(settings)  # the same: named but unusable stops the start
+        if vapid.disabled:
+            log.warning("%s (docs/staff.md)", vapid.disabled)
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
         hub = AlarmHub()
@@ -89,6 +94,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         ingest.commands = commands
         clock_watch = ClockWatch(sessions, hub, settings.clock_step_limit_s)
         door_watch = DoorWatch(sessions, commands, hub)
+        push = PushService(settings, sessions, vapid)
         app.state.services = Services(
             settings,
             engine,
@@ -102,7 +108,9 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
             command_hub,
             DoorService(sessions, commands),
             door_watch,
+            push,
         )
+        await push.start()
         tasks = []
         # The periodic workers stop between two rounds, not inside a transaction.
         stop = asyncio.Event()
@@ -131,6 +139,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await push.stop()
             await engine.dispose()
 
     # Every body is bounded before it is read, small unless a route says otherwise, and

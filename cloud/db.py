@@ -439,6 +439,33 @@ class DoorOpening(Base):
     __table_args__ = (Index("door_openings_open", "org_id", "closed_at"),)
 
 
+class PushSubscription(Base):
+    """One staff member's phone or browser that gets a Web Push for each new assignment
+    (cloud/push.py): the push service's endpoint and the browser's encryption keys."""
+
+    __tablename__ = "push_subscriptions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", name="push_subscriptions_user_id_fkey")
+    )
+    # A browser has one endpoint per subscription: signing in as someone else on the same
+    # phone moves it to them.
+    endpoint: Mapped[str] = mapped_column(String(1000))
+    p256dh: Mapped[str] = mapped_column(String(100))  # URL-safe base64, unpadded
+    auth: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    created_at: Mapped[datetime]
+    last_sent_at: Mapped[datetime | None]
+    # Failed pushes since the last one that got through (a 404 or 410 removes the row).
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    __table_args__ = (
+        UniqueConstraint("endpoint", name="push_subscriptions_endpoint_key"),
+        Index("push_subscriptions_of_user", "user_id"),
+    )
+
+
 class EventRecord(Base):
     """Every event ever received, once per gateway that sent it.
 

@@ -12,6 +12,7 @@ from .doors import DoorService, DoorWatch
 from .escalation import Escalator
 from .hub import AlarmHub, CommandHub
 from .ingest import IngestWorker
+from .push import PushService
 from .settings import CloudSettings
 from .supervision import GatewaySupervisor
 
@@ -30,3 +31,4 @@ class Services:
     command_hub: CommandHub
     doors: DoorService
     door_watch: DoorWatch
+    push: PushService

@@ -14,6 +14,16 @@ from devices.brokertls import check_link, readable_file
 DEVELOPMENT_SECRET = "development-only-secret-change-me-0000000000"  # noqa: S105
 # Secrets that were ever shipped in this repository: never accepted outside development.
 PUBLISHED_SECRETS = frozenset({"", DEVELOPMENT_SECRET, "compose-development-secret-0000000000"})
+# Web Push: the contact a push service may write to about our pushes (RFC 8292 "sub"), in
+# the forms push services (and py_vapid) accept: mailto: an address, or an https origin.
+_DOMAIN = r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
+VAPID_SUBJECT = rf"^(mailto:[^@\s]+@{_DOMAIN}|https://{_DOMAIN})$"
+DEVELOPMENT_VAPID_SUBJECT = "mailto:development@trygg.invalid"
+# The browsers' own push services (Chrome/Android, Firefox, Edge, Safari): a subscription
+# names one of these hosts (or a subdomain), so staff cannot make the service post anywhere.
+PUSH_SERVICE_HOSTS = (
+    "fcm.googleapis.com,push.services.mozilla.com,notify.windows.com,push.apple.com"
+)
 
 
 class CommandKeySettings(BaseSettings):
@@ -89,6 +99,24 @@ class CloudSettings(CommandKeySettings):
     command_sweep_every_s: float = Field(default=1.0, gt=0, le=60)
     # How often to look for doors to lock again after a visit or an alarm (cloud/doors.py).
     door_watch_every_s: float = Field(default=5.0, gt=0, le=300)
+    # Web Push to staff phones (cloud/push.py, docs/staff.md): the service's VAPID key (an
+    # EC P-256 private key, PEM; `trygg cloud push-key --out FILE` makes one) and the
+    # contact push services see. Without a key, production sends no pushes; development
+    # makes a key of this process's own (subscriptions made with it end at its restart).
+    vapid_key_file: Path | None = None
+    vapid_subject: str = Field(default="", max_length=200, pattern=VAPID_SUBJECT + "|^$")
+    # Host names (each also its subdomains) a subscription's endpoint may name.
+    push_service_hosts: str = Field(
+        default=PUSH_SERVICE_HOSTS, max_length=2000, pattern=r"^[a-z0-9.-]+(,[a-z0-9.-]+)*$"
+    )
+    # Endpoints on this machine (http or https), for tests only: refused in production.
+    push_allow_loopback: bool = False
+    # How long a push service keeps a push for a phone that is off (the assignment is
+    # escalated long before it would matter), how long one push may take, and how many
+    # assignments wait to be pushed (past that the oldest waiting is dropped, counted).
+    push_ttl_s: int = Field(default=1800, ge=0, le=86400)
+    push_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    push_queue_size: int = Field(default=1000, ge=1, le=100_000)
 
     @field_validator("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
     @classmethod
@@ -128,3 +156,22 @@ class CloudSettings(CommandKeySettings):
         if len(self.secret_key) < 32:
             raise ValueError("TRYGG_SECRET_KEY must be at least 32 characters")
         return self
+
+    @model_validator(mode="after")
+    def _push_contact_and_endpoints(self) -> CloudSettings:
+        if self.environment == "development":
+            self.vapid_subject = self.vapid_subject or DEVELOPMENT_VAPID_SUBJECT
+            return self
+        if self.push_allow_loopback:
+            raise ValueError("TRYGG_PUSH_ALLOW_LOOPBACK is for tests and development only")
+        own_contact = self.vapid_subject not in ("", DEVELOPMENT_VAPID_SUBJECT)
+        if self.vapid_key_file is not None and not own_contact:
+            raise ValueError(
+                "TRYGG_VAPID_SUBJECT must be a contact of your own (mailto:someone@your.domain"
+                " or https://your.domain) when TRYGG_VAPID_KEY_FILE is set"
+            )
+        return self
+
+    @property
+    def push_hosts(self) -> tuple[str, ...]:
+        return tuple(h.strip(".") for h in self.push_service_hosts.split(",") if h.strip("."))

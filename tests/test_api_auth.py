@@ -18,11 +18,21 @@ from .servers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
 
+# What a browser's PushSubscription.toJSON() gives (tests/test_web_push.py).
+PUSH_SUBSCRIPTION: dict[str, object] = {
+    "endpoint": "https://fcm.googleapis.com/fcm/send/api-test",
+    "keys": {
+        # The P-256 point 7 * G.
+        "p256dh": "BI5TO2-gv3tGJbswZnwB-2B--fi4qA_vWzAGKHAxh7Kjc-"
+        "sdveAzGDZtBp-DpvWQAFPHNjPLBBshxV4ahsH0ALQ",
+        "auth": "AAECAwQFBgcICQoLDA0ODw",
+    },
+}
 # (method, path, roles allowed, body); {id} is an alarm of org-a. Every route of the API is
 # here (test_the_route_table_covers_the_whole_api checks), so each is checked for all roles.
 HANDLERS = {"operator", "supervisor"}
 STAFF = {"staff"}
-VISIT = {
+VISIT: dict[str, object] = {
     "home_id": "home-12",
     "staff": "sara",
     "starts_at": "2026-12-03T08:00:00+01:00",
@@ -123,6 +133,10 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
         {"admin", "supervisor"},
         None,
     ),
+    ("GET", "/api/v1/my/push/key", STAFF, None),
+    ("GET", "/api/v1/my/push/subscriptions", STAFF, None),
+    ("POST", "/api/v1/my/push/subscriptions", STAFF, PUSH_SUBSCRIPTION),
+    ("DELETE", "/api/v1/my/push/subscriptions/{subscription_id}", STAFF, None),
 ]
 IDS = {
     "home_id": "home-12",
@@ -134,6 +148,7 @@ IDS = {
     "lock_id": "lock-1",
     "visit_id": "1",
     "consent_id": "1",
+    "subscription_id": "1",
 }
 UNAUTHENTICATED = {
     ("POST", "/api/v1/auth/token"),
@@ -397,6 +412,7 @@ async def test_garbage_on_every_route_is_refused_and_never_a_server_error(
                     lock_id=bad_id,
                     visit_id=bad_id,
                     consent_id=bad_id,
+                    subscription_id=bad_id,
                 )
                 bodies = GARBAGE_BODIES if method in ("POST", "PUT") else [b""]
                 for raw in bodies:
@@ -429,6 +445,7 @@ _MISSING = {
     "lock_id": "no-such-lock",
     "visit_id": "424242",
     "consent_id": "424242",
+    "subscription_id": "424242",
 }
 
 

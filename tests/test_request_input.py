@@ -175,6 +175,7 @@ PATH_VALUES = {
     "lock_id": "lock-1",
     "visit_id": "1",
     "consent_id": "1",
+    "subscription_id": "1",
 }
 
 

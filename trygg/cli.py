@@ -557,6 +557,22 @@ def command_key_export(
     typer.echo(f"{out}: {len(keys.trusted)} trusted key(s): {ids}")
 
 
+@cloud_app.command("push-key")
+def cloud_push_key(
+    out: Annotated[Path, typer.Option(help="the new key's file (never overwritten)")],
+) -> None:
+    """Make the VAPID key Web Push to staff phones is signed with (EC P-256, PKCS8 PEM,
+    readable by its owner only), for TRYGG_VAPID_KEY_FILE (docs/staff.md)."""
+    from cloud.vapid import VapidKeyError, new_vapid_key_file
+
+    try:
+        public = new_vapid_key_file(out)
+    except VapidKeyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{out}: VAPID key, public key {public}")
+
+
 @cloud_app.command("remove-gateway")
 def cloud_remove_gateway(
     org: Annotated[str, typer.Argument(help="organisation id")],

@@ -1,6 +1,6 @@
 from fastapi import APIRouter
 
-from . import alarms, auth, commands, locks, me, people, staff, statistics, visits
+from . import alarms, auth, commands, locks, me, people, push, staff, statistics, visits
 from .strict import SMALL_BODY_BYTES, StrictRoute
 
 api_router = APIRouter(prefix="/api/v1", route_class=StrictRoute)
@@ -13,5 +13,6 @@ api_router.include_router(commands.router)
 api_router.include_router(locks.router)
 api_router.include_router(staff.router)
 api_router.include_router(visits.router)
+api_router.include_router(push.router)
 
 __all__ = ["SMALL_BODY_BYTES", "StrictRoute", "api_router"]

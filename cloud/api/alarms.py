@@ -240,9 +240,12 @@ async def post_assign(
             HTTPStatus.UNPROCESSABLE_ENTITY,
             detail=f"No staff member {body.staff!r} in your organisation",
         )
-    return await _act(
+    public = await _act(
         alarm_id, Action.ASSIGN, user, session, services, assignee=staff.username, note=body.note
     )
+    # Committed: the staff member's phones hear of it even with the staff page closed.
+    services.push.assigned(user.org_id, staff.username, public)
+    return public
 
 
 @router.post("/{alarm_id}/on-site")

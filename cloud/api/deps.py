@@ -158,3 +158,5 @@ CommandReader = Annotated[
 # A lock's log and its check (cloud/api/locks.py): who leads the centre's work, and who
 # installs and looks after the locks.
 LockLogReader = Annotated[User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR, _R.TECHNICIAN))]
+# Web Push to their phones (cloud/api/push.py): staff, of their own subscriptions.
+PushSubscriber = Annotated[User, Depends(require_role(_R.STAFF))]
