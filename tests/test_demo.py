@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -13,11 +14,14 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 import httpx
+import pyotp
 import pytest
 
 from cloud.security import Role
@@ -243,6 +247,132 @@ async def test_the_demo_gateway_carries_out_a_signed_unlock_of_a_homes_lock(
             json={"device_id": "home-9-front_door_lock", "action": "unlock"},
         )
         assert res.status_code == 404, res.text
+
+
+# -- staff on their phones -------------------------------------------------------------------
+
+STAFF_API = importlib.util.find_spec("cloud.api.staff") is not None
+
+
+async def with_second_factor(http: httpx.AsyncClient, username: str) -> dict[str, str]:
+    """A staff member's first sign-in: set up the second factor, confirm with a code."""
+    headers = await signed_in(http, username)
+    enrolled = await http.post("/api/v1/auth/second-factor", headers=headers)
+    assert enrolled.status_code == 200, enrolled.text
+    code = pyotp.TOTP(enrolled.json()["secret"]).now()
+    confirmed = await http.post(
+        "/api/v1/auth/second-factor/confirm", headers=headers, json={"code": code}
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    return headers
+
+
+async def my_visits(http: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """Today's visits, and yesterday's: a demo started just after midnight began its
+    visit in progress the day before."""
+    today = datetime.now(UTC).astimezone(ZoneInfo("Europe/Stockholm")).date()
+    found: dict[int, dict[str, Any]] = {}
+    for day in (today - timedelta(days=1), today):
+        res = await http.get("/api/v1/my/visits", headers=headers, params={"day": str(day)})
+        assert res.status_code == 200, res.text
+        found |= {v["id"]: v for v in res.json()}
+    return sorted(found.values(), key=lambda v: str(v["starts_at"]))
+
+
+async def door(
+    http: httpx.AsyncClient, headers: dict[str, str], lock: str, action: str, **why: int
+) -> httpx.Response:
+    return await http.post(f"/api/v1/my/locks/{lock}/{action}", headers=headers, json=why)
+
+
+@pytest.mark.skipif(not STAFF_API, reason="the staff API (cloud/api/staff.py) is not here yet")
+async def test_staff_open_the_door_of_their_visit_in_progress_and_of_an_alarm_sent_to_them(
+    demo: RunningDemo,
+) -> None:
+    async with (
+        httpx.AsyncClient(base_url=demo.url, timeout=15) as http,
+        watch_locks(demo, "home-1", "home-2") as watch,
+    ):
+        staff = await with_second_factor(http, "staff")
+        visits = await my_visits(http, staff)
+        now = [v for v in visits if v["open_now"]]
+        assert [(v["home_id"], v["staff"]) for v in now] == [("home-1", "staff")], visits
+        visit = now[0]
+        assert visit["address"].startswith("Storgatan 12")
+        assert [lock["id"] for lock in visit["locks"]] == [lock_id("home-1")]
+        card = (await http.get(f"/api/v1/my/visits/{visit['id']}", headers=staff)).json()
+        assert card["resident"]["name"] == RESIDENTS[0]["name"]
+        assert card["home"]["key_safe"] and card["home"]["notes"]
+
+        # "Open door" on the visit in progress: done, and the lock says unlocked.
+        opened = await door(http, staff, lock_id("home-1"), "unlock", visit_id=visit["id"])
+        assert opened.status_code == 200, opened.text
+        assert (opened.json()["state"], opened.json()["reason"]) == ("done", None)
+        await wait_until(lambda: watch.seen(lock_id("home-1"), "unlocked"), 10)
+        closed = await door(http, staff, lock_id("home-1"), "lock", visit_id=visit["id"])
+        assert closed.json()["state"] == "done", closed.text
+        await wait_until(lambda: watch.seen(lock_id("home-1"), "locked"), 10)
+
+        # The rest of the day's visits keep their doors shut, each saying why.
+        later = next(v for v in visits if v["starts_at"] > visit["ends_at"])
+        earlier = next(v for v in visits if v["ends_at"] < visit["starts_at"])
+        lock_of = {"home-1": lock_id("home-1"), "home-2": lock_id("home-2")}
+        for other, reason in ((later, "visit_not_begun"), (earlier, "visit_ended")):
+            refused = await door(
+                http, staff, lock_of[other["home_id"]], "unlock", visit_id=other["id"]
+            )
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["detail"]["reason"] == reason
+        colleague = await with_second_factor(http, "staff2")
+        theirs = await door(http, colleague, lock_id("home-1"), "unlock", visit_id=visit["id"])
+        assert theirs.status_code == 403 and theirs.json()["detail"]["reason"] == "not_your_visit"
+
+        # An operator sends staff to an alarm at a home with a lock; staff open its door.
+        operator = await signed_in(http, "operator")
+
+        async def open_alarm_at_a_locked_home() -> dict[str, Any] | None:
+            alarms = (await http.get("/api/v1/alarms", headers=operator)).json()
+            found = [
+                a
+                for a in alarms
+                if a["state"] == "new" and a["kind"] == "alarm_button" and a["home_id"] in lock_of
+            ]
+            return found[0] if found else None
+
+        await wait_until(open_alarm_at_a_locked_home, 30, interval_s=0.2)
+        alarm = await open_alarm_at_a_locked_home()
+        assert alarm is not None
+        acknowledged = await http.post(
+            f"/api/v1/alarms/{alarm['id']}/acknowledge", headers=operator
+        )
+        assert acknowledged.status_code == 200, acknowledged.text
+        assigned = await http.post(
+            f"/api/v1/alarms/{alarm['id']}/assign", headers=operator, json={"staff": "staff"}
+        )
+        assert assigned.status_code == 200, assigned.text
+        mine = (await http.get("/api/v1/my/alarms", headers=staff)).json()
+        assert alarm["id"] in {a["id"] for a in mine}
+        accepted = await http.post(f"/api/v1/my/alarms/{alarm['id']}/accept", headers=staff)
+        assert accepted.status_code == 200, accepted.text
+        lock = lock_of[alarm["home_id"]]
+        watch.states.clear()
+        opened = await door(http, staff, lock, "unlock", alarm_id=alarm["id"])
+        assert opened.json()["state"] == "done", opened.text
+        await wait_until(lambda: watch.seen(lock, "unlocked"), 10)
+        for step, body in (("on-site", None), ("resolve", {"outcome": "help_given"})):
+            res = await http.post(
+                f"/api/v1/my/alarms/{alarm['id']}/{step}", headers=staff, json=body
+            )
+            assert res.status_code == 200, res.text
+
+        # The night patrol may take its team's alarms (home 2 is on its round).
+        night = await with_second_factor(http, "night")
+
+        async def takeable() -> bool:
+            found = (await http.get("/api/v1/my/alarms", headers=night)).json()
+            return any(a["takeable"] and a["home_id"] == "home-2" for a in found)
+
+        await wait_until(takeable, 30, interval_s=0.2)
 
 
 def test_demo_refuses_a_port_in_use(tmp_path: Path) -> None:
