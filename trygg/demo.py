@@ -148,13 +148,13 @@ class PlannedVisit:
 
 # The day as the demo starts it: a visit in progress now (its door opens at once), one
 # later today, one done earlier; a second staff member in the other locked home now; the
-# night patrol's check tonight. A start near midnight puts some of them on another day.
+# night patrol's check six hours on. A start late in the day puts some of them on another day.
 VISITS = (
-    PlannedVisit("demo-morning", "staff", 1, -240, -210, "Morgon: frukost och medicin"),
-    PlannedVisit("demo-now", "staff", 1, -10, 35, "Lunch och promenad"),
-    PlannedVisit("demo-later", "staff", 2, 150, 180, "Eftermiddag: dusch"),
+    PlannedVisit("demo-earlier", "staff", 1, -240, -210, "Frukost och medicin"),
+    PlannedVisit("demo-now", "staff", 1, -10, 35, "Mat och en promenad"),
+    PlannedVisit("demo-later", "staff", 2, 150, 180, "Dusch"),
     PlannedVisit("demo-now-2", "staff2", 2, -5, 25, "Tillsyn och medicin"),
-    PlannedVisit("demo-night", "night", 2, 360, 375, "Nattillsyn"),
+    PlannedVisit("demo-patrol", "night", 2, 360, 375, "Tillsyn: sover hon?"),
 )
 
 
