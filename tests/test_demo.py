@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -251,8 +250,6 @@ async def test_the_demo_gateway_carries_out_a_signed_unlock_of_a_homes_lock(
 
 # -- staff on their phones -------------------------------------------------------------------
 
-STAFF_API = importlib.util.find_spec("cloud.api.staff") is not None
-
 
 async def with_second_factor(http: httpx.AsyncClient, username: str) -> dict[str, str]:
     """A staff member's first sign-in: set up the second factor, confirm with a code."""
@@ -285,7 +282,6 @@ async def door(
     return await http.post(f"/api/v1/my/locks/{lock}/{action}", headers=headers, json=why)
 
 
-@pytest.mark.skipif(not STAFF_API, reason="the staff API (cloud/api/staff.py) is not here yet")
 async def test_staff_open_the_door_of_their_visit_in_progress_and_of_an_alarm_sent_to_them(
     demo: RunningDemo,
 ) -> None:
