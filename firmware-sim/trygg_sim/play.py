@@ -33,7 +33,7 @@ from .broker import ANONYMOUS, BrokerLogin
 from .camera import BedroomCamera, Scene
 from .scenario import Scenario, SimDevice, parse_clock
 from .serial import GpsWalk, PtyPort, RadioTransmitter
-from .zigbee import SimulatedZigbeeDevice, initial_state
+from .zigbee import SimulatedZigbeeDevice, initial_state, lock_change
 
 log = logging.getLogger("trygg.sim")
 
@@ -599,16 +599,11 @@ class ScenarioRun:
             return
         device.battery = max(0.0, device.battery - 0.05)  # the motor is what drains a lock
         common = {"action_source_name": "rf", "battery": round(device.battery)}
-        if mode == "jams":
-            action = "unlock" if wanted == "UNLOCK" else "lock"
-            change = {"state": "UNLOCK", "lock_state": "not_fully_locked", "action": action}
-        elif wanted == "UNLOCK":
-            change = {"state": "UNLOCK", "lock_state": "unlocked", "action": "unlock"}
-        elif device.jam_next:
+        jams = mode == "jams"
+        if not jams and wanted != "UNLOCK" and device.jam_next:
             device.jam_next = False
-            change = {"state": "UNLOCK", "lock_state": "not_fully_locked", "action": "lock"}
-        else:
-            change = {"state": "LOCK", "lock_state": "locked", "action": "lock"}
+            jams = True
+        change = lock_change(wanted, jams=jams)
         await self._z2m(device, [zigbee.update(**change, **common), zigbee.update(action="")])
 
 
