@@ -1,0 +1,507 @@
+"""The staff page as a home-care worker uses it, on a phone-sized Chromium (360 x 740,
+touch): Swedish on a Swedish phone and English otherwise, installable (a manifest and a
+service worker that keeps only the page's shell, never an API answer), light for sunlight
+and dark for the night, with axe-core on each view in both; an alarm an operator assigns
+arrives live with a sound and a buzz, and the worker accepts it, opens the door (the
+simulator's lock obeys), marks on site and resolves it while the operator's queue shows
+each step; a jammed or silent lock and a refusal each said in words; the whole path by
+keyboard; and a Web Push message shown as a notification that names no resident."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import struct
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Response,
+    async_playwright,
+    expect,
+)
+
+from cloud.lifecycle import AlarmState, Outcome
+from devices import Priority
+from devices.catalog import EVENT_KINDS
+from devices.codecs.zigbee2mqtt import LOCK_STATES
+from devices.wire import events_topic
+
+from .browser import CHROMIUM, CHROMIUM_ARGS, axe_violations, sign_in
+from .conftest import GATEWAY_ID, RunningCloud, envelope, publish
+from .servers import Mosquitto, wait_until
+from .test_commands_e2e import centre
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "dashboards" / "staff"
+CATALOGS = {lang: json.loads((PAGE / "i18n" / f"{lang}.json").read_text()) for lang in ("sv", "en")}
+# Looked at by people, and copied into docs/screenshots for the README.
+SHOTS = ROOT / ".cache" / "screenshots"
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 360, "height": 740},
+    "is_mobile": True,
+    "has_touch": True,
+    "device_scale_factor": 2,
+    "timezone_id": "Europe/Stockholm",
+}
+# Why the dispatch service refuses to open a door (403 {"reason": ...}): each has words.
+REFUSALS = (
+    "not_assigned",
+    "alarm_resolved",
+    "visit_not_begun",
+    "visit_ended",
+    "not_your_visit",
+    "wrong_home",
+    "no_consent",
+)
+# Records what the page played and how it buzzed, as a person would hear and feel it.
+OBSERVE = """
+window.__played = [];
+const play = HTMLMediaElement.prototype.play;
+HTMLMediaElement.prototype.play = function () {
+  window.__played.push(this.id);
+  return play.call(this);
+};
+window.__vibrated = [];
+navigator.vibrate = (pattern) => { window.__vibrated.push(pattern); return true; };
+"""
+
+
+def _keys_named_in(text: str) -> set[str]:
+    spaces = "ui|action|door|lock|push|refusal"
+    return set(re.findall(rf"""["'`]((?:{spaces})\.[a-z0-9_]+)["'`]""", text))
+
+
+def test_both_catalogs_hold_every_key_the_page_uses_and_every_code_it_shows() -> None:
+    sv, en = CATALOGS["sv"], CATALOGS["en"]
+    assert set(sv) == set(en), sorted(set(sv) ^ set(en))
+    assert all(isinstance(v, str) and v.strip() for c in (sv, en) for v in c.values())
+    script = (PAGE / "app.js").read_text() + (PAGE / "sw.js").read_text()
+    page = (PAGE / "index.html").read_text()
+    used = _keys_named_in(script)
+    used |= set(re.findall(r'data-i18n(?:-label)?="([^"]+)"', page))
+    assert len(used) > 50, "the page names almost no message"
+    assert used - set(en) == set()
+    # Codes the API sends are shown through the catalog: each one has its words.
+    codes = {f"kind.{k}" for k in EVENT_KINDS}
+    codes |= {f"state.{s.value}" for s in AlarmState}
+    codes |= {f"priority.{p.value}" for p in Priority}
+    codes |= {f"outcome.{o.value}" for o in Outcome}
+    codes |= {f"refusal.{r}" for r in REFUSALS}
+    codes |= {f"lock.{s}" for s in LOCK_STATES | {"jammed"}}
+    assert codes - set(en) == set()
+    # Placeholders agree between the languages.
+    for key, text in en.items():
+        assert set(re.findall(r"\{\w+\}", text)) == set(re.findall(r"\{\w+\}", sv[key])), key
+    # The words the issue asks for, as a person reads them.
+    assert (en["door.open"], sv["door.open"]) == ("Door open", "Dörren är öppen")
+    assert en["door.jammed"] == "Lock jammed: use the key safe"
+    assert en["door.no_answer"] == "No answer from the lock"
+
+
+def test_the_page_offers_the_outcomes_the_service_records() -> None:
+    script = (PAGE / "app.js").read_text()
+    listed = re.search(r"const OUTCOMES = \[([^\]]*)\]", script)
+    assert listed, "app.js lists no outcomes"
+    offered = re.findall(r'"([a-z_]+)"', listed.group(1))
+    # All but "restored", which only the service itself records (a device came back).
+    assert sorted(offered) == sorted(o.value for o in Outcome if o is not Outcome.RESTORED)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def test_the_manifest_names_the_app_its_icons_and_a_scope_the_worker_covers() -> None:
+    manifest = json.loads((PAGE / "manifest.webmanifest").read_text())
+    assert manifest["start_url"] == manifest["scope"] == "/staff/"
+    assert manifest["display"] == "standalone"
+    assert manifest["name"] and manifest["short_name"]
+    assert re.fullmatch(r"#[0-9a-f]{6}", manifest["theme_color"])
+    assert re.fullmatch(r"#[0-9a-f]{6}", manifest["background_color"])
+    sizes = set()
+    for icon in manifest["icons"]:
+        path = PAGE / icon["src"]
+        assert path.exists(), icon
+        if icon["type"] == "image/png":
+            width, height = _png_size(path)
+            assert icon["sizes"] == f"{width}x{height}", icon
+            sizes.add(width)
+    assert {192, 512} <= sizes  # what the browsers ask for to install
+    assert any(i.get("purpose") == "maskable" for i in manifest["icons"])
+
+
+def test_the_worker_keeps_the_shell_and_nothing_else() -> None:
+    worker = (PAGE / "sw.js").read_text()
+    shell = re.search(r"const SHELL = \[([^\]]*)\]", worker)
+    assert shell, "sw.js lists no shell"
+    files = re.findall(r'"([^"]+)"', shell.group(1))
+    for name in files:
+        assert name == "./" or (PAGE / name).is_file(), name
+        assert "api" not in name
+    # Every file of the page is in it (a page that opens without its catalog is no page).
+    on_disk = {
+        str(p.relative_to(PAGE)) for p in PAGE.rglob("*") if p.is_file() and p.name != "sw.js"
+    }
+    assert on_disk <= set(files), on_disk - set(files)
+    # It keeps only what it matched against that list, and only GET.
+    assert "shellUrls.has(url.href)" in worker and 'request.method !== "GET"' in worker
+
+
+async def test_the_page_and_its_worker_are_served_under_staff_with_the_policy(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    async with sqlite_cloud.client() as http:
+        bare = await http.get("/staff")
+        assert bare.status_code in (307, 308) and bare.headers["location"].endswith("/staff/")
+        page = await http.get("/staff/")
+        worker = await http.get("/staff/sw.js")
+        manifest = await http.get("/staff/manifest.webmanifest")
+        icon = await http.get("/staff/icon-192.png")
+        missing = await http.get("/staff/no-such-file.js")
+    assert page.status_code == 200 and 'rel="manifest"' in page.text
+    assert worker.status_code == 200
+    assert worker.headers["content-type"].startswith("text/javascript")
+    assert manifest.headers["content-type"].startswith("application/manifest+json")
+    assert icon.headers["content-type"] == "image/png"
+    assert missing.status_code == 404
+    for response in (page, worker, manifest):
+        policy = response.headers["content-security-policy"]
+        directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+        # What the page needs: its own scripts, worker and manifest; nothing from elsewhere.
+        for name in ("script-src", "worker-src", "manifest-src", "connect-src", "media-src"):
+            assert directives[name] == "'self'", (name, policy)
+        assert directives["frame-ancestors"] == "'none'"
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert response.headers["x-frame-options"] == "DENY"
+
+
+# -- the browser ---------------------------------------------------------------------------
+
+
+# The page asks /api/v1/me whether its cookie still signs someone in: a 401 there, before
+# signing in, is the answer "no" (and Chromium logs it as a failed load).
+def _failed(response: Response) -> bool:
+    probe = response.status == 401 and response.url.endswith("/api/v1/me")
+    return response.status >= 400 and not probe
+
+
+def _unexpected_console(message: ConsoleMessage) -> bool:
+    probe = message.text.endswith("the server responded with a status of 401 (Unauthorized)")
+    return message.type == "error" and not probe
+
+
+def _watched(page: Page) -> Page:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if _unexpected_console(m) else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if _failed(r) else None)
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+async def _phone(
+    browser: Browser, locale: str = "en-GB", **options: Any
+) -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(locale=locale, **PHONE, **options)
+    return context, _watched(await context.new_page())
+
+
+@contextlib.asynccontextmanager
+async def _own_phone(profile: Path, locale: str) -> AsyncIterator[tuple[BrowserContext, Page]]:
+    """A phone with a profile of its own: a browser context that is not incognito, the
+    only kind in which Chromium considers installing a web app."""
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: scripts/test.sh installs it")
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, locale=locale, **PHONE
+        )
+        try:
+            yield context, _watched(await context.new_page())
+        finally:
+            await context.close()
+
+
+async def _sign_in(page: Page, url: str, username: str, password: str, sv: bool = False) -> None:
+    await page.goto(f"{url}/staff/")
+    await page.get_by_label("Användarnamn" if sv else "Username").fill(username)
+    await page.get_by_label("Lösenord" if sv else "Password").fill(password)
+    await page.get_by_role("button", name="Logga in" if sv else "Sign in").click()
+
+
+async def _missing(page: Page) -> list[str]:
+    missing: list[str] = await page.evaluate("[...window.trygg.missing]")
+    return missing
+
+
+async def _both_themes_pass_axe(page: Page, name: str | None = None) -> None:
+    """axe-core on the view as it is, in the light theme and the dark; a screenshot of each."""
+    for scheme in ("light", "dark"):
+        await page.emulate_media(color_scheme=scheme)
+        assert await axe_violations(page) == [], scheme
+        if name:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(SHOTS / f"staff-{name}-{scheme}.png"))
+    await page.emulate_media(color_scheme="light")
+
+
+async def _worker_active(page: Page) -> bool:
+    state = await page.evaluate(
+        "navigator.serviceWorker.getRegistration().then(r => r && r.active && r.active.state)"
+    )
+    return bool(state == "activated")
+
+
+async def test_a_swedish_phone_gets_the_page_in_swedish_and_can_install_it(
+    sqlite_cloud: RunningCloud, tmp_path: Path
+) -> None:
+    async with _own_phone(tmp_path / "profile", "sv-SE") as (context, page):
+        await _swedish_phone(sqlite_cloud, context, page)
+
+
+async def _swedish_phone(cloud: RunningCloud, context: BrowserContext, page: Page) -> None:
+    sqlite_cloud = cloud
+    await page.goto(f"{sqlite_cloud.url}/staff/")
+    await expect(page.get_by_role("button", name="Logga in")).to_be_visible()
+    await expect(page.locator("html")).to_have_attribute("lang", "sv")
+    await expect(page).to_have_title("Trygg — hemtjänst")
+    await _both_themes_pass_axe(page, "sign-in-sv")
+
+    # Installable: the browser finds the manifest, its icons and a worker for the page.
+    await wait_until(lambda: _worker_active(page), 10)
+    cdp = await context.new_cdp_session(page)
+    manifest = await cdp.send("Page.getAppManifest")
+    assert manifest["url"].endswith("/staff/manifest.webmanifest")
+    assert not manifest.get("errors"), manifest["errors"]
+    installability = await cdp.send("Page.getInstallabilityErrors")
+    assert installability["installabilityErrors"] == []
+
+    # Every button, field and tab is big enough for a thumb.
+    await _sign_in(page, sqlite_cloud.url, "sara", "sara-pass", sv=True)
+    await expect(page.get_by_role("heading", name="Mina larm")).to_be_visible(timeout=10_000)
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    await _targets_are_large(page)
+    await _both_themes_pass_axe(page, "alarms-empty-sv")
+    await page.get_by_role("link", name="Inställningar").click()
+    await expect(page.get_by_role("heading", name="Inställningar")).to_be_focused()
+    await _targets_are_large(page)
+    await _both_themes_pass_axe(page, "settings-sv")
+
+    # The switch: English, kept over a reload; the dark theme chosen by hand, kept too.
+    await page.get_by_role("button", name="In English").click()
+    await expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+    await page.get_by_label("Theme").select_option("dark")
+    await page.reload()
+    await expect(page.get_by_role("heading", name="Settings")).to_be_visible(timeout=10_000)
+    await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    assert await axe_violations(page) == []
+
+    # The worker kept the shell, and nothing the API said.
+    kept: list[str] = await page.evaluate(
+        "caches.keys().then(ns => Promise.all(ns.map(n => caches.open(n)"
+        ".then(c => c.keys()).then(rs => rs.map(r => r.url))))).then(l => l.flat())"
+    )
+    assert f"{sqlite_cloud.url}/staff/app.js" in kept
+    assert f"{sqlite_cloud.url}/staff/i18n/sv.json" in kept
+    assert not [u for u in kept if "/api/" in u], kept
+    assert await _missing(page) == []
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def _targets_are_large(page: Page) -> None:
+    """Every visible button, link, field and switch is at least 48 x 48 px (a link inside
+    a sentence, by its height)."""
+    sizes: list[dict[str, Any]] = await page.evaluate(
+        """[...document.querySelectorAll('button, a[href], input, select, textarea')]
+        .filter(e => e.offsetParent !== null)
+        .map(e => {
+          const target = e.matches('input[type=checkbox]') ? e.closest('label') : e;
+          const r = target.getBoundingClientRect();
+          return {what: e.outerHTML.slice(0, 60), w: r.width, h: r.height};
+        })"""
+    )
+    assert sizes
+    small = [s for s in sizes if s["h"] < 48 or s["w"] < 48]
+    assert small == []
+
+
+# -- the night's story ------------------------------------------------------------------------
+
+
+async def _played(page: Page) -> list[str]:
+    played: list[str] = await page.evaluate("window.__played")
+    return played
+
+
+async def _vibrated(page: Page) -> list[Any]:
+    vibrated: list[Any] = await page.evaluate("window.__vibrated")
+    return vibrated
+
+
+async def _raise_alarm(port: int, n: int) -> None:
+    """Ingrid presses her pendant (home-12, as the test gateway reports it)."""
+    sent = envelope("staff-page", n, device="pendant-12", home_id="home-12", resident_id="res-12")
+    await publish(port, events_topic(GATEWAY_ID), sent.model_dump_json())
+
+
+async def _consent_to_locks(cloud: RunningCloud) -> None:
+    async with await cloud.authed("stina") as http:  # a supervisor records it
+        res = await http.post(
+            "/api/v1/residents/res-12/consents",
+            json={"service": "lock", "given_by": "resident"},
+        )
+        assert res.status_code in (200, 201), res.text
+
+
+async def _operator_console(browser: Browser, cloud: RunningCloud) -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(locale="en-GB", timezone_id="Europe/Stockholm")
+    page = _watched(await context.new_page())
+    await sign_in(page, f"{cloud.url}/console/", "anna", "anna-pass")
+    await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+    return context, page
+
+
+async def _shot(page: Page, name: str, full: bool = False) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"staff-{name}.png"), full_page=full)
+
+
+async def test_the_night_patrol_gets_the_alarm_opens_the_door_and_resolves_it(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    async with centre(tmp_path, mosquitto, command_expiry_grace_s=1.0) as c:
+        operator_context, console = await _operator_console(browser, c.cloud)
+        context, phone = await _phone(browser)
+        await context.add_init_script(OBSERVE)
+        await _sign_in(phone, c.cloud.url, "sara", "sara-pass")
+        await expect(phone.get_by_role("heading", name="My alarms")).to_be_visible(timeout=10_000)
+        await expect(phone.locator("#status")).to_have_text("live", timeout=10_000)
+        await expect(phone.locator("#alarms-empty")).to_be_visible()
+
+        # The operator takes the press and sends Sara.
+        await _raise_alarm(mosquitto.port, 1)
+        row = console.locator("#alarms tr", has_text="Alarm button pressed")
+        await expect(row).to_be_visible(timeout=10_000)
+        await row.get_by_role("button", name="Claim").click()
+        await row.get_by_role("button", name="Acknowledge").click()
+        await row.get_by_role("button", name="Assign…").click()
+        await row.get_by_label("Staff member").select_option("sara")
+        await row.get_by_role("button", name="Send").click()
+        await expect(row).to_contain_text("assigned to sara", timeout=10_000)
+
+        # On her phone, live: the alarm, a sound and a buzz.
+        card = phone.locator("#alarm-list a.card")
+        await expect(card).to_have_count(1, timeout=10_000)
+        await expect(card).to_contain_text("Alarm button pressed")
+        await expect(card).to_contain_text("Storgatan 12, Malmö")
+        await expect(card.locator(".waiting")).to_have_text(re.compile(r"^\d+:\d\d$"))
+        await expect(phone.locator("#banner")).to_contain_text("New alarm for you")
+        await wait_until(lambda: _played(phone), 10)
+        assert await _played(phone) == ["chime"]
+        assert len(await _vibrated(phone)) == 1
+        await expect(phone).to_have_title("(1) Trygg — home care")
+        await _both_themes_pass_axe(phone, "assigned")
+
+        # The card: who, where (a link for the maps app), the key safe, whom to call.
+        await card.click()
+        view = phone.locator("#view-alarm")
+        await expect(view.locator(".resident h3")).to_have_text("Ingrid, 90 years", timeout=10_000)
+        maps = view.get_by_role("link", name=re.compile("Storgatan 12, Malmö: open in the maps"))
+        await expect(maps).to_have_attribute("href", re.compile(r"^geo:"))
+        await expect(view).to_contain_text("key safe by the door, 4711")
+        call = view.get_by_role("link", name=re.compile("Call Lena"))
+        await expect(call).to_have_attribute("href", "tel:+46701234567")
+        await _both_themes_pass_axe(phone, "alarm")
+        await _shot(phone, "alarm-full", full=True)
+
+        # Accepted: the doors appear. Without the resident's consent the door stays shut,
+        # and the page says why.
+        await view.get_by_role("button", name="Accept").click()
+        await expect(view.locator(".summary")).to_contain_text("Accepted: on your way")
+        result = view.locator(".door-result")
+        await view.get_by_role("button", name="Open door: door-lock").click()
+        await expect(result).to_have_text(
+            "Refused: the resident has not consented to digital locks", timeout=10_000
+        )
+        assert c.run.zigbee_state("door-lock")["lock_state"] == "locked"
+        _expected_refusals(phone)
+        await _consent_to_locks(c.cloud)
+
+        # With it, the lock obeys, and the page says so within a second or two.
+        started = time.monotonic()
+        await view.get_by_role("button", name="Open door: door-lock").click()
+        await expect(result).to_have_text("Door open", timeout=4_000)
+        tapped_to_shown = time.monotonic() - started
+        assert tapped_to_shown < 2.5, tapped_to_shown
+        assert c.run.zigbee_state("door-lock")["lock_state"] == "unlocked"
+        await expect(result).to_have_class(re.compile(r"\bok\b"))
+        await _both_themes_pass_axe(phone, "door-open")
+
+        # A lock that jams: use the key safe, and here is what it says.
+        await view.get_by_role("button", name="Open door: stuck-lock").click()
+        await expect(result).to_contain_text("Lock jammed: use the key safe", timeout=10_000)
+        await expect(result).to_contain_text("Key safe: key safe by the door, 4711")
+        await _shot(phone, "door-jammed-light")
+
+        # On site, and the operator sees it.
+        await view.get_by_role("button", name="On site").click()
+        await expect(view.locator(".summary")).to_contain_text("On site", timeout=10_000)
+        await expect(row).to_contain_text("on site", timeout=10_000)
+        await _both_themes_pass_axe(phone, "on-site")
+
+        # A lock that does not answer (its gateway is away): said as much.
+        await c.gateway.stop()
+        await view.get_by_role("button", name="Open door: ble-lock").click()
+        await expect(result).to_have_text("No answer from the lock", timeout=30_000)
+
+        # Resolved with an outcome and a note: off her list, and out of the queue.
+        await view.get_by_role("button", name="Resolve…").click()
+        await view.get_by_label("Outcome").select_option("help_given")
+        await view.get_by_label("Note (optional)").fill("helped up from the floor, unhurt")
+        await _both_themes_pass_axe(phone, "resolve")
+        await view.get_by_role("button", name="Resolve", exact=True).click()
+        await expect(phone.get_by_role("heading", name="My alarms")).to_be_visible()
+        await expect(phone.locator("#banner")).to_have_text("Alarm resolved. Thank you.")
+        await expect(phone.locator("#alarms-empty")).to_be_visible()
+        await expect(row).to_have_count(0, timeout=10_000)
+        await _shot(phone, "resolved-light")
+        await _shot(console, "operator-queue")
+        async with await c.cloud.authed("stina") as http:
+            (done,) = [
+                a
+                for a in (await http.get("/api/v1/alarms", params={"state": "resolved"})).json()
+                if a["kind"] == "alarm_button"
+            ]
+        assert (done["outcome"], done["resolution_note"], done["resolved_by"]) == (
+            "help_given",
+            "helped up from the floor, unhurt",
+            "sara",
+        )
+        assert await _played(phone) == ["chime"]  # her own steps made no sound
+        assert await _missing(phone) == []
+        assert phone.errors == []  # type: ignore[attr-defined]
+        assert console.errors == []  # type: ignore[attr-defined]
+        await context.close()
+        await operator_context.close()
+
+
+def _expected_refusals(page: Page) -> None:
+    """A door refused is a 403 the page asked for and explained (and Chromium logs)."""
+    errors: list[str] = page.errors  # type: ignore[attr-defined]
+    assert errors and all(re.search(r"/api/v1/my/locks/|status of 403", e) for e in errors)
+    errors.clear()
