@@ -505,3 +505,176 @@ def _expected_refusals(page: Page) -> None:
     errors: list[str] = page.errors  # type: ignore[attr-defined]
     assert errors and all(re.search(r"/api/v1/my/locks/|status of 403", e) for e in errors)
     errors.clear()
+
+
+async def _assign(cloud: RunningCloud, staff: str = "sara") -> int:
+    """The operator claims the waiting press and sends ``staff`` (through the API)."""
+    async with await cloud.authed("anna") as http:
+
+        async def waiting() -> int | None:
+            alarms = (await http.get("/api/v1/alarms", params={"state": "new"})).json()
+            return int(alarms[0]["id"]) if alarms else None
+
+        await wait_until(waiting)
+        alarm_id = await waiting()
+        for step, body in (("claim", None), ("acknowledge", None), ("assign", {"staff": staff})):
+            res = await http.post(f"/api/v1/alarms/{alarm_id}/{step}", json=body)
+            assert res.status_code == 200, res.text
+    assert alarm_id is not None
+    return alarm_id
+
+
+async def _focused(page: Page) -> str:
+    text: str = await page.evaluate(
+        "(document.activeElement.getAttribute('aria-label')"
+        " || document.activeElement.textContent).trim()"
+    )
+    return text
+
+
+async def _tab_to(page: Page, name: str, limit: int = 25) -> None:
+    for _ in range(limit):
+        await page.keyboard.press("Tab")
+        if (await _focused(page)).startswith(name):
+            return
+    raise AssertionError(f"Tab never reached {name!r}")
+
+
+async def test_the_whole_path_by_keyboard_only_and_a_decline_with_its_reason(
+    sqlite_cloud: RunningCloud, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    context, phone = await _phone(browser)
+    await _sign_in(phone, sqlite_cloud.url, "sara", "sara-pass")
+    await expect(phone.locator("#status")).to_have_text("live", timeout=10_000)
+    await _raise_alarm(mosquitto.port, 1)
+    first = await _assign(sqlite_cloud)
+    await expect(phone.locator("#alarm-list a.card")).to_have_count(1, timeout=10_000)
+
+    # Declined, with a reason: it goes back to the operators, escalated.
+    await phone.locator("body").focus()
+    await _tab_to(phone, "Alarm button pressed")
+    await phone.keyboard.press("Enter")
+    heading = phone.locator("#alarm-heading")
+    await expect(heading).to_be_focused(timeout=10_000)
+    await expect(phone.locator("#view-alarm .resident")).to_be_visible(timeout=10_000)
+    await _tab_to(phone, "Accept")
+    await phone.keyboard.press("Tab")
+    assert await _focused(phone) == "Decline…"
+    await phone.keyboard.press("Enter")
+    await expect(phone.get_by_label("Why you cannot go")).to_be_focused()
+    await phone.keyboard.type("on another alarm across town")
+    await phone.keyboard.press("Enter")
+    await expect(phone.locator("#banner")).to_have_text(
+        "Alarm declined: it is back with the alarm centre.", timeout=10_000
+    )
+    await expect(phone.locator("#alarms-empty")).to_be_visible()
+    async with await sqlite_cloud.authed("anna") as http:
+        declined = (await http.get(f"/api/v1/alarms/{first}")).json()["alarm"]
+    assert (declined["state"], declined["assigned_to"], declined["escalation"]) == (
+        "acknowledged",
+        None,
+        "declined",
+    )
+
+    # Sent again: accepted, on site and resolved, never touching the screen.
+    async with await sqlite_cloud.authed("anna") as http:
+        res = await http.post(f"/api/v1/alarms/{first}/assign", json={"staff": "sara"})
+        assert res.status_code == 200, res.text
+    await expect(phone.locator("#alarm-list a.card")).to_have_count(1, timeout=10_000)
+    await phone.locator("body").focus()
+    await _tab_to(phone, "Alarm button pressed")
+    await phone.keyboard.press("Enter")
+    await expect(heading).to_be_focused(timeout=10_000)
+    await expect(phone.locator("#view-alarm .resident")).to_be_visible(timeout=10_000)
+    await _tab_to(phone, "Accept")
+    await phone.keyboard.press("Enter")
+    await expect(phone.locator("#view-alarm .summary")).to_contain_text("Accepted")
+    await expect(phone.get_by_role("button", name="On site")).to_be_focused()
+    await phone.keyboard.press("Enter")
+    await expect(phone.locator("#view-alarm .summary")).to_contain_text("On site")
+    await expect(phone.get_by_role("button", name="Resolve…")).to_be_focused()
+    await phone.keyboard.press("Enter")
+    await expect(phone.get_by_label("Outcome")).to_be_focused()
+    await phone.keyboard.press("Tab")
+    await phone.keyboard.type("helped to bed")
+    await phone.keyboard.press("Tab")
+    assert await _focused(phone) == "Resolve"
+    await phone.keyboard.press("Enter")
+    await expect(phone.locator("#alarms-heading")).to_be_focused(timeout=10_000)
+    await expect(phone.locator("#alarms-empty")).to_be_visible()
+    async with await sqlite_cloud.authed("anna") as http:
+        done = (await http.get(f"/api/v1/alarms/{first}")).json()["alarm"]
+    assert (done["state"], done["outcome"], done["resolution_note"]) == (
+        "resolved",
+        "help_given",
+        "helped to bed",
+    )
+    # The tabs, by keyboard too.
+    await _tab_to(phone, "My day")
+    await phone.keyboard.press("Enter")
+    await expect(phone.locator("#day-heading")).to_be_focused()
+    assert await _missing(phone) == []
+    assert phone.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def test_a_push_message_shows_a_notification_in_the_pages_language_naming_no_resident(
+    sqlite_cloud: RunningCloud, browser: Browser
+) -> None:
+    context, page = await _phone(browser, "sv-SE")
+    await context.grant_permissions(["notifications"])
+    cdp = await context.new_cdp_session(page)
+    registrations: list[dict[str, Any]] = []
+    cdp.on(
+        "ServiceWorker.workerRegistrationUpdated",
+        lambda e: registrations.extend(e["registrations"]),
+    )
+    await cdp.send("ServiceWorker.enable")
+    await page.goto(f"{sqlite_cloud.url}/staff/")
+    await wait_until(lambda: _worker_active(page), 10)
+    (registration,) = {r["registrationId"] for r in registrations if not r["isDeleted"]}
+    # What the dispatch service pushes (docs/staff.md, "Web Push"), as the browser's push
+    # service would hand it to the worker.
+    payload = {"type": "assigned", "alarm_id": 41, "kind": "fall", "priority": "critical"}
+    payload["at"] = "2026-12-03T01:13:00Z"
+    await cdp.send(
+        "ServiceWorker.deliverPushMessage",
+        {"origin": sqlite_cloud.url, "registrationId": registration, "data": json.dumps(payload)},
+    )
+    shown = (
+        "navigator.serviceWorker.ready.then(r => r.getNotifications()).then(ns => ns.map("
+        "n => ({title: n.title, body: n.body, tag: n.tag, data: n.data})))"
+    )
+
+    async def notified() -> list[dict[str, Any]]:
+        notes: list[dict[str, Any]] = await page.evaluate(shown)
+        return notes
+
+    await wait_until(notified, 10)
+    assert await notified() == [
+        {
+            "title": "kritiskt: Fall upptäckt",
+            "body": "Tilldelat dig 02:13. Tryck för att öppna.",
+            "tag": "alarm-41",
+            "data": {"alarm_id": 41},
+        }
+    ]
+    # Garbage pushed still shows something plain (the browser insists), and nothing breaks.
+    junk = ["not json", "null", "[]", json.dumps({"type": "assigned", "alarm_id": "x"})]
+    junk.append(json.dumps(payload | {"alarm_id": 42, "at": "yesterday", "kind": 7}))
+    for data in junk:
+        await cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {"origin": sqlite_cloud.url, "registrationId": registration, "data": data},
+        )
+
+    async def plain_shown() -> bool:
+        return len(await notified()) == 2
+
+    await wait_until(plain_shown, 10)
+    plain = [n for n in await notified() if n["tag"] == "trygg"]
+    assert plain == [
+        {"title": "Trygg", "body": "Något nytt till dig: öppna Trygg.", "tag": "trygg", "data": {}}
+    ]
+    assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()

@@ -142,15 +142,32 @@ function banner(text) {
   el.hidden = !text;
 }
 
+let soundOwed = false;  // a sound the phone would not play yet (nobody had touched the page)
+
+function ring() {
+  const chime = $("chime");
+  chime.currentTime = 0;
+  return chime.play();
+}
+
 // A new alarm for me, while the page is open: heard, felt and seen.
 function announce(a) {
   banner(t("ui.new_assignment", { alarm: t(`kind.${a.kind}`), address: a.address || a.home_id }));
   if (a.test || !soundOn()) return;  // a technician's test is not sounded
-  const chime = $("chime");
-  chime.currentTime = 0;
-  // A phone plays sound only after the person has touched the page: ask them to.
-  chime.play().catch(() => banner(t("ui.tap_for_sound")));
   if (navigator.vibrate) navigator.vibrate(VIBRATION);
+  // A phone plays sound only after the person has touched the page: ask for a touch,
+  // and play it then.
+  ring().catch(() => {
+    soundOwed = true;
+    banner(t("ui.tap_for_sound"));
+  });
+}
+
+function payOwedSound() {
+  if (!soundOwed) return;
+  soundOwed = false;
+  ring().catch(() => {});
+  if ($("banner").textContent === t("ui.tap_for_sound")) banner("");
 }
 
 function showTitle() {
@@ -158,7 +175,6 @@ function showTitle() {
   const waiting = mine.filter((a) => a.state === "assigned" && !a.accepted_at).length;
   document.title = (waiting ? `(${waiting}) ` : "") + t("ui.title");
   $("alarm-count").textContent = mine.length ? String(mine.length) : "";
-  $("alarm-count").setAttribute("aria-label", t("ui.alarm_count", { count: mine.length }));
 }
 
 // -- the API ------------------------------------------------------------------------------
@@ -221,6 +237,7 @@ async function navigate() {
   if (!signedIn || !me) return;
   const r = route();
   openForm = null;
+  if (r.name === "alarm") banner("");  // the news is being looked at
   if (r.name === "alarm" && r.id) {
     detail = { type: "alarm", id: r.id, data: null };
     show("view-alarm", "tab-alarms");
@@ -723,7 +740,7 @@ async function door(lock, action, context, home, el) {
   try {
     const r = await api(`/api/v1/my/locks/${encodeURIComponent(lock.id)}/${action}`, { json: context });
     commands.set(r.command_id, { el, home, lock });
-    if (!commandResult(el, r, home)) follow(r, el, home, lock);
+    if (!commandResult(el, r, home)) follow(r, el);
     else lockChanged(lock, r);
   } catch (e) {
     if (e.status === 401) return;
@@ -736,7 +753,7 @@ async function door(lock, action, context, home, el) {
 
 // Not final yet (the lock is slow): the stream tells; asking now and then covers a stream
 // that is away. Past the wait it counts as no answer.
-async function follow(r, el, home, lock) {
+async function follow(r, el) {
   const until = Date.now() + COMMAND_WAIT_MS;
   while (Date.now() < until) {
     await new Promise((ok) => setTimeout(ok, 1000));
@@ -1153,18 +1170,16 @@ $("sound").addEventListener("change", (ev) => {
   localStorage.setItem("trygg.sound", ev.target.checked ? "1" : "0");
 });
 $("sound-test").addEventListener("click", () => {
-  $("chime").currentTime = 0;
-  $("chime").play().catch(() => {});
+  ring().catch(() => {});
   if (navigator.vibrate) navigator.vibrate(VIBRATION);
 });
 $("push-on").addEventListener("click", pushOn);
 $("push-off").addEventListener("click", pushOff);
 $("signout").addEventListener("click", () => signOut());
 $("everywhere").addEventListener("click", () => signOut(t("ui.signed_out_everywhere"), true));
-// Any touch lets the page play sound: the banner asking for one has done its work.
-document.addEventListener("pointerdown", () => {
-  if ($("banner").textContent === t("ui.tap_for_sound")) banner("");
-});
+// Any touch or key lets the page play sound: the one it owes, now.
+document.addEventListener("pointerdown", payOwedSound);
+document.addEventListener("keydown", payOwedSound);
 window.addEventListener("hashchange", navigate);
 // A notification tapped while the page is open: the worker says which alarm.
 if ("serviceWorker" in navigator) {

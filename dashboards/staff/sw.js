@@ -75,40 +75,40 @@ async function catalog(lang) {
 
 // The push carries no resident data (docs/staff.md, "Web Push"): what, how urgent, when.
 async function notify(payload) {
+  const known = typeof payload.kind === "string" && Number.isInteger(payload.alarm_id);
   const lang = await language();
   const messages = await catalog(lang).catch(() => ({}));
   const say = (key, fallback) => messages[key] || fallback;
   const kind = say(`kind.${payload.kind}`, payload.kind || "");
   const priority = say(`priority.${payload.priority}`, payload.priority || "");
-  const title = payload.kind ? say("push.title", "{priority}: {alarm}")
+  const title = known ? say("push.title", "{priority}: {alarm}")
     .replace("{priority}", priority).replace("{alarm}", kind) : "Trygg";
-  let when = "";
-  if (payload.at) {
-    when = new Intl.DateTimeFormat(lang === "sv" ? "sv-SE" : "en-GB", { hour: "2-digit", minute: "2-digit" })
-      .format(new Date(payload.at));
-  }
-  const body = payload.kind ? say("push.body", "Assigned to you at {time}.").replace("{time}", when)
+  const at = new Date(typeof payload.at === "string" ? payload.at : NaN);
+  const when = Number.isNaN(at.getTime()) ? "" : new Intl.DateTimeFormat(
+    lang === "sv" ? "sv-SE" : "en-GB", { hour: "2-digit", minute: "2-digit" }).format(at);
+  const body = known ? say("push.body", "Assigned to you at {time}.").replace("{time}", when)
     : say("push.generic", "Something new for you: open Trygg.");
-  const id = Number(payload.alarm_id);
+  const id = Number.isInteger(payload.alarm_id) ? payload.alarm_id : null;
   await self.registration.showNotification(title, {
     body,
-    tag: `alarm-${id}`,
+    tag: id ? `alarm-${id}` : "trygg",
     renotify: true,
     requireInteraction: payload.priority === "critical",
     icon: new URL("icon-192.png", scope).href,
     badge: new URL("icon-192.png", scope).href,
     vibrate: [400, 150, 400, 150, 400],
-    data: { alarm_id: Number.isFinite(id) ? id : null },
+    data: id ? { alarm_id: id } : {},
   });
 }
 
 self.addEventListener("push", (event) => {
-  let payload = {};
+  let payload = null;
   try {
-    payload = event.data ? event.data.json() : {};
+    payload = event.data ? event.data.json() : null;
   } catch (e) {
-    payload = {};
+    payload = null;  // not JSON: shown as the plain notification below
   }
+  if (!payload || typeof payload !== "object") payload = {};
   // A push must show something (the browser insists): an unknown one says only "open".
   event.waitUntil(notify(payload.type === "assigned" ? payload : {}));
 });
