@@ -24,6 +24,7 @@ from .clockwatch import ClockWatch
 from .commandkeys import load_command_keys
 from .commands import CommandService
 from .db import make_engine, make_sessionmaker
+from .doors import DoorService, DoorWatch
 from .escalation import Escalator, Limits
 from .headers import SecurityHeaders
 from .hub import AlarmHub, CommandHub
@@ -87,6 +88,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         commands = CommandService(sessions, keys, ingest, command_hub, grace)
         ingest.commands = commands
         clock_watch = ClockWatch(sessions, hub, settings.clock_step_limit_s)
+        door_watch = DoorWatch(sessions, commands, hub)
         app.state.services = Services(
             settings,
             engine,
@@ -98,6 +100,8 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
             clock_watch,
             commands,
             command_hub,
+            DoorService(sessions, commands),
+            door_watch,
         )
         tasks = []
         # The periodic workers stop between two rounds, not inside a transaction.
@@ -112,6 +116,8 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
             periodic.append(asyncio.create_task(clock_watch.run(stop), name="clock watch"))
             expire = commands.run(settings.command_sweep_every_s, stop)
             periodic.append(asyncio.create_task(expire, name="command expiry"))
+            doors = door_watch.run(settings.door_watch_every_s, stop)
+            periodic.append(asyncio.create_task(doors, name="door watch"))
         log.info("dispatch service ready (%s)", engine.url.render_as_string(hide_password=True))
         try:
             yield

@@ -104,6 +104,10 @@ class ResultDrop(StrEnum):
     NOT_APPLICABLE = "result_not_applicable"  # the command's state allows no such step
 
 
+def new_command_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
 def public(record: CommandRecord) -> CommandPublic:
     return CommandPublic.model_validate(record)
 
@@ -137,8 +141,11 @@ class CommandService:
         device_id: str,
         action: CommandAction,
         ttl_s: int = DEFAULT_TTL_S,
+        *,
+        command_id: str | None = None,
     ) -> CommandPublic:
-        """Check, sign, store (audited), publish. Raises CommandRefused."""
+        """Check, sign, store (audited), publish. Raises CommandRefused. ``command_id``:
+        one the caller made (``new_command_id``) to store its own rows in the same commit."""
         if self.keys.signing is None or self.keys.key_id is None:
             raise CommandRefused(503, self.keys.disabled or "commands are off")
         if not 1 <= ttl_s <= COMMAND_MAX_TTL_S:
@@ -147,7 +154,7 @@ class CommandService:
         now = await self.clock(session)
         command = self.keys.sign(
             Command(
-                id=secrets.token_urlsafe(12),
+                id=command_id or new_command_id(),
                 gateway_id=gateway_id,
                 device_id=device_id,
                 action=action,

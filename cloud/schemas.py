@@ -35,6 +35,7 @@ class AlarmPublic(BaseModel):
     claimed_at: datetime | None
     assigned_to: str | None
     assigned_at: datetime | None
+    accepted_at: datetime | None = None  # the assignee said they are on their way
     on_site_at: datetime | None
     resolved_by: str | None
     resolved_at: datetime | None

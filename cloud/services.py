@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .clockwatch import ClockWatch
 from .commands import CommandService
+from .doors import DoorService, DoorWatch
 from .escalation import Escalator
 from .hub import AlarmHub, CommandHub
 from .ingest import IngestWorker
@@ -27,3 +28,5 @@ class Services:
     clock_watch: ClockWatch
     commands: CommandService
     command_hub: CommandHub
+    doors: DoorService
+    door_watch: DoorWatch

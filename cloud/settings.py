@@ -87,6 +87,8 @@ class CloudSettings(CommandKeySettings):
     # than the clock difference a gateway accepts (devices.wire.COMMAND_CLOCK_SKEW_S).
     command_expiry_grace_s: float = Field(default=45.0, ge=0, le=3600)
     command_sweep_every_s: float = Field(default=1.0, gt=0, le=60)
+    # How often to look for doors to lock again after a visit or an alarm (cloud/doors.py).
+    door_watch_every_s: float = Field(default=5.0, gt=0, le=300)
 
     @field_validator("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
     @classmethod

@@ -172,6 +172,9 @@ PATH_VALUES = {
     "gateway_id": "gw-test-1",
     "command_id": "cmd-no-such-one",
     "device_id": "pendant-1",
+    "lock_id": "lock-1",
+    "visit_id": "1",
+    "consent_id": "1",
 }
 
 

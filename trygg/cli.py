@@ -282,6 +282,64 @@ def _change_user(username: str, **changes: Any) -> str:
     return asyncio.run(run())
 
 
+@cloud_app.command("import-visits")
+def cloud_import_visits(
+    org: Annotated[str, typer.Argument(help="organisation id")],
+    file: Annotated[Path, typer.Argument(help="CSV, one row per visit (see docs/staff.md)")],
+    dry_run: Annotated[bool, typer.Option(help="check the file, write nothing")] = False,
+) -> None:
+    """Import planned visits from a planning system's CSV export. All or nothing: every
+    problem is named with its line, and then nothing is written. A visit imported again
+    (its visit_id) is updated."""
+    from cloud import CloudSettings
+    from cloud.admin import admin_session
+    from cloud.audit import audit
+    from cloud.clock import database_now
+    from cloud.db import Organisation, User
+    from cloud.visits import VisitFileError, import_visits, parse_visits
+
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        typer.echo(f"error: {file}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        typer.echo(f"error: {file}: not UTF-8 (save the export as UTF-8 CSV)", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> str:
+        async with admin_session(CloudSettings()) as session:
+            organisation = await session.get(Organisation, org)
+            if organisation is None:
+                typer.echo(f"error: no organisation {org}", err=True)
+                raise typer.Exit(1)
+            try:
+                rows = parse_visits(text, organisation.time_zone)
+                done = await import_visits(
+                    session, org, rows, "import-visits", await database_now(session)
+                )
+            except VisitFileError as exc:
+                for problem in exc.problems:
+                    typer.echo(f"{file}: {problem}", err=True)
+                raise typer.Exit(1) from None
+            said = (
+                f"{len(rows)} visits: {done.created} new, {done.updated} changed, "
+                f"{done.unchanged} unchanged"
+            )
+            if dry_run:
+                await session.rollback()
+                return f"{said} (dry run: nothing written)"
+            by = User(org_id=org, username="import-visits", role="admin")
+            detail = {"file": file.name, "created": done.created, "updated": done.updated}
+            audit(session, by, "visit.import", f"org:{org}", detail)
+            await session.commit()
+            return said
+
+    typer.echo(asyncio.run(run()))
+
+
 @cloud_app.command("add-gateway")
 def cloud_add_gateway(
     org: Annotated[str, typer.Argument(help="organisation id (created if new)")],

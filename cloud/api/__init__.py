@@ -1,6 +1,6 @@
 from fastapi import APIRouter
 
-from . import alarms, auth, commands, me, people, statistics
+from . import alarms, auth, commands, me, people, staff, statistics, visits
 from .strict import SMALL_BODY_BYTES, StrictRoute
 
 api_router = APIRouter(prefix="/api/v1", route_class=StrictRoute)
@@ -10,5 +10,7 @@ api_router.include_router(alarms.router)
 api_router.include_router(statistics.router)
 api_router.include_router(people.router)
 api_router.include_router(commands.router)
+api_router.include_router(staff.router)
+api_router.include_router(visits.router)
 
 __all__ = ["SMALL_BODY_BYTES", "StrictRoute", "api_router"]

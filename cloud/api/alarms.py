@@ -173,10 +173,21 @@ async def get_alarm_detail(
         if positions:
             audit(session, user, "position.read", f"alarm:{alarm_id}", {"device": alarm.device_id})
             await session.commit()
+    home_context = HomeContext.model_validate(home) if home else None
+    if home_context is not None and home_context.key_safe:
+        # How to get in: for the operator handling the alarm and the staff member sent.
+        handles = user.username in (alarm.claimed_by, alarm.assigned_to) and (
+            alarm.state != AlarmState.RESOLVED
+        )
+        if handles:
+            audit(session, user, "keysafe.read", f"home:{alarm.home_id}", {"alarm": alarm_id})
+            await session.commit()
+        else:
+            home_context = home_context.model_copy(update={"key_safe": None})
     return AlarmDetail(
         alarm=as_seen_by(AlarmPublic.model_validate(alarm), user.role),
         history=steps,
-        home=HomeContext.model_validate(home) if home else None,
+        home=home_context,
         resident=ResidentContext.model_validate(resident) if resident else None,
         recent=[RecentAlarm.model_validate(a) for a in recent],
         positions=positions,

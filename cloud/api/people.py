@@ -211,13 +211,31 @@ class HomeNew(HomeIn):
 
 
 class HomeOut(_Out):
+    """A home as listed: whether it has a key-safe note, never the note itself (the code
+    is shown only to whoever goes there, or handles its alarm, and that is audited)."""
+
     id: str
     address: str
-    key_safe: str | None
+    key_safe_set: bool
     notes: str
     latitude: float | None
     longitude: float | None
     team_id: int | None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_home(cls, value: Any) -> Any:
+        if isinstance(value, Home):
+            return {
+                "id": value.id,
+                "address": value.address,
+                "key_safe_set": bool(value.key_safe),
+                "notes": value.notes,
+                "latitude": value.latitude,
+                "longitude": value.longitude,
+                "team_id": value.team_id,
+            }
+        return value
 
 
 @router.get("/homes")
