@@ -1,8 +1,9 @@
 """Security headers on every response the dispatch service sends.
 
 The consoles load nothing from elsewhere and run no inline script, so the policy allows
-only this origin (the staff page's service worker and web app manifest too); no page may frame them (clickjacking a "claim" or an "open the door"),
-no address leaks to other sites, and no response is sniffed into another type.
+only this origin (the staff page's service worker and web app manifest too); no page may
+frame them (clickjacking a "claim" or an "open the door"), no address leaks to other
+sites, and no response is sniffed into another type.
 """
 
 from __future__ import annotations

@@ -117,7 +117,9 @@ async def _start(gateway: Gateway) -> None:
 
 
 @contextlib.asynccontextmanager
-async def centre(tmp: Path, broker: Mosquitto, **cloud_settings: Any) -> AsyncIterator[Centre]:
+async def centre(
+    tmp: Path, broker: Mosquitto, scenario_text: str = SCENARIO, **cloud_settings: Any
+) -> AsyncIterator[Centre]:
     key = tmp / "command-key.pem"
     new_key_file(key)
     settings = CloudSettings(
@@ -128,7 +130,7 @@ async def centre(tmp: Path, broker: Mosquitto, **cloud_settings: Any) -> AsyncIt
     )
     trusted = tmp / "dispatch-keys.json"
     export_trusted_keys(settings, trusted)
-    scenario = parse_scenario(SCENARIO, "front-doors.toml")
+    scenario = parse_scenario(scenario_text, "front-doors.toml")
     wiring = Wiring(
         broker_port=broker.port,
         ble_port=free_udp_port(),

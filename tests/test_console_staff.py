@@ -15,8 +15,10 @@ import re
 import struct
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.async_api import (
@@ -28,17 +30,20 @@ from playwright.async_api import (
     async_playwright,
     expect,
 )
+from sqlalchemy import update
 
+from cloud.admin import admin_session
+from cloud.db import Organisation, User
 from cloud.lifecycle import AlarmState, Outcome
 from devices import Priority
 from devices.catalog import EVENT_KINDS
 from devices.codecs.zigbee2mqtt import LOCK_STATES
-from devices.wire import events_topic
+from gateway import Gateway
 
 from .browser import CHROMIUM, CHROMIUM_ARGS, axe_violations, sign_in
-from .conftest import GATEWAY_ID, RunningCloud, envelope, publish
+from .conftest import RunningCloud, publish
 from .servers import Mosquitto, wait_until
-from .test_commands_e2e import centre
+from .test_commands_e2e import SCENARIO, centre
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +59,7 @@ PHONE: dict[str, Any] = {
     "device_scale_factor": 2,
     "timezone_id": "Europe/Stockholm",
 }
-# Why the dispatch service refuses to open a door (403 {"reason": ...}): each has words.
+# Why the dispatch service refuses to open a door ({"reason": ...}): each has words.
 REFUSALS = (
     "not_assigned",
     "alarm_resolved",
@@ -63,6 +68,10 @@ REFUSALS = (
     "not_your_visit",
     "wrong_home",
     "no_consent",
+    "no_such_lock",
+    "commands_off",
+    "lock_unavailable",
+    "no_reason_given",
 )
 # Records what the page played and how it buzzed, as a person would hear and feel it.
 OBSERVE = """
@@ -97,6 +106,10 @@ def test_both_catalogs_hold_every_key_the_page_uses_and_every_code_it_shows() ->
     codes |= {f"state.{s.value}" for s in AlarmState}
     codes |= {f"priority.{p.value}" for p in Priority}
     codes |= {f"outcome.{o.value}" for o in Outcome}
+    doors = (ROOT / "cloud" / "doors.py").read_text()
+    given = set(re.findall(r'DoorRefused\(\s*\d+,\s*"([a-z_]+)"', doors))
+    given |= set(re.findall(r'reason = "([a-z_]+)"', doors))
+    assert given and given <= set(REFUSALS), given - set(REFUSALS)
     codes |= {f"refusal.{r}" for r in REFUSALS}
     codes |= {f"lock.{s}" for s in LOCK_STATES | {"jammed"}}
     assert codes - set(en) == set()
@@ -342,6 +355,29 @@ async def _targets_are_large(page: Page) -> None:
 
 # -- the night's story ------------------------------------------------------------------------
 
+# The signed-commands rig's front doors (one obeys, one over BLE, one jams), Ingrid's
+# pendant, and a lock that takes a command and does nothing.
+NIGHT = (
+    SCENARIO
+    + """
+[[device]]
+id = "pendant-12"
+type = "alarm_button"
+transport = "zigbee2mqtt"
+address = "flat-12/pendant"
+home = "home-12"
+resident = "res-12"
+[[device]]
+id = "quiet-lock"
+type = "digital_lock"
+transport = "zigbee2mqtt"
+address = "quiet_lock"
+home = "home-12"
+lock = "silent"
+"""
+)
+PRESS = "zigbee2mqtt/flat-12/pendant"
+
 
 async def _played(page: Page) -> list[str]:
     played: list[str] = await page.evaluate("window.__played")
@@ -353,10 +389,10 @@ async def _vibrated(page: Page) -> list[Any]:
     return vibrated
 
 
-async def _raise_alarm(port: int, n: int) -> None:
-    """Ingrid presses her pendant (home-12, as the test gateway reports it)."""
-    sent = envelope("staff-page", n, device="pendant-12", home_id="home-12", resident_id="res-12")
-    await publish(port, events_topic(GATEWAY_ID), sent.model_dump_json())
+async def _press(port: int, n: int = 0) -> None:
+    """Ingrid presses her pendant (home-12); a gateway drops a frame it has just had, so
+    each press differs."""
+    await publish(port, PRESS, json.dumps({"action": "sos", "linkquality": 40 + n}))
 
 
 async def _consent_to_locks(cloud: RunningCloud) -> None:
@@ -384,7 +420,7 @@ async def _shot(page: Page, name: str, full: bool = False) -> None:
 async def test_the_night_patrol_gets_the_alarm_opens_the_door_and_resolves_it(
     mosquitto: Mosquitto, tmp_path: Path, browser: Browser
 ) -> None:
-    async with centre(tmp_path, mosquitto, command_expiry_grace_s=1.0) as c:
+    async with centre(tmp_path, mosquitto, NIGHT) as c:
         operator_context, console = await _operator_console(browser, c.cloud)
         context, phone = await _phone(browser)
         await context.add_init_script(OBSERVE)
@@ -394,7 +430,7 @@ async def test_the_night_patrol_gets_the_alarm_opens_the_door_and_resolves_it(
         await expect(phone.locator("#alarms-empty")).to_be_visible()
 
         # The operator takes the press and sends Sara.
-        await _raise_alarm(mosquitto.port, 1)
+        await _press(mosquitto.port)
         row = console.locator("#alarms tr", has_text="Alarm button pressed")
         await expect(row).to_be_visible(timeout=10_000)
         await row.get_by_role("button", name="Claim").click()
@@ -403,6 +439,7 @@ async def test_the_night_patrol_gets_the_alarm_opens_the_door_and_resolves_it(
         await row.get_by_label("Staff member").select_option("sara")
         await row.get_by_role("button", name="Send").click()
         await expect(row).to_contain_text("assigned to sara", timeout=10_000)
+        await _shot(console, "operator-assigned")
 
         # On her phone, live: the alarm, a sound and a buzz.
         card = phone.locator("#alarm-list a.card")
@@ -433,7 +470,12 @@ async def test_the_night_patrol_gets_the_alarm_opens_the_door_and_resolves_it(
         # and the page says why.
         await view.get_by_role("button", name="Accept").click()
         await expect(view.locator(".summary")).to_contain_text("Accepted: on your way")
-        result = view.locator(".door-result")
+        async with await c.cloud.authed("anna") as http:  # the operators know she is going
+            (going,) = [
+                a for a in (await http.get("/api/v1/alarms")).json() if a["kind"] == "alarm_button"
+            ]
+        assert (going["assigned_to"], going["accepted_at"] is not None) == ("sara", True)
+        result = view.locator('.door[data-lock="door-lock"] .door-result')
         await view.get_by_role("button", name="Open door: door-lock").click()
         await expect(result).to_have_text(
             "Refused: the resident has not consented to digital locks", timeout=10_000
@@ -454,6 +496,7 @@ async def test_the_night_patrol_gets_the_alarm_opens_the_door_and_resolves_it(
 
         # A lock that jams: use the key safe, and here is what it says.
         await view.get_by_role("button", name="Open door: stuck-lock").click()
+        result = view.locator('.door[data-lock="stuck-lock"] .door-result')
         await expect(result).to_contain_text("Lock jammed: use the key safe", timeout=10_000)
         await expect(result).to_contain_text("Key safe: key safe by the door, 4711")
         await _shot(phone, "door-jammed-light")
@@ -462,12 +505,17 @@ async def test_the_night_patrol_gets_the_alarm_opens_the_door_and_resolves_it(
         await view.get_by_role("button", name="On site").click()
         await expect(view.locator(".summary")).to_contain_text("On site", timeout=10_000)
         await expect(row).to_contain_text("on site", timeout=10_000)
+        await _shot(console, "operator-on-site")
+        # The door's line still says what the lock confirmed to her.
+        door_line = view.locator('.door[data-lock="door-lock"] .lock-name')
+        await expect(door_line).to_have_text("door-lock: unlocked")
         await _both_themes_pass_axe(phone, "on-site")
 
-        # A lock that does not answer (its gateway is away): said as much.
-        await c.gateway.stop()
-        await view.get_by_role("button", name="Open door: ble-lock").click()
-        await expect(result).to_have_text("No answer from the lock", timeout=30_000)
+        # A lock that takes the command and does nothing: said as much.
+        await view.get_by_role("button", name="Open door: quiet-lock").click()
+        result = view.locator('.door[data-lock="quiet-lock"] .door-result')
+        await expect(result).to_have_text("No answer from the lock", timeout=15_000)
+        await _shot(phone, "door-no-answer-light")
 
         # Resolved with an outcome and a note: off her list, and out of the queue.
         await view.get_by_role("button", name="Resolve…").click()
@@ -480,7 +528,7 @@ async def test_the_night_patrol_gets_the_alarm_opens_the_door_and_resolves_it(
         await expect(phone.locator("#alarms-empty")).to_be_visible()
         await expect(row).to_have_count(0, timeout=10_000)
         await _shot(phone, "resolved-light")
-        await _shot(console, "operator-queue")
+        await _shot(console, "operator-resolved")
         async with await c.cloud.authed("stina") as http:
             (done,) = [
                 a
@@ -501,9 +549,11 @@ async def test_the_night_patrol_gets_the_alarm_opens_the_door_and_resolves_it(
 
 
 def _expected_refusals(page: Page) -> None:
-    """A door refused is a 403 the page asked for and explained (and Chromium logs)."""
+    """A refusal (a door, a card outside its window) is a 403 the page asked for and
+    explained, and Chromium logs."""
     errors: list[str] = page.errors  # type: ignore[attr-defined]
-    assert errors and all(re.search(r"/api/v1/my/locks/|status of 403", e) for e in errors)
+    expected = r"^403 .*/api/v1/my/(locks|visits)/|status of 403 \(Forbidden\)$"
+    assert errors and all(re.search(expected, e) for e in errors), errors
     errors.clear()
 
 
@@ -541,12 +591,12 @@ async def _tab_to(page: Page, name: str, limit: int = 25) -> None:
 
 
 async def test_the_whole_path_by_keyboard_only_and_a_decline_with_its_reason(
-    sqlite_cloud: RunningCloud, mosquitto: Mosquitto, browser: Browser
+    sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
 ) -> None:
     context, phone = await _phone(browser)
     await _sign_in(phone, sqlite_cloud.url, "sara", "sara-pass")
     await expect(phone.locator("#status")).to_have_text("live", timeout=10_000)
-    await _raise_alarm(mosquitto.port, 1)
+    await _press(mosquitto.port)
     first = await _assign(sqlite_cloud)
     await expect(phone.locator("#alarm-list a.card")).to_have_count(1, timeout=10_000)
 
@@ -589,10 +639,18 @@ async def test_the_whole_path_by_keyboard_only_and_a_decline_with_its_reason(
     await _tab_to(phone, "Accept")
     await phone.keyboard.press("Enter")
     await expect(phone.locator("#view-alarm .summary")).to_contain_text("Accepted")
-    await expect(phone.get_by_role("button", name="On site")).to_be_focused()
+    # The door first (without the resident's consent it stays shut, and the page says so).
+    await expect(phone.get_by_role("button", name="Open door")).to_be_focused()
+    await phone.keyboard.press("Enter")
+    await expect(phone.locator("#view-alarm .door-result")).to_have_text(
+        "Refused: the resident has not consented to digital locks", timeout=10_000
+    )
+    _expected_refusals(phone)
+    await _tab_to(phone, "On site")
     await phone.keyboard.press("Enter")
     await expect(phone.locator("#view-alarm .summary")).to_contain_text("On site")
-    await expect(phone.get_by_role("button", name="Resolve…")).to_be_focused()
+    await expect(phone.get_by_role("button", name="Open door")).to_be_focused()
+    await _tab_to(phone, "Resolve…")
     await phone.keyboard.press("Enter")
     await expect(phone.get_by_label("Outcome")).to_be_focused()
     await phone.keyboard.press("Tab")
@@ -677,4 +735,147 @@ async def test_a_push_message_shows_a_notification_in_the_pages_language_naming_
         {"title": "Trygg", "body": "Något nytt till dig: öppna Trygg.", "tag": "trygg", "data": {}}
     ]
     assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def _organisation(cloud: RunningCloud, **values: Any) -> None:
+    async with admin_session(cloud.settings) as session:
+        await session.execute(
+            update(Organisation).where(Organisation.id == "org-a").values(**values)
+        )
+        await session.commit()
+
+
+def _midday_zone() -> str:
+    """A time zone in which it is about noon now, so that an hour either side is still
+    today there, whenever the test runs (the day is the organisation's)."""
+    offset = (12 - datetime.now(UTC).hour + 12) % 24 - 12  # -12 .. 11 hours east of UTC
+    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")
+
+
+async def _plan(cloud: RunningCloud, start_min: int, end_min: int, note: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    body = {
+        "home_id": "home-12",
+        "resident_id": "res-12",
+        "staff": "sara",
+        "starts_at": (now + timedelta(minutes=start_min)).isoformat(),
+        "ends_at": (now + timedelta(minutes=end_min)).isoformat(),
+        "note": note,
+    }
+    async with await cloud.authed("stina") as http:
+        res = await http.post("/api/v1/visits", json=body)
+    assert res.status_code == 201, res.text
+    visit: dict[str, Any] = res.json()
+    return visit
+
+
+async def test_my_day_lists_the_visits_and_offers_the_door_only_inside_a_visits_window(
+    sqlite_cloud: RunningCloud, gateway: Gateway, browser: Browser
+) -> None:
+    zone = _midday_zone()
+    await _organisation(sqlite_cloud, time_zone=zone, visit_margin_s=900)
+    done = await _plan(sqlite_cloud, -70, -40, "shopping")
+    now = await _plan(sqlite_cloud, -10, 20, "medicine and breakfast")
+    later = await _plan(sqlite_cloud, 40, 70, "shower")
+    async with await sqlite_cloud.authed("tove") as http:
+
+        async def lock_reported() -> bool:
+            devices = (await http.get("/api/v1/devices")).json()
+            return "lock-1" in {d["id"] for d in devices}
+
+        await wait_until(lock_reported)
+
+    context, phone = await _phone(browser)
+    await _sign_in(phone, sqlite_cloud.url, "sara", "sara-pass")
+    await expect(phone.locator("#status")).to_have_text("live", timeout=10_000)
+    await phone.get_by_role("link", name="My day").click()
+    await expect(phone.locator("#day-heading")).to_be_focused()
+    cards = phone.locator("#visit-list .card")
+    await expect(cards).to_have_count(3, timeout=10_000)
+    local = ZoneInfo(zone)
+
+    def hhmm(iso: str) -> str:
+        return datetime.fromisoformat(iso).astimezone(local).strftime("%H:%M")
+
+    first, second, third = (cards.nth(i) for i in range(3))
+    await expect(first).to_contain_text(f"{hhmm(done['starts_at'])}\u2013{hhmm(done['ends_at'])}")
+    await expect(first).to_contain_text("Visit over")
+    await expect(second).to_contain_text("medicine and breakfast")
+    until = datetime.fromisoformat(now["ends_at"]) + timedelta(minutes=15)
+    await expect(second).to_contain_text(f"Door can be opened until {hhmm(until.isoformat())}")
+    opens = datetime.fromisoformat(later["starts_at"]) - timedelta(minutes=15)
+    await expect(third).to_contain_text(f"Door can be opened from {hhmm(opens.isoformat())}")
+    # The door only inside the window; the others have none, and no card to open.
+    await expect(second.get_by_role("button", name="Open door")).to_be_visible()
+    for closed in (first, third):
+        await expect(closed.get_by_role("button")).to_have_count(0)
+        await expect(closed.get_by_role("link")).to_have_count(0)
+    await _targets_are_large(phone)
+    await _both_themes_pass_axe(phone, "day")
+
+    # Without the resident's consent, the door of the visit stays shut: said in words.
+    await second.get_by_role("button", name="Open door").click()
+    await expect(second.locator(".door-result")).to_have_text(
+        "Refused: the resident has not consented to digital locks", timeout=10_000
+    )
+    _expected_refusals(phone)
+    await _shot(phone, "day-refused-light")
+
+    # The visit's card, inside its window: the resident, the key safe.
+    await second.get_by_role("link", name=re.compile("Storgatan 12, Malmö: the visit")).click()
+    view = phone.locator("#view-visit")
+    await expect(view.locator("#visit-heading")).to_be_focused(timeout=10_000)
+    await expect(view.locator(".resident h3")).to_have_text("Ingrid, 90 years")
+    await expect(view).to_contain_text("key safe by the door, 4711")
+    await expect(view.get_by_role("button", name="Open door")).to_be_visible()
+    await _both_themes_pass_axe(phone, "visit")
+    # A card outside its window is not shown, and the page says why.
+    await phone.goto(f"{sqlite_cloud.url}/staff/#visit/{later['id']}")
+    await expect(view).to_contain_text("opens only during its time", timeout=10_000)
+    await expect(view.locator(".resident")).to_have_count(0)
+    _expected_refusals(phone)
+    assert await _missing(phone) == []
+    assert phone.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def test_the_night_patrol_takes_its_teams_alarm_quietly_and_goes(
+    sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    async with await sqlite_cloud.authed("adam") as http:
+        team = (await http.post("/api/v1/teams", json={"name": "Night patrol"})).json()
+        home = {"address": "Storgatan 12, Malmö", "key_safe": "key safe by the door, 4711"}
+        res = await http.put("/api/v1/homes/home-12", json=home | {"team_id": team["id"]})
+        assert res.status_code == 200, res.text
+    async with admin_session(sqlite_cloud.settings) as session:
+        await session.execute(
+            update(User).where(User.username == "sara").values(team_id=team["id"])
+        )
+        await session.commit()
+    await _organisation(sqlite_cloud, staff_may_take=True)
+
+    context, phone = await _phone(browser)
+    await context.add_init_script(OBSERVE)
+    await _sign_in(phone, sqlite_cloud.url, "sara", "sara-pass")
+    await expect(phone.locator("#status")).to_have_text("live", timeout=10_000)
+    await _press(mosquitto.port)
+    take = phone.get_by_role("button", name="Take: Alarm button pressed, Storgatan 12, Malmö")
+    await expect(take).to_be_visible(timeout=10_000)
+    await expect(phone.locator("#takeable-heading")).to_be_visible()
+    await expect(phone.locator("#takeable-list")).to_contain_text("Nobody has it yet")
+    await _both_themes_pass_axe(phone, "takeable")
+    await take.click()
+    # Hers now, accepted on the way: the card, and no alarm sounded for her own step.
+    view = phone.locator("#view-alarm")
+    await expect(view.locator(".summary")).to_contain_text("Accepted", timeout=10_000)
+    await expect(view.locator(".resident h3")).to_have_text("Ingrid, 90 years")
+    await expect(phone.locator("#alarm-list a.card")).to_have_count(1)
+    await expect(phone.locator("#takeable-list li")).to_have_count(0)
+    assert await _played(phone) == []
+    async with await sqlite_cloud.authed("anna") as http:  # the operators see who went
+        (alarm,) = (await http.get("/api/v1/alarms")).json()
+    assert (alarm["state"], alarm["assigned_to"]) == ("assigned", "sara")
+    assert await _missing(phone) == []
+    assert phone.errors == []  # type: ignore[attr-defined]
     await context.close()

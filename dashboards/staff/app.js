@@ -517,7 +517,7 @@ function renderAlarmView() {
   const view = $("view-alarm");
   if (!detail || detail.type !== "alarm") return;
   const a = alarms.get(detail.id) || (detail.data && detail.data.alarm);
-  // Keep what the person is in the middle of: a form being filled in, a door's result.
+  // Keep what the person is in the middle of: a form being filled in.
   if (openForm && view.querySelector(".form")) {
     const summary = view.querySelector(".summary");
     if (summary && a) summary.replaceChildren(...summaryLine(a).childNodes);
@@ -525,7 +525,6 @@ function renderAlarmView() {
   }
   const focused = document.activeElement && view.contains(document.activeElement)
     ? document.activeElement.dataset.step || null : null;
-  const result = view.querySelector(".door-result") || doorResultEl();
   const heading = element("h2", a ? t(`kind.${a.kind}`) : t("ui.alarm"));
   heading.id = "alarm-heading";
   heading.tabIndex = -1;
@@ -538,11 +537,11 @@ function renderAlarmView() {
   }
   const summary = element("p", undefined, "summary");
   summary.append(...summaryLine(a).childNodes);
-  parts.push(summary, result);
+  parts.push(summary);
   // On the way (accepted) or there: the doors first, as the person reaches them.
   const home = detail.data && detail.data.home;
   if (detail.data && (a.accepted_at || a.state === "on_site")) {
-    parts.push(doorButtons(a.locks, { alarm_id: a.id }, home, result));
+    parts.push(doorButtons(a.locks, { alarm_id: a.id }, home));
   }
   parts.push(alarmActions(a));
   if (detail.data) parts.push(residentCard(detail.data.resident, home, a));
@@ -657,6 +656,16 @@ function resolveForm(a, box) {
 
 // -- doors ----------------------------------------------------------------------------------
 
+// Each door's result line, under its buttons, kept across re-renders (the stream may
+// change the alarm while its door is opening).
+const doorResults = new Map();
+
+function doorResultFor(context, lock) {
+  const key = `${context.alarm_id ? "alarm" : "visit"}:${context.alarm_id || context.visit_id}:${lock.id}`;
+  if (!doorResults.has(key)) doorResults.set(key, doorResultEl());
+  return doorResults.get(key);
+}
+
 function doorResultEl() {
   const el = element("p", undefined, "door-result");
   el.setAttribute("role", "status");
@@ -667,7 +676,7 @@ function doorResultEl() {
 
 function lockName(lock) { return lock.name || lock.id; }
 
-function doorButtons(locks, context, home, result) {
+function doorButtons(locks, context, home) {
   const box = element("div", undefined, "doors");
   if (!locks || !locks.length) {
     box.append(element("p", t("ui.no_lock"), "hint"));
@@ -675,6 +684,8 @@ function doorButtons(locks, context, home, result) {
   }
   for (const lock of locks) {
     const row = element("div", undefined, "door");
+    row.dataset.lock = lock.id;
+    const result = doorResultFor(context, lock);
     const several = locks.length > 1;
     const line = element("span", lockLine(lock, several), "lock-name");
     line.dataset.lock = lock.id;
@@ -687,7 +698,7 @@ function doorButtons(locks, context, home, result) {
       open.setAttribute("aria-label", t("ui.unlock_named", { lock: lockName(lock) }));
       shut.setAttribute("aria-label", t("ui.lock_named", { lock: lockName(lock) }));
     }
-    row.append(open, shut);
+    row.append(open, shut, result);
     box.append(row);
   }
   return box;
@@ -722,14 +733,16 @@ function commandResult(el, r, home) {
   return true;
 }
 
+// The service says why it will not (403 {"reason", "message"}; 404, 409 and 503 too).
 function refusal(e) {
-  if (e.status === 403 && e.detail && typeof e.detail === "object" && e.detail.reason) {
+  if (e.detail && typeof e.detail === "object" && e.detail.reason) {
     const key = `refusal.${e.detail.reason}`;
     return key in messages ? t(key) : e.detail.message || e.detail.reason;
   }
   if (e.status === 403) return t("refusal.forbidden");
-  if (e.status === 404) return t("door.unknown_lock");
-  if (e.status === 503) return t("door.commands_off");
+  if (e.status === 404) return t("refusal.no_such_lock");
+  if (e.status === 503) return t("refusal.commands_off");
+  if (e.status) return e.message;
   return t("door.no_connection");
 }
 
@@ -774,17 +787,21 @@ function commandChanged(r) {
   }
 }
 
+// What the locks confirmed to this page's own commands: newer than what the list said.
+const confirmedLocks = new Map();
+
 // The door's line says what the lock last confirmed.
 function lockChanged(lock, r) {
   if (r.state !== "done" || !lock) return;
-  lock.state = r.action === "unlock" ? "unlocked" : "locked";
+  confirmedLocks.set(lock.id, r.action === "unlock" ? "unlocked" : "locked");
   for (const el of document.querySelectorAll(".door .lock-name")) {
     if (el.dataset.lock === lock.id) el.textContent = lockLine(lock, el.dataset.several === "1");
   }
 }
 
 function lockLine(lock, several) {
-  const state = lock.state ? t(`lock.${lock.state}`) : t("lock.unknown");
+  const known = confirmedLocks.get(lock.id) || lock.state;
+  const state = known && `lock.${known}` in messages ? t(`lock.${known}`) : known || t("lock.unknown");
   return several ? `${lockName(lock)}: ${state}` : `${t("ui.door")}: ${state}`;
 }
 
@@ -816,7 +833,6 @@ function visitWindowText(v, state) {
   return t("ui.window_after");
 }
 
-const dayResults = new Map();  // visit id -> its door result line, kept across re-renders
 
 function renderDay() {
   if (!me) return;
@@ -841,9 +857,7 @@ function renderDay() {
     if (v.note) card.append(element("span", v.note, "hint"));
     card.append(element("span", visitWindowText(v, state), `window ${state}`));
     if (state === "open") {
-      if (!dayResults.has(v.id)) dayResults.set(v.id, doorResultEl());
-      const result = dayResults.get(v.id);
-      card.append(result, doorButtons(v.locks, { visit_id: v.id }, null, result));
+      card.append(doorButtons(v.locks, { visit_id: v.id }, null));
     }
     li.append(card);
     return li;
@@ -890,11 +904,9 @@ function renderVisitView() {
   const { visit: v, resident, home } = detail.data;
   const state = windowOf(v, Date.now());
   heading.textContent = `${t("ui.visit")} ${clock(v.starts_at)}–${clock(v.ends_at)}`;
-  const result = view.querySelector(".door-result") || doorResultEl();
   parts.push(element("p", visitWindowText(v, state), `window ${state}`));
   if (v.note) parts.push(element("p", v.note));
-  parts.push(result);
-  if (state === "open") parts.push(doorButtons(v.locks, { visit_id: v.id }, home, result));
+  if (state === "open") parts.push(doorButtons(v.locks, { visit_id: v.id }, home));
   parts.push(residentCard(resident, home, null));
   view.replaceChildren(...parts);
 }
@@ -903,9 +915,20 @@ function renderVisitView() {
 
 function dispatch(event, data) {
   if (event === "command") { commandChanged(data); return; }
-  if (event === "alarm" || event === "message") {
-    if (data.alarm) upsert(data.alarm, true);
+  if (event !== "alarm" || !data.alarm) return;
+  // No longer mine (declined, given to someone else, taken by a colleague): only its id.
+  if (data.type === "gone") gone(data.alarm.id);
+  else upsert(data.alarm, true);
+}
+
+function gone(id) {
+  const before = alarms.get(id);
+  alarms.delete(id);
+  if (detail && detail.type === "alarm" && detail.id === id && before) {
+    detail.data = null;  // the resident's card goes with it
+    detail.gone = "ui.gone_elsewhere";
   }
+  render();
 }
 
 async function stream() {
@@ -1083,7 +1106,8 @@ async function signOut(message, everywhere = false) {
   if (streamAbort) streamAbort.abort();
   alarms.clear();
   commands.clear();
-  dayResults.clear();
+  doorResults.clear();
+  confirmedLocks.clear();
   visits = [];
   visitsDay = null;
   detail = null;
