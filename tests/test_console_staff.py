@@ -463,6 +463,7 @@ async def test_the_night_patrol_gets_the_alarm_opens_the_door_and_resolves_it(
         await expect(view).to_contain_text("key safe by the door, 4711")
         call = view.get_by_role("link", name=re.compile("Call Lena"))
         await expect(call).to_have_attribute("href", "tel:+46701234567")
+        await _targets_are_large(phone)
         await _both_themes_pass_axe(phone, "alarm")
         await _shot(phone, "alarm-full", full=True)
 

@@ -118,11 +118,18 @@ function theme() {
   return ["light", "dark"].includes(kept) ? kept : "auto";
 }
 
+const THEME_COLOURS = { light: "#0b5d3b", dark: "#0a0f14" };  // as the header's
+
 function applyTheme() {
   const chosen = theme();
   if (chosen === "auto") delete document.documentElement.dataset.theme;
   else document.documentElement.dataset.theme = chosen;
   $("theme").value = chosen;
+  // The phone's own bar follows the choice too.
+  for (const meta of document.querySelectorAll('meta[name="theme-color"]')) {
+    const own = meta.media.includes("dark") ? "dark" : "light";
+    meta.content = THEME_COLOURS[chosen === "auto" ? own : chosen];
+  }
 }
 
 let streamLive = false;
@@ -1006,11 +1013,16 @@ function fromBase64Url(text) {
   return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
 }
 
-function pushKey() { return `trygg.push.${me ? me.username : ""}`; }
-
 async function currentSubscription() {
   const reg = await navigator.serviceWorker.getRegistration("./");
   return reg ? reg.pushManager.getSubscription() : null;
+}
+
+// This browser's subscription as the service knows it (by its endpoint), or null.
+async function storedSubscription(sub) {
+  if (!sub) return null;
+  const mine = await api("/api/v1/my/push/subscriptions");
+  return mine.find((s) => s.endpoint === sub.endpoint) || null;
 }
 
 function pushState(text, on) {
@@ -1019,54 +1031,57 @@ function pushState(text, on) {
   $("push-off").hidden = on !== true;
 }
 
+function pushFailed(e, on) {
+  // No Web Push on this service (a route it lacks, or no key): say so, offer nothing.
+  if (e.status === 404 || e.status === 503) pushState(t("push.unavailable"));
+  else pushState(t("push.failed", { reason: e.message }), on);
+}
+
 async function showPush() {
   if (!pushSupported()) { pushState(t("push.unsupported")); return; }
   if (Notification.permission === "denied") { pushState(t("push.blocked")); return; }
-  const sub = await currentSubscription().catch(() => null);
-  const kept = localStorage.getItem(pushKey());
-  if (sub && kept) pushState(t("push.on"), true);
-  else pushState(t("push.off"), false);
+  try {
+    await api("/api/v1/my/push/key");
+    const stored = await storedSubscription(await currentSubscription());
+    pushState(t(stored ? "push.on" : "push.off"), Boolean(stored));
+  } catch (e) {
+    pushFailed(e, false);
+  }
 }
 
 async function pushOn() {
-  let key;
   try {
-    key = await api("/api/v1/my/push/key");
-  } catch (e) {
-    pushState(e.status === 404 || e.status === 503 ? t("push.unavailable") : t("push.failed", { reason: e.message }));
-    return;
-  }
-  const permission = await Notification.requestPermission();
-  if (permission !== "granted") { pushState(t("push.blocked")); return; }
-  try {
+    const key = await api("/api/v1/my/push/key");
+    if ((await Notification.requestPermission()) !== "granted") {
+      pushState(t("push.blocked"));
+      return;
+    }
     const reg = (await navigator.serviceWorker.getRegistration("./")) || (await registerWorker());
     await navigator.serviceWorker.ready;
-    const applicationServerKey = fromBase64Url(key.public_key || key.key);
     let sub = await reg.pushManager.getSubscription();
-    if (sub) await sub.unsubscribe();  // another key or another person's: start afresh
-    sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey });
-    const saved = await api("/api/v1/my/push/subscriptions", { json: sub.toJSON() });
-    localStorage.setItem(pushKey(), JSON.stringify({ id: saved && saved.id, endpoint: sub.endpoint }));
+    if (sub) await sub.unsubscribe();  // perhaps made with another key: start afresh
+    sub = await reg.pushManager.subscribe({
+      userVisibleOnly: true, applicationServerKey: fromBase64Url(key.public_key),
+    });
+    const label = (navigator.userAgentData && navigator.userAgentData.platform) || "";
+    await api("/api/v1/my/push/subscriptions", { json: Object.assign(sub.toJSON(), { label }) });
     tellWorker();
     pushState(t("push.on"), true);
   } catch (e) {
-    pushState(e.status === 404 ? t("push.unavailable") : t("push.failed", { reason: e.message }), false);
+    pushFailed(e, false);
   }
 }
 
 async function pushOff() {
-  const kept = JSON.parse(localStorage.getItem(pushKey()) || "null");
-  const sub = await currentSubscription().catch(() => null);
   try {
-    if (kept && kept.id != null) {
-      await api(`/api/v1/my/push/subscriptions/${encodeURIComponent(kept.id)}`, { method: "DELETE" });
-    }
+    const sub = await currentSubscription();
+    const stored = await storedSubscription(sub);
+    if (stored) await api(`/api/v1/my/push/subscriptions/${stored.id}`, { method: "DELETE" });
+    if (sub) await sub.unsubscribe();
+    pushState(t("push.off"), false);
   } catch (e) {
-    if (e.status !== 404) { pushState(t("push.failed", { reason: e.message }), true); return; }
+    pushFailed(e, true);
   }
-  if (sub) await sub.unsubscribe().catch(() => {});
-  localStorage.removeItem(pushKey());
-  pushState(t("push.off"), false);
 }
 
 // -- signing in and out ---------------------------------------------------------------------
@@ -1092,14 +1107,10 @@ async function showPage() {
   stream();
 }
 
-async function signOut(message, everywhere = false) {
+function signOut(message, everywhere = false) {
   const was = signedIn;
   signedIn = false;
-  if (was && localStorage.getItem(pushKey())) await pushOff().catch(() => {});  // a shared phone
-  if (was || everywhere) {
-    fetch(`/api/v1/auth/logout${everywhere ? "?everywhere=true" : ""}`,
-      { method: "POST", credentials: "same-origin" }).catch(() => {});
-  }
+  endSession(was, everywhere);
   me = null;
   loaded = false;
   streamLive = false;
@@ -1112,7 +1123,10 @@ async function signOut(message, everywhere = false) {
   visitsDay = null;
   detail = null;
   for (const v of [...VIEWS, "tabs", "enrol"]) $(v).hidden = true;
-  for (const v of VIEWS) if (v !== "view-alarms" && v !== "view-day" && v !== "view-settings") $(v).replaceChildren();
+  // Nothing of the person's day stays on the screen.
+  for (const id of ["view-alarm", "view-visit", "alarm-list", "takeable-list", "visit-list"]) {
+    $(id).replaceChildren();
+  }
   $("login").hidden = false;
   $("code-field").hidden = true;
   $("login").elements.code.value = "";
@@ -1120,6 +1134,16 @@ async function signOut(message, everywhere = false) {
   banner("");
   setStatus(t("ui.signed_out"));
   document.title = t("ui.title");
+}
+
+// Behind the signed-out screen: this phone's push subscription goes first (whoever uses
+// a shared phone next is not to be told this person's alarms), then the session ends.
+async function endSession(was, everywhere) {
+  if (was && pushSupported()) await pushOff().catch(() => {});
+  if (was || everywhere) {
+    await fetch(`/api/v1/auth/logout${everywhere ? "?everywhere=true" : ""}`,
+      { method: "POST", credentials: "same-origin" }).catch(() => {});
+  }
 }
 
 $("login").addEventListener("submit", async (ev) => {
