@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from dashboards import OPERATOR_CONSOLE
+from dashboards import OPERATOR_CONSOLE, STAFF_CONSOLE
 
 from .api import SMALL_BODY_BYTES, StrictRoute, api_router
 from .clockwatch import ClockWatch
@@ -169,6 +169,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         return RedirectResponse("/console/")
 
     app.mount("/console", StaticFiles(directory=OPERATOR_CONSOLE, html=True), name="console")
+    app.mount("/staff", StaticFiles(directory=STAFF_CONSOLE, html=True), name="staff")
     return app
 
 

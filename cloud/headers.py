@@ -1,8 +1,9 @@
 """Security headers on every response the dispatch service sends.
 
 The consoles load nothing from elsewhere and run no inline script, so the policy allows
-only this origin; no page may frame them (clickjacking a "claim" or an "open the door"),
-no address leaks to other sites, and no response is sniffed into another type.
+only this origin (the staff page's service worker and web app manifest too); no page may
+frame them (clickjacking a "claim" or an "open the door"), no address leaks to other
+sites, and no response is sniffed into another type.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ def content_security_policy(image_origins: tuple[str, ...] = ()) -> str:
     return (
         f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {images}; "
         "media-src 'self'; connect-src 'self'; font-src 'self'; object-src 'none'; "
+        "worker-src 'self'; manifest-src 'self'; "
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     )
 

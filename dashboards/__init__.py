@@ -3,5 +3,8 @@
 from pathlib import Path
 
 OPERATOR_CONSOLE = Path(__file__).parent / "operator"
+# Home-care staff on their phones; its service worker (sw.js) sits at the folder's root,
+# so its scope is the whole page.
+STAFF_CONSOLE = Path(__file__).parent / "staff"
 
-__all__ = ["OPERATOR_CONSOLE"]
+__all__ = ["OPERATOR_CONSOLE", "STAFF_CONSOLE"]
