@@ -153,7 +153,7 @@ async def test_after_the_visit_the_door_is_locked_by_command(
         assert watch.relocks == 1
 
         def locked() -> bool:
-            return c.run.zigbee_state("door-lock")["lock_state"] == "locked"
+            return bool(c.run.zigbee_state("door-lock")["lock_state"] == "locked")
 
         await wait_until(locked, 15)
         async with await c.cloud.authed("tove") as tove:

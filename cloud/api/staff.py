@@ -367,7 +367,9 @@ async def take(
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="Not an alarm of your team")
     if alarm.test:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="A test alarm is not to be taken")
-    return await _act(alarm_id, Action.TAKE, user, session, services)
+    taken = await _act(alarm_id, Action.TAKE, user, session, services)
+    services.push.assigned(user.org_id, user.username, taken)  # their other phones too
+    return taken
 
 
 # --- my day -----------------------------------------------------------------------------
