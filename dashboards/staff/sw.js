@@ -88,7 +88,8 @@ async function notify(payload) {
     lang === "sv" ? "sv-SE" : "en-GB", { hour: "2-digit", minute: "2-digit" }).format(at);
   const body = known ? say("push.body", "Assigned to you at {time}.").replace("{time}", when)
     : say("push.generic", "Something new for you: open Trygg.");
-  const id = Number.isInteger(payload.alarm_id) ? payload.alarm_id : null;
+  // Only a well-formed push names an alarm; anything else is the one plain notification.
+  const id = known ? payload.alarm_id : null;
   await self.registration.showNotification(title, {
     body,
     tag: id ? `alarm-${id}` : "trygg",
