@@ -9,6 +9,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v pg_isready >/dev/null 2>&1 || missing+=(postgresql)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+# The staff page's door taps are measured in Debian's Chromium, driven by Playwright.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
