@@ -3,9 +3,9 @@ clients, one identity per gateway in a password file, and an ACL that keeps each
 identity to its own topics (``trygg cloud broker-config``).
 
 Who may do what (devices/wire.py names the topics):
-  gateway <id>     publishes  trygg/v1/gw/<id>/{events,status,inventory,results}
+  gateway <id>     publishes  trygg/v1/gw/<id>/{events,status,inventory,devices,results}
                    reads      trygg/v1/gw/<id>/{acks,commands}, trygg/v1/dispatch/status
-  dispatch.<name>  reads      trygg/v1/gw/+/{events,status,inventory,results}
+  dispatch.<name>  reads      trygg/v1/gw/+/{events,status,inventory,devices,results}
                    publishes  trygg/v1/gw/+/{acks,commands}
                    both       trygg/v1/dispatch/status, trygg/v1/dispatch/changes
 
@@ -48,7 +48,7 @@ from devices.wire import (
 
 from .credentials import DISPATCH_PREFIX, generate_password, mosquitto_hash
 
-GATEWAY_PUBLISHES = ("events", "status", "inventory", "results")
+GATEWAY_PUBLISHES = ("events", "status", "inventory", "devices", "results")
 GATEWAY_READS = ("acks", "commands")
 DISPATCH_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 

@@ -198,6 +198,18 @@ class Device(Base):
     # "jammed"), and when: what decides whether a door must be locked after a visit.
     lock_state: Mapped[str | None] = mapped_column(String(16))
     lock_state_at: Mapped[datetime | None]
+    # What its gateway last reported of it (devices/wire.py DeviceState), and when:
+    # state_at is the gateway's report, contact_at when a door contact last changed.
+    last_seen_at: Mapped[datetime | None]
+    battery_pct: Mapped[float | None] = mapped_column(Float)
+    linkquality: Mapped[float | None] = mapped_column(Float)
+    rssi_dbm: Mapped[float | None] = mapped_column(Float)
+    online: Mapped[bool | None]
+    faults: Mapped[list[str] | None] = mapped_column(JSON)
+    checkin_due_at: Mapped[datetime | None]
+    contact: Mapped[str | None] = mapped_column(String(8))
+    contact_at: Mapped[datetime | None]
+    state_at: Mapped[datetime | None]
 
 
 class AuditEntry(Base):
@@ -282,6 +294,11 @@ class Gateway(Base):
     # revision never falls below its clock's seconds (gateway/inventory.py).
     inventory_revision: Mapped[int | None] = mapped_column(BigInteger)
     inventory_at: Mapped[datetime | None]
+    # The health its last heartbeat carried (devices/wire.py GatewayHealth), when, and
+    # how far its clock was ahead of the dispatch service's then (seconds, with transit).
+    health: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    health_at: Mapped[datetime | None]
+    clock_offset_s: Mapped[float | None] = mapped_column(Float)
 
 
 class CommandRecord(Base):

@@ -17,7 +17,8 @@ Every attempt is logged, granted or refused with its reason, in the audit log (a
 lock log). A granted unlock opens a ``DoorOpening`` that ``DoorWatch`` follows: once its
 visit (and margin) is over or its alarm resolved, a door whose latest confirmed command
 is not a lock is locked by command; a door still not confirmed locked ``door_grace_s``
-after that raises ``door_left_open`` in the operators' queue.
+after that, or one whose home has a door contact its gateway last reported open
+(cloud/devicestate.py), raises ``door_left_open`` in the operators' queue.
 """
 
 from __future__ import annotations
@@ -423,11 +424,24 @@ class DoorWatch:
         )
         return latest is not None and latest.action == "lock"
 
+    async def _open_contacts(self, session: AsyncSession, opening: DoorOpening) -> list[str]:
+        """The home's door and window contacts whose gateway last said they are open."""
+        rows = await session.scalars(
+            select(Device.id).where(
+                Device.org_id == opening.org_id,
+                Device.home_id == opening.home_id,
+                Device.type == DeviceType.DOOR_CONTACT.value,
+                Device.contact == "open",
+            )
+        )
+        return sorted(rows)
+
     async def _follow(self, session: AsyncSession, opening: DoorOpening, now: datetime) -> None:
         ended = await self._ended_at(session, opening)
         if ended is None or now < ended:
             return
-        if await self._locked_since(session, opening):
+        locked = await self._locked_since(session, opening)
+        if locked and not await self._open_contacts(session, opening):
             await self._close(session, opening, now, "locked")
             return
         org = await session.get(Organisation, opening.org_id)
@@ -435,7 +449,7 @@ class DoorWatch:
         lock = await session.get(Device, (opening.org_id, opening.lock_id))
         if opening.relock_at is None:
             opening.relock_at = now
-            if lock is not None:
+            if lock is not None and not locked:
                 try:
                     command = await self.commands.create(
                         session,
@@ -459,7 +473,8 @@ class DoorWatch:
             return
         if now < opening.relock_at + timedelta(seconds=org.door_grace_s):
             return
-        alarm = await self._raise_left_open(session, opening, lock, now)
+        contacts = await self._open_contacts(session, opening)
+        alarm = await self._raise_left_open(session, opening, lock, now, locked, contacts)
         opening.left_open_alarm_id = alarm.id if alarm is not None else None
         await self._close(session, opening, now, "left_open")
         if alarm is not None:
@@ -469,7 +484,13 @@ class DoorWatch:
             )
 
     async def _raise_left_open(
-        self, session: AsyncSession, opening: DoorOpening, lock: Device | None, now: datetime
+        self,
+        session: AsyncSession,
+        opening: DoorOpening,
+        lock: Device | None,
+        now: datetime,
+        locked: bool,
+        contacts: list[str],
     ) -> Alarm | None:
         kind = EVENT_KINDS["door_left_open"]
         event = Event(
@@ -485,11 +506,18 @@ class DoorWatch:
                 "opened_by": opening.opened_by,
                 "opened_at": opening.opened_at.isoformat(),
                 "relock_command": opening.relock_command_id,
+                # Why: the lock never confirmed it locked, a contact says the door is open.
+                "locked": locked,
+                "contacts_open": contacts,
             },
         )
         gateway = lock.gateway_id if lock is not None else SYSTEM
         intake = await record_event(session, opening.org_id, gateway, event, now=now)
-        log.warning("door %s left unlocked after its visit or alarm", opening.lock_id)
+        log.warning(
+            "door %s left %s after its visit or alarm",
+            opening.lock_id,
+            f"open ({', '.join(contacts)})" if contacts else "unlocked",
+        )
         return intake.alarm
 
     @staticmethod

@@ -31,6 +31,7 @@ from devices.wire import (
     TOPIC_ROOT,
     Ack,
     CommandResult,
+    DeviceStates,
     DispatchStatus,
     EventEnvelope,
     Heartbeat,
@@ -44,6 +45,7 @@ from .brokerlink import broker_options
 from .clock import database_now
 from .commands import CommandService, Delivery
 from .db import Gateway
+from .devicestate import apply_device_states
 from .hub import AlarmHub, CommandHub
 from .inventory import REFUSALS, IntakeCheck, Verdict, apply_inventory
 from .locklog import log_lock_event
@@ -92,6 +94,7 @@ class IngestWorker:
         # Left unacked: a device not known yet, from a newer inventory than the one applied.
         self.waiting_for_inventory = 0
         self.inventories = 0
+        self.device_states = 0  # device states applied
         self.check = IntakeCheck()
         self.connected = asyncio.Event()
         self._warned: set[tuple[str, str]] = set()
@@ -152,6 +155,7 @@ class IngestWorker:
                     await client.subscribe(f"{share}{TOPIC_ROOT}/+/events", qos=1)
                     await client.subscribe(f"{share}{TOPIC_ROOT}/+/status", qos=1)
                     await client.subscribe(f"{share}{TOPIC_ROOT}/+/inventory", qos=1)
+                    await client.subscribe(f"{share}{TOPIC_ROOT}/+/devices", qos=1)
                     await client.subscribe(f"{share}{TOPIC_ROOT}/+/results", qos=1)
                     # Every replica hears the others: their changes, and their last wills.
                     await client.subscribe(CHANGES_TOPIC, qos=0)
@@ -288,6 +292,8 @@ class IngestWorker:
             await self._inventory(gateway_id, payload)
         elif kind == "results":
             await self._result(gateway_id, payload)
+        elif kind == "devices":
+            await self._device_states(gateway_id, payload)
         else:
             self._drop("unknown_topic", topic[:200])
 
@@ -424,6 +430,47 @@ class IngestWorker:
             self._drop("inventory_conflict", gateway_id, f"{device_id} belongs to another gateway")
         self.inventories += 1
         log.info("inventory %d of %s: %d devices", inventory.revision, gateway_id, applied.devices)
+
+    async def _device_states(self, gateway_id: str, payload: bytes) -> None:
+        """A gateway's report of its devices' states (cloud/devicestate.py)."""
+        try:
+            report = DeviceStates.model_validate_json(payload)
+        except ValidationError as exc:
+            self._drop("device_states_malformed", gateway_id, str(exc.errors()[0]["msg"]))
+            return
+        if report.gateway_id != gateway_id:
+            detail = f"device states say {report.gateway_id}"
+            self._drop("device_states_mismatch", gateway_id, detail)
+            return
+        fixed, reasons = storable_json(report.model_dump(mode="json"))
+        for reason in sorted(reasons):
+            self._neutralise(reason, gateway_id, "device states")
+        if reasons:
+            report = DeviceStates.model_validate(fixed)
+        try:
+            async with self.sessions() as session:
+                gateway = await session.get(Gateway, gateway_id)
+                if gateway is None:
+                    self._drop("unknown_gateway", gateway_id, "gateway is not registered")
+                    return
+                applied = await apply_device_states(session, gateway, report)
+                await session.commit()
+        except DATABASE_ERRORS as exc:
+            self._drop("database_error", gateway_id, str(exc).splitlines()[0][:200])
+            return
+        self.device_states += applied.updated
+        if applied.unknown:
+            self.dropped["device_state_unknown_device"] += len(applied.unknown)
+            if self._first("device_state_unknown_device", gateway_id):
+                log.warning(
+                    "state of %d devices %s does not know for %s, e.g. %s (further ones counted)",
+                    len(applied.unknown),
+                    "the dispatch service",
+                    gateway_id,
+                    applied.unknown[0][:128],
+                )
+        if applied.stale:
+            self.dropped["device_state_stale"] += applied.stale
 
     async def _result(self, gateway_id: str, payload: bytes) -> None:
         """A gateway's result of a command: applied only when it is that gateway's own

@@ -25,6 +25,7 @@ from devices.wire import Heartbeat
 from .alarms import record_event
 from .clock import Clock, database_now, pause
 from .db import Gateway
+from .devicestate import apply_health
 from .hub import AlarmHub
 from .schemas import AlarmChange, AlarmPublic
 
@@ -81,6 +82,7 @@ class GatewaySupervisor:
                 log.info("gateway %s is back", gateway.id)
             gateway.online = True
             gateway.last_seen_at = now
+            apply_health(gateway, beat, now)
         return [change] if change is not None else []
 
     async def sweep(self) -> list[str]:

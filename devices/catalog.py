@@ -71,12 +71,12 @@ EVENT_KINDS: dict[str, EventKind] = {
         EventKind("door_open_night", Priority.HIGH, 134, "Door opened at night"),
         EventKind("bed_exit_no_return", Priority.HIGH, 150, "Out of bed and not back"),
         EventKind("inactivity", Priority.HIGH, 102, "No activity"),
-        # Raised by the dispatch service: a door staff opened is still not locked after
-        # the visit or the alarm, and the grace (cloud/doors.py). High, with the wandering
-        # alarms: an open door is how a resident with dementia walks out, and anyone can
-        # walk in; not critical, as nobody is known to be hurt. Contact ID 426 is "access
-        # door propped open".
-        EventKind("door_left_open", Priority.HIGH, 426, "Door left unlocked after a visit"),
+        # Raised by the dispatch service: a door staff opened is still not locked, or its
+        # home's door contact still open, after the visit or the alarm and the grace
+        # (cloud/doors.py). High, with the wandering alarms: an open door is how a
+        # resident with dementia walks out, and anyone can walk in; not critical, as
+        # nobody is known to be hurt. Contact ID 426 is "access door propped open".
+        EventKind("door_left_open", Priority.HIGH, 426, "Door left open or unlocked after a visit"),
         EventKind("water_leak", Priority.NORMAL, 154, "Water leak"),
         EventKind("device_silent", Priority.NORMAL, 381, "Device has stopped checking in"),
         EventKind("radio_lost", Priority.NORMAL, 355, "Radio link to the device lost"),

@@ -3,7 +3,11 @@
 Topics (MQTT 3.1.1, QoS 1):
   trygg/v1/gw/<gateway_id>/events  gateway -> cloud   EventEnvelope
   trygg/v1/gw/<gateway_id>/acks    cloud -> gateway   Ack, sent only after the cloud's commit
-  trygg/v1/gw/<gateway_id>/status  gateway -> cloud   Heartbeat (the last will says offline)
+  trygg/v1/gw/<gateway_id>/status  gateway -> cloud   Heartbeat (the last will says offline),
+                                                      with the gateway's health
+  trygg/v1/gw/<gateway_id>/devices gateway -> cloud   DeviceStates: its devices' state, the
+                                                      changed ones every few seconds, all of
+                                                      them on connect and every 15 minutes
   trygg/v1/gw/<gateway_id>/inventory gateway -> cloud Inventory, retained: its devices, sent on
                                                       connect and on every change
   trygg/v1/gw/<gateway_id>/commands cloud -> gateway  Command, Ed25519-signed by dispatch
@@ -13,7 +17,7 @@ Topics (MQTT 3.1.1, QoS 1):
   trygg/v1/dispatch/changes         cloud -> cloud    the replicas' change relay
 
 Who may publish and read which topic is enforced by the broker (docs/security.md): a
-gateway only its own events, status, inventory and results, and only its own acks and
+gateway only its own events, status, inventory, device states and results, and only its own acks and
 commands and the dispatch status to read; only dispatch identities everything else.
 """
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +58,10 @@ def status_topic(gateway_id: GatewayId) -> str:
 
 def inventory_topic(gateway_id: GatewayId) -> str:
     return f"{TOPIC_ROOT}/{gateway_id}/inventory"
+
+
+def devices_topic(gateway_id: GatewayId) -> str:
+    return f"{TOPIC_ROOT}/{gateway_id}/devices"
 
 
 def commands_topic(gateway_id: GatewayId) -> str:
@@ -102,12 +110,85 @@ class DispatchStatus(_Wire):
     state: Literal["online", "offline"]
 
 
+class OutboxLevel(_Wire):
+    """One priority's events waiting in the gateway's outbox for the dispatch ack."""
+
+    events: int = Field(ge=0)
+    oldest_age_s: float = Field(ge=0, allow_inf_nan=False)
+
+
+PriorityName = Literal["critical", "high", "normal", "low"]
+MAX_HEALTH_LINKS = 32
+
+
+class LinkState(_Wire):
+    state: str = Field(min_length=1, max_length=32)
+    up: bool
+
+
+class GatewayHealth(_Wire):
+    """What a technician at the centre needs to know of a gateway without going there."""
+
+    version: str = Field(min_length=1, max_length=32)
+    uptime_s: int = Field(ge=0)
+    outbox: dict[PriorityName, OutboxLevel] = Field(default_factory=dict)
+    # Each transport's link ("zigbee2mqtt", "serial/gps1", "ble") and its state, and
+    # whether it is up ("connected", "open", "scanning" are; "disconnected", ... are not).
+    links: dict[str, LinkState] = Field(default_factory=dict, max_length=MAX_HEALTH_LINKS)
+    timeseries_uplink: Literal["connected", "disconnected"] | None = None
+    readings_buffered: int = Field(default=0, ge=0)
+    # The store's use of its disk budget (None: no budget set), and a store fault.
+    disk_budget_used_pct: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    store_fault: str | None = Field(default=None, max_length=200)
+    devices: int = Field(default=0, ge=0)
+    devices_silent: int = Field(default=0, ge=0)
+
+
 class Heartbeat(_Wire):
     gateway_id: GatewayId = Field(pattern=GATEWAY_ID_PATTERN)
     state: Literal["online", "offline"]
     sent_at: UtcDatetime | None = None  # absent in the last will, which is written at connect
     interval_s: int = Field(default=60, ge=60, le=86400)
     outbox_depth: int = Field(default=0, ge=0)
+    # Absent in the last will (and from a gateway older than it); the dispatch service
+    # takes the clock offset from sent_at against its own clock.
+    health: GatewayHealth | None = None
+
+
+# A device state report: one device ~200 bytes of JSON, so a message of 200 stays far
+# under MAX_MESSAGE_BYTES; a gateway with more sends its summary in parts.
+MAX_DEVICE_STATES = 200
+FaultName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+
+
+class DeviceState(_Wire):
+    """What the gateway knows of one device now (gateway/devicestate.py)."""
+
+    id: DeviceId = Field(min_length=1, max_length=128)
+    last_seen: UtcDatetime | None = None
+    battery_pct: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
+    linkquality: float | None = Field(default=None, ge=0, le=255, allow_inf_nan=False)
+    rssi_dbm: float | None = Field(default=None, ge=-150, le=20, allow_inf_nan=False)
+    firmware: str | None = Field(default=None, max_length=64)
+    online: bool | None = None  # Zigbee2MQTT availability, where the bridge reports it
+    # Its open technical conditions (device_silent, battery_low, tamper, lock_jammed, ...).
+    faults: list[FaultName] = Field(default_factory=list, max_length=16)
+    # When it must next be heard from, or supervision raises device_silent.
+    checkin_due: UtcDatetime | None = None
+    # A door or window contact: open or closed as it last said.
+    contact: Literal["open", "closed"] | None = None
+
+
+class DeviceStates(_Wire):
+    """Some or all of a gateway's devices' states. ``summary``: every device, in
+    ``parts`` messages of which this is ``part``; otherwise only those that changed."""
+
+    gateway_id: GatewayId = Field(pattern=GATEWAY_ID_PATTERN)
+    sent_at: UtcDatetime
+    summary: bool
+    part: int = Field(default=1, ge=1, le=MAX_INVENTORY_DEVICES)
+    parts: int = Field(default=1, ge=1, le=MAX_INVENTORY_DEVICES)
+    devices: list[DeviceState] = Field(max_length=MAX_DEVICE_STATES)
 
 
 class InventoryDevice(_Wire):

@@ -47,6 +47,10 @@ class GatewaySection(_Strict):
     id: str = Field(pattern=GATEWAY_ID_PATTERN)
     # SCAIP allows 1-1440 min between reports; the brief's default is 60 s.
     heartbeat_interval_s: int = Field(default=60, ge=60, le=86400)
+    # The devices' states to the dispatch service (gateway/devicestate.py): changes at most
+    # this often, and every device's state this often (and on every connect).
+    device_changes_s: float = Field(default=5.0, ge=0.1, le=300)
+    device_summary_s: float = Field(default=900.0, ge=10, le=86400)
 
 
 class StoreSection(_Strict):

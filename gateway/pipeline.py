@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from itertools import count
 
-from devices import Event, EventKind, GatewayId, Signal, stable_event_id, utc_now
+from devices import Event, EventKind, GatewayId, Priority, Signal, stable_event_id, utc_now
 from devices.codecs import Decoded, SignalState
 
 from .backoff import Backoff
@@ -188,6 +188,8 @@ class Pipeline:
                 status.rssi_dbm = value
         ruled: list[RuleEvent] = []
         for state in decoded.signals:
+            if state.signal is Signal.DOOR_OPEN:
+                status.contact = "open" if state.active else "closed"
             key = (device.config.id, state.signal)
             if not state.momentary:
                 previous = self._signal_state.get(key)
@@ -201,6 +203,10 @@ class Pipeline:
                 # Only once it is kept: a change that could not be stored is still one
                 # when the broker hands the message back.
                 self._signal_state[key] = state.active
+                if kind is not None and kind.priority is Priority.NORMAL and state.active:
+                    status.faults.add(kind.name)
+                elif kind is not None:
+                    status.faults.discard(kind.name)
                 ruled += self.rules.observe(device, state.signal, state.active)
         if decoded.readings:
             ruled += self.rules.observe_readings(device, decoded.readings)

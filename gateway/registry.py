@@ -36,6 +36,10 @@ class DeviceStatus:
     firmware: str | None = None
     silent: bool = False  # supervision has reported it silent, and it has not returned
     radio_lost: bool = False
+    # Its open technical conditions by event kind (battery_low, tamper, lock_jammed), and
+    # a door contact's last word: what the dispatch service is told (gateway/devicestate.py).
+    faults: set[str] = field(default_factory=set)
+    contact: Literal["open", "closed"] | None = None
 
     def public(self) -> dict[str, Any]:
         return {

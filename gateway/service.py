@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from devices import EVENT_KINDS
+from devices import EVENT_KINDS, utc_now
+from devices.wire import MAX_HEALTH_LINKS, GatewayHealth, LinkState, OutboxLevel
 
 from .actions import DeviceActor, Unreachable
 from .commands import CommandHandler
 from .config import DeviceConfig, GatewayConfig
 from .counters import InputCounters
+from .devicestate import DeviceStateReport
 from .inventory import InventoryReport
 from .pipeline import Pipeline
 from .readings import ReadingsBuffer
 from .registry import DEVICE_CONFIG, RegisteredDevice, Registry, RegistryError
 from .rules import HomeRules
-from .store import Store, StoreDamage, StoreFault
+from .store import Store, StoreDamage, StoreError, StoreFault
 from .supervision import Supervisor
 from .tasks import TaskSupervisor
 from .transports import DeviceLink, Link, in_use, plugin
@@ -33,6 +37,10 @@ RULES_TICK_S = 0.5  # how late a home rule's timer may fire
 STORE_WATCH_S = 1.0  # how soon a store file deleted or replaced under the process is noticed
 
 STOP_TASK_S = 5.0
+try:
+    VERSION = importlib.metadata.version("trygg")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree not installed
+    VERSION = "unknown"
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -65,6 +73,13 @@ class Gateway:
         self.commands = CommandHandler(
             gw, config.commands, self.registry, self.store, self.counters, self._actor
         )
+        self.device_states = DeviceStateReport(
+            gw,
+            self.registry,
+            batch_s=config.gateway.device_changes_s,
+            summary_s=config.gateway.device_summary_s,
+        )
+        self.started = time.monotonic()
         self.uplink = DispatchUplink(
             config.uplink,
             gw,
@@ -73,6 +88,8 @@ class Gateway:
             ack_latency=self.ack_latency,
             inventory=self.inventory,
             commands=self.commands,
+            device_states=self.device_states,
+            health=self.health,
         )
         self.inventory.on_change = self.uplink.wake
         # The time-series client and the local API are loaded only when configured:
@@ -107,6 +124,40 @@ class Gateway:
         self._stops: list[Callable[[], Awaitable[None]]] = []
         self._reports: set[asyncio.Task[None]] = set()
         self.tasks = TaskSupervisor()
+
+    async def health(self) -> GatewayHealth:
+        """The gateway's health as its heartbeat carries it to the dispatch service."""
+        now = utc_now()
+        outbox: dict[str, OutboxLevel] = {}
+        used_pct: float | None = None
+        store = self.store
+        with contextlib.suppress(StoreError):  # a faulted store says so below
+            for priority, (count, oldest) in (await store.outbox_stats()).items():
+                age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
+                outbox[priority.value] = OutboxLevel(events=count, oldest_age_s=max(0.0, age))
+            if store.budget_bytes:
+                used_pct = round(100 * await store.used_bytes() / store.budget_bytes, 1)
+        links = {
+            "/".join(h.key)[:64]: LinkState(state=h.state[:32] or "unknown", up=h.up)
+            for h in (link.health() for link in self.links[:MAX_HEALTH_LINKS])
+        }
+        timeseries = self.timeseries
+        return GatewayHealth(
+            version=VERSION,
+            uptime_s=int(time.monotonic() - self.started),
+            outbox=outbox,
+            links=links,
+            timeseries_uplink=None
+            if timeseries is None
+            else "connected"
+            if timeseries.connected
+            else "disconnected",
+            readings_buffered=self.readings.waiting,
+            disk_budget_used_pct=used_pct,
+            store_fault=store.fault.reason[:200] if store.fault else None,
+            devices=len(self.registry),
+            devices_silent=sum(1 for d in self.registry if d.status.silent),
+        )
 
     def link(self, name: str) -> Link:
         """A running shared link by its task's name ("zigbee2mqtt", "serial-gps1", "ble")."""

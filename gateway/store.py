@@ -819,6 +819,10 @@ class Store:
 
         return await self._run(count, BULK)
 
+    async def used_bytes(self) -> int:
+        """The store's pages in use, in bytes: what the disk budget is measured against."""
+        return await self._run(self._used_bytes, BULK)
+
     def _used_bytes(self) -> int:
         db = self._conn()
         (pages,) = db.execute("PRAGMA page_count").fetchone()

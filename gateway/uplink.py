@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 import aiomqtt
@@ -25,6 +25,7 @@ from devices.wire import (
     CommandResult,
     DispatchStatus,
     EventEnvelope,
+    GatewayHealth,
     Heartbeat,
     acks_topic,
     commands_topic,
@@ -40,6 +41,7 @@ from .store import Store
 
 if TYPE_CHECKING:
     from .commands import CommandHandler
+    from .devicestate import DeviceStateReport
     from .inventory import InventoryReport
 
 log = logging.getLogger("trygg.gateway.uplink")
@@ -64,6 +66,8 @@ class DispatchUplink:
         monotonic: Callable[[], float] = time.monotonic,
         inventory: InventoryReport | None = None,
         commands: CommandHandler | None = None,
+        device_states: DeviceStateReport | None = None,
+        health: Callable[[], Awaitable[GatewayHealth]] | None = None,
     ) -> None:
         self.settings = settings
         self.gateway_id = gateway_id
@@ -76,6 +80,9 @@ class DispatchUplink:
         # Signed commands on this gateway's commands topic, handed over without waiting;
         # their results are published through this connection.
         self.commands = commands
+        # Every device's state, and the gateway's own health with each heartbeat.
+        self.device_states = device_states
+        self.health = health
         self._unsent_result: CommandResult | None = None
         self._wake = asyncio.Event()
         self._in_flight: dict[EventId, _Flight] = {}
@@ -125,6 +132,8 @@ class DispatchUplink:
                         tasks.create_task(self._heartbeat(client))
                         if self.commands is not None:
                             tasks.create_task(self._publish_results(client, self.commands))
+                        if self.device_states is not None:
+                            tasks.create_task(self.device_states.run(_publisher(client)))
             except* aiomqtt.MqttError as group:
                 self.connected.clear()
                 # While an alarm waits, try again within half a second; otherwise back off.
@@ -279,15 +288,36 @@ class DispatchUplink:
 
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
         while True:
-            depth = sum((await self.store.depth()).values())
+            health = await self._health()
+            if health is not None:
+                depth = sum(level.events for level in health.outbox.values())
+            else:
+                depth = sum((await self.store.depth()).values())
             beat = Heartbeat(
                 gateway_id=self.gateway_id,
                 state="online",
                 sent_at=utc_now(),
                 interval_s=int(self.heartbeat_interval_s),
                 outbox_depth=depth,
+                health=health,
             )
             await client.publish(
                 status_topic(self.gateway_id), beat.model_dump_json(), qos=1, retain=True
             )
             await asyncio.sleep(self.heartbeat_interval_s)
+
+    async def _health(self) -> GatewayHealth | None:
+        if self.health is None:
+            return None
+        try:
+            return await self.health()
+        except Exception:  # the heartbeat itself matters more than what it carries
+            log.exception("could not gather the gateway's health for the heartbeat")
+            return None
+
+
+def _publisher(client: aiomqtt.Client) -> Callable[[str, str], Awaitable[None]]:
+    async def publish(topic: str, payload: str) -> None:
+        await client.publish(topic, payload, qos=1)
+
+    return publish

@@ -145,6 +145,7 @@ async def centre(
         store=tmp / "gw.db",
         gateway_login=login(GATEWAY_ID),
     )
+    body["gateway"]["device_changes_s"] = 0.2  # device states told within a moment
     body["commands"] = {"trusted_keys_file": str(trusted), "no_answer_s": 3.0}
     body["commands"]["clock_skew_s"] = 1.0
     config = GatewayConfig.model_validate(body)

@@ -16,8 +16,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.admin import admin_session
+from cloud.db import EventRecord
 from cloud.services import Services
 
 from .conftest import RunningCloud
@@ -36,6 +39,24 @@ transport = "zigbee2mqtt"
 address = "mute_lock"
 home = "home-12"
 lock = "silent"
+"""
+)
+# The front door's contact: the door stands ajar from the start of the night.
+AJAR = (
+    DOORS
+    + """
+[[device]]
+id = "front-door"
+type = "door_contact"
+transport = "zigbee2mqtt"
+address = "front_door"
+home = "home-12"
+
+[[step]]
+at = "02:00:01"
+device = "front-door"
+do = "set"
+args = { contact = false }
 """
 )
 FINAL = {"done", "failed", "refused", "expired"}
@@ -200,6 +221,52 @@ async def test_a_door_still_unlocked_after_the_grace_raises_door_left_open(
         )
         await watch.sweep()  # raised once
         assert watch.left_open == 1
+
+
+async def test_a_door_locked_with_its_contact_still_open_raises_door_left_open(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with centre(tmp_path, mosquitto, AJAR, door_watch_every_s=300) as c:
+        watch = services(c.cloud).door_watch
+        clock = watch.clock = TestClock(watch.clock)
+        async with await c.cloud.authed("tove") as tove:
+
+            async def ajar() -> bool:
+                devices = {d["id"]: d for d in (await tove.get("/api/v1/devices")).json()}
+                return bool(devices.get("front-door", {}).get("contact") == "open")
+
+            await wait_until(ajar, 15)  # the gateway told the dispatch service
+        await _open_after_visit(c, "door-lock")
+        clock.ahead = timedelta(minutes=36)  # the visit and its margin are over
+        await watch.sweep()
+        assert watch.relocks == 1
+
+        def locked() -> bool:
+            return bool(c.run.zigbee_state("door-lock")["lock_state"] == "locked")
+
+        await wait_until(locked, 15)
+        async with await c.cloud.authed("tove") as tove:
+
+            async def relock_done() -> bool:
+                commands = (await tove.get("/api/v1/gateways/gw-test-1/commands")).json()
+                return any(x["issued_by"] == "system" and x["state"] == "done" for x in commands)
+
+            await wait_until(relock_done, 15)
+        await watch.sweep()  # locked, but the door stands open: the grace runs
+        assert watch.left_open == 0
+        clock.ahead += timedelta(seconds=121)
+        await watch.sweep()
+        assert watch.left_open == 1
+        async with await c.cloud.authed("anna") as anna:
+            alarms = (await anna.get("/api/v1/alarms")).json()
+        (left_open,) = [a for a in alarms if a["kind"] == "door_left_open"]
+        assert (left_open["device_id"], left_open["home_id"]) == ("door-lock", "home-12")
+        async with admin_session(c.cloud.settings) as session:  # what the event says why
+            detail = await session.scalar(
+                select(EventRecord.detail).where(EventRecord.kind == "door_left_open")
+            )
+        assert detail is not None
+        assert (detail["locked"], detail["contacts_open"]) == (True, ["front-door"])
 
 
 async def test_staff_hear_of_their_alarm_and_their_door_on_their_stream(

@@ -372,6 +372,12 @@ class GatewayOut(_Out):
     last_seen_at: datetime | None
     offline_since: datetime | None
     heartbeat_interval_s: int
+    # What its last heartbeat said of its health (devices/wire.py GatewayHealth), when,
+    # and how far its clock was ahead of the dispatch service's (seconds, with transit).
+    health: dict[str, Any] | None = None
+    health_at: datetime | None = None
+    clock_offset_s: float | None = None
+    inventory_revision: int | None = None
 
 
 @router.get("/gateways")
@@ -406,6 +412,19 @@ class DeviceOut(_Out):
     type: str
     resident_id: str | None
     test_until: datetime | None = None
+    # What its gateway reported of it (cloud/devicestate.py); None until it did.
+    transport: str | None = None
+    firmware: str | None = None
+    last_seen_at: datetime | None = None
+    battery_pct: float | None = None
+    linkquality: float | None = None
+    rssi_dbm: float | None = None
+    online: bool | None = None
+    faults: list[str] | None = None
+    checkin_due_at: datetime | None = None
+    contact: str | None = None
+    lock_state: str | None = None
+    state_at: datetime | None = None
 
 
 class TestWindow(_In):

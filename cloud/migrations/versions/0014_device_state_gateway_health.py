@@ -1,0 +1,61 @@
+"""Each device's state and each gateway's health, as the gateways report them
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-03 17:00:00
+
+devices: when last heard, battery, signal, availability, open technical faults, when its
+next check-in is due, a door contact's state, and when the gateway said so
+(devices/wire.py DeviceState). gateways: the health its last heartbeat carried, and its
+clock's offset from the dispatch service's at that heartbeat.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+_UTC = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("devices") as batch_op:
+        batch_op.add_column(sa.Column("last_seen_at", _UTC))
+        batch_op.add_column(sa.Column("battery_pct", sa.Float()))
+        batch_op.add_column(sa.Column("linkquality", sa.Float()))
+        batch_op.add_column(sa.Column("rssi_dbm", sa.Float()))
+        batch_op.add_column(sa.Column("online", sa.Boolean()))
+        batch_op.add_column(sa.Column("faults", sa.JSON()))
+        batch_op.add_column(sa.Column("checkin_due_at", _UTC))
+        batch_op.add_column(sa.Column("contact", sa.String(8)))
+        batch_op.add_column(sa.Column("contact_at", _UTC))
+        batch_op.add_column(sa.Column("state_at", _UTC))
+    with op.batch_alter_table("gateways") as batch_op:
+        batch_op.add_column(sa.Column("health", sa.JSON()))
+        batch_op.add_column(sa.Column("health_at", _UTC))
+        batch_op.add_column(sa.Column("clock_offset_s", sa.Float()))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("gateways") as batch_op:
+        for column in ("clock_offset_s", "health_at", "health"):
+            batch_op.drop_column(column)
+    with op.batch_alter_table("devices") as batch_op:
+        for column in (
+            "state_at",
+            "contact_at",
+            "contact",
+            "checkin_due_at",
+            "faults",
+            "online",
+            "rssi_dbm",
+            "linkquality",
+            "battery_pct",
+            "last_seen_at",
+        ):
+            batch_op.drop_column(column)

@@ -1,0 +1,211 @@
+"""The dispatch service knows every device: the gateway reports each device's state (a
+summary on connect, changes within seconds) and its own health with each heartbeat,
+over the secured broker; what is garbage is a counted drop (docs/wire-protocol.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devices.wire import (
+    MAX_DEVICE_STATES,
+    MAX_MESSAGE_BYTES,
+    DeviceState,
+    DeviceStates,
+    devices_topic,
+)
+from gateway import Gateway
+from gateway.devicestate import DeviceStateReport
+from gateway.registry import DEVICE_CONFIG, Registry
+
+from .conftest import GATEWAY_ID, RunningCloud, gateway_config, publish, publish_inventory
+from .servers import Mosquitto, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def quick_gateway(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The test gateway, telling changes within a fifth of a second."""
+    settings: dict[str, object] = {"gateway": {"id": GATEWAY_ID, "device_changes_s": 0.2}}
+    config = gateway_config(mosquitto, tmp_path / "gateway.db", extra=settings)
+    async with Gateway(config) as gw:
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
+        await asyncio.wait_for(gw.uplink.connected.wait(), 10)
+        yield gw
+
+
+async def _devices(cloud: RunningCloud) -> dict[str, dict[str, Any]]:
+    async with await cloud.authed("tove") as tove:  # a technician
+        res = await tove.get("/api/v1/devices")
+    assert res.status_code == 200, res.text
+    return {d["id"]: d for d in res.json()}
+
+
+async def test_the_dispatch_service_knows_each_devices_state_and_the_gateways_health(
+    sqlite_cloud: RunningCloud, quick_gateway: Gateway, mosquitto: Mosquitto
+) -> None:
+    async def summarised() -> bool:
+        return all(d["state_at"] for d in (await _devices(sqlite_cloud)).values())
+
+    await wait_until(summarised, 20)
+    door = (await _devices(sqlite_cloud))["door-1"]
+    # Not heard yet: no readings, no faults, and its first check-in due from the start.
+    assert (door["battery_pct"], door["faults"], door["contact"]) == (None, [], None)
+    due = datetime.fromisoformat(door["checkin_due_at"])
+    assert timedelta(hours=1) < due - datetime.now(UTC) <= timedelta(hours=2)
+
+    # The front door opens; the smoke alarm's battery runs low: told within seconds.
+    await publish(
+        mosquitto.port, "zigbee2mqtt/front_door", json.dumps({"contact": False, "battery": 87})
+    )
+    await publish(
+        mosquitto.port,
+        "zigbee2mqtt/kitchen_smoke",
+        json.dumps({"battery_low": True, "battery": 9, "linkquality": 60}),
+    )
+
+    async def told() -> bool:
+        devices = await _devices(sqlite_cloud)
+        door, smoke = devices["door-1"], devices["smoke-1"]
+        return bool(door["contact"] == "open" and smoke["faults"] == ["battery_low"])
+
+    await wait_until(told, 15)
+    devices = await _devices(sqlite_cloud)
+    assert devices["door-1"]["battery_pct"] == 87
+    assert devices["door-1"]["last_seen_at"] is not None
+    assert (devices["smoke-1"]["battery_pct"], devices["smoke-1"]["linkquality"]) == (9, 60)
+    # Closed again, and the battery changed: the fault clears with a good battery.
+    await publish(mosquitto.port, "zigbee2mqtt/front_door", json.dumps({"contact": True}))
+    await publish(mosquitto.port, "zigbee2mqtt/kitchen_smoke", json.dumps({"battery_low": False}))
+
+    async def cleared() -> bool:
+        devices = await _devices(sqlite_cloud)
+        return bool(devices["door-1"]["contact"] == "closed" and not devices["smoke-1"]["faults"])
+
+    await wait_until(cleared, 15)
+
+    # The heartbeat (the first goes on connect) carries the gateway's health.
+    async with await sqlite_cloud.authed("tove") as tove:
+
+        async def healthy() -> bool:
+            (gw,) = (await tove.get("/api/v1/gateways")).json()
+            return gw["health"] is not None
+
+        await wait_until(healthy, 15)
+        (gw,) = (await tove.get("/api/v1/gateways")).json()
+    health = gw["health"]
+    assert health["version"] and health["uptime_s"] >= 0
+    assert set(health["outbox"]) == {"critical", "high", "normal", "low"}
+    assert health["links"]["zigbee2mqtt"] == {"v": 1, "state": "connected", "up": True}
+    assert (health["devices"], health["devices_silent"]) == (4, 0)
+    assert 0 <= health["disk_budget_used_pct"] < 100
+    assert abs(gw["clock_offset_s"]) < 5  # one machine: only the transit
+
+
+def _report(**fields: Any) -> str:
+    body: dict[str, Any] = {
+        "gateway_id": GATEWAY_ID,
+        "sent_at": datetime.now(UTC).isoformat(),
+        "summary": False,
+        "devices": [{"id": "dev-1", "battery_pct": 50}],
+    }
+    return json.dumps(body | fields)
+
+
+async def test_garbage_on_the_device_states_topic_is_a_counted_drop(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    await publish_inventory(sqlite_cloud, ["dev-1"])
+    ingest = sqlite_cloud.ingest
+    topic = devices_topic(GATEWAY_ID)
+    port = sqlite_cloud.settings.mqtt_port
+    garbage: list[tuple[str | bytes, str]] = [
+        (b"\xff\xfe not json", "device_states_malformed"),
+        ("[]", "device_states_malformed"),
+        (_report(devices=[{"id": "dev-1", "battery_pct": 400}]), "device_states_malformed"),
+        (_report(devices=[{"id": "dev-1", "faults": ["DROP TABLE"]}]), "device_states_malformed"),
+        (_report(devices=[{"id": "dev-1"}] * (MAX_DEVICE_STATES + 1)), "device_states_malformed"),
+        (_report(sent_at="2026-12-03T10:00:00"), "device_states_malformed"),  # not UTC
+        (_report(gateway_id="gw-other"), "device_states_mismatch"),
+        (_report(devices=[{"id": "not-mine"}]), "device_state_unknown_device"),
+        ("x" * (MAX_MESSAGE_BYTES + 1), "oversized"),
+    ]
+    for payload, reason in garbage:
+        before = ingest.dropped[reason]
+        await publish(port, topic, payload)
+        await wait_until(lambda r=reason, b=before: ingest.dropped[r] > b, 10)
+    # A NUL in a firmware name is replaced, and the report still applied.
+    nul = {"id": "dev-1", "firmware": "1.0\u0000", "battery_pct": 50}
+    await publish(port, topic, _report(devices=[nul]))
+
+    async def applied() -> bool:
+        return bool((await _devices(sqlite_cloud))["dev-1"]["firmware"] == "1.0\ufffd")
+
+    await wait_until(applied, 10)
+    # An older report (out of order after a reconnect) does not undo a newer one.
+    old = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    stale_before = ingest.dropped["device_state_stale"]
+    await publish(port, topic, _report(sent_at=old, devices=[{"id": "dev-1", "battery_pct": 1}]))
+    await wait_until(lambda: ingest.dropped["device_state_stale"] > stale_before, 10)
+    assert (await _devices(sqlite_cloud))["dev-1"]["battery_pct"] == 50
+
+
+def _registry(n: int) -> Registry:
+    return Registry(
+        [
+            DEVICE_CONFIG.validate_python(
+                {"id": f"d-{i}", "type": "door_contact", "address": f"a-{i}", "home": "h"}
+            )
+            for i in range(n)
+        ]
+    )
+
+
+async def test_a_change_is_what_a_technician_would_act_on_and_a_summary_comes_in_parts() -> None:
+    registry = _registry(450)
+    report = DeviceStateReport(GATEWAY_ID, registry)
+    sent: list[tuple[str, str]] = []
+
+    async def publish_(topic: str, payload: str) -> None:
+        sent.append((topic, payload))
+
+    await report.send_summary(publish_)
+    parts = [DeviceStates.model_validate_json(p) for _t, p in sent]
+    assert [(m.part, m.parts, len(m.devices)) for m in parts] == [
+        (1, 3, 200),
+        (2, 3, 200),
+        (3, 3, 50),
+    ]
+    assert {t for t, _p in sent} == {devices_topic(GATEWAY_ID)}
+    assert all(len(p.encode()) < MAX_MESSAGE_BYTES for _t, p in sent)
+    assert len({d.id for m in parts for d in m.devices}) == 450
+
+    device = registry.get("d-7")
+    assert device is not None
+    device.status.linkquality = 120
+    device.status.battery_pct = 80.4
+    assert await report.send_changes(publish_) == 1
+    sent.clear()
+    # Jitter within a step is no change; a whole percent, or a signal step, is.
+    device.status.linkquality = 124
+    device.status.battery_pct = 80.9
+    assert await report.send_changes(publish_) == 0
+    device.status.battery_pct = 79.9
+    device.status.contact = "open"
+    assert await report.send_changes(publish_) == 1
+    (message,) = [DeviceStates.model_validate_json(p) for _t, p in sent]
+    assert message.summary is False
+    assert message.devices[0].contact == "open"
+    # What a device says beyond the wire's range is clamped, not a reason to drop it all.
+    device.status.battery_pct = 104.0
+    device.status.rssi_dbm = float("nan")
+    state = report.state(device)
+    assert (state.battery_pct, state.rssi_dbm) == (100.0, None)
+    DeviceState.model_validate_json(state.model_dump_json())
