@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from dashboards import OPERATOR_CONSOLE, STAFF_CONSOLE
 
+from . import metrics
 from .api import SMALL_BODY_BYTES, StrictRoute, api_router
 from .clockwatch import ClockWatch
 from .commandkeys import load_command_keys
@@ -163,6 +164,12 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def prometheus_metrics(request: Request) -> Response:
+        """Counts for Prometheus (cloud/metrics.py): this host, or TRYGG_METRICS_TOKEN."""
+        metrics.allowed(request, settings.metrics_token)
+        return await metrics.metrics(request.app.state.services)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

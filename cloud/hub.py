@@ -36,6 +36,11 @@ class Hub(Generic[C]):
         finally:
             self._subscribers.pop(queue, None)
 
+    @property
+    def clients(self) -> int:
+        """Live streams subscribed on this replica now."""
+        return len(self._subscribers)
+
     def publish(self, org_id: str, change: C) -> None:
         """A change made here: to this replica's streams, and through ``relay`` to the
         other replicas' (set by the ingest worker, which holds the broker connection)."""

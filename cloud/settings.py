@@ -88,6 +88,9 @@ class CloudSettings(CommandKeySettings):
     escalate_not_on_site_s: int = Field(default=1800, ge=1, le=86400)
     escalation_every_s: float = Field(default=1.0, gt=0, le=60)
     escalation_webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    # GET /metrics (cloud/metrics.py): with a token, for whoever sends it; without, this
+    # host only.
+    metrics_token: str | None = Field(default=None, min_length=16, max_length=200)
     # A clock (this host's, or the database's) that moves more than this much more or
     # less than monotonic time between two looks a second apart has been stepped.
     clock_step_limit_s: float = Field(default=2.0, gt=0, le=3600)

@@ -154,6 +154,7 @@ UNAUTHENTICATED = {
     ("POST", "/api/v1/auth/token"),
     ("POST", "/api/v1/auth/session"),
     ("GET", "/healthz"),
+    ("GET", "/metrics"),  # this host, or TRYGG_METRICS_TOKEN (tests/test_dispatch_metrics.py)
 }
 # Every signed-in person may sign out and set up a second factor (tests/test_sign_in.py).
 OWN = {
