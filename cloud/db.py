@@ -212,6 +212,22 @@ class Device(Base):
     state_at: Mapped[datetime | None]
 
 
+class DiscoveredDevice(Base):
+    """A device a gateway hears but has not paired, as the gateway last reported it
+    (devices/wire.py DiscoveredDevice): for a technician to pair."""
+
+    __tablename__ = "discovered_devices"
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"), primary_key=True)
+    transport: Mapped[str] = mapped_column(String(32), primary_key=True)
+    address: Mapped[str] = mapped_column(String(256), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    messages: Mapped[int] = mapped_column(Integer)
+    said: Mapped[str] = mapped_column(String(200), default="")
+    reported_at: Mapped[datetime]
+
+
 class AuditEntry(Base):
     """Who did or read what, when: every action, and every read of resident data."""
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.wire import DeviceStates, Heartbeat
 
-from .db import Device, Gateway
+from .db import Device, DiscoveredDevice, Gateway
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,43 @@ async def apply_device_states(
             device.contact = state.contact
             device.contact_at = at
         updated += 1
+    if report.discovered is not None:
+        await _replace_discovered(session, gateway, report)
     return Applied(updated, unknown, stale)
+
+
+async def _replace_discovered(
+    session: AsyncSession, gateway: Gateway, report: DeviceStates
+) -> None:
+    """The gateway's list of devices heard but not paired, as it now says (the whole
+    list comes each time, so what is gone from it was paired or forgotten there)."""
+    assert report.discovered is not None
+    newest = await session.scalar(
+        select(func.max(DiscoveredDevice.reported_at)).where(
+            DiscoveredDevice.gateway_id == gateway.id
+        )
+    )
+    if newest is not None and newest > report.sent_at:
+        return  # an older list, arriving late
+    await session.execute(delete(DiscoveredDevice).where(DiscoveredDevice.gateway_id == gateway.id))
+    seen: set[tuple[str, str]] = set()
+    for d in report.discovered:
+        if (d.transport, d.address) in seen:
+            continue
+        seen.add((d.transport, d.address))
+        session.add(
+            DiscoveredDevice(
+                gateway_id=gateway.id,
+                transport=d.transport,
+                address=d.address,
+                org_id=gateway.org_id,
+                first_seen=d.first_seen,
+                last_seen=d.last_seen,
+                messages=d.messages,
+                said=d.said,
+                reported_at=report.sent_at,
+            )
+        )
 
 
 def apply_health(gateway: Gateway, beat: Heartbeat, now: datetime) -> None:

@@ -179,6 +179,21 @@ class DeviceState(_Wire):
     contact: Literal["open", "closed"] | None = None
 
 
+MAX_DISCOVERED = 100
+
+
+class DiscoveredDevice(_Wire):
+    """A device the gateway hears but has not paired (newest first, at most 100)."""
+
+    transport: str = Field(min_length=1, max_length=32)
+    address: str = Field(min_length=1, max_length=256)
+    first_seen: UtcDatetime
+    last_seen: UtcDatetime
+    messages: int = Field(ge=0)
+    # What its messages held: their fields' names (Zigbee2MQTT), or their kind.
+    said: str = Field(default="", max_length=200)
+
+
 class DeviceStates(_Wire):
     """Some or all of a gateway's devices' states. ``summary``: every device, in
     ``parts`` messages of which this is ``part``; otherwise only those that changed."""
@@ -189,6 +204,9 @@ class DeviceStates(_Wire):
     part: int = Field(default=1, ge=1, le=MAX_INVENTORY_DEVICES)
     parts: int = Field(default=1, ge=1, le=MAX_INVENTORY_DEVICES)
     devices: list[DeviceState] = Field(max_length=MAX_DEVICE_STATES)
+    # The devices heard but not paired, the whole list, when it changed (and in the
+    # summary's first part); absent otherwise.
+    discovered: list[DiscoveredDevice] | None = Field(default=None, max_length=MAX_DISCOVERED)
 
 
 class InventoryDevice(_Wire):

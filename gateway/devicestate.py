@@ -8,7 +8,9 @@ service gets that on ``devices_topic(<id>)``:
 - on every connect, and every ``summary_s`` (15 min), a **summary**: every device, in
   parts of at most ``MAX_DEVICE_STATES``;
 - in between, every ``batch_s`` (5 s), the devices whose state **changed** since they
-  were last sent, if any.
+  were last sent, if any;
+- with the summary, and whenever it changes, the list of devices heard but not paired
+  (newest 100, with the fields their messages held), for the technicians to pair.
 
 A change is what a technician would act on: a fault opened or cleared, the battery by a
 whole percent, the signal by a step (linkquality by 25 of 255, RSSI by 10 dB), firmware,
@@ -23,15 +25,27 @@ Nothing here is kept on disk: a restarted gateway sends its summary anew.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
+import aiomqtt
+from pydantic import ValidationError
+
 from devices import utc_now
-from devices.wire import MAX_DEVICE_STATES, DeviceState, DeviceStates, devices_topic
+from devices.wire import (
+    MAX_DEVICE_STATES,
+    MAX_DISCOVERED,
+    DeviceState,
+    DeviceStates,
+    DiscoveredDevice,
+    devices_topic,
+)
 
 from .registry import RegisteredDevice, Registry
+from .store import Discovered, StoreError
 
 log = logging.getLogger("trygg.gateway.devicestate")
 
@@ -66,6 +80,7 @@ class DeviceStateReport:
         summary_s: float = 900.0,
         started: datetime | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        discovered: Callable[[], Awaitable[list[Discovered]]] | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self.registry = registry
@@ -75,6 +90,9 @@ class DeviceStateReport:
         self._started = started or utc_now()
         self._monotonic = monotonic
         self._sent: dict[str, _Key] = {}
+        # The devices heard but not paired (gateway/store.py), sent whole when they change.
+        self._discovered = discovered
+        self._discovered_sent: frozenset[tuple[str, str, str]] | None = None
         self.summaries = 0
         self.changes_sent = 0
         self.messages = 0
@@ -100,27 +118,72 @@ class DeviceStateReport:
             contact=status.contact,
         )
 
+    def states(self) -> list[DeviceState]:
+        """Every device's state; one the wire cannot carry is left out, and logged."""
+        states: list[DeviceState] = []
+        for device in self.registry:
+            try:
+                states.append(self.state(device))
+            except ValidationError as exc:
+                log.warning("the state of %s cannot be reported: %s", device.id, exc)
+        return states
+
     def changed(self) -> list[DeviceState]:
         """The devices whose state differs from what was last sent of them."""
-        states = (self.state(d) for d in self.registry)
-        return [s for s in states if self._sent.get(s.id) != significant(s)]
+        return [s for s in self.states() if self._sent.get(s.id) != significant(s)]
+
+    async def discovered(self) -> list[DiscoveredDevice] | None:
+        """The devices heard but not paired, as the wire carries them (None: not kept)."""
+        if self._discovered is None:
+            return None
+        try:
+            rows = await self._discovered()
+        except StoreError:  # a faulted store: the list goes when it can be read again
+            return None
+        found: list[DiscoveredDevice] = []
+        for d in rows[:MAX_DISCOVERED]:
+            with contextlib.suppress(ValueError):  # a row the wire cannot carry is left out
+                found.append(
+                    DiscoveredDevice(
+                        transport=d.transport[:32],
+                        address=d.address[:256],
+                        first_seen=datetime.fromisoformat(d.first_seen).astimezone(UTC),
+                        last_seen=datetime.fromisoformat(d.last_seen).astimezone(UTC),
+                        messages=max(0, d.messages),
+                        said=d.said[:200],
+                    )
+                )
+        return found
 
     async def send_summary(self, publish: Publish) -> None:
-        states = [self.state(d) for d in self.registry]
-        await self._send(publish, states, summary=True)
+        states = self.states()
+        discovered = await self.discovered()
+        await self._send(publish, states, summary=True, discovered=discovered)
         self._sent = {s.id: significant(s) for s in states}
+        self._discovered_sent = _discovered_key(discovered)
         self.summaries += 1
 
     async def send_changes(self, publish: Publish) -> int:
+        """The changed devices, and the discovered list if it changed; how many devices."""
         changed = self.changed()
-        if changed:
-            await self._send(publish, changed, summary=False)
+        discovered = await self.discovered()
+        key = _discovered_key(discovered)
+        news = discovered if key != self._discovered_sent else None
+        if changed or news is not None:
+            await self._send(publish, changed, summary=False, discovered=news)
             for state in changed:
                 self._sent[state.id] = significant(state)
+            self._discovered_sent = key
             self.changes_sent += len(changed)
         return len(changed)
 
-    async def _send(self, publish: Publish, states: Sequence[DeviceState], summary: bool) -> None:
+    async def _send(
+        self,
+        publish: Publish,
+        states: Sequence[DeviceState],
+        summary: bool,
+        discovered: list[DiscoveredDevice] | None,
+    ) -> None:
         topic = devices_topic(self.gateway_id)
         parts = list(_chunks(states, MAX_DEVICE_STATES)) or [[]]
         now = utc_now()
@@ -132,22 +195,36 @@ class DeviceStateReport:
                 part=n,
                 parts=len(parts),
                 devices=list(part),
+                discovered=discovered if n == 1 else None,
             )
             await publish(topic, message.model_dump_json(exclude_none=True))
             self.messages += 1
 
     async def run(self, publish: Publish) -> None:
         """While connected: the summary at once, then changes and summaries on time."""
-        await self.send_summary(publish)
-        log.info("reported the state of %d devices", len(self.registry))
-        next_summary = self._monotonic() + self.summary_s
+        next_summary = self._monotonic()
         while True:
+            try:
+                if self._monotonic() >= next_summary:
+                    await self.send_summary(publish)
+                    log.debug("reported the state of %d devices", len(self.registry))
+                    next_summary = self._monotonic() + self.summary_s
+                else:
+                    await self.send_changes(publish)
+            except aiomqtt.MqttError:
+                raise  # the uplink reconnects, and the summary goes again
+            except Exception:  # a report must never take the uplink down
+                log.exception("could not report the devices' states; trying again")
             await asyncio.sleep(self.batch_s)
-            if self._monotonic() >= next_summary:
-                await self.send_summary(publish)
-                next_summary = self._monotonic() + self.summary_s
-            else:
-                await self.send_changes(publish)
+
+
+def _discovered_key(
+    discovered: list[DiscoveredDevice] | None,
+) -> frozenset[tuple[str, str, str]] | None:
+    """What makes the discovered list worth sending again: who, and what they said."""
+    if discovered is None:
+        return None
+    return frozenset((d.transport, d.address, d.said) for d in discovered)
 
 
 def _clamped(value: float | None, low: float, high: float) -> float | None:

@@ -108,8 +108,10 @@ class Pipeline:
         finally:
             _SENDER_RESENDS.reset(token)
 
-    async def discovered(self, transport: str, address: str, source: str) -> None:
-        """A device that is not in the registry: shown to technicians, not ingested."""
+    async def discovered(self, transport: str, address: str, source: str, said: str = "") -> None:
+        """A device that is not in the registry: shown to technicians, not ingested.
+        ``said``: what its message held, as fields without their values (no reading of an
+        unpaired device, whoever's it is, is kept)."""
         self.counters.drop(DropReason.UNKNOWN_DEVICE, source, "not in the device registry")
         now = self._mono()
         key = (transport, address)
@@ -121,7 +123,7 @@ class Pipeline:
         if len(self._discovered_at) > 10_000:
             self._discovered_at.clear()
         self._discovered_at[key] = (now, 0)
-        await self.store.note_discovered(transport, address, messages=pending + 1)
+        await self.store.note_discovered(transport, address, messages=pending + 1, said=said)
 
     def seen(self, device: RegisteredDevice, *, rssi: float | None = None) -> None:
         """The device spoke (even if only to repeat itself): it is alive."""

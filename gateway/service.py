@@ -78,6 +78,7 @@ class Gateway:
             self.registry,
             batch_s=config.gateway.device_changes_s,
             summary_s=config.gateway.device_summary_s,
+            discovered=self.store.discovered,
         )
         self.started = time.monotonic()
         self.uplink = DispatchUplink(

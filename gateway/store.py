@@ -26,7 +26,7 @@
   written in the transaction of what it records (a lock's event: with its outbox row).
 - The schema's version is SQLite's ``user_version``; opening a store of an older version
   upgrades it in one transaction (version 1: the command audit table became the lock
-  log, its rows chained in their order).
+  log, its rows chained in their order; version 2: what a discovered device said).
 - A full disk: a reserve file (``<store>.reserve``, ``reserve_bytes``) is preallocated at
   open. When an event cannot be written for want of space, the reserve is released and
   the write retried, so an alarm still finds room when readings or anything else on the
@@ -107,6 +107,7 @@ CREATE TABLE IF NOT EXISTS discovered (
     first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL,
     messages INTEGER NOT NULL DEFAULT 1,
+    said TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (transport, address)
 );
 CREATE TABLE IF NOT EXISTS command_nonce (
@@ -134,7 +135,7 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @contextmanager
@@ -172,6 +173,10 @@ def _upgrade(db: sqlite3.Connection) -> None:
                 entry = LockLogEntry(at, device, action, issued_by, outcome, reason, command)
                 locklog.append(db, entry)
             db.execute("DROP TABLE command_audit")
+        columns = {row[1] for row in db.execute("PRAGMA table_info(discovered)")}
+        if version < 2 and "said" not in columns:
+            # Version 2: what a discovered device said (its message's fields, no values).
+            db.execute("ALTER TABLE discovered ADD COLUMN said TEXT NOT NULL DEFAULT ''")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -305,6 +310,7 @@ class Discovered:
     first_seen: str
     last_seen: str
     messages: int
+    said: str = ""  # what its messages held (the fields, never their values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -972,16 +978,20 @@ class Store:
         await self._run(upsert)
 
     # -- discovered devices ------------------------------------------------------------
-    async def note_discovered(self, transport: str, address: str, *, messages: int = 1) -> None:
+    async def note_discovered(
+        self, transport: str, address: str, *, messages: int = 1, said: str = ""
+    ) -> None:
         now = utc_now().isoformat()
 
         def upsert() -> None:
             self._conn().execute(
-                "INSERT INTO discovered (transport, address, first_seen, last_seen, messages)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (transport, address)"
+                "INSERT INTO discovered"
+                " (transport, address, first_seen, last_seen, messages, said)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (transport, address)"
                 " DO UPDATE SET last_seen = excluded.last_seen,"
-                " messages = messages + excluded.messages",
-                (transport, address[:256], now, now, messages),
+                " messages = messages + excluded.messages,"
+                " said = CASE WHEN excluded.said = '' THEN said ELSE excluded.said END",
+                (transport, address[:256], now, now, messages, said[:200]),
             )
 
         await self._run(upsert)
@@ -989,8 +999,8 @@ class Store:
     async def discovered(self) -> list[Discovered]:
         def select() -> list[Discovered]:
             rows = self._conn().execute(
-                "SELECT transport, address, first_seen, last_seen, messages FROM discovered"
-                " ORDER BY last_seen DESC"
+                "SELECT transport, address, first_seen, last_seen, messages, said"
+                " FROM discovered ORDER BY last_seen DESC"
             )
             return [Discovered(*row) for row in rows]
 

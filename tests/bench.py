@@ -1354,23 +1354,37 @@ async def _cloud_history(url: str, gateways: int, history: int, devices: int) ->
             for n in range(devices)
         ]
         await session.execute(insert(Device), known)
+        # Every heartbeat gateway's devices, for their state reports.
+        fleet = [
+            {"org_id": "bench", "id": f"gw-hb-{g}-d{d}", "gateway_id": f"gw-hb-{g}"}
+            | {"home_id": f"home-hb-{g}", "type": "door_contact" if d == 0 else "motion"}
+            for g in range(gateways)
+            for d in range(FLEET_DEVICES)
+        ]
+        for chunk in range(0, len(fleet), 20_000):
+            await session.execute(insert(Device), fleet[chunk : chunk + 20_000])
         await session.commit()
 
 
-def phase_cloud(work: Path, alarms: int, gateways: int, beats: int) -> dict[str, float]:
+def phase_cloud(
+    work: Path, alarms: int, gateways: int, beats: int, states: int
+) -> dict[str, float]:
     """The dispatch service on PostgreSQL, as its own process: alarm intake (committed and
-    acked), sustained heartbeats from 10,000 gateways, and the alarm list over 100,000
-    historical alarms."""
+    acked), sustained heartbeats and device-state reports from 10,000 gateways, and the
+    alarm list over 100,000 historical alarms."""
     import httpx
 
     from devices import Event, Priority, stable_event_id
     from devices.wire import EventEnvelope, Heartbeat, events_topic
 
     fleet = identity(
-        FLEET, ("topic write trygg/v1/gw/+/status", "topic write trygg/v1/gw/+/events")
+        FLEET,
+        tuple(f"topic write trygg/v1/gw/+/{kind}" for kind in ("status", "events", "devices")),
     )
     broker = Mosquitto(
-        work, max_queued=beats + alarms + 10_000, identities=[*broker_identities(), fleet]
+        work,
+        max_queued=beats + alarms + states + 10_000,
+        identities=[*broker_identities(), fleet],
     )
     broker.start()
     database = asyncio.run(create_database())
@@ -1443,6 +1457,37 @@ def phase_cloud(work: Path, alarms: int, gateways: int, beats: int) -> dict[str,
             f"cloud: {beats:,} heartbeats from {gateways:,} gateways handled at "
             f"{beat_rate:,.0f}/s (published in {publish_s:.1f} s)"
         )
+        # 2b. Device states: one summary of 20 devices from each of the 10,000 gateways,
+        # then a marker from one of them (one ordered stream, as with the heartbeats).
+        publisher = Publisher(broker.port, "bench-gateway-states", FLEET)
+        at = datetime.now(UTC)
+        started = time.perf_counter()
+        for chunk in range(0, states, 2_000):
+            infos = [
+                publisher.publish(
+                    f"trygg/v1/gw/gw-hb-{n % (gateways - 1)}/devices",
+                    _device_states(f"gw-hb-{n % (gateways - 1)}", at, 50 + n % 40),
+                )
+                for n in range(chunk, min(states, chunk + 2_000))
+            ]
+            for info in infos:
+                info.wait_for_publish(60)
+        publisher.publish(
+            f"trygg/v1/gw/{marker}/devices",
+            _device_states(marker, datetime.now(UTC), 7),
+        )
+        seen_device = DeviceSeen(url)
+        try:
+            wait_for(lambda: seen_device(f"{marker}-d0", 7), 600, "the marker device state")
+            state_rate = (states + 1) / (time.perf_counter() - started)
+        finally:
+            seen_device.close()
+        publisher.close()
+        log(
+            f"cloud: {states:,} device-state messages ({FLEET_DEVICES} devices each) from "
+            f"{gateways:,} gateways handled at {state_rate:,.0f}/s "
+            f"({state_rate * FLEET_DEVICES:,.0f} device states/s)"
+        )
         # 3. The alarm list with 100,000 historical alarms (and the new ones) present.
         with httpx.Client(base_url=api, timeout=10) as http:
             token = http.post(
@@ -1463,6 +1508,7 @@ def phase_cloud(work: Path, alarms: int, gateways: int, beats: int) -> dict[str,
         return {
             "cloud_alarm_ingest_per_s": round(ingest_rate),
             "cloud_heartbeats_per_s": round(beat_rate),
+            "device_state_msgs_per_s": round(state_rate),
             "alarms_query_p50_ms": round(p50, 2),
             "alarms_query_p99_ms": round(p99, 2),
         }
@@ -1474,6 +1520,31 @@ def phase_cloud(work: Path, alarms: int, gateways: int, beats: int) -> dict[str,
 
 def _cloud_port(work: Path) -> int:
     return int((work / "cloud.port").read_text())
+
+
+FLEET_DEVICES = 20  # devices per heartbeat gateway, for the device-state reports
+
+
+def _device_states(gateway: str, at: datetime, battery: float) -> str:
+    from devices.wire import DeviceState, DeviceStates
+
+    return DeviceStates(
+        gateway_id=gateway,
+        sent_at=at,
+        summary=True,
+        devices=[
+            DeviceState(
+                id=f"{gateway}-d{d}",
+                last_seen=at,
+                battery_pct=battery,
+                linkquality=120,
+                firmware="1.2.3",
+                checkin_due=at + timedelta(hours=1),
+                contact="closed" if d == 0 else None,
+            )
+            for d in range(FLEET_DEVICES)
+        ],
+    ).model_dump_json(exclude_none=True)
 
 
 class GatewaySeen:
@@ -1500,6 +1571,20 @@ class GatewaySeen:
     def close(self) -> None:
         self._runner.run(self._engine.dispose())
         self._runner.close()
+
+
+class DeviceSeen(GatewaySeen):
+    """Polls whether a device's state (with this battery) reached the database."""
+
+    def __call__(self, device_id: str, battery: float = 0) -> bool:
+        from cloud.db import Device
+
+        async def check() -> bool:
+            async with self._sessions() as session:
+                row = await session.get(Device, ("bench", device_id))
+                return row is not None and row.battery_pct == battery
+
+        return self._runner.run(check())
 
 
 def phase_drain_and_reconnect(work: Path, backlog: int) -> dict[str, float]:
@@ -1685,6 +1770,12 @@ PostgreSQL, victoria-metrics for the InfluxDB v2 write API.
 - `cloud_heartbeats_per_s`: 50,000 heartbeats round robin over 10,000 registered gateways,
   then a marker heartbeat from one more; from the first publish until the marker's
   last-seen time is in the database (one ordered stream, so everything before it is done).
+- `device_state_msgs_per_s`: 10,000 device-state summaries (`DeviceStates`, 20 devices
+  each, about 4 KB: what each gateway sends on connect and every 15 minutes), one from each
+  of the 10,000 gateways, published at QoS 1 as fast as paho sends them, then a marker
+  from one more; from the first publish until the marker's state is in PostgreSQL. Each
+  message is one query for the gateway's devices, their updates and one commit. 10,000
+  gateways of 20 devices need about 11 a second for their summaries (docs/wire-protocol.md).
 - `alarms_query_p50_ms`, `alarms_query_p99_ms`: `GET /api/v1/alarms` (the default: 200
   alarms, priority then age), 500 times in a row after a warm-up, with 100,000 historical
   alarms (2 % still open) of the same organisation in PostgreSQL, including sign-in check.
@@ -1717,6 +1808,9 @@ def main() -> None:
     parser.add_argument("--sim-load-seconds", type=float, default=20.0)
     parser.add_argument("--cloud-alarms", type=int, default=5_000)
     parser.add_argument("--heartbeats", type=int, default=50_000)
+    parser.add_argument(
+        "--device-states", type=int, default=10_000, help="device-state messages of 20 devices"
+    )
     parser.add_argument("--kill9-cycles", type=int, default=100)
     parser.add_argument("--overload-seconds", type=float, default=60.0)
     parser.add_argument("--overload-rate", type=int, default=40_000, help="readings/s offered")
@@ -1740,7 +1834,12 @@ def main() -> None:
             ("commands", lambda w: phase_commands(w, args.commands, args.door_taps)),
             ("drain", lambda w: phase_drain_and_reconnect(w, args.backlog)),
             ("sim_load", lambda w: phase_sim_load(w, args.sim_load_seconds)),
-            ("cloud", lambda w: phase_cloud(w, args.cloud_alarms, 10_000, args.heartbeats)),
+            (
+                "cloud",
+                lambda w: phase_cloud(
+                    w, args.cloud_alarms, 10_000, args.heartbeats, args.device_states
+                ),
+            ),
             ("kill9", lambda w: phase_kill9(w, args.kill9_cycles)),
             (
                 "overload",

@@ -5,7 +5,9 @@ over the secured broker; what is garbage is a counted drop (docs/wire-protocol.m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +25,7 @@ from devices.wire import (
 from gateway import Gateway
 from gateway.devicestate import DeviceStateReport
 from gateway.registry import DEVICE_CONFIG, Registry
+from gateway.store import Store
 
 from .conftest import GATEWAY_ID, RunningCloud, gateway_config, publish, publish_inventory
 from .servers import Mosquitto, wait_until
@@ -209,3 +212,47 @@ async def test_a_change_is_what_a_technician_would_act_on_and_a_summary_comes_in
     state = report.state(device)
     assert (state.battery_pct, state.rssi_dbm) == (100.0, None)
     DeviceState.model_validate_json(state.model_dump_json())
+
+
+async def test_a_device_heard_but_not_paired_shows_under_its_gateway_by_what_it_said(
+    sqlite_cloud: RunningCloud, quick_gateway: Gateway, mosquitto: Mosquitto
+) -> None:
+    said = {"contact": False, "battery": 80, "linkquality": 90}
+    await publish(mosquitto.port, "zigbee2mqtt/0x00158d0001a2b3c4", json.dumps(said))
+    route = f"/api/v1/gateways/{GATEWAY_ID}/discovered"
+    async with await sqlite_cloud.authed("tove") as tove:
+
+        async def listed() -> bool:
+            return bool((await tove.get(route)).json())
+
+        await wait_until(listed, 15)
+        (stranger,) = (await tove.get(route)).json()
+    assert (stranger["transport"], stranger["address"]) == ("zigbee2mqtt", "0x00158d0001a2b3c4")
+    assert stranger["said"] == "battery, contact, linkquality"  # never the values
+    assert stranger["messages"] >= 1
+    async with await sqlite_cloud.authed("anna") as anna:  # an operator pairs nothing
+        assert (await anna.get(route)).status_code == 403
+    # (Every role and another organisation: tests/test_api_auth.py's route table.)
+
+
+async def test_a_store_from_before_discovered_devices_said_anything_opens(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute(
+            "CREATE TABLE discovered (transport TEXT NOT NULL, address TEXT NOT NULL,"
+            " first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,"
+            " messages INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (transport, address))"
+        )
+        db.execute(
+            "INSERT INTO discovered VALUES ('ble', 'AA:BB', '2026-12-01T10:00:00+00:00',"
+            " '2026-12-01T10:00:00+00:00', 3)"
+        )
+        db.execute("PRAGMA user_version = 1")
+    store = Store(path)
+    await store.open()
+    try:
+        await store.note_discovered("ble", "AA:BB", said="BTHome advertisement")
+        (found,) = await store.discovered()
+        assert (found.messages, found.said) == (4, "BTHome advertisement")
+    finally:
+        await store.close()

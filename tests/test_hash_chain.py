@@ -564,7 +564,7 @@ async def test_a_store_from_before_the_lock_log_opens_with_its_command_audit_cha
     with contextlib.closing(sqlite3.connect(path)) as db:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
         assert "command_audit" not in tables
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
     # Opened again: nothing is chained twice.
     again = Store(path)
     await again.open()

@@ -19,7 +19,7 @@ from devices.wire import GATEWAY_ID_PATTERN
 
 from ..audit import audit, read_audit
 from ..clock import database_now
-from ..db import Device, Gateway, Home, Resident, Team, User
+from ..db import Device, DiscoveredDevice, Gateway, Home, Resident, Team, User
 from ..security import Role, hash_password
 from ..signin import revoke_sessions
 from .deps import (
@@ -425,6 +425,33 @@ class DeviceOut(_Out):
     contact: str | None = None
     lock_state: str | None = None
     state_at: datetime | None = None
+
+
+class DiscoveredOut(_Out):
+    transport: str
+    address: str
+    first_seen: datetime
+    last_seen: datetime
+    messages: int
+    said: str
+    reported_at: datetime
+
+
+@router.get("/gateways/{gateway_id}/discovered")
+async def list_discovered(
+    gateway_id: str, user: DeviceManager, session: SessionDep
+) -> list[DiscoveredOut]:
+    """What the gateway hears but has not paired, newest first, as it last reported:
+    for a technician to pair (what a device said is its fields' names, never values)."""
+    gateway = await session.get(Gateway, gateway_id)
+    if gateway is None or gateway.org_id != user.org_id:
+        raise _not_found("gateway", gateway_id)
+    rows = await session.scalars(
+        select(DiscoveredDevice)
+        .where(DiscoveredDevice.gateway_id == gateway_id)
+        .order_by(DiscoveredDevice.last_seen.desc())
+    )
+    return [DiscoveredOut.model_validate(d) for d in rows]
 
 
 class TestWindow(_In):

@@ -212,7 +212,7 @@ class BleTransport:
         source = f"ble:{address}"
         device = self.pipeline.device("ble", address)
         if device is None:
-            await self.pipeline.discovered("ble", address, source)
+            await self.pipeline.discovered("ble", address, source, "BTHome advertisement")
             return
         config = device.config
         if not isinstance(config, BleDevice):  # pragma: no cover - registry keys by transport

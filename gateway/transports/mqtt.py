@@ -254,7 +254,7 @@ class Zigbee2MqttInput:
             return  # the bridge's own state and logs: not device input
         device, sub = self._resolve(rest)
         if device is None:
-            await self.intake.discovered(TRANSPORT, rest, source)
+            await self.intake.discovered(TRANSPORT, rest, source, _fields(payload))
             return
         try:
             if sub == "availability":
@@ -380,3 +380,15 @@ PLUGINS = {
         actor=lambda link: Zigbee2MqttActor(cast("Zigbee2MqttTransport", link)),
     )
 }
+
+
+def _fields(payload: bytes) -> str:
+    """What a stranger's Zigbee2MQTT message held: its fields' names, never their values."""
+    try:
+        body = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return "not JSON"
+    if not isinstance(body, dict):
+        return type(body).__name__
+    names = sorted(str(k)[:40] for k in body)
+    return ", ".join(names)[:200]

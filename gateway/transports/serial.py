@@ -174,7 +174,8 @@ class SerialTransport:
             address = radio_address(self.port.name, frame.address)
             device = self.pipeline.device("radio", address)
             if device is None:
-                await self.pipeline.discovered("radio", address, self.source)
+                said = f"radio {frame.type.name.lower().replace('_', ' ')} frame"
+                await self.pipeline.discovered("radio", address, self.source, said)
                 continue
             await self.pipeline.accept(device, frame.observations(), source=self.source)
 
@@ -195,7 +196,7 @@ class SerialTransport:
                 counters.drop(DropReason.MALFORMED, self.source, str(exc))
                 continue
             if device is None:
-                await self.pipeline.discovered("nmea", self.port.name, self.source)
+                await self.pipeline.discovered("nmea", self.port.name, self.source, "NMEA 0183")
                 continue
             if fix is None:
                 self.pipeline.seen(device)  # a well-formed sentence: the receiver is alive

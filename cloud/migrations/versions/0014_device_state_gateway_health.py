@@ -7,7 +7,8 @@ Create Date: 2026-12-03 17:00:00
 devices: when last heard, battery, signal, availability, open technical faults, when its
 next check-in is due, a door contact's state, and when the gateway said so
 (devices/wire.py DeviceState). gateways: the health its last heartbeat carried, and its
-clock's offset from the dispatch service's at that heartbeat.
+clock's offset from the dispatch service's at that heartbeat. discovered_devices: what
+each gateway hears but has not paired, as it last said.
 """
 
 from __future__ import annotations
@@ -39,9 +40,22 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("health", sa.JSON()))
         batch_op.add_column(sa.Column("health_at", _UTC))
         batch_op.add_column(sa.Column("clock_offset_s", sa.Float()))
+    op.create_table(
+        "discovered_devices",
+        sa.Column("gateway_id", sa.String(64), sa.ForeignKey("gateways.id"), primary_key=True),
+        sa.Column("transport", sa.String(32), primary_key=True),
+        sa.Column("address", sa.String(256), primary_key=True),
+        sa.Column("org_id", sa.String(64), sa.ForeignKey("organisations.id"), nullable=False),
+        sa.Column("first_seen", _UTC, nullable=False),
+        sa.Column("last_seen", _UTC, nullable=False),
+        sa.Column("messages", sa.Integer(), nullable=False),
+        sa.Column("said", sa.String(200), nullable=False, server_default=""),
+        sa.Column("reported_at", _UTC, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("discovered_devices")
     with op.batch_alter_table("gateways") as batch_op:
         for column in ("clock_offset_s", "health_at", "health"):
             batch_op.drop_column(column)
