@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from dashboards import OPERATOR_CONSOLE, STAFF_CONSOLE
+from dashboards import OPERATOR_CONSOLE, STAFF_CONSOLE, TECHNICIAN_CONSOLE
 
 from . import metrics
 from .api import SMALL_BODY_BYTES, StrictRoute, api_router
@@ -177,6 +177,8 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
 
     app.mount("/console", StaticFiles(directory=OPERATOR_CONSOLE, html=True), name="console")
     app.mount("/staff", StaticFiles(directory=STAFF_CONSOLE, html=True), name="staff")
+    technician = StaticFiles(directory=TECHNICIAN_CONSOLE, html=True)
+    app.mount("/technician", technician, name="technician")
     return app
 
 

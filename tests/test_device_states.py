@@ -4,11 +4,9 @@ over the secured broker; what is garbage is a counted drop (docs/wire-protocol.m
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,21 +25,10 @@ from gateway.devicestate import DeviceStateReport
 from gateway.registry import DEVICE_CONFIG, Registry
 from gateway.store import Store
 
-from .conftest import GATEWAY_ID, RunningCloud, gateway_config, publish, publish_inventory
+from .conftest import GATEWAY_ID, RunningCloud, publish, publish_inventory
 from .servers import Mosquitto, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def quick_gateway(mosquitto: Mosquitto, tmp_path: Path) -> AsyncIterator[Gateway]:
-    """The test gateway, telling changes within a fifth of a second."""
-    settings: dict[str, object] = {"gateway": {"id": GATEWAY_ID, "device_changes_s": 0.2}}
-    config = gateway_config(mosquitto, tmp_path / "gateway.db", extra=settings)
-    async with Gateway(config) as gw:
-        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
-        await asyncio.wait_for(gw.uplink.connected.wait(), 10)
-        yield gw
 
 
 async def _devices(cloud: RunningCloud) -> dict[str, dict[str, Any]]:

@@ -518,6 +518,7 @@ async def run_demo(options: DemoOptions, ready: asyncio.Event | None = None) -> 
             f"\nTrygg demo is running.\n"
             f"  Operator console: {url}\n"
             f"  Staff (phone):    {url}staff\n"
+            f"  Technicians:      {url}technician\n"
             f"  Logins (username / password):\n{logins}\n"
             "    A second factor: any authenticator app (scan the code or type the key).\n"
             f"  API schema:       {url}openapi.json\n"

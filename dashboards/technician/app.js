@@ -1,0 +1,439 @@
+// Technician console: the organisation's gateways with their health at a glance, and a
+// gateway's page with its devices (as the gateway last reported them) and what it hears
+// but has not paired. Data comes from /api/v1 (docs/wire-protocol.md, "Device states"),
+// read again every few seconds. The session is an HttpOnly cookie, as in the operator
+// console. Every word shown comes from the message catalog of the chosen language.
+"use strict";
+
+const LANGUAGES = ["sv", "en"];
+const LOCALES = { sv: "sv-SE", en: "en-GB" };
+const ROLES = new Set(["technician", "admin"]);
+const REFRESH_MS = 5000;
+const URGENT = ["critical", "high"];
+const CLOCK_OFFSET_LIMIT_S = 30;  // a gateway clock further off than this is a fault
+const LOW_BATTERY_PCT = 20;
+let messages = {};
+let lang = "en";
+let me = null;
+let signedIn = false;
+let timer = null;
+let gateways = [];
+let devices = [];
+let discovered = [];
+const missing = new Set();
+window.trygg = { missing };  // the tests read which keys a catalog lacked
+
+const $ = (id) => document.getElementById(id);
+
+// -- messages -----------------------------------------------------------------------------
+
+function t(key, args = {}) {
+  let text = messages[key];
+  if (text === undefined) {
+    if (!missing.has(key)) console.error(`missing message: ${key} (${lang})`);
+    missing.add(key);
+    text = key;
+  }
+  return text.replace(/\{(\w+)\}/g, (_, name) => (name in args ? String(args[name]) : `{${name}}`));
+}
+
+function chooseLanguage() {
+  const kept = localStorage.getItem("trygg.lang");
+  if (LANGUAGES.includes(kept)) return kept;
+  for (const wanted of navigator.languages || [navigator.language || "en"]) {
+    const base = wanted.toLowerCase().split("-")[0];
+    if (LANGUAGES.includes(base)) return base;
+  }
+  return "en";
+}
+
+async function setLanguage(chosen) {
+  const res = await fetch(`i18n/${chosen}.json`);
+  messages = await res.json();
+  lang = chosen;
+  document.documentElement.lang = chosen;
+  document.title = t("ui.title");
+  $("lang").value = chosen;
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  if (!signedIn) setStatus(t("ui.signed_out"));
+  render();
+}
+
+function timeZone() { return (me && me.time_zone) || undefined; }
+
+function when(iso) {
+  if (!iso) return t("ui.never");
+  return new Intl.DateTimeFormat(LOCALES[lang], {
+    month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZone: timeZone(),
+  }).format(new Date(iso));
+}
+
+function duration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 120) return t("ui.seconds", { n: s });
+  if (s < 7200) return t("ui.minutes", { n: Math.round(s / 60) });
+  if (s < 172800) return t("ui.hours", { n: Math.round(s / 3600) });
+  return t("ui.days", { n: Math.round(s / 86400) });
+}
+
+function number(value, digits = 0) {
+  return new Intl.NumberFormat(LOCALES[lang], { maximumFractionDigits: digits }).format(value);
+}
+
+function element(tag, text, cls) {
+  const el = document.createElement(tag);
+  if (text !== undefined && text !== null) el.textContent = text;
+  if (cls) el.className = cls;
+  return el;
+}
+
+function cell(text, cls) { return element("td", text, cls); }
+
+// A word the gateway sent (a link's state, a fault's kind): in the catalog's words where
+// it has them, as sent otherwise (a newer gateway may know more than this page).
+function said(prefix, value) {
+  const key = `${prefix}.${String(value).replace(/ /g, "_")}`;
+  return key in messages ? messages[key] : String(value);
+}
+
+function setStatus(text, cls) {
+  const el = $("status");
+  el.textContent = text;
+  el.className = cls || "";
+}
+
+// -- the API --------------------------------------------------------------------------------
+
+async function api(path) {
+  const res = await fetch(path, { credentials: "same-origin" });
+  if (res.status === 401) { signOut(signedIn ? t("ui.session_expired") : ""); throw new Error("401"); }
+  if (res.status === 403 && res.headers.get("X-Trygg-Second-Factor") === "enrol") {
+    enrol();
+    throw new Error("enrol");
+  }
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    throw new Error(body.detail || res.statusText);
+  }
+  return res.json();
+}
+
+async function refresh() {
+  clearTimeout(timer);
+  if (!signedIn) return;
+  try {
+    [gateways, devices] = await Promise.all([api("/api/v1/gateways"), api("/api/v1/devices")]);
+    const open = openGateway();
+    discovered = open ? await api(`/api/v1/gateways/${encodeURIComponent(open)}/discovered`) : [];
+    const now = new Intl.DateTimeFormat(LOCALES[lang], {
+      hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone: timeZone(),
+    }).format(new Date());
+    setStatus(t("ui.updated", { time: now }), "live");
+    render();
+  } catch (e) {
+    if (e.message === "401" || e.message === "enrol") return;
+    setStatus(t("ui.no_connection"), "down");
+  }
+  timer = setTimeout(refresh, REFRESH_MS);
+}
+
+// -- what a gateway's health says -------------------------------------------------------------
+
+function gatewayState(g) {
+  if (g.online === true) return "online";
+  if (g.online === false) return "offline";
+  return "never_seen";
+}
+
+function waiting(g) {
+  const outbox = (g.health && g.health.outbox) || {};
+  return Object.values(outbox).reduce((n, level) => n + level.events, 0);
+}
+
+// The oldest alarm (critical or high) still waiting in the gateway for the dispatch ack.
+function oldestAlarm(g) {
+  const outbox = (g.health && g.health.outbox) || {};
+  const ages = URGENT.filter((p) => outbox[p] && outbox[p].events > 0).map((p) => outbox[p].oldest_age_s);
+  return ages.length ? Math.max(...ages) : null;
+}
+
+function gatewayFaults(g) {
+  const faults = [];
+  if (g.online === false) faults.push(t("fault.offline", { since: when(g.offline_since) }));
+  const h = g.health;
+  if (!h) return faults;
+  if (h.store_fault) faults.push(t("fault.store", { reason: h.store_fault }));
+  for (const [name, link] of Object.entries(h.links || {})) {
+    if (!link.up) faults.push(t("fault.link", { link: name, state: said("link", link.state) }));
+  }
+  if (h.timeseries_uplink === "disconnected") faults.push(t("fault.timeseries"));
+  if (h.devices_silent) faults.push(t("fault.silent_devices", { n: h.devices_silent }));
+  if (h.disk_budget_used_pct !== null && h.disk_budget_used_pct >= 90) {
+    faults.push(t("fault.disk", { pct: number(h.disk_budget_used_pct) }));
+  }
+  if (g.clock_offset_s !== null && Math.abs(g.clock_offset_s) > CLOCK_OFFSET_LIMIT_S) {
+    faults.push(t("fault.clock", { offset: number(g.clock_offset_s, 1) }));
+  }
+  return faults;
+}
+
+function faultList(faults) {
+  if (!faults.length) return element("span", t("ui.none"), "hint");
+  const ul = element("ul", undefined, "fault-list");
+  for (const f of faults) ul.append(element("li", f, "fault"));
+  return ul;
+}
+
+function devicesOf(gatewayId) { return devices.filter((d) => d.gateway_id === gatewayId); }
+
+// -- the fleet --------------------------------------------------------------------------------
+
+function renderFleet() {
+  const rows = [...gateways].sort((a, b) =>
+    gatewayFaults(b).length - gatewayFaults(a).length || a.id.localeCompare(b.id));
+  $("gateways").replaceChildren(...rows.map((g) => {
+    const tr = element("tr");
+    tr.dataset.gateway = g.id;
+    const name = element("td");
+    const link = element("a", g.name ? `${g.name} (${g.id})` : g.id);
+    link.href = `#gateway/${encodeURIComponent(g.id)}`;
+    name.append(link);
+    const state = gatewayState(g);
+    const oldest = oldestAlarm(g);
+    const faults = element("td");
+    faults.append(faultList(gatewayFaults(g)));
+    tr.append(
+      name,
+      cell(t(`state.${state}`), `state-${state}`),
+      cell(when(g.last_seen_at)),
+      cell(g.health ? number(waiting(g)) : "–", "num"),
+      cell(oldest === null ? t("ui.none") : duration(oldest), oldest === null ? "hint" : "fault"),
+      cell(number(devicesOf(g.id).length), "num"),
+      faults,
+      cell(g.health ? g.health.version : "–"),
+    );
+    return tr;
+  }));
+  $("fleet-empty").hidden = gateways.length > 0;
+  const online = gateways.filter((g) => g.online === true).length;
+  const troubled = gateways.filter((g) => gatewayFaults(g).length).length;
+  $("fleet-summary").textContent = t("ui.fleet_summary", { online, total: gateways.length, troubled });
+}
+
+// -- one gateway -------------------------------------------------------------------------------
+
+function openGateway() {
+  const m = location.hash.match(/^#gateway\/(.+)$/);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+function deviceState(d) {
+  const parts = [];
+  if (d.contact) parts.push(t(`contact.${d.contact}`));
+  if (d.lock_state) parts.push(t(`lock.${d.lock_state}`));
+  if (d.online === false) parts.push(t("ui.unavailable"));
+  return parts.join(", ") || "–";
+}
+
+function signal(d) {
+  if (d.linkquality !== null && d.linkquality !== undefined) return t("ui.linkquality", { n: number(d.linkquality) });
+  if (d.rssi_dbm !== null && d.rssi_dbm !== undefined) return t("ui.rssi", { n: number(d.rssi_dbm) });
+  return "–";
+}
+
+function renderGateway(id) {
+  const g = gateways.find((x) => x.id === id);
+  $("gateway-heading").textContent = g ? t("ui.gateway_heading", { name: g.name || g.id, id: g.id }) : t("ui.no_such_gateway", { id });
+  const health = $("gateway-health");
+  health.replaceChildren();
+  $("links").replaceChildren();
+  if (!g) return;
+  const h = g.health;
+  const dl = element("dl", undefined, "health");
+  const line = (label, value) => { if (value) dl.append(element("dt", label), element("dd", value)); };
+  line(t("ui.col_state"), t(`state.${gatewayState(g)}`));
+  line(t("ui.col_last_seen"), when(g.last_seen_at));
+  if (h) {
+    line(t("ui.col_version"), h.version);
+    // As of the heartbeat that carried it, and running since.
+    const since = g.health_at ? (Date.now() - new Date(g.health_at).getTime()) / 1000 : 0;
+    line(t("ui.uptime"), duration(h.uptime_s + Math.max(0, since)));
+    line(t("ui.col_outbox"), t("ui.outbox_line", {
+      critical: h.outbox.critical ? h.outbox.critical.events : 0,
+      high: h.outbox.high ? h.outbox.high.events : 0,
+      normal: h.outbox.normal ? h.outbox.normal.events : 0,
+      low: h.outbox.low ? h.outbox.low.events : 0,
+    }));
+    line(t("ui.readings_buffered"), number(h.readings_buffered));
+    if (h.disk_budget_used_pct !== null) line(t("ui.disk_budget"), `${number(h.disk_budget_used_pct, 1)} %`);
+    if (h.timeseries_uplink) line(t("ui.timeseries"), said("link", h.timeseries_uplink));
+  } else {
+    line(t("ui.health"), t("ui.no_health"));
+  }
+  if (g.clock_offset_s !== null) {
+    const offset = t("ui.seconds_exact", { n: number(Math.abs(g.clock_offset_s), 1) });
+    line(g.clock_offset_s < 0 ? t("ui.clock_behind") : t("ui.clock_offset"), offset);
+  }
+  const faults = element("div");
+  faults.append(faultList(gatewayFaults(g)));
+  dl.append(element("dt", t("ui.col_faults")), element("dd"));
+  dl.lastChild.append(faults);
+  health.append(dl);
+
+  const head = element("tr");
+  head.append(element("th", t("ui.col_transport")), element("th", t("ui.col_state")));
+  const links = Object.entries((h && h.links) || {}).map(([name, link]) => {
+    const tr = element("tr");
+    tr.append(cell(name), cell(said("link", link.state), link.up ? "state-online" : "state-offline"));
+    return tr;
+  });
+  $("links").append(element("thead"), element("tbody"));
+  $("links").firstChild.append(head);
+  $("links").lastChild.append(...links);
+
+  const own = devicesOf(id).sort((a, b) => (b.faults || []).length - (a.faults || []).length || a.id.localeCompare(b.id));
+  $("devices").replaceChildren(...own.map((d) => {
+    const tr = element("tr");
+    tr.dataset.device = d.id;
+    const battery = d.battery_pct === null || d.battery_pct === undefined ? "–" : `${number(d.battery_pct)} %`;
+    const faults = element("td");
+    faults.append(faultList((d.faults || []).map((f) => said("kind", f))));
+    tr.append(
+      cell(d.id),
+      cell(said("type", d.type)),
+      cell(d.home_id),
+      cell(d.state_at ? when(d.last_seen_at) : t("ui.not_reported")),
+      cell(battery, d.battery_pct !== null && d.battery_pct < LOW_BATTERY_PCT ? "num low" : "num"),
+      cell(signal(d), "num"),
+      cell(d.firmware || "–"),
+      cell(d.checkin_due_at ? when(d.checkin_due_at) : "–"),
+      cell(deviceState(d)),
+      faults,
+    );
+    return tr;
+  }));
+  $("devices-empty").hidden = own.length > 0;
+  $("discovered").replaceChildren(...discovered.map((d) => {
+    const tr = element("tr");
+    tr.append(cell(d.transport), cell(d.address), cell(d.said || "–"), cell(when(d.first_seen)),
+      cell(when(d.last_seen)), cell(number(d.messages), "num"));
+    return tr;
+  }));
+  $("discovered-empty").hidden = discovered.length > 0;
+}
+
+function render() {
+  if (!signedIn || !me) return;
+  const open = openGateway();
+  $("fleet").hidden = open !== null;
+  $("gateway").hidden = open === null;
+  if (open === null) renderFleet(); else renderGateway(open);
+}
+
+window.addEventListener("hashchange", () => {
+  render();
+  refresh();
+  const heading = openGateway() === null ? $("fleet-heading") : $("gateway-heading");
+  heading.focus();
+});
+
+// -- signing in and out --------------------------------------------------------------------------
+
+async function showConsole() {
+  try {
+    me = await api("/api/v1/me");
+  } catch (e) {
+    return;
+  }
+  signedIn = true;
+  $("login").hidden = true;
+  $("enrol").hidden = true;
+  $("signout").hidden = false;
+  if (!ROLES.has(me.role)) {
+    $("not-for-you").textContent = t("ui.not_for_role", { role: t(`role.${me.role}`) });
+    $("not-for-you").hidden = false;
+    setStatus(t("ui.signed_in_as", { user: me.username }));
+    return;
+  }
+  $("not-for-you").hidden = true;
+  await refresh();
+}
+
+function signOut(message) {
+  if (signedIn) {
+    fetch("/api/v1/auth/logout", { method: "POST", credentials: "same-origin" }).catch(() => {});
+  }
+  signedIn = false;
+  me = null;
+  clearTimeout(timer);
+  for (const id of ["fleet", "gateway", "signout", "enrol", "not-for-you"]) $(id).hidden = true;
+  $("login").hidden = false;
+  $("code-field").hidden = true;
+  $("login").elements.code.value = "";
+  $("login-error").textContent = message || "";
+  setStatus(t("ui.signed_out"));
+}
+
+$("login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = new FormData(ev.target);
+  if (!form.get("code")) form.delete("code");
+  const res = await fetch("/api/v1/auth/session", {
+    method: "POST", body: new URLSearchParams(form), credentials: "same-origin",
+  });
+  if (res.status === 429) {
+    const seconds = Number(res.headers.get("Retry-After")) || 60;
+    $("login-error").textContent = t("ui.locked_out", { seconds });
+    return;
+  }
+  if (res.status === 401 && res.headers.get("X-Trygg-Second-Factor") === "code") {
+    const first = $("code-field").hidden;
+    $("code-field").hidden = false;
+    $("login").elements.code.focus();
+    $("login-error").textContent = first ? t("ui.code_needed") : t("ui.code_wrong");
+    return;
+  }
+  if (!res.ok) { $("login-error").textContent = t("ui.wrong_login"); return; }
+  $("login-error").textContent = "";
+  const who = await res.json();
+  if (who.enrol_second_factor) enrol(); else showConsole();
+});
+
+async function enrol() {
+  signedIn = true;
+  $("login").hidden = true;
+  $("fleet").hidden = true;
+  $("gateway").hidden = true;
+  $("signout").hidden = false;
+  const res = await fetch("/api/v1/auth/second-factor", { method: "POST", credentials: "same-origin" });
+  if (!res.ok) { signOut(t("ui.session_expired")); return; }
+  const e = await res.json();
+  const qr = $("enrol-qr");
+  qr.alt = t("ui.enrol_qr");
+  qr.src = `data:image/svg+xml;base64,${btoa(e.qr_svg)}`;
+  $("enrol-secret").textContent = e.secret.match(/.{1,4}/g).join(" ");
+  $("enrol-codes").replaceChildren(...e.recovery_codes.map((c) => element("li", c)));
+  $("enrol-error").textContent = "";
+  $("enrol").hidden = false;
+  $("enrol").elements.code.focus();
+}
+
+$("enrol").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const code = String(new FormData(ev.target).get("code") || "").trim();
+  const res = await fetch("/api/v1/auth/second-factor/confirm", {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ code }),
+  });
+  if (!res.ok) { $("enrol-error").textContent = t("ui.code_wrong"); return; }
+  ev.target.reset();
+  showConsole();
+});
+$("signout").addEventListener("click", () => signOut());
+$("lang").addEventListener("change", (ev) => {
+  localStorage.setItem("trygg.lang", ev.target.value);
+  setLanguage(ev.target.value);
+});
+
+// Signed in already (the cookie survives a reload)? /me says.
+setLanguage(chooseLanguage()).then(() => showConsole());

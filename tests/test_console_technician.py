@@ -1,0 +1,139 @@
+"""The technician console as a technician uses it, in Debian's Chromium: the gateways
+with their health, a gateway's devices as it reports them (the battery falling, a fault,
+a door opening), what it hears but has not paired; by keyboard, in Swedish and English,
+with axe-core finding nothing serious. Screenshots in .cache/screenshots/technician-*."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Response, expect
+
+from gateway import Gateway
+
+from .browser import ROOT, axe_violations, sign_in
+from .conftest import RunningCloud, publish
+from .servers import Mosquitto
+
+pytestmark = pytest.mark.e2e
+
+SHOTS = ROOT / ".cache" / "screenshots"
+DESK: dict[str, Any] = {
+    "viewport": {"width": 1280, "height": 860},
+    "timezone_id": "Europe/Stockholm",
+}
+
+
+def _failed(response: Response) -> bool:
+    probe = response.status == 401 and response.url.endswith("/api/v1/me")
+    return response.status >= 400 and not probe
+
+
+def _unexpected(message: ConsoleMessage) -> bool:
+    probe = message.text.endswith("the server responded with a status of 401 (Unauthorized)")
+    return message.type == "error" and not probe
+
+
+async def _console(browser: Browser, locale: str = "en-GB") -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(locale=locale, **DESK)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if _unexpected(m) else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if _failed(r) else None)
+    page.errors = errors  # type: ignore[attr-defined]
+    return context, page
+
+
+async def _missing(page: Page) -> list[str]:
+    missing: list[str] = await page.evaluate("[...window.trygg.missing]")
+    return missing
+
+
+async def _shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"technician-{name}.png"), full_page=True)
+
+
+async def test_a_technician_sees_the_gateways_health_and_its_devices_live(
+    sqlite_cloud: RunningCloud, quick_gateway: Gateway, mosquitto: Mosquitto, browser: Browser
+) -> None:
+    context, page = await _console(browser)
+    await sign_in(page, f"{sqlite_cloud.url}/technician/", "tove", "tove-pass")
+    await expect(page.locator("#status")).to_contain_text("updated", timeout=10_000)
+    row = page.locator('#gateways tr[data-gateway="gw-test-1"]')
+    await expect(row).to_contain_text("online", timeout=15_000)
+    await expect(page.locator("#fleet-summary")).to_have_text("1 of 1 online, 0 need attention.")
+    await expect(row.locator("td").nth(7)).to_have_text(re.compile(r"^\d+\.\d+\.\d+$"))
+    assert await axe_violations(page) == []
+    await _shot(page, "fleet")
+
+    # By keyboard: to the gateway's link, and in.
+    link = row.get_by_role("link")
+    await link.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#gateway-heading")).to_be_focused()
+    await expect(page.locator("#gateway-heading")).to_contain_text("gw-test-1")
+    devices = page.locator("#devices tr")
+    await expect(devices).to_have_count(4, timeout=10_000)
+    await expect(page.locator("#links")).to_contain_text("zigbee2mqtt")
+    await expect(page.locator("#links")).to_contain_text("connected")
+
+    # The smoke alarm's battery runs low, the front door opens, a stranger speaks up.
+    smoke = {"battery": 12, "battery_low": True, "linkquality": 70}
+    await publish(mosquitto.port, "zigbee2mqtt/kitchen_smoke", json.dumps(smoke))
+    await publish(mosquitto.port, "zigbee2mqtt/front_door", json.dumps({"contact": False}))
+    stranger = {"occupancy": True, "battery": 100, "illuminance": 3}
+    await publish(mosquitto.port, "zigbee2mqtt/0x00124b0029f0a1b2", json.dumps(stranger))
+    smoke_row = page.locator('#devices tr[data-device="smoke-1"]')
+    await expect(smoke_row).to_contain_text("12 %", timeout=15_000)
+    await expect(smoke_row).to_contain_text("battery low")
+    await expect(smoke_row).to_contain_text("70 of 255")
+    await expect(smoke_row.locator("td.low")).to_have_text("12 %")
+    door_row = page.locator('#devices tr[data-device="door-1"]')
+    await expect(door_row).to_contain_text("open", timeout=15_000)
+    found = page.locator("#discovered tr")
+    await expect(found).to_have_count(1, timeout=15_000)
+    await expect(found).to_contain_text("0x00124b0029f0a1b2")
+    await expect(found).to_contain_text("battery, illuminance, occupancy")
+    assert await axe_violations(page) == []
+    await _shot(page, "gateway")
+
+    # In Swedish, every word from the catalog.
+    await page.get_by_label("Language").select_option("sv")
+    await expect(page.get_by_role("heading", name="Hörda men inte parkopplade")).to_be_visible()
+    await expect(smoke_row).to_contain_text("lågt batteri")
+    await expect(door_row).to_contain_text("öppen")
+    assert await axe_violations(page) == []
+    await _shot(page, "gateway-sv")
+    await page.get_by_role("link", name="Alla gateways").click()
+    await expect(page.locator("#fleet-heading")).to_be_focused()
+    await expect(page.locator("#fleet-summary")).to_contain_text("1 av 1 uppkopplade")
+    assert await _missing(page) == []
+    assert page.errors == []  # type: ignore[attr-defined]
+    await context.close()
+
+
+async def test_the_console_says_so_to_someone_who_is_not_a_technician(
+    sqlite_cloud: RunningCloud, browser: Browser
+) -> None:
+    context, page = await _console(browser)
+    await sign_in(page, f"{sqlite_cloud.url}/technician/", "anna", "anna-pass")
+    await expect(page.locator("#not-for-you")).to_have_text(
+        "This console is for technicians and administrators; you are signed in as operator."
+    )
+    await expect(page.locator("#fleet")).to_be_hidden()
+    assert await axe_violations(page) == []
+    assert await _missing(page) == []
+    await context.close()
+
+
+async def test_the_catalogs_have_the_same_keys() -> None:
+    folder = ROOT / "dashboards" / "technician" / "i18n"
+    en = json.loads((folder / "en.json").read_text())
+    sv = json.loads((folder / "sv.json").read_text())
+    assert set(en) == set(sv)
+    assert all(isinstance(v, str) and v for v in [*en.values(), *sv.values()])
