@@ -15,9 +15,10 @@ import socket
 import time
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiomqtt
+from prometheus_client import Histogram
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -61,6 +62,7 @@ log = logging.getLogger("trygg.cloud.ingest")
 ORG_CACHE_S = 60.0
 # A database that is down shows as a driver error, or as the OSError of a refused connect.
 DATABASE_ERRORS = (SQLAlchemyError, OSError)
+EVENT_DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0)
 
 
 def _no_delay(client: aiomqtt.Client) -> None:
@@ -95,6 +97,16 @@ class IngestWorker:
         self.waiting_for_inventory = 0
         self.inventories = 0
         self.device_states = 0  # device states applied
+        # For /metrics (cloud/metrics.py): alarms opened by kind and priority, and how long
+        # events took from their gateway to their commit here.
+        self.alarms_raised: Counter[tuple[str, str]] = Counter()
+        self.event_delay = Histogram(
+            "trygg_dispatch_event_delay_seconds",
+            "From the gateway taking an event to its commit in the dispatch service",
+            ["priority"],
+            buckets=EVENT_DELAY_BUCKETS,
+            registry=None,
+        )
         self.check = IntakeCheck()
         self.connected = asyncio.Event()
         self._warned: set[tuple[str, str]] = set()
@@ -353,6 +365,12 @@ class IngestWorker:
             self.duplicates += 1
         else:
             self.committed += 1
+            # From the gateway taking the event to its commit here (one clock on the wire:
+            # UTC; a gateway's clock error shows here too, and in its clock offset).
+            delay = (datetime.now(UTC) - event.occurred_at).total_seconds()
+            self.event_delay.labels(event.priority.value).observe(max(0.0, delay))
+            if intake.created:
+                self.alarms_raised[(event.kind, event.priority.value)] += 1
         await client.publish(
             acks_topic(gateway_id), Ack(event_ids=[event.id]).model_dump_json(), qos=1
         )

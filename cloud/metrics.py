@@ -72,6 +72,17 @@ def _by(
     return family
 
 
+def _alarms_raised(raised: dict[tuple[str, str], int]) -> Metric:
+    family = CounterMetricFamily(
+        "trygg_dispatch_alarms_raised",
+        "Alarms opened, by kind and priority",
+        labels=["kind", "priority"],
+    )
+    for (kind, priority), n in sorted(raised.items()):
+        family.add_metric([kind, priority], float(n))
+    return family
+
+
 async def metrics(services: Services) -> Response:
     async with services.sessions() as session:
         open_rows = await session.execute(
@@ -87,6 +98,17 @@ async def metrics(services: Services) -> Response:
         for online, n in gateway_rows:
             key = "never_seen" if online is None else "online" if online else "offline"
             gateways[key] += n
+        # What the online gateways' last heartbeats said of their outboxes, summed (a
+        # gateway's own /metrics is on its home network, out of the centre's reach).
+        waiting = {p.value: 0.0 for p in Priority}
+        oldest = {p.value: 0.0 for p in Priority}
+        for (health,) in await session.execute(
+            select(Gateway.health).where(Gateway.online.is_(True), Gateway.health.is_not(None))
+        ):
+            for name, level in (health or {}).get("outbox", {}).items():
+                if name in waiting and isinstance(level, dict):
+                    waiting[name] += float(level.get("events", 0))
+                    oldest[name] = max(oldest[name], float(level.get("oldest_age_s", 0)))
     ingest, commands = services.ingest, services.commands
     families: list[Metric] = [
         _counter("events_committed", "Events committed from gateways", ingest.committed),
@@ -148,6 +170,22 @@ async def metrics(services: Services) -> Response:
             },
         ),
         _by(GaugeMetricFamily, "gateways", "Registered gateways, by state", "state", gateways),
+        _by(
+            GaugeMetricFamily,
+            "gateways_outbox_events",
+            "Events waiting in the online gateways' outboxes (their last heartbeats), by priority",
+            "priority",
+            waiting,
+        ),
+        _by(
+            GaugeMetricFamily,
+            "gateways_outbox_oldest_age_seconds",
+            "The oldest event waiting in any online gateway's outbox, by priority",
+            "priority",
+            oldest,
+        ),
+        _alarms_raised(ingest.alarms_raised),
+        *ingest.event_delay.collect(),
         _counter("gateway_offline_raised", "gateway_offline raised", services.supervisor.raised),
         _counter("doors_relocked", "Doors locked after a visit", services.door_watch.relocks),
         _counter("doors_left_open", "door_left_open raised", services.door_watch.left_open),

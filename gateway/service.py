@@ -99,7 +99,9 @@ class Gateway:
         if config.timeseries is not None:
             from .timeseries import TimeSeriesUplink
 
-            self.timeseries = TimeSeriesUplink(config.timeseries, gw, self.store)
+            self.timeseries = TimeSeriesUplink(
+                config.timeseries, gw, self.store, home_of=self._home_of
+            )
         self.pipeline = Pipeline(
             gw,
             self.registry,
@@ -125,6 +127,10 @@ class Gateway:
         self._stops: list[Callable[[], Awaitable[None]]] = []
         self._reports: set[asyncio.Task[None]] = set()
         self.tasks = TaskSupervisor()
+
+    def _home_of(self, device_id: str) -> str | None:
+        device = self.registry.get(device_id)
+        return device.config.home if device is not None else None
 
     async def health(self) -> GatewayHealth:
         """The gateway's health as its heartbeat carries it to the dispatch service."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import aiohttp
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
@@ -24,20 +25,37 @@ log = logging.getLogger("trygg.gateway.timeseries")
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 
 
-def line_protocol(gateway_id: str, readings: list[StoredReading]) -> str:
+def line_protocol(
+    gateway_id: str,
+    readings: list[StoredReading],
+    home_of: Callable[[str], str | None] = lambda _device: None,
+) -> str:
+    """InfluxDB line protocol: measurement ``trygg``, tagged with the gateway, the device
+    and its home (a home's id, never a name: dashboards/grafana's "home" board)."""
     gw = gateway_id.translate(_TAG_ESCAPES)
-    return "\n".join(
-        f"trygg,gateway={gw},device={r.device_id.translate(_TAG_ESCAPES)} "
-        f"{r.metric.translate(_TAG_ESCAPES)}={r.value!r} {r.at_ms}"
-        for r in readings
-    )
+    lines = []
+    for r in readings:
+        home = home_of(r.device_id)
+        at_home = f",home={home.translate(_TAG_ESCAPES)}" if home else ""
+        lines.append(
+            f"trygg,gateway={gw},device={r.device_id.translate(_TAG_ESCAPES)}{at_home} "
+            f"{r.metric.translate(_TAG_ESCAPES)}={r.value!r} {r.at_ms}"
+        )
+    return "\n".join(lines)
 
 
 class TimeSeriesUplink:
-    def __init__(self, settings: TimeSeriesSection, gateway_id: str, store: Store) -> None:
+    def __init__(
+        self,
+        settings: TimeSeriesSection,
+        gateway_id: str,
+        store: Store,
+        home_of: Callable[[str], str | None] = lambda _device: None,
+    ) -> None:
         self.settings = settings
         self.gateway_id = gateway_id
         self.store = store
+        self.home_of = home_of
         self.sent = 0
         self.failures = 0
         self.connected = False
@@ -57,7 +75,7 @@ class TimeSeriesUplink:
                     if not batch:
                         await asyncio.sleep(s.poll_s)
                         continue
-                    body = line_protocol(self.gateway_id, batch)
+                    body = line_protocol(self.gateway_id, batch, self.home_of)
                 try:
                     await write_api.write(
                         bucket=s.bucket,

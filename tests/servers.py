@@ -252,7 +252,7 @@ class Mosquitto:
 class VictoriaMetrics:
     """A private victoria-metrics: it accepts the InfluxDB v2 write API on /api/v2/write."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_args: tuple[str, ...] = ()) -> None:
         binary = shutil.which("victoria-metrics")
         if binary is None:
             raise RuntimeError("victoria-metrics is not installed: run ./scripts/test.sh")
@@ -261,6 +261,7 @@ class VictoriaMetrics:
         self.data = workdir / f"vm-{self.port}"
         self.log = workdir / f"vm-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self.extra_args = extra_args  # e.g. -promscrape.config=...
 
     @property
     def url(self) -> str:
@@ -275,6 +276,7 @@ class VictoriaMetrics:
                     f"-storageDataPath={self.data}",
                     "-retentionPeriod=100y",
                     "-search.latencyOffset=0s",
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=log,

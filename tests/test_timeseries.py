@@ -132,3 +132,8 @@ async def test_healthz_says_degraded_when_the_broker_is_gone(
 def test_line_protocol_escapes_tags() -> None:
     line = line_protocol("gw 1", [StoredReading(1, "dev,1=x", "battery_pct", 97.0, 1764000000000)])
     assert line == r"trygg,gateway=gw\ 1,device=dev\,1\=x battery_pct=97.0 1764000000000"
+    homes = {"dev,1=x": "home 12"}
+    line = line_protocol(
+        "gw", [StoredReading(1, "dev,1=x", "battery_pct", 97.0, 1764000000000)], homes.get
+    )
+    assert line == r"trygg,gateway=gw,device=dev\,1\=x,home=home\ 12 battery_pct=97.0 1764000000000"
