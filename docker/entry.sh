@@ -59,7 +59,9 @@ cloud_env() {
   TRYGG_DATABASE_URL=${TRYGG_DATABASE_URL:-"postgresql+asyncpg://trygg:$(read_secret postgres-password)@$DB_HOST/trygg"}
   TRYGG_SECRET_KEY=$(read_secret secret-key)
   TRYGG_COMMAND_KEY_FILE=$SECRETS/command-key.pem
+  TRYGG_METRICS_TOKEN=$(read_secret metrics-token)
   export TRYGG_ENVIRONMENT TRYGG_DATABASE_URL TRYGG_SECRET_KEY TRYGG_COMMAND_KEY_FILE
+  export TRYGG_METRICS_TOKEN
 }
 
 broker_config() {
@@ -71,7 +73,8 @@ broker_config() {
 cmd_secrets() {
   mkdir -p "$SECRETS"
   for name in secret-key postgres-password influxdb-password influxdb-token admin-password \
-    zigbee2mqtt-password gateway-home-password technician-token; do
+    zigbee2mqtt-password gateway-home-password technician-token metrics-token \
+    grafana-password; do
     secret "$name"
   done
   # The database's password: its server, and Trygg by group; InfluxDB's: its image's
@@ -79,6 +82,9 @@ cmd_secrets() {
   own "$POSTGRES_UID:$TRYGG_UID" "$SECRETS/postgres-password"
   own "$TRYGG_UID:$TRYGG_UID" "$SECRETS/secret-key" "$SECRETS/zigbee2mqtt-password"
   chmod 644 "$SECRETS/influxdb-password" "$SECRETS/influxdb-token"
+  # The token VictoriaMetrics scrapes the dispatch service's /metrics with, and Grafana's
+  # admin password: read by those images' own users, which this stack does not choose.
+  chmod 644 "$SECRETS/metrics-token" "$SECRETS/grafana-password"
 }
 
 cmd_setup() {

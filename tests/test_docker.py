@@ -44,6 +44,36 @@ def test_the_compose_file_ships_no_secret_and_no_login() -> None:
             assert "development-secret" not in content, path
 
 
+def test_every_service_that_stays_up_has_a_healthcheck_and_what_it_mounts_exists() -> None:
+    named_volumes = set(COMPOSE["volumes"])
+    for name, service in COMPOSE["services"].items():
+        if service.get("restart") != "no":  # the one-shot steps (secrets, setup) end
+            check = service.get("healthcheck", {}).get("test")
+            assert check and check[0] in ("CMD", "CMD-SHELL"), name
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            if source.startswith("."):
+                assert (DOCKER / source).resolve().exists(), (name, source)
+            else:
+                assert source in named_volumes, (name, source)
+        for other, condition in (service.get("depends_on") or {}).items():
+            if isinstance(condition, dict) and condition["condition"] == "service_healthy":
+                assert "healthcheck" in COMPOSE["services"][other], (name, other)
+    # Grafana reads its provisioning, and the dashboards where the provider looks.
+    grafana = COMPOSE["services"]["grafana"]["volumes"]
+    provider = yaml.safe_load(
+        (ROOT / "dashboards/grafana/provisioning/dashboards/trygg.yaml").read_text()
+    )
+    path = provider["providers"][0]["options"]["path"]
+    assert any(m.endswith(f":{path}:ro") for m in grafana), grafana
+    # VictoriaMetrics scrapes the dispatch service with the token the secrets step makes.
+    scrape = yaml.safe_load((DOCKER / "victoria-metrics-scrape.yaml").read_text())
+    (job,) = scrape["scrape_configs"]
+    assert job["bearer_token_file"] == "/secrets/metrics-token"
+    assert job["static_configs"][0]["targets"] == ["cloud:8000"]
+    assert "metrics-token" in (DOCKER / "entry.sh").read_text()
+
+
 def test_every_trygg_command_in_the_stack_exists() -> None:
     for name, service in COMPOSE["services"].items():
         if service.get("image") != "trygg:dev" and "build" not in service:
