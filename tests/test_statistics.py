@@ -60,6 +60,11 @@ async def test_statistics_count_from_receipt_to_the_first_claim_assignment_and_a
     await step(cloud, a5, Action.RELEASE, "anna", T0 + timedelta(days=1) + 40 * s)
     await step(cloud, a5, Action.CLAIM, "bert", T0 + timedelta(days=1) + 99 * s)  # not first
     assert a4
+    # A technician's test alarm, even one never claimed, is no call anybody waited on.
+    test = await alarm_at(cloud, 6, T0)
+    async with cloud.app.state.services.sessions() as session:
+        await session.execute(update(Alarm).where(Alarm.id == test).values(test=True))
+        await session.commit()
     async with await cloud.authed("stina") as http:
         res = await http.get(
             "/api/v1/statistics",
