@@ -34,6 +34,9 @@ TECHNICAL_KINDS = frozenset(
     {"device_silent", "radio_lost", "battery_low", "tamper", "lock_jammed", "gateway_offline"}
 )
 MERGE_WINDOW = timedelta(minutes=10)
+# Kinds a device can raise as its own test (a smoke or CO alarm's test button): such an
+# event says so ({"test": true} in its detail), and its alarm is a test.
+SELF_TESTED = frozenset({"smoke", "co"})
 
 
 def _coordinate(value: object, limit: float) -> float | None:
@@ -166,7 +169,9 @@ async def record_event(
     elif event.priority in QUEUED_PRIORITIES:
         home = await session.get(Home, (org_id, event.home_id))
         device = await session.get(Device, (org_id, event.device_id))
-        testing = device is not None and device.test_until is not None and device.test_until > now
+        in_test = device is not None and device.test_until is not None and device.test_until > now
+        # Or the device's own test (a smoke alarm's test button: devices/codecs).
+        testing = in_test or (event.kind in SELF_TESTED and event.detail.get("test") is True)
         alarm = Alarm(
             org_id=org_id,
             gateway_id=gateway_id,
@@ -218,8 +223,11 @@ async def list_alarms(
     states: list[AlarmState] | None = None,
     priorities: list[Priority] | None = None,
     limit: int = 200,
+    include_tests: bool = True,
 ) -> list[Alarm]:
     query = select(Alarm).where(Alarm.org_id == org_id)
+    if not include_tests:
+        query = query.where(Alarm.test.is_(False))
     if states:
         query = query.where(Alarm.state.in_([s.value for s in states]))
     if priorities:

@@ -77,6 +77,9 @@ class Organisation(Base):
     )
     # Staff on duty may take their team's unassigned alarms themselves (a night patrol).
     staff_may_take: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Test alarms (a technician's, a device's own test) shown, marked, in the operators'
+    # queue; otherwise only the technicians see them.
+    show_tests: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # A visit's door opens this long before its start and after its end (cloud/doors.py).
     visit_margin_s: Mapped[int] = mapped_column(
         Integer, default=DEFAULT_VISIT_MARGIN_S, server_default=str(DEFAULT_VISIT_MARGIN_S)

@@ -20,7 +20,10 @@ from playwright.async_api import (
     Response,
     expect,
 )
+from sqlalchemy import update
 
+from cloud.admin import admin_session
+from cloud.db import Organisation
 from cloud.escalation import Escalator, Limits, Reason
 from cloud.lifecycle import Action, AlarmState, Outcome
 from cloud.security import Role
@@ -557,6 +560,11 @@ async def test_a_technicians_test_press_is_a_test_row_never_sounded_counted_or_e
     sqlite_cloud: RunningCloud, gateway: Gateway, mosquitto: Mosquitto, browser: Browser
 ) -> None:
     cloud = sqlite_cloud
+    async with admin_session(cloud.settings) as session:  # this centre shows its tests
+        await session.execute(
+            update(Organisation).where(Organisation.id == "org-a").values(show_tests=True)
+        )
+        await session.commit()
     async with await cloud.authed("tove") as http:  # the technician checking the pendant
 
         async def reported() -> bool:

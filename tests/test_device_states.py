@@ -4,6 +4,7 @@ over the secured broker; what is garbage is a counted drop (docs/wire-protocol.m
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sqlite3
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from devices.wire import (
     MAX_DEVICE_STATES,
@@ -24,6 +26,7 @@ from gateway import Gateway
 from gateway.devicestate import DeviceStateReport
 from gateway.registry import DEVICE_CONFIG, Registry
 from gateway.store import Store
+from trygg.cli import app
 
 from .conftest import GATEWAY_ID, RunningCloud, publish, publish_inventory
 from .servers import Mosquitto, wait_until
@@ -243,3 +246,61 @@ async def test_a_store_from_before_discovered_devices_said_anything_opens(tmp_pa
         assert (found.messages, found.said) == (4, "BTHome advertisement")
     finally:
         await store.close()
+
+
+async def test_a_smoke_alarms_test_button_is_a_test_for_the_technicians_only(
+    sqlite_cloud: RunningCloud, quick_gateway: Gateway, mosquitto: Mosquitto
+) -> None:
+    events: list[dict[str, Any]] = []
+    opened = asyncio.Event()
+
+    async def operator_stream() -> None:
+        async with (
+            await sqlite_cloud.authed("anna") as anna,
+            anna.stream("GET", "/api/v1/alarms/stream", timeout=None) as stream,
+        ):
+            opened.set()
+            async for line in stream.aiter_lines():
+                if line.startswith("data:"):
+                    events.append(json.loads(line.removeprefix("data:")))
+
+    listening = asyncio.create_task(operator_stream())
+    try:
+        await asyncio.wait_for(opened.wait(), 10)
+        test = {"smoke": True, "test": True, "battery": 95}
+        await publish(mosquitto.port, "zigbee2mqtt/kitchen_smoke", json.dumps(test))
+
+        async def tested() -> bool:
+            return bool((await _devices(sqlite_cloud))["smoke-1"]["last_test_at"])
+
+        await wait_until(tested, 15)
+        smoke = (await _devices(sqlite_cloud))["smoke-1"]
+        assert 0 <= smoke["last_test_delay_ms"] < 60_000
+        # A real press after it: the operators' stream and queue have it, not the test.
+        await publish(mosquitto.port, "zigbee2mqtt/flat-12/pendant", json.dumps({"action": "sos"}))
+        await wait_until(lambda: events, 15)
+        assert [e["alarm"]["kind"] for e in events][:1] == ["alarm_button"]
+        assert not any(e["alarm"]["test"] for e in events)
+    finally:
+        listening.cancel()
+    async with await sqlite_cloud.authed("anna") as anna:
+        queue = (await anna.get("/api/v1/alarms")).json()
+    assert [a["kind"] for a in queue] == ["alarm_button"]
+    # An organisation that wants them sees its tests in the queue, marked.
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["cloud", "set-organisation", "org-a", "--show-tests"],
+        env={
+            "TRYGG_DATABASE_URL": sqlite_cloud.settings.database_url,
+            "TRYGG_ENVIRONMENT": "development",
+        },
+    )
+    assert result.exit_code == 0, result.output
+    assert "show_tests=true" in result.output
+    async with await sqlite_cloud.authed("anna") as anna:
+        queue = (await anna.get("/api/v1/alarms")).json()
+    assert sorted((a["kind"], a["test"]) for a in queue) == [
+        ("alarm_button", False),
+        ("smoke", True),
+    ]

@@ -261,3 +261,14 @@ def test_availability_examples_from_shared_topics() -> None:
 
 def test_shared_data_path_is_real() -> None:
     assert isinstance(SHARED_DATA, Path) and (SHARED_DATA / "zigbee2mqtt" / "devices.json").exists()
+
+
+def test_a_detectors_own_test_button_raises_a_test() -> None:
+    tested = decode_state(DeviceType.SMOKE, b'{"smoke": true, "test": true, "battery": 90}')
+    (smoke,) = tested.signals
+    assert (smoke.signal, smoke.active, smoke.detail) == (Signal.SMOKE, True, {"test": True})
+    real = decode_state(DeviceType.SMOKE, b'{"smoke": true, "test": false}')
+    assert real.signals[0].detail == {}
+    # Only a detector's alarm is a test by its button: a leak with "test" is still a leak.
+    (leak,) = decode_state(DeviceType.WATER_LEAK, b'{"water_leak": true, "test": true}').signals
+    assert leak.detail == {}

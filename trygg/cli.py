@@ -313,6 +313,42 @@ def _change_user(username: str, **changes: Any) -> str:
     return asyncio.run(run())
 
 
+@cloud_app.command("set-organisation")
+def cloud_set_organisation(
+    org: Annotated[str, typer.Argument(help="organisation id")],
+    show_tests: Annotated[
+        bool | None,
+        typer.Option(help="test alarms in the operators' queue (marked), or only for technicians"),
+    ] = None,
+    staff_may_take: Annotated[
+        bool | None,
+        typer.Option(help="staff on duty may take their team's unassigned alarms themselves"),
+    ] = None,
+) -> None:
+    """Change an organisation's settings; what is not given stays as it is. Prints them."""
+    from cloud import CloudSettings
+    from cloud.admin import admin_session
+    from cloud.db import Organisation
+
+    async def run() -> str:
+        async with admin_session(CloudSettings()) as session:
+            organisation = await session.get(Organisation, org)
+            if organisation is None:
+                typer.echo(f"error: no organisation {org}", err=True)
+                raise typer.Exit(1)
+            if show_tests is not None:
+                organisation.show_tests = show_tests
+            if staff_may_take is not None:
+                organisation.staff_may_take = staff_may_take
+            await session.commit()
+            return (
+                f"{org}: show_tests={str(organisation.show_tests).lower()} "
+                f"staff_may_take={str(organisation.staff_may_take).lower()}"
+            )
+
+    typer.echo(asyncio.run(run()))
+
+
 @cloud_app.command("import-visits")
 def cloud_import_visits(
     org: Annotated[str, typer.Argument(help="organisation id")],

@@ -13,7 +13,7 @@ from devices import Priority
 
 from ..alarms import alarm_positions, list_alarms
 from ..audit import audit
-from ..db import Home, Resident, User
+from ..db import Home, Organisation, Resident, User
 from ..lifecycle import (
     Action,
     Actor,
@@ -75,8 +75,13 @@ async def get_alarms(
     priority: Annotated[list[Priority] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AlarmPublic]:
-    """The queue, most urgent first: priority, then the oldest."""
-    alarms = await list_alarms(session, user.org_id, states=state, priorities=priority, limit=limit)
+    """The queue, most urgent first: priority, then the oldest. Test alarms are in it
+    (marked) only where the organisation shows them (``show_tests``)."""
+    org = await session.get(Organisation, user.org_id)
+    shown = org is not None and org.show_tests
+    alarms = await list_alarms(
+        session, user.org_id, states=state, priorities=priority, limit=limit, include_tests=shown
+    )
     return [as_seen_by(AlarmPublic.model_validate(a), user.role) for a in alarms]
 
 
@@ -136,8 +141,13 @@ async def stream(
     """Server-sent events: one ``alarm`` event per change of an alarm of your organisation.
     The stream ends within seconds of its session ending (signed out, user disabled)."""
     role = user.role
+    async with services.sessions() as session:
+        org = await session.get(Organisation, user.org_id)
+        tests_shown = org is not None and org.show_tests
 
     def render(change: AlarmChange) -> str:
+        if change.alarm.test and not tests_shown:
+            return ""  # a test is the technicians' business here
         change = change.model_copy(update={"alarm": as_seen_by(change.alarm, role)})
         return f"event: alarm\ndata: {change.model_dump_json()}\n\n"
 

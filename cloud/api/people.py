@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +19,7 @@ from devices.wire import GATEWAY_ID_PATTERN
 
 from ..audit import audit, read_audit
 from ..clock import database_now
-from ..db import Device, DiscoveredDevice, Gateway, Home, Resident, Team, User
+from ..db import Alarm, Device, DiscoveredDevice, Gateway, Home, Resident, Team, User
 from ..security import Role, hash_password
 from ..signin import revoke_sessions
 from .deps import (
@@ -425,6 +425,10 @@ class DeviceOut(_Out):
     contact: str | None = None
     lock_state: str | None = None
     state_at: datetime | None = None
+    # Its last test alarm (the installation checklist): when it arrived, and how long it
+    # took from the gateway taking it to the dispatch service's commit.
+    last_test_at: datetime | None = None
+    last_test_delay_ms: float | None = None
 
 
 class DiscoveredOut(_Out):
@@ -489,7 +493,24 @@ async def list_devices(
     user: DeviceReader, session: SessionDep, home_id: str | None = None
 ) -> list[DeviceOut]:
     where = [] if home_id is None else [Device.home_id == home_id]
-    return await _listed(session, user, Device, DeviceOut, Device.id, *where)
+    devices = await _listed(session, user, Device, DeviceOut, Device.id, *where)
+    latest = (
+        select(Alarm.device_id, func.max(Alarm.received_at).label("at"))
+        .where(Alarm.org_id == user.org_id, Alarm.test.is_(True))
+        .group_by(Alarm.device_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Alarm.device_id, Alarm.received_at, Alarm.occurred_at)
+        .join(latest, (latest.c.device_id == Alarm.device_id) & (latest.c.at == Alarm.received_at))
+        .where(Alarm.org_id == user.org_id, Alarm.test.is_(True))
+    )
+    tests = {d: (at, (at - occurred).total_seconds() * 1000) for d, at, occurred in rows}
+    for device in devices:
+        if device.id in tests:
+            at, delay = tests[device.id]
+            device.last_test_at, device.last_test_delay_ms = at, round(max(0.0, delay), 1)
+    return devices
 
 
 @router.post("/devices", status_code=status.HTTP_201_CREATED)

@@ -309,6 +309,8 @@ function renderGateway(id) {
       cell(d.checkin_due_at ? when(d.checkin_due_at) : "–"),
       cell(deviceState(d)),
       faults,
+      cell(d.last_test_at ? t("ui.test_line", { when: when(d.last_test_at), ms: number(d.last_test_delay_ms) }) : t("ui.no_test"),
+        d.last_test_at ? "" : "hint"),
     );
     return tr;
   }));

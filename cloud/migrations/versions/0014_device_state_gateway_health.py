@@ -8,7 +8,8 @@ devices: when last heard, battery, signal, availability, open technical faults, 
 next check-in is due, a door contact's state, and when the gateway said so
 (devices/wire.py DeviceState). gateways: the health its last heartbeat carried, and its
 clock's offset from the dispatch service's at that heartbeat. discovered_devices: what
-each gateway hears but has not paired, as it last said.
+each gateway hears but has not paired, as it last said. organisations.show_tests: whether
+test alarms show, marked, in the operators' queue.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ _UTC = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("organisations") as batch_op:
+        batch_op.add_column(
+            sa.Column("show_tests", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
     with op.batch_alter_table("devices") as batch_op:
         batch_op.add_column(sa.Column("last_seen_at", _UTC))
         batch_op.add_column(sa.Column("battery_pct", sa.Float()))
@@ -56,6 +61,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("discovered_devices")
+    with op.batch_alter_table("organisations") as batch_op:
+        batch_op.drop_column("show_tests")
     with op.batch_alter_table("gateways") as batch_op:
         for column in ("clock_offset_s", "health_at", "health"):
             batch_op.drop_column(column)
