@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from devices import Event, Priority
 
 from .clock import database_now
-from .db import Alarm, Device, EventRecord, Home
+from .db import Alarm, Device, EventRecord, Home, Organisation
 from .lifecycle import OPEN_STATES, AlarmState, Outcome, resolve_by_system
 
 # Information events (a lock opened by staff, a check done) are kept, not queued.
@@ -34,9 +34,6 @@ TECHNICAL_KINDS = frozenset(
     {"device_silent", "radio_lost", "battery_low", "tamper", "lock_jammed", "gateway_offline"}
 )
 MERGE_WINDOW = timedelta(minutes=10)
-# Kinds a device can raise as its own test (a smoke or CO alarm's test button): such an
-# event says so ({"test": true} in its detail), and its alarm is a test.
-SELF_TESTED = frozenset({"smoke", "co"})
 
 
 def _coordinate(value: object, limit: float) -> float | None:
@@ -134,6 +131,12 @@ async def record_event(
         # still make one alarm. Serialise them on that key until this transaction ends.
         key = f"{org_id}/{event.device_id}/{event.kind}"
         await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+    device = await session.get(Device, (org_id, event.device_id))
+    in_test = device is not None and device.test_until is not None and device.test_until > now
+    # A test (the device in a technician's test window, or its own test: a signed test
+    # command, a smoke alarm's test button) joins only a test, and a real alarm only a
+    # real one: a test must never hide a call for help.
+    testing = in_test or event.detail.get("test") is True
     open_alarm = (
         await session.execute(
             select(Alarm)
@@ -142,6 +145,8 @@ async def record_event(
                 Alarm.device_id == event.device_id,
                 Alarm.kind == event.kind,
                 Alarm.state.in_(OPEN_STATES),
+                # (A restore ends whichever is open: the device is quiet again.)
+                Alarm.test.is_(testing) if not event.restore else true(),
             )
             .order_by(Alarm.id.desc())
             .limit(1)
@@ -168,10 +173,6 @@ async def record_event(
             alarm.latitude, alarm.longitude = position
     elif event.priority in QUEUED_PRIORITIES:
         home = await session.get(Home, (org_id, event.home_id))
-        device = await session.get(Device, (org_id, event.device_id))
-        in_test = device is not None and device.test_until is not None and device.test_until > now
-        # Or the device's own test (a smoke alarm's test button: devices/codecs).
-        testing = in_test or (event.kind in SELF_TESTED and event.detail.get("test") is True)
         alarm = Alarm(
             org_id=org_id,
             gateway_id=gateway_id,
@@ -213,6 +214,12 @@ async def record_event(
             )
             .values(alarm_id=alarm.id)
         )
+    if created and alarm is not None and alarm.test:
+        org = await session.get(Organisation, org_id)
+        if org is not None and not org.show_tests:
+            # Kept as done: the technicians see it (its time through, the device's last
+            # test); the operators' queue does not (cloud/api/alarms.py).
+            await resolve_by_system(session, alarm, Outcome.TEST, now)
     return Intake(duplicate=False, alarm=alarm, created=created)
 
 

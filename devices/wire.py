@@ -229,7 +229,8 @@ class Inventory(_Wire):
     devices: list[InventoryDevice] = Field(max_length=MAX_INVENTORY_DEVICES)
 
 
-CommandAction = Literal["unlock", "lock"]
+# "test": the device's alarm raised by the gateway as a test, through its whole path.
+CommandAction = Literal["unlock", "lock", "test"]
 # How long a signed command may live at most, and the clock difference a gateway accepts
 # between its clock and the dispatch service's (docs/security.md).
 COMMAND_MAX_TTL_S = 120

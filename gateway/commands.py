@@ -100,8 +100,10 @@ class CommandHandler:
         actors: Actors,
         *,
         clock: Callable[[], datetime] = utc_now,
+        tester: DeviceActor | None = None,
     ) -> None:
         self.gateway_id = gateway_id
+        self.tester = tester  # who raises a "test" command's alarm (the pipeline)
         self.settings = settings
         self.keys = settings.trusted_keys
         self.registry = registry
@@ -152,7 +154,7 @@ class CommandHandler:
         except Refused as refused:
             await self._finish(command, refused.outcome, refused.reason, refused.detail)
             return
-        actor = self.actors(device)
+        actor = self.tester if command.action == "test" else self.actors(device)
         if actor is None:  # the transport acts on nothing (a table says otherwise: a bug)
             await self._finish(command, "refused", "unsupported_action", "transport cannot act")
             return

@@ -18,7 +18,9 @@ from itertools import count
 
 from devices import Event, EventKind, GatewayId, Priority, Signal, stable_event_id, utc_now
 from devices.codecs import Decoded, SignalState
+from devices.wire import Command
 
+from .actions import test_kind
 from .backoff import Backoff
 from .counters import DropReason, InputCounters
 from .readings import ReadingsBuffer
@@ -253,6 +255,16 @@ class Pipeline:
                     raise
                 self.store_retries += 1
                 await asyncio.sleep(backoff.next_delay(urgent=True))
+
+    async def raise_test(self, device: RegisteredDevice, command: Command) -> None:
+        """A signed test command's alarm: the device's own kind, marked as a test, kept
+        in the outbox like any event (so its whole way to the dispatch service is tried)."""
+        kind = test_kind(device.config.type)
+        if kind is None:
+            raise ValueError(f"a {device.config.type.value} raises no alarm to test")
+        detail = {"test": True, "command": command.id, "requested_by": command.issued_by}
+        event_id = stable_event_id(self.gateway_id, device.config.id, "test", command.id)
+        await self._emit(device, kind, True, detail, event_id)
 
     async def tick_rules(self) -> None:
         """Raise the home-rule alarms whose time has come (bed exit with no return)."""

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from devices import EVENT_KINDS, utc_now
 from devices.wire import MAX_HEALTH_LINKS, GatewayHealth, LinkState, OutboxLevel
 
-from .actions import DeviceActor, Unreachable
+from .actions import DeviceActor, TestActor, Unreachable
 from .commands import CommandHandler
 from .config import DeviceConfig, GatewayConfig
 from .counters import InputCounters
@@ -112,6 +112,8 @@ class Gateway:
             on_event=lambda _event: self.uplink.wake(),
             rules=HomeRules(config.homes),
         )
+        # A signed "test" raises the device's alarm through the pipeline, marked a test.
+        self.commands.tester = TestActor(self.pipeline)
         # The transports' shared links (a broker, each serial port, the BLE scanner), in
         # the registry's order; a transport's module loads only when it is used.
         self.transport_links: dict[str, list[Link]] = {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from gateway import Gateway
 from .browser import ROOT, axe_violations, sign_in
 from .conftest import RunningCloud, publish
 from .servers import Mosquitto
+from .test_commands_e2e import centre
+from .test_device_states import PENDANT
 
 pytestmark = pytest.mark.e2e
 
@@ -137,3 +140,30 @@ async def test_the_catalogs_have_the_same_keys() -> None:
     sv = json.loads((folder / "sv.json").read_text())
     assert set(en) == set(sv)
     assert all(isinstance(v, str) and v for v in [*en.values(), *sv.values()])
+
+
+async def test_a_technician_sends_a_test_alarm_and_sees_it_come_back(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    async with centre(tmp_path, mosquitto, PENDANT) as c:
+        context, page = await _console(browser)
+        await sign_in(page, f"{c.cloud.url}/technician/#gateway/gw-test-1", "tove", "tove-pass")
+        row = page.locator('#devices tr[data-device="pendant-12"]')
+        await expect(row).to_contain_text("not tested", timeout=15_000)
+        # The lock has no alarm to test: no button.
+        lock = page.locator('#devices tr[data-device="door-lock"]')
+        await expect(lock.get_by_role("button")).to_have_count(0)
+        await row.get_by_role("button", name="Send a test alarm from pendant-12").click()
+        result = row.locator(".test-result")
+        await expect(result).to_have_text(
+            re.compile(r"^Test alarm through in [\d,]+ ms, from the centre and back$"),
+            timeout=20_000,
+        )
+        await expect(row).to_contain_text("through in")
+        assert await axe_violations(page) == []
+        await _shot(page, "test-alarm")
+        async with await c.cloud.authed("anna") as anna:  # the operators were not paged
+            assert (await anna.get("/api/v1/alarms")).json() == []
+        assert await _missing(page) == []
+        assert page.errors == []  # type: ignore[attr-defined]
+        await context.close()

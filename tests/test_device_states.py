@@ -30,6 +30,7 @@ from trygg.cli import app
 
 from .conftest import GATEWAY_ID, RunningCloud, publish, publish_inventory
 from .servers import Mosquitto, wait_until
+from .test_commands_e2e import SCENARIO, centre
 
 pytestmark = pytest.mark.e2e
 
@@ -304,3 +305,46 @@ async def test_a_smoke_alarms_test_button_is_a_test_for_the_technicians_only(
         ("alarm_button", False),
         ("smoke", True),
     ]
+
+
+PENDANT = (
+    SCENARIO
+    + """
+[[device]]
+id = "pendant-12"
+type = "alarm_button"
+transport = "zigbee2mqtt"
+address = "pendant"
+home = "home-12"
+"""
+)
+
+
+async def test_a_technicians_test_of_a_pendant_goes_the_whole_way_and_pages_nobody(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with centre(tmp_path, mosquitto, PENDANT) as c:
+        test = await c.send("pendant-12", "test")
+        done = await c.final(test["id"])
+        assert done["state"] == "done", done
+
+        async def tested() -> bool:
+            return bool((await _devices(c.cloud))["pendant-12"]["last_test_at"])
+
+        await wait_until(tested, 15)
+        pendant = (await _devices(c.cloud))["pendant-12"]
+        through = datetime.fromisoformat(pendant["last_test_at"]) - datetime.fromisoformat(
+            done["issued_at"]
+        )
+        assert timedelta(0) < through < timedelta(seconds=15)
+        async with await c.cloud.authed("anna") as anna:  # not in the operators' queue
+            assert (await anna.get("/api/v1/alarms")).json() == []
+        async with await c.cloud.authed("sara") as sara:  # nor on any staff member's phone
+            assert (await sara.get("/api/v1/my/alarms")).json() == []
+        # A lock has no alarm to test: the dispatch service says so before signing.
+        async with await c.cloud.authed("tove") as tove:
+            res = await tove.post(
+                f"/api/v1/gateways/{GATEWAY_ID}/commands",
+                json={"device_id": "door-lock", "action": "test"},
+            )
+        assert res.status_code == 422, res.text

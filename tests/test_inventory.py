@@ -94,8 +94,8 @@ BASE = ("gw-test-1", "home-12")
 REPORTED = {
     "door-1": (*BASE, "door_contact", "zigbee2mqtt", None, [], True, None),
     "lock-1": (*BASE, "digital_lock", "zigbee2mqtt", None, ["unlock", "lock"], True, None),
-    "pendant-1": (*BASE, "alarm_button", "zigbee2mqtt", None, [], True, "res-12"),
-    "smoke-1": (*BASE, "smoke", "zigbee2mqtt", None, [], True, None),
+    "pendant-1": (*BASE, "alarm_button", "zigbee2mqtt", None, ["test"], True, "res-12"),
+    "smoke-1": (*BASE, "smoke", "zigbee2mqtt", None, ["test"], True, None),
 }
 
 
@@ -136,7 +136,7 @@ async def test_a_gateway_reports_its_devices_on_connect_and_on_every_change(
                 "alarm_button",
                 "zigbee2mqtt",
                 None,
-                [],
+                ["test"],
                 True,
                 None,
             )

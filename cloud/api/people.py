@@ -415,6 +415,7 @@ class DeviceOut(_Out):
     # What its gateway reported of it (cloud/devicestate.py); None until it did.
     transport: str | None = None
     firmware: str | None = None
+    actions: list[str] | None = None  # what its gateway can make it do (the inventory)
     last_seen_at: datetime | None = None
     battery_pct: float | None = None
     linkquality: float | None = None

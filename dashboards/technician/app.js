@@ -104,8 +104,8 @@ function setStatus(text, cls) {
 
 // -- the API --------------------------------------------------------------------------------
 
-async function api(path) {
-  const res = await fetch(path, { credentials: "same-origin" });
+async function api(path, options = {}) {
+  const res = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
   if (res.status === 401) { signOut(signedIn ? t("ui.session_expired") : ""); throw new Error("401"); }
   if (res.status === 403 && res.headers.get("X-Trygg-Second-Factor") === "enrol") {
     enrol();
@@ -309,8 +309,7 @@ function renderGateway(id) {
       cell(d.checkin_due_at ? when(d.checkin_due_at) : "–"),
       cell(deviceState(d)),
       faults,
-      cell(d.last_test_at ? t("ui.test_line", { when: when(d.last_test_at), ms: number(d.last_test_delay_ms) }) : t("ui.no_test"),
-        d.last_test_at ? "" : "hint"),
+      testCell(d),
     );
     return tr;
   }));
@@ -322,6 +321,63 @@ function renderGateway(id) {
     return tr;
   }));
   $("discovered-empty").hidden = discovered.length > 0;
+}
+
+// -- test alarms ------------------------------------------------------------------------------
+
+// What each device's test from this page came to, kept across the page's refreshes.
+const tests = new Map();
+
+function testCell(d) {
+  const td = element("td");
+  const last = d.last_test_at
+    ? t("ui.test_line", { when: when(d.last_test_at), ms: number(d.last_test_delay_ms) })
+    : t("ui.no_test");
+  td.append(element("span", last, d.last_test_at ? "" : "hint"));
+  if ((d.actions || []).includes("test")) {
+    const button = element("button", t("ui.send_test"));
+    button.type = "button";
+    button.setAttribute("aria-label", t("ui.send_test_named", { device: d.id }));
+    button.addEventListener("click", () => sendTest(d));
+    td.append(" ", button);
+  }
+  const said = tests.get(d.id);
+  if (said) td.append(element("p", said.text, `test-result ${said.cls}`));
+  return td;
+}
+
+// A test alarm through the whole way: signed by the dispatch service, raised by the
+// gateway as the device's own alarm, back as a test (never paging anyone).
+async function sendTest(d) {
+  const show = (text, cls) => { tests.set(d.id, { text, cls }); render(); };
+  show(t("ui.test_sending"), "wait");
+  const before = d.last_test_at;
+  try {
+    const command = await api(`/api/v1/gateways/${encodeURIComponent(d.gateway_id)}/commands`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ device_id: d.id, action: "test" }),
+    });
+    const issued = new Date(command.issued_at).getTime();
+    for (let i = 0; i < 30; i += 1) {
+      await new Promise((ok) => setTimeout(ok, 500));
+      const now = await api(`/api/v1/commands/${encodeURIComponent(command.id)}`);
+      if (["failed", "refused", "expired"].includes(now.state)) {
+        show(t("ui.test_failed", { reason: now.reason || now.state }), "fault");
+        return;
+      }
+      devices = await api("/api/v1/devices");
+      const back = devices.find((x) => x.id === d.id);
+      if (back && back.last_test_at && back.last_test_at !== before) {
+        const ms = new Date(back.last_test_at).getTime() - issued;
+        show(t("ui.test_through", { ms: number(Math.max(0, ms)) }), "state-online");
+        return;
+      }
+    }
+    show(t("ui.test_lost"), "fault");
+  } catch (e) {
+    if (e.message !== "401") show(t("ui.test_failed", { reason: e.message }), "fault");
+  }
 }
 
 function render() {
