@@ -100,7 +100,7 @@ async def test_the_dispatch_service_knows_each_devices_state_and_the_gateways_he
     assert health["links"]["zigbee2mqtt"] == {"v": 1, "state": "connected", "up": True}
     assert (health["devices"], health["devices_silent"]) == (4, 0)
     assert 0 <= health["disk_budget_used_pct"] < 100
-    assert abs(gw["clock_offset_s"]) < 5  # one machine: only the transit
+    assert abs(gw["clock_offset_s"]) < 60  # one machine: only the transit, however busy
 
 
 def _report(**fields: Any) -> str:
