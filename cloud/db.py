@@ -523,6 +523,8 @@ class EventRecord(Base):
     received_at: Mapped[datetime]
     detail: Mapped[dict[str, Any]]
 
+    __table_args__ = (Index("events_by_gateway_time", "org_id", "gateway_id", "received_at"),)
+
 
 class AlarmTransition(Base):
     """One step of an alarm's lifecycle: who did what, when, from which state."""

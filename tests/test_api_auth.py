@@ -70,6 +70,7 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
     ("GET", "/api/v1/gateways", {"admin", "supervisor", "operator", "technician"}, None),
     ("POST", "/api/v1/gateways", {"admin"}, {"id": "gw-new", "name": "New"}),
     ("GET", "/api/v1/gateways/{gateway_id}/discovered", {"admin", "technician"}, None),
+    ("GET", "/api/v1/gateways/{gateway_id}/events", {"admin", "technician"}, None),
     ("GET", "/api/v1/devices", {"admin", "supervisor", "technician"}, None),
     (
         "POST",

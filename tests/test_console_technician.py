@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Response, expect
 
+from devices import EVENT_KINDS, DeviceType
 from gateway import Gateway
 
 from .browser import ROOT, axe_violations, sign_in
@@ -102,6 +103,10 @@ async def test_a_technician_sees_the_gateways_health_and_its_devices_live(
     await expect(found).to_have_count(1, timeout=15_000)
     await expect(found).to_contain_text("0x00124b0029f0a1b2")
     await expect(found).to_contain_text("battery, illuminance, occupancy")
+    # The history: the fault, with how long it took from the gateway to the centre.
+    fault = page.locator("#history tr", has_text="smoke-1")
+    await expect(fault).to_contain_text("battery low", timeout=15_000)
+    await expect(fault).to_contain_text(re.compile(r"\d+ ms"))
     assert await axe_violations(page) == []
     await _shot(page, "gateway")
 
@@ -140,6 +145,9 @@ async def test_the_catalogs_have_the_same_keys() -> None:
     sv = json.loads((folder / "sv.json").read_text())
     assert set(en) == set(sv)
     assert all(isinstance(v, str) and v for v in [*en.values(), *sv.values()])
+    # Every event the history may show, and every device type, has words.
+    assert {f"kind.{k}" for k in EVENT_KINDS} <= set(en)
+    assert {f"type.{t.value}" for t in DeviceType} <= set(en)
 
 
 async def test_a_technician_sends_a_test_alarm_and_sees_it_come_back(

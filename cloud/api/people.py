@@ -19,7 +19,17 @@ from devices.wire import GATEWAY_ID_PATTERN
 
 from ..audit import audit, read_audit
 from ..clock import database_now
-from ..db import Alarm, Device, DiscoveredDevice, Gateway, Home, Resident, Team, User
+from ..db import (
+    Alarm,
+    Device,
+    DiscoveredDevice,
+    EventRecord,
+    Gateway,
+    Home,
+    Resident,
+    Team,
+    User,
+)
 from ..security import Role, hash_password
 from ..signin import revoke_sessions
 from .deps import (
@@ -457,6 +467,52 @@ async def list_discovered(
         .order_by(DiscoveredDevice.last_seen.desc())
     )
     return [DiscoveredOut.model_validate(d) for d in rows]
+
+
+class GatewayEventOut(_Out):
+    """One event of a gateway's devices as a technician reads it: what, which device,
+    when; never its detail (a position, a resident's words on a lock's keypad)."""
+
+    device_id: str
+    kind: str
+    priority: str
+    restore: bool
+    test: bool
+    occurred_at: datetime
+    received_at: datetime
+
+
+@router.get("/gateways/{gateway_id}/events")
+async def list_gateway_events(
+    gateway_id: str,
+    user: DeviceManager,
+    session: SessionDep,
+    device_id: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[GatewayEventOut]:
+    """The gateway's devices' events (alarms, faults and their restores, tests), newest
+    first: the device and gateway history a technician looks back through."""
+    gateway = await session.get(Gateway, gateway_id)
+    if gateway is None or gateway.org_id != user.org_id:
+        raise _not_found("gateway", gateway_id)
+    query = select(EventRecord).where(
+        EventRecord.org_id == user.org_id, EventRecord.gateway_id == gateway_id
+    )
+    if device_id is not None:
+        query = query.where(EventRecord.device_id == device_id)
+    rows = await session.scalars(query.order_by(EventRecord.received_at.desc()).limit(limit))
+    return [
+        GatewayEventOut(
+            device_id=e.device_id,
+            kind=e.kind,
+            priority=e.priority,
+            restore=e.restore,
+            test=e.detail.get("test") is True,
+            occurred_at=e.occurred_at,
+            received_at=e.received_at,
+        )
+        for e in rows
+    ]
 
 
 class TestWindow(_In):

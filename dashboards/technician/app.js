@@ -20,6 +20,7 @@ let timer = null;
 let gateways = [];
 let devices = [];
 let discovered = [];
+let history = [];
 const missing = new Set();
 window.trygg = { missing };  // the tests read which keys a catalog lacked
 
@@ -124,7 +125,10 @@ async function refresh() {
   try {
     [gateways, devices] = await Promise.all([api("/api/v1/gateways"), api("/api/v1/devices")]);
     const open = openGateway();
-    discovered = open ? await api(`/api/v1/gateways/${encodeURIComponent(open)}/discovered`) : [];
+    const base = open ? `/api/v1/gateways/${encodeURIComponent(open)}` : null;
+    [discovered, history] = base
+      ? await Promise.all([api(`${base}/discovered`), api(`${base}/events?limit=50`)])
+      : [[], []];
     const now = new Intl.DateTimeFormat(LOCALES[lang], {
       hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone: timeZone(),
     }).format(new Date());
@@ -321,6 +325,17 @@ function renderGateway(id) {
     return tr;
   }));
   $("discovered-empty").hidden = discovered.length > 0;
+  $("history").replaceChildren(...history.map((e) => {
+    const tr = element("tr");
+    let what = said("kind", e.kind);
+    if (e.restore) what = t("ui.cleared", { what });
+    if (e.test) what = t("ui.as_test", { what });
+    const delay = (new Date(e.received_at) - new Date(e.occurred_at));
+    tr.append(cell(when(e.occurred_at)), cell(e.device_id), cell(what, e.restore ? "hint" : ""),
+      cell(t("ui.ms", { n: number(Math.max(0, delay)) }), "num"));
+    return tr;
+  }));
+  $("history-empty").hidden = history.length > 0;
 }
 
 // -- test alarms ------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("health", sa.JSON()))
         batch_op.add_column(sa.Column("health_at", _UTC))
         batch_op.add_column(sa.Column("clock_offset_s", sa.Float()))
+    # A gateway's history, newest first (GET /api/v1/gateways/{id}/events).
+    op.create_index("events_by_gateway_time", "events", ["org_id", "gateway_id", "received_at"])
     op.create_table(
         "discovered_devices",
         sa.Column("gateway_id", sa.String(64), sa.ForeignKey("gateways.id"), primary_key=True),
@@ -61,6 +63,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("discovered_devices")
+    op.drop_index("events_by_gateway_time", "events")
     with op.batch_alter_table("organisations") as batch_op:
         batch_op.drop_column("show_tests")
     with op.batch_alter_table("gateways") as batch_op:
