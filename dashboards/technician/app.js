@@ -58,6 +58,7 @@ async function setLanguage(chosen) {
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   if (!signedIn) setStatus(t("ui.signed_out"));
   render();
+  if (signedIn && me) refresh();  // the status line in the new language at once
 }
 
 function timeZone() { return (me && me.time_zone) || undefined; }
