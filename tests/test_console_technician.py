@@ -175,3 +175,38 @@ async def test_a_technician_sends_a_test_alarm_and_sees_it_come_back(
         assert await _missing(page) == []
         assert page.errors == []  # type: ignore[attr-defined]
         await context.close()
+
+
+# The kitchen's smoke alarm, simulated: the test runs its battery down.
+DRAINING = (
+    PENDANT
+    + """
+[[device]]
+id = "smoke-12"
+type = "smoke"
+transport = "zigbee2mqtt"
+address = "kitchen_smoke"
+home = "home-12"
+battery = 64
+"""
+)
+
+
+async def test_a_technician_sees_a_simulated_battery_fall(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    async with centre(tmp_path, mosquitto, DRAINING) as c:
+        context, page = await _console(browser)
+        await sign_in(page, f"{c.cloud.url}/technician/#gateway/gw-test-1", "tove", "tove-pass")
+        row = page.locator('#devices tr[data-device="smoke-12"]')
+        battery = row.locator("td").nth(4)
+        await c.run.act("smoke-12", "battery", pct=31)  # the simulator's check-in says so
+        await expect(battery).to_have_text("31 %", timeout=20_000)
+        await expect(battery).not_to_have_class(re.compile(r"\blow\b"))
+        await c.run.act("smoke-12", "battery", pct=9)
+        await expect(battery).to_have_text("9 %", timeout=20_000)
+        await expect(battery).to_have_class(re.compile(r"\blow\b"))
+        await expect(row).to_contain_text("battery low")  # below the simulator's 15 %
+        await _shot(page, "battery-low")
+        assert page.errors == []  # type: ignore[attr-defined]
+        await context.close()

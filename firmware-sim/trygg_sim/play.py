@@ -291,6 +291,11 @@ class ScenarioRun:
         assert zigbee is not None, f"{device_id} is not a Zigbee2MQTT device"
         return dict(zigbee.state)
 
+    async def act(self, device_id: str, do: str, **args: Any) -> None:
+        """What a scenario step does, now: for a test or a person driving the homes by
+        hand (the same actions and arguments as a step's, docs/simulator.md)."""
+        await self._apply(self._devices[device_id], do, args)
+
     def gatt_lock(self, device_id: str) -> GattLock:
         """A simulated BLE lock, to look at what it was told and how it is."""
         gatt = self._devices[device_id].gatt
