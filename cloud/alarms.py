@@ -131,12 +131,13 @@ async def record_event(
         # still make one alarm. Serialise them on that key until this transaction ends.
         key = f"{org_id}/{event.device_id}/{event.kind}"
         await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
-    device = await session.get(Device, (org_id, event.device_id))
-    in_test = device is not None and device.test_until is not None and device.test_until > now
     # A test (the device in a technician's test window, or its own test: a signed test
     # command, a smoke alarm's test button) joins only a test, and a real alarm only a
-    # real one: a test must never hide a call for help.
-    testing = in_test or event.detail.get("test") is True
+    # real one: a test must never hide a call for help. (A restore needs neither.)
+    testing = event.detail.get("test") is True
+    if not testing and not event.restore:
+        device = await session.get(Device, (org_id, event.device_id))
+        testing = device is not None and device.test_until is not None and device.test_until > now
     open_alarm = (
         await session.execute(
             select(Alarm)

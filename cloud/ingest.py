@@ -15,7 +15,9 @@ import socket
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import aiomqtt
 from prometheus_client import Histogram
@@ -62,6 +64,7 @@ log = logging.getLogger("trygg.cloud.ingest")
 ORG_CACHE_S = 60.0
 # A database that is down shows as a driver error, or as the OSError of a refused connect.
 DATABASE_ERRORS = (SQLAlchemyError, OSError)
+Report = TypeVar("Report", Inventory, DeviceStates)
 EVENT_DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0)
 
 
@@ -413,21 +416,41 @@ class IngestWorker:
         ack = Ack(event_ids=[event.id], refused={event.id: f"{judged.value}: {reason}"})
         await client.publish(acks_topic(gateway_id), ack.model_dump_json(), qos=1)
 
-    async def _inventory(self, gateway_id: str, payload: bytes) -> None:
+    def _read(
+        self,
+        model: type[Report],
+        payload: bytes,
+        gateway_id: str,
+        reasons: tuple[str, str],
+        label: Callable[[Report], str],
+    ) -> Report | None:
+        """A gateway's report (inventory, device states) as its model, or None after a
+        counted drop: ``reasons`` name a malformed one and one naming another gateway.
+        What PostgreSQL cannot store (a NUL) is replaced, and counted, in what is kept."""
+        garbage, mismatch = reasons
         try:
-            inventory = Inventory.model_validate_json(payload)
+            report = model.model_validate_json(payload)
         except ValidationError as exc:
-            self._drop("inventory_garbage", gateway_id, str(exc.errors()[0]["msg"]))
+            self._drop(garbage, gateway_id, str(exc.errors()[0]["msg"]))
+            return None
+        if report.gateway_id != gateway_id:
+            self._drop(mismatch, gateway_id, f"{label(report)} names {report.gateway_id}")
+            return None
+        fixed, unstorable = storable_json(report.model_dump(mode="json"))
+        for reason in sorted(unstorable):
+            self._neutralise(reason, gateway_id, label(report))
+        return model.model_validate(fixed) if unstorable else report
+
+    async def _inventory(self, gateway_id: str, payload: bytes) -> None:
+        inventory = self._read(
+            Inventory,
+            payload,
+            gateway_id,
+            ("inventory_garbage", "inventory_mismatch"),
+            lambda i: f"inventory {i.revision}",
+        )
+        if inventory is None:
             return
-        if inventory.gateway_id != gateway_id:
-            detail = f"inventory says {inventory.gateway_id}"
-            self._drop("inventory_mismatch", gateway_id, detail)
-            return
-        fixed, reasons = storable_json(inventory.model_dump(mode="json"))
-        for reason in sorted(reasons):
-            self._neutralise(reason, gateway_id, f"inventory {inventory.revision}")
-        if reasons:
-            inventory = Inventory.model_validate(fixed)
         try:
             async with self.sessions() as session:
                 gateway = await session.get(Gateway, gateway_id, with_for_update=True)
@@ -451,20 +474,15 @@ class IngestWorker:
 
     async def _device_states(self, gateway_id: str, payload: bytes) -> None:
         """A gateway's report of its devices' states (cloud/devicestate.py)."""
-        try:
-            report = DeviceStates.model_validate_json(payload)
-        except ValidationError as exc:
-            self._drop("device_states_malformed", gateway_id, str(exc.errors()[0]["msg"]))
+        report = self._read(
+            DeviceStates,
+            payload,
+            gateway_id,
+            ("device_states_malformed", "device_states_mismatch"),
+            lambda _r: "device states",
+        )
+        if report is None:
             return
-        if report.gateway_id != gateway_id:
-            detail = f"device states say {report.gateway_id}"
-            self._drop("device_states_mismatch", gateway_id, detail)
-            return
-        fixed, reasons = storable_json(report.model_dump(mode="json"))
-        for reason in sorted(reasons):
-            self._neutralise(reason, gateway_id, "device states")
-        if reasons:
-            report = DeviceStates.model_validate(fixed)
         try:
             async with self.sessions() as session:
                 gateway = await session.get(Gateway, gateway_id)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from dataclasses import asdict
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
@@ -52,8 +51,7 @@ async def snapshot(gateway: Gateway) -> dict[str, Any]:
     readings_stored = 0
     unreadable = None
     try:
-        for priority, (count, oldest) in (await store.outbox_stats()).items():
-            age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
+        for priority, (count, age) in (await store.outbox_ages(now)).items():
             outbox[priority.value] = {"events": count, "oldest_age_s": round(age, 3)}
         readings_stored = await store.readings_count()
     except StoreError as exc:

@@ -8,7 +8,6 @@ import importlib.metadata
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -141,9 +140,8 @@ class Gateway:
         used_pct: float | None = None
         store = self.store
         with contextlib.suppress(StoreError):  # a faulted store says so below
-            for priority, (count, oldest) in (await store.outbox_stats()).items():
-                age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
-                outbox[priority.value] = OutboxLevel(events=count, oldest_age_s=max(0.0, age))
+            for priority, (count, age) in (await store.outbox_ages(now)).items():
+                outbox[priority.value] = OutboxLevel(events=count, oldest_age_s=age)
             if store.budget_bytes:
                 used_pct = round(100 * await store.used_bytes() / store.budget_bytes, 1)
         links = {

@@ -753,6 +753,14 @@ class Store:
 
         return await self._run(stats)
 
+    async def outbox_ages(self, now: datetime) -> dict[Priority, tuple[int, float]]:
+        """Per priority: events held, and the oldest one's age in seconds at ``now``."""
+        ages: dict[Priority, tuple[int, float]] = {}
+        for priority, (count, oldest) in (await self.outbox_stats()).items():
+            age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
+            ages[priority] = (count, max(0.0, age))
+        return ages
+
     async def depth(self) -> dict[Priority, int]:
         """Events held per priority."""
         return {p: count for p, (count, _oldest) in (await self.outbox_stats()).items()}

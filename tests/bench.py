@@ -1144,26 +1144,14 @@ def _next_tap(page: Any, seen: int) -> dict[str, Any]:
 async def _resident_consents_to_locks(database_url: str) -> None:
     """home-1 (the lock's home) gets its resident, who has consented to digital locks."""
     from cloud.admin import admin_session, ensure_home, ensure_resident
-    from cloud.db import Consent
     from cloud.settings import CloudSettings
+    from trygg.demo import ensure_lock_consent
 
     settings = CloudSettings(environment="development", database_url=database_url)
     async with admin_session(settings) as session:
         await ensure_home(session, "bench", "home-1", "Storgatan 1, Malmö")
-        await ensure_resident(session, "bench", "res-1", "home-1", "Ingrid")
-        given = datetime.now(UTC) - timedelta(days=1)
-        session.add(
-            Consent(
-                org_id="bench",
-                resident_id="res-1",
-                service="lock",
-                given_by="resident",
-                given_by_name="Ingrid",
-                recorded_by="bench",
-                recorded_at=given,
-                valid_from=given,
-            )
-        )
+        resident = await ensure_resident(session, "bench", "res-1", "home-1", "Ingrid")
+        await ensure_lock_consent(session, resident, datetime.now(UTC))
         await session.commit()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Response, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from devices import EVENT_KINDS, DeviceType
 from gateway import Gateway
@@ -20,6 +20,7 @@ from .browser import ROOT, axe_violations, sign_in
 from .conftest import RunningCloud, publish
 from .servers import Mosquitto
 from .test_commands_e2e import centre
+from .test_console_staff import _missing, _watched
 from .test_device_states import PENDANT
 
 pytestmark = pytest.mark.e2e
@@ -31,30 +32,9 @@ DESK: dict[str, Any] = {
 }
 
 
-def _failed(response: Response) -> bool:
-    probe = response.status == 401 and response.url.endswith("/api/v1/me")
-    return response.status >= 400 and not probe
-
-
-def _unexpected(message: ConsoleMessage) -> bool:
-    probe = message.text.endswith("the server responded with a status of 401 (Unauthorized)")
-    return message.type == "error" and not probe
-
-
 async def _console(browser: Browser, locale: str = "en-GB") -> tuple[BrowserContext, Page]:
     context = await browser.new_context(locale=locale, **DESK)
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda m: errors.append(m.text) if _unexpected(m) else None)
-    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if _failed(r) else None)
-    page.errors = errors  # type: ignore[attr-defined]
-    return context, page
-
-
-async def _missing(page: Page) -> list[str]:
-    missing: list[str] = await page.evaluate("[...window.trygg.missing]")
-    return missing
+    return context, _watched(await context.new_page())
 
 
 async def _shot(page: Page, name: str) -> None:
