@@ -24,6 +24,7 @@ from .api import SMALL_BODY_BYTES, StrictRoute, api_router
 from .clockwatch import ClockWatch
 from .commandkeys import load_command_keys
 from .commands import CommandService
+from .configuration import ConfigurationService
 from .db import make_engine, make_sessionmaker
 from .doors import DoorService, DoorWatch
 from .escalation import Escalator, Limits
@@ -93,6 +94,8 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         grace = timedelta(seconds=settings.command_expiry_grace_s)
         commands = CommandService(sessions, keys, ingest, command_hub, grace)
         ingest.commands = commands
+        configuration = ConfigurationService(sessions, commands)
+        ingest.configuration = configuration
         clock_watch = ClockWatch(sessions, hub, settings.clock_step_limit_s)
         door_watch = DoorWatch(sessions, commands, hub)
         push = PushService(settings, sessions, vapid)
@@ -110,6 +113,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
             DoorService(sessions, commands),
             door_watch,
             push,
+            configuration,
         )
         await push.start()
         tasks = []

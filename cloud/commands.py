@@ -31,12 +31,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from devices.wire import COMMAND_MAX_TTL_S, Command, CommandAction, CommandResult, commands_topic
+from devices.wire import (
+    COMMAND_MAX_TTL_S,
+    GATEWAY_TARGET,
+    Command,
+    CommandAction,
+    CommandResult,
+    GatewayConfiguration,
+    commands_topic,
+)
 
 from .audit import audit
 from .clock import Clock, database_now, pause
@@ -144,14 +152,26 @@ class CommandService:
         ttl_s: int = DEFAULT_TTL_S,
         *,
         command_id: str | None = None,
+        configuration: GatewayConfiguration | None = None,
     ) -> CommandPublic:
         """Check, sign, store (audited), publish. Raises CommandRefused. ``command_id``:
-        one the caller made (``new_command_id``) to store its own rows in the same commit."""
+        one the caller made (``new_command_id``) to store its own rows in the same commit.
+        A ``configure`` command (cloud/configuration.py) carries ``configuration`` and
+        names the gateway itself as its device."""
         if self.keys.signing is None or self.keys.key_id is None:
             raise CommandRefused(503, self.keys.disabled or "commands are off")
         if not 1 <= ttl_s <= COMMAND_MAX_TTL_S:
             raise CommandRefused(422, f"ttl_s must be 1..{COMMAND_MAX_TTL_S} seconds")
-        device = await self._check_target(session, user.org_id, gateway_id, device_id, action)
+        if (action == "configure") != (configuration is not None):
+            raise CommandRefused(422, "a configuration is sent by configure, and only by it")
+        device: Device | None = None
+        if action == "configure":
+            gateway = await session.get(Gateway, gateway_id)
+            if gateway is None or gateway.org_id != user.org_id:
+                raise CommandRefused(404, f"No gateway {gateway_id}")
+            device_id = GATEWAY_TARGET
+        else:
+            device = await self._check_target(session, user.org_id, gateway_id, device_id, action)
         now = await self.clock(session)
         command = self.keys.sign(
             Command(
@@ -164,6 +184,7 @@ class CommandService:
                 expires_at=now + timedelta(seconds=ttl_s),
                 nonce=secrets.token_urlsafe(18),
                 key_id=self.keys.key_id,
+                configuration=configuration,
             )
         )
         record = CommandRecord(
@@ -184,9 +205,16 @@ class CommandService:
             signed=command.model_dump(mode="json"),
         )
         session.add(record)
-        detail = {"gateway": gateway_id, "device": device_id, "action": action, "ttl_s": ttl_s}
+        detail: dict[str, Any] = {
+            "gateway": gateway_id,
+            "device": device_id,
+            "action": action,
+            "ttl_s": ttl_s,
+        }
+        if configuration is not None:
+            detail["version"] = configuration.version
         audit(session, user, "command.create", f"command:{command.id}", detail)
-        if action in LOCK_ACTIONS:
+        if action in LOCK_ACTIONS and device is not None:
             lock_log(
                 session,
                 org_id=user.org_id,

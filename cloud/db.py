@@ -320,6 +320,19 @@ class Gateway(Base):
     clock_offset_s: Mapped[float | None] = mapped_column(Float)
 
 
+class GatewayConfigurationRecord(Base):
+    """One version of a gateway's configuration (devices/wire.py GatewayConfiguration,
+    without its version in ``body``), as a technician set it (cloud/configuration.py)."""
+
+    __tablename__ = "gateway_configurations"
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
 class CommandRecord(Base):
     """A signed command to one device through its gateway, and where it has got to:
     pending -> accepted -> done | failed, or refused | expired (cloud/commands.py)."""

@@ -47,6 +47,7 @@ from .alarms import record_event
 from .brokerlink import broker_options
 from .clock import database_now
 from .commands import CommandService, Delivery
+from .configuration import ConfigurationService
 from .db import Gateway
 from .devicestate import apply_device_states
 from .hub import AlarmHub, CommandHub
@@ -123,6 +124,7 @@ class IngestWorker:
         self.command_hub.relay = self.relay_command
         # Set by the app once the command service exists (it publishes through this worker).
         self.commands: CommandService | None = None
+        self.configuration: ConfigurationService | None = None
         self._orgs: dict[str, tuple[str, float]] = {}
 
     def _drop(self, reason: str, source: str, detail: str = "") -> None:
@@ -549,5 +551,7 @@ class IngestWorker:
                 changes = await self.supervisor.heartbeat(session, gateway, beat)
                 await session.commit()
             self.supervisor.tell(changes)
+            if self.configuration is not None and beat.health is not None:
+                await self.configuration.heartbeat(gateway_id)  # sent again if not in force
         except DATABASE_ERRORS as exc:
             self._drop("database_error", gateway_id, str(exc).splitlines()[0][:200])

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .clockwatch import ClockWatch
 from .commands import CommandService
+from .configuration import ConfigurationService
 from .doors import DoorService, DoorWatch
 from .escalation import Escalator
 from .hub import AlarmHub, CommandHub
@@ -32,3 +33,4 @@ class Services:
     doors: DoorService
     door_watch: DoorWatch
     push: PushService
+    configuration: ConfigurationService

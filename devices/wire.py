@@ -26,9 +26,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .model import DeviceId, Event, EventId, GatewayId, HomeId, UtcDatetime
 
@@ -142,6 +142,8 @@ class GatewayHealth(_Wire):
     store_fault: str | None = Field(default=None, max_length=200)
     devices: int = Field(default=0, ge=0)
     devices_silent: int = Field(default=0, ge=0)
+    # The version of the dispatch service's configuration in force (None: none applied).
+    config_version: int | None = Field(default=None, ge=1)
 
 
 class Heartbeat(_Wire):
@@ -230,18 +232,40 @@ class Inventory(_Wire):
 
 
 # "test": the device's alarm raised by the gateway as a test, through its whole path.
-CommandAction = Literal["unlock", "lock", "test"]
+# "configure": the gateway's devices and homes as the dispatch service keeps them.
+CommandAction = Literal["unlock", "lock", "test", "configure"]
+# A configure command names no device: its target is the gateway itself.
+GATEWAY_TARGET = "gateway"
+MAX_CONFIG_DEVICES = 500
+MAX_CONFIG_HOMES = 100
+# A configure command carries the whole configuration (one device ~300 bytes of JSON).
+MAX_CONFIGURE_BYTES = 256 * 1024
 # How long a signed command may live at most, and the clock difference a gateway accepts
 # between its clock and the dispatch service's (docs/security.md).
 COMMAND_MAX_TTL_S = 120
 COMMAND_CLOCK_SKEW_S = 30
 
 
+class GatewayConfiguration(_Wire):
+    """What the dispatch service keeps of one gateway's configuration (docs/configuration.md):
+    its devices and homes in the shapes of the gateway's own file (``[[devices]]``,
+    ``[[homes]]``; the gateway validates them by the same rules), and its heartbeat.
+    Each change has a higher ``version``; the gateway applies a version once, whole or
+    not at all, and never an older one."""
+
+    version: int = Field(ge=1, le=2**53)
+    devices: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_CONFIG_DEVICES)
+    homes: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_CONFIG_HOMES)
+    heartbeat_interval_s: int | None = Field(default=None, ge=60, le=86400)
+
+
 class Command(_Wire):
     """An action the dispatch service asks one gateway to take on one device.
 
     ``signature`` is Ed25519 by the dispatch service's key ``key_id`` over
-    ``signing_bytes()``: every other field, canonical JSON.
+    ``signing_bytes()``: every other field, canonical JSON. A ``configure`` command
+    names the device ``GATEWAY_TARGET`` and carries its ``configuration`` (signed with
+    the rest); no other command carries one.
     """
 
     id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
@@ -253,10 +277,21 @@ class Command(_Wire):
     expires_at: UtcDatetime
     nonce: str = Field(min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     key_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    configuration: GatewayConfiguration | None = None
     signature: str = Field(default="", max_length=200)  # base64url, no padding
 
+    @model_validator(mode="after")
+    def _configuration(self) -> Command:
+        if (self.action == "configure") != (self.configuration is not None):
+            raise ValueError("a configure command, and only one, carries a configuration")
+        if self.action == "configure" and self.device_id != GATEWAY_TARGET:
+            raise ValueError(f"a configure command's device is {GATEWAY_TARGET!r}")
+        return self
+
     def signing_bytes(self) -> bytes:
-        fields = self.model_dump(mode="json", exclude={"signature"})
+        # A command without a configuration signs as it did before there were any.
+        skip = {"signature"} if self.configuration is not None else {"signature", "configuration"}
+        fields = self.model_dump(mode="json", exclude=skip)
         return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
     def signed(self, signature: bytes) -> Command:

@@ -50,7 +50,7 @@ TECHNICAL_KIND_NAMES = frozenset(
 )
 
 
-ActOutcome = Literal["done", "failed"]
+ActOutcome = Literal["done", "failed", "refused"]  # refused: a configure command only
 
 
 @dataclass(frozen=True, slots=True)

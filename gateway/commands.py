@@ -23,13 +23,19 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
 from devices import utc_now
-from devices.wire import COMMAND_MAX_TTL_S, GATEWAY_ID_PATTERN, Command, CommandResult
+from devices.wire import (
+    COMMAND_MAX_TTL_S,
+    GATEWAY_ID_PATTERN,
+    MAX_CONFIGURE_BYTES,
+    Command,
+    CommandResult,
+)
 
 from .actions import ActResult, DeviceActor, supported_actions
 from .config import CommandsSection
@@ -41,7 +47,7 @@ from .store import Store, StoreError
 log = logging.getLogger("trygg.gateway.commands")
 audit_log = logging.getLogger("trygg.gateway.audit")
 
-MAX_COMMAND_BYTES = 8 * 1024
+MAX_COMMAND_BYTES = 8 * 1024  # every command but a configure, which may be larger
 MAX_QUEUED = 100  # commands waiting for their check; past it they are dropped and counted
 MAX_RESULTS = 1000  # results waiting for the uplink's connection
 SOURCE = "commands"
@@ -49,6 +55,7 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _GATEWAY = re.compile(GATEWAY_ID_PATTERN)
 
 Actors = Callable[[RegisteredDevice], DeviceActor | None]
+Configurator = Callable[[Command], Awaitable[ActResult]]
 
 
 class Refused(Exception):
@@ -101,9 +108,11 @@ class CommandHandler:
         *,
         clock: Callable[[], datetime] = utc_now,
         tester: DeviceActor | None = None,
+        configurator: Configurator | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self.tester = tester  # who raises a "test" command's alarm (the pipeline)
+        self.configurator = configurator  # who applies a "configure" command
         self.settings = settings
         self.keys = settings.trusted_keys
         self.registry = registry
@@ -138,7 +147,7 @@ class CommandHandler:
 
     # -- the checks, in the contract's order ------------------------------------------
     async def handle(self, payload: bytes) -> None:
-        if len(payload) > MAX_COMMAND_BYTES:
+        if len(payload) > MAX_CONFIGURE_BYTES:
             self.counters.drop(DropReason.OVERSIZED, SOURCE, f"{len(payload)} bytes")
             return
         try:
@@ -148,11 +157,17 @@ class CommandHandler:
             self.counters.drop(DropReason.MALFORMED, SOURCE, detail)
             await self._answer_unreadable(_readable_id(payload), detail)
             return
+        if command.action != "configure" and len(payload) > MAX_COMMAND_BYTES:
+            self.counters.drop(DropReason.OVERSIZED, SOURCE, f"{len(payload)} bytes")
+            return
         await self._audit(command, "received", "")
         try:
             device = await self._check(command)
         except Refused as refused:
             await self._finish(command, refused.outcome, refused.reason, refused.detail)
+            return
+        if device is None:  # a configure command, checked up to its nonce
+            await self._configure(command)
             return
         actor = self.tester if command.action == "test" else self.actors(device)
         if actor is None:  # the transport acts on nothing (a table says otherwise: a bug)
@@ -181,7 +196,18 @@ class CommandHandler:
         await self._write_audit(entry)
         self._publish(command_id, "refused", "malformed", detail)
 
-    async def _check(self, command: Command) -> RegisteredDevice:
+    async def _configure(self, command: Command) -> None:
+        if self.configurator is None:
+            await self._finish(command, "refused", "unsupported_action", "no configurator")
+            return
+        try:
+            result = await self.configurator(command)
+        except Exception as exc:
+            self.counters.drop(DropReason.INTERNAL_ERROR, SOURCE, repr(exc), exc)
+            result = ActResult("failed", "internal_error", "the gateway failed applying it")
+        await self._finish(command, result.outcome, result.reason, result.detail or "")
+
+    async def _check(self, command: Command) -> RegisteredDevice | None:
         if command.gateway_id != self.gateway_id:
             raise Refused("wrong_gateway", f"addressed to {command.gateway_id}")
         if self.keys is None:
@@ -210,6 +236,8 @@ class CommandHandler:
             raise Refused("store_fault", "the gateway cannot keep the nonce") from exc
         if not fresh:
             raise Refused("replayed", "its nonce was used before")
+        if command.action == "configure":
+            return None
         device = self.registry.get(command.device_id)
         if device is None:
             raise Refused("unknown_device", f"no device {command.device_id} on this gateway")

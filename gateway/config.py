@@ -409,6 +409,9 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+describe_error = _describe  # the same words for a configuration from the dispatch service
+
+
 def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
     return parse_toml(text, source, GatewayConfig, ConfigError, _describe)
 

@@ -17,7 +17,9 @@ from .config import DeviceConfig
 
 DEVICE_CONFIG: TypeAdapter[DeviceConfig] = TypeAdapter(DeviceConfig)
 
-Origin = Literal["config", "paired"]
+# Where a device comes from: the gateway's file, a pairing on the gateway (its local API),
+# or the dispatch service's configuration (gateway/remoteconfig.py).
+Origin = Literal["config", "paired", "remote"]
 
 
 class RegistryError(Exception):

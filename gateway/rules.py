@@ -63,13 +63,19 @@ class HomeRules:
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.homes = {h.id: h for h in homes}
-        self._zones = {h.id: ZoneInfo(h.timezone) if h.timezone else None for h in homes}
         self._clock = clock
         self._mono = monotonic
         self._out_of_bed: dict[str, tuple[float, RegisteredDevice]] = {}  # device id -> since
         self._raised: set[tuple[str, str]] = set()  # (device id, kind) active now
         self._fences: dict[str, tuple[SafeZone, Geofence]] = {}  # device id -> its zone
+        self.replace(homes)
+
+    def replace(self, homes: list[HomeSection]) -> None:
+        """New rules for the homes (a configuration from the dispatch service); a rule
+        already raised stays raised until its device says otherwise."""
+        self.homes = {h.id: h for h in homes}
+        self._zones = {h.id: ZoneInfo(h.timezone) if h.timezone else None for h in homes}
+        self._fences.clear()  # each device's zone is read again from its home
 
     def night(self, home_id: str) -> bool:
         home = self.homes[home_id]

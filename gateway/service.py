@@ -24,6 +24,7 @@ from .inventory import InventoryReport
 from .pipeline import Pipeline
 from .readings import ReadingsBuffer
 from .registry import DEVICE_CONFIG, RegisteredDevice, Registry, RegistryError
+from .remoteconfig import Configurator
 from .rules import HomeRules
 from .store import Store, StoreDamage, StoreError, StoreFault
 from .supervision import Supervisor
@@ -113,6 +114,11 @@ class Gateway:
         )
         # A signed "test" raises the device's alarm through the pipeline, marked a test.
         self.commands.tester = TestActor(self.pipeline)
+        # A signed "configure" sets the devices, homes and heartbeat the centre keeps.
+        self.configurator = Configurator(
+            config, self.registry, self.store, self.pipeline.rules, self._set_heartbeat
+        )
+        self.commands.configurator = self.configurator
         # The transports' shared links (a broker, each serial port, the BLE scanner), in
         # the registry's order; a transport's module loads only when it is used.
         self.transport_links: dict[str, list[Link]] = {
@@ -128,6 +134,12 @@ class Gateway:
         self._stops: list[Callable[[], Awaitable[None]]] = []
         self._reports: set[asyncio.Task[None]] = set()
         self.tasks = TaskSupervisor()
+
+    def _set_heartbeat(self, interval_s: float) -> None:
+        """A configuration was applied: its heartbeat interval, and a heartbeat now that
+        tells the dispatch service the version in force."""
+        self.uplink.heartbeat_interval_s = interval_s
+        self.uplink.beat_now()
 
     def _home_of(self, device_id: str) -> str | None:
         device = self.registry.get(device_id)
@@ -164,6 +176,7 @@ class Gateway:
             store_fault=store.fault.reason[:200] if store.fault else None,
             devices=len(self.registry),
             devices_silent=sum(1 for d in self.registry if d.status.silent),
+            config_version=self.configurator.version,
         )
 
     def link(self, name: str) -> Link:
@@ -248,6 +261,7 @@ class Gateway:
         self._stops.append(self.store.close)
         await self.store.audit("gateway_started", self.config.gateway.id)
         await self.pipeline.load()
+        await self.configurator.load()  # before local pairings: it has replaced some
         await self._load_paired()
         await self.inventory.load()
         self._spawn("dispatch-uplink", self.uplink.run)
@@ -267,8 +281,8 @@ class Gateway:
         self._spawn("supervision", self.supervisor.run)
         self._spawn("store-watch", self._watch_store)
         self._spawn("input-summary", self.counters.run)
-        if self.config.homes:  # the timed rules (bed exit) are per home
-            self._spawn("home rules", self._rules)
+        # The timed rules (bed exit) are per home; the centre may configure homes later.
+        self._spawn("home rules", self._rules)
         log.info(
             "gateway %s started: %d devices, store %s",
             self.config.gateway.id,

@@ -985,6 +985,26 @@ class Store:
 
         await self._run(upsert)
 
+    # -- the dispatch service's configuration (gateway/remoteconfig.py) -----------------
+    async def save_configuration(self, version: int, body: str, unpair: list[str]) -> None:
+        """Keep a configuration the dispatch service sent, and forget the local pairings
+        it replaces, in one transaction: either all of it is kept or none."""
+
+        def write() -> None:
+            db = self._conn()
+            with _transaction(db):
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('configuration', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (body,),
+                )
+                for device_id in unpair:
+                    db.execute("DELETE FROM paired_device WHERE id = ?", (device_id,))
+                    self._audit("device_unpaired", f"{device_id} (configured by dispatch)")
+                self._audit("configuration_applied", f"version {version}")
+
+        await self._run(write)
+
     # -- discovered devices ------------------------------------------------------------
     async def note_discovered(
         self, transport: str, address: str, *, messages: int = 1, said: str = ""

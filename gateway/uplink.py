@@ -85,6 +85,7 @@ class DispatchUplink:
         self.health = health
         self._unsent_result: CommandResult | None = None
         self._wake = asyncio.Event()
+        self._beat = asyncio.Event()  # a heartbeat now (the health changed: a configuration)
         self._in_flight: dict[EventId, _Flight] = {}
         self.connected = asyncio.Event()
         self.acked = 0
@@ -96,6 +97,10 @@ class DispatchUplink:
     def wake(self) -> None:
         """Something new is in the outbox: send it now rather than at the next poll."""
         self._wake.set()
+
+    def beat_now(self) -> None:
+        """Send the next heartbeat now (its interval counts from then)."""
+        self._beat.set()
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -304,7 +309,9 @@ class DispatchUplink:
             await client.publish(
                 status_topic(self.gateway_id), beat.model_dump_json(), qos=1, retain=True
             )
-            await asyncio.sleep(self.heartbeat_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._beat.wait(), self.heartbeat_interval_s)
+            self._beat.clear()
 
     async def _health(self) -> GatewayHealth | None:
         if self.health is None:

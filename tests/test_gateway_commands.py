@@ -358,7 +358,8 @@ GARBAGE = [
     b'{"id": 5}',
     b'{"id": "short", "gateway_id": "gw-sim"}',
     b"[" * 3000 + b"]" * 3000,
-    b'{"id": "cmd-oversized-1", "gateway_id": "gw-sim", "pad": "' + b"x" * 20_000 + b'"}',
+    # Past what even a configure command may carry (devices/wire.py MAX_CONFIGURE_BYTES).
+    b'{"id": "cmd-oversized-1", "gateway_id": "gw-sim", "pad": "' + b"x" * 300_000 + b'"}',
     json.dumps({"id": "cmd-" + "\ud800" * 3, "gateway_id": GW}).encode(),
 ]
 

@@ -1,6 +1,18 @@
 from fastapi import APIRouter
 
-from . import alarms, auth, commands, locks, me, people, push, staff, statistics, visits
+from . import (
+    alarms,
+    auth,
+    commands,
+    configuration,
+    locks,
+    me,
+    people,
+    push,
+    staff,
+    statistics,
+    visits,
+)
 from .strict import SMALL_BODY_BYTES, StrictRoute
 
 api_router = APIRouter(prefix="/api/v1", route_class=StrictRoute)
@@ -10,6 +22,7 @@ api_router.include_router(alarms.router)
 api_router.include_router(statistics.router)
 api_router.include_router(people.router)
 api_router.include_router(commands.router)
+api_router.include_router(configuration.router)
 api_router.include_router(locks.router)
 api_router.include_router(staff.router)
 api_router.include_router(visits.router)
