@@ -194,6 +194,10 @@ class Device(Base):
     transport: Mapped[str | None] = mapped_column(String(32))
     firmware: Mapped[str | None] = mapped_column(String(64))
     actions: Mapped[list[str] | None] = mapped_column(JSON)
+    # Its address on its transport, and where its gateway has it from (devices/wire.py
+    # InventoryDevice.origin: its file, a pairing on the gateway, the configuration here).
+    address: Mapped[str | None] = mapped_column(String(256))
+    origin: Mapped[str | None] = mapped_column(String(16))
     reported_at: Mapped[datetime | None]
     # In test until then (a technician installing or checking it): its alarms are tests.
     test_until: Mapped[datetime | None]

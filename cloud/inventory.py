@@ -150,6 +150,8 @@ async def apply_inventory(
         if item.firmware is not None:  # unknown now is not unknown for ever
             row.firmware = item.firmware
         row.actions = list(item.actions)
+        row.address = item.address
+        row.origin = item.origin
         row.reported_at = now
         result.devices += 1
     gateway.inventory_revision = inventory.revision

@@ -219,6 +219,11 @@ class InventoryDevice(_Wire):
     firmware: str | None = Field(default=None, max_length=64)
     # What the gateway can make it do on a signed command (e.g. "unlock", "lock").
     actions: list[str] = Field(default_factory=list, max_length=32)
+    # Its address on its transport, and where the gateway has it from: its file
+    # ("config"), a pairing on the gateway ("paired": for the centre to take over), or
+    # the dispatch service's configuration ("remote").
+    address: str | None = Field(default=None, max_length=256)
+    origin: Literal["config", "paired", "remote"] | None = None
 
 
 class Inventory(_Wire):

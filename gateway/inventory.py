@@ -55,6 +55,8 @@ def describe(device: RegisteredDevice) -> InventoryDevice:
         transport=config.transport,
         firmware=device.status.firmware,
         actions=list(supported_actions(config)),
+        address=config.address[:256],
+        origin=device.origin,
     )
 
 

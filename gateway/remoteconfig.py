@@ -30,6 +30,7 @@ what a gateway has not applied.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -140,6 +141,9 @@ class Configurator:
             return ActResult("failed", "store_fault", f"the configuration cannot be kept: {exc}")
         self._apply(checked)
         self.applied += 1
+        for device in checked.devices:  # paired now: no longer "heard but not paired"
+            with contextlib.suppress(StoreError):
+                await self.store.forget_discovered(device.transport, device.address)
         log.info(
             "configuration version %d applied by %s: %d devices, %d homes",
             checked.version,

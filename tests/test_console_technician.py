@@ -18,7 +18,7 @@ from gateway import Gateway
 
 from .browser import ROOT, axe_violations, sign_in
 from .conftest import RunningCloud, publish
-from .servers import Mosquitto
+from .servers import Mosquitto, wait_until
 from .test_commands_e2e import centre
 from .test_console_staff import _missing, _watched
 from .test_device_states import PENDANT
@@ -188,5 +188,92 @@ async def test_a_technician_sees_a_simulated_battery_fall(
         await expect(battery).to_have_class(re.compile(r"\blow\b"))
         await expect(row).to_contain_text("battery low")  # below the simulator's 15 %
         await _shot(page, "battery-low")
+        assert page.errors == []  # type: ignore[attr-defined]
+        await context.close()
+
+
+# A pendant the gateway's file does not declare: heard, then paired from the console.
+UNPAIRED = (
+    PENDANT
+    + """
+[[device]]
+id = "new-pendant"
+type = "alarm_button"
+transport = "zigbee2mqtt"
+address = "0x00158d0001a2b3c4"
+home = "home-12"
+"""
+)
+
+
+async def test_a_technician_pairs_a_heard_pendant_from_the_console_and_its_next_press_is_an_alarm(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    declared = {"pendant-12", "door-lock", "ble-lock"}
+    async with centre(tmp_path, mosquitto, UNPAIRED, file_devices=declared) as c:
+        context, page = await _console(browser)
+        await sign_in(page, f"{c.cloud.url}/technician/#gateway/gw-test-1", "tove", "tove-pass")
+        state = page.locator("#configuration-state")
+        await expect(state).to_have_text(
+            "Nothing set from the centre: the gateway has only its own file.", timeout=15_000
+        )
+        await c.run.act("new-pendant", "press")  # heard, not paired: no alarm
+        heard = page.locator("#discovered tr", has_text="0x00158d0001a2b3c4")
+        await expect(heard).to_contain_text("action", timeout=15_000)
+        # By keyboard: the row's Pair button, the form, its fields, Enter.
+        await heard.get_by_role("button", name="Pair the device at 0x00158d0001a2b3c4").focus()
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_label("Device name")).to_be_focused()
+        await page.keyboard.type("pendant-hall")
+        form = page.locator("#pair")
+        await expect(form.locator("select[name=type]")).to_have_value("alarm_button")
+        await expect(form.locator("select[name=home]")).to_have_value("home-12")
+        await expect(page.get_by_label("BTHome key (if it encrypts)")).to_be_hidden()
+        assert await axe_violations(page) == []
+        await _shot(page, "pair")
+        await page.keyboard.press("Enter")
+        await expect(state).to_be_focused()
+        await expect(state).to_have_text(
+            re.compile(r"^Version 1 in force \(by tove, .+\)\.$"), timeout=20_000
+        )
+        row = page.locator('#devices tr[data-device="pendant-hall"]')
+        await expect(row).to_contain_text("the centre", timeout=15_000)
+        await expect(heard).to_have_count(0, timeout=15_000)
+        await c.run.act("new-pendant", "press")
+        async with await c.cloud.authed("anna") as anna:
+
+            async def queued() -> bool:
+                alarms = (await anna.get("/api/v1/alarms")).json()
+                return any(a["device_id"] == "pendant-hall" for a in alarms)
+
+            await wait_until(queued, 15)
+        await _shot(page, "paired")
+
+        # A change the gateway refuses shows its reason; the version in force stays.
+        async with await c.cloud.authed("tove") as tove:
+            url = "/api/v1/gateways/gw-test-1/configuration"
+            now = (await tove.get(url)).json()
+            clash = {"id": "door-lock", "type": "door_contact", "address": "x", "home": "home-12"}
+            body = {"base_version": now["version"], "devices": [*now["devices"], clash]}
+            assert (await tove.put(url, json=body)).status_code == 200
+        await expect(state).to_have_text(
+            "The gateway refused version 2: device door-lock is declared in the gateway's"
+            " file. Version 1 stays in force.",
+            timeout=20_000,
+        )
+        await expect(state).to_have_class("fault")
+        await _shot(page, "config-refused")
+        async with await c.cloud.authed("tove") as tove:  # corrected: version 3, in force
+            body = {"base_version": 2, "devices": now["devices"]}
+            assert (await tove.put(url, json=body)).status_code == 200
+        await expect(state).to_have_text(re.compile(r"^Version 3 in force"), timeout=20_000)
+        # Removing the pendant again: version 4.
+        await row.get_by_role("button", name="Remove pendant-hall from the gateway").click()
+        await expect(state).to_have_text(re.compile(r"^Version 4 in force"), timeout=20_000)
+        await expect(row).to_have_count(0, timeout=15_000)
+        # In Swedish, every word of it from the catalog.
+        await page.get_by_label("Language").select_option("sv")
+        await expect(state).to_have_text(re.compile(r"^Version 4 gäller"))
+        assert await _missing(page) == []
         assert page.errors == []  # type: ignore[attr-defined]
         await context.close()

@@ -426,6 +426,12 @@ class DeviceOut(_Out):
     transport: str | None = None
     firmware: str | None = None
     actions: list[str] | None = None  # what its gateway can make it do (the inventory)
+    address: str | None = None
+    # When its gateway's inventory last named it; None: not (any more), or never.
+    reported_at: datetime | None = None
+    # "config" (the gateway's file), "paired" (on the gateway: for the centre to take
+    # over into its configuration), "remote" (the configuration here).
+    origin: str | None = None
     last_seen_at: datetime | None = None
     battery_pct: float | None = None
     linkquality: float | None = None

@@ -21,6 +21,12 @@ let gateways = [];
 let devices = [];
 let discovered = [];
 let history = [];
+let configuration = null;  // the open gateway's, as GET .../configuration gives it
+let homes = [];
+const TYPES = ["alarm_button", "fall_detector", "door_contact", "motion", "bed_sensor", "smoke",
+  "co", "water_leak", "digital_lock"];
+// Devices the console can pair or take over: those whose address is all their config has.
+const PAIRABLE = { zigbee2mqtt: TYPES, ble: TYPES.filter((x) => x !== "digital_lock"), ble_lock: ["digital_lock"] };
 const missing = new Set();
 window.trygg = { missing };  // the tests read which keys a catalog lacked
 
@@ -127,9 +133,12 @@ async function refresh() {
     [gateways, devices] = await Promise.all([api("/api/v1/gateways"), api("/api/v1/devices")]);
     const open = openGateway();
     const base = open ? `/api/v1/gateways/${encodeURIComponent(open)}` : null;
-    [discovered, history] = base
-      ? await Promise.all([api(`${base}/discovered`), api(`${base}/events?limit=50`)])
-      : [[], []];
+    [discovered, history, configuration] = base
+      ? await Promise.all([
+        api(`${base}/discovered`), api(`${base}/events?limit=50`), api(`${base}/configuration`),
+      ])
+      : [[], [], null];
+    if (base && !homes.length) homes = await api("/api/v1/homes");
     const now = new Intl.DateTimeFormat(LOCALES[lang], {
       hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone: timeZone(),
     }).format(new Date());
@@ -189,7 +198,11 @@ function faultList(faults) {
   return ul;
 }
 
-function devicesOf(gatewayId) { return devices.filter((d) => d.gateway_id === gatewayId); }
+// A device its gateway reported once and reports no more (removed there) is not shown;
+// one registered here that no gateway has reported yet is.
+function devicesOf(gatewayId) {
+  return devices.filter((d) => d.gateway_id === gatewayId && (d.reported_at || !d.transport));
+}
 
 // -- the fleet --------------------------------------------------------------------------------
 
@@ -315,16 +328,28 @@ function renderGateway(id) {
       cell(deviceState(d)),
       faults,
       testCell(d),
+      originCell(d),
     );
     return tr;
   }));
   $("devices-empty").hidden = own.length > 0;
   $("discovered").replaceChildren(...discovered.map((d) => {
     const tr = element("tr");
+    const pair = element("td");
+    if (PAIRABLE[d.transport] && configuration) {
+      const button = element("button", t("ui.pair"));
+      button.type = "button";
+      button.setAttribute("aria-label", t("ui.pair_named", { address: d.address }));
+      button.addEventListener("click", () => openPair(d));
+      pair.append(button);
+    } else {
+      pair.append(element("span", t("ui.pair_in_file"), "hint"));
+    }
     tr.append(cell(d.transport), cell(d.address), cell(d.said || "–"), cell(when(d.first_seen)),
-      cell(when(d.last_seen)), cell(number(d.messages), "num"));
+      cell(when(d.last_seen)), cell(number(d.messages), "num"), pair);
     return tr;
   }));
+  renderConfiguration();
   $("discovered-empty").hidden = discovered.length > 0;
   $("history").replaceChildren(...history.map((e) => {
     const tr = element("tr");
@@ -338,6 +363,115 @@ function renderGateway(id) {
   }));
   $("history-empty").hidden = history.length > 0;
 }
+
+// -- the configuration the centre keeps (docs/configuration.md) ------------------------------
+
+function renderConfiguration() {
+  const el = $("configuration-state");
+  const c = configuration;
+  if (!c) { el.textContent = ""; return; }
+  const args = {
+    version: c.version, applied: c.applied_version === null ? "–" : c.applied_version,
+    who: c.created_by || "", when: c.created_at ? when(c.created_at) : "",
+    why: c.command ? (c.command.detail || c.command.reason || c.command.state) : "",
+  };
+  el.textContent = t(`ui.config_${c.delivery}`, args);
+  el.className = ["refused", "failed"].includes(c.delivery) ? "fault" : c.delivery === "applied" ? "state-online" : "hint";
+}
+
+function originCell(d) {
+  const td = element("td", said("origin", d.origin || "config"));
+  const configured = configuration && configuration.devices.some((x) => x.id === d.id);
+  const button = (key, label, action) => {
+    const b = element("button", t(key));
+    b.type = "button";
+    b.setAttribute("aria-label", t(label, { device: d.id }));
+    b.addEventListener("click", action);
+    td.append(" ", b);
+  };
+  if (d.origin === "paired" && configuration && PAIRABLE[d.transport] && d.address) {
+    // Paired on the gateway (an installation without network): the centre takes it over.
+    button("ui.take_over", "ui.take_over_named", () => configure((list) => [...list, {
+      id: d.id, type: d.type, transport: d.transport, address: d.address, home: d.home_id,
+    }], d.id));
+  } else if (configured && d.origin === "remote") {
+    button("ui.remove", "ui.remove_named", () => configure((list) => list.filter((x) => x.id !== d.id), d.id));
+  }
+  return td;
+}
+
+// A new version of the configuration: the devices as ``change`` makes them from the
+// newest ones, the homes and heartbeat as they are. A change someone made meanwhile
+// is a 409: said, and the page shows theirs.
+async function configure(change, device) {
+  const c = configuration;
+  const body = {
+    base_version: c.version, devices: change(c.devices), homes: c.homes,
+    heartbeat_interval_s: c.heartbeat_interval_s,
+  };
+  const url = `/api/v1/gateways/${encodeURIComponent(c.gateway_id)}/configuration`;
+  try {
+    configuration = await api(url, {
+      method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    render();
+    return null;
+  } catch (e) {
+    if (e.message === "401" || e.message === "enrol") return e.message;
+    $("configuration-state").textContent = t("ui.config_not_saved", { device, why: e.message });
+    $("configuration-state").className = "fault";
+    return e.message;
+  }
+}
+
+let pairing = null;  // the discovered device the form is for
+
+function openPair(d) {
+  pairing = d;
+  const form = $("pair");
+  form.reset();
+  $("pair-heading").textContent = t("ui.pair_heading", { address: d.address, transport: d.transport });
+  form.elements.type.replaceChildren(...PAIRABLE[d.transport].map((x) => {
+    const o = element("option", said("type", x));
+    o.value = x;
+    return o;
+  }));
+  form.elements.home.replaceChildren(...homes.map((h) => {
+    const o = element("option", h.address ? `${h.id}: ${h.address}` : h.id);
+    o.value = h.id;
+    return o;
+  }));
+  $("pair-key-field").hidden = d.transport !== "ble";
+  $("pair-error").textContent = "";
+  form.hidden = false;
+  form.elements.id.focus();
+}
+
+$("pair").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const d = pairing;
+  const form = new FormData(ev.target);
+  const entry = { id: String(form.get("id")).trim(), type: form.get("type"), transport: d.transport,
+    address: d.address, home: form.get("home") };
+  const resident = String(form.get("resident") || "").trim();
+  if (resident) entry.resident = resident;
+  const key = String(form.get("bindkey") || "").trim();
+  if (key && d.transport === "ble") entry.bindkey = key;
+  if (configuration.devices.some((x) => x.id === entry.id) || devices.some((x) => x.id === entry.id)) {
+    $("pair-error").textContent = t("ui.pair_taken", { id: entry.id });
+    return;
+  }
+  const failed = await configure((list) => [...list, entry], entry.id);
+  if (failed) { $("pair-error").textContent = t("ui.config_not_saved", { device: entry.id, why: failed }); return; }
+  ev.target.hidden = true;
+  pairing = null;
+  $("configuration-state").focus();
+});
+
+$("pair-cancel").addEventListener("click", () => {
+  $("pair").hidden = true;
+  pairing = null;
+});
 
 // -- test alarms ------------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ gateway_configurations: the devices, homes and heartbeat interval the centre set
 gateway (devices/wire.py GatewayConfiguration), one row per version, who made it and
 when. The newest version is the one the gateway should have; its heartbeat says which it
 has (GatewayHealth.config_version), and the dispatch service sends the newest again
-until it does (cloud/configuration.py).
+until it does (cloud/configuration.py). devices: each one's address and where its gateway
+has it from (its file, a pairing on the gateway, or the configuration here), as the
+inventory says.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ _UTC = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("devices") as batch_op:
+        batch_op.add_column(sa.Column("address", sa.String(256)))
+        batch_op.add_column(sa.Column("origin", sa.String(16)))
     op.create_table(
         "gateway_configurations",
         sa.Column("gateway_id", sa.String(64), sa.ForeignKey("gateways.id"), primary_key=True),
@@ -38,3 +43,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("gateway_configurations")
+    with op.batch_alter_table("devices") as batch_op:
+        batch_op.drop_column("origin")
+        batch_op.drop_column("address")
