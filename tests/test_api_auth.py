@@ -71,6 +71,18 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
     ("POST", "/api/v1/gateways", {"admin"}, {"id": "gw-new", "name": "New"}),
     ("GET", "/api/v1/gateways/{gateway_id}/discovered", {"admin", "technician"}, None),
     ("GET", "/api/v1/gateways/{gateway_id}/events", {"admin", "technician"}, None),
+    (
+        "GET",
+        "/api/v1/gateways/{gateway_id}/configuration",
+        {"admin", "supervisor", "technician"},
+        None,
+    ),
+    (
+        "PUT",
+        "/api/v1/gateways/{gateway_id}/configuration",
+        {"admin", "technician"},
+        {"base_version": None, "devices": []},
+    ),
     ("GET", "/api/v1/devices", {"admin", "supervisor", "technician"}, None),
     (
         "POST",

@@ -265,11 +265,12 @@ async def with_second_factor(http: httpx.AsyncClient, username: str) -> dict[str
 
 
 async def my_visits(http: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, Any]]:
-    """Today's visits, and yesterday's: a demo started just after midnight began its
-    visit in progress the day before."""
+    """Today's visits, yesterday's and tomorrow's: the demo plans them round the time it
+    starts, so one started just after midnight began its visit in progress the day before,
+    and one started late in the evening has its later visits the next day."""
     today = datetime.now(UTC).astimezone(ZoneInfo("Europe/Stockholm")).date()
     found: dict[int, dict[str, Any]] = {}
-    for day in (today - timedelta(days=1), today):
+    for day in (today - timedelta(days=1), today, today + timedelta(days=1)):
         res = await http.get("/api/v1/my/visits", headers=headers, params={"day": str(day)})
         assert res.status_code == 200, res.text
         found |= {v["id"]: v for v in res.json()}

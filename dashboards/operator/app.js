@@ -754,6 +754,9 @@ function setSupervising(on) {
 
 function upsert(alarm, change) {
   const before = alarms.get(alarm.id);
+  // An answer overtaken by a newer state (a claim's response arriving after the stream
+  // told of the acknowledgement that followed it) changes nothing.
+  if (before && new Date(alarm.updated_at) < new Date(before.updated_at)) return;
   if (before && before.state !== alarm.state) forms.delete(alarm.id);  // moved on elsewhere
   alarms.set(alarm.id, alarm);
   if (alarm.state === "resolved") again.delete(alarm.id);
