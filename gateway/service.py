@@ -314,6 +314,11 @@ class Gateway:
         return device
 
     async def unpair(self, device_id: str) -> None:
+        device = self.registry.get(device_id)
+        if device is not None and device.origin == "remote":
+            # Kept by the dispatch service: removed here, it would come back with the next
+            # configuration, or stay gone from this gateway while the centre shows it.
+            raise RegistryError(f"{device_id!r} is set by the dispatch service; remove it there")
         self.registry.remove(device_id)  # KeyError / RegistryError for the caller
         await self.store.unpair(device_id)
         log.info("unpaired %s", device_id)

@@ -1061,10 +1061,10 @@ def phase_commands(work: Path, commands: int, doors: int) -> dict[str, float]:
             stop.set()
             pump.join(5)
             background.close()
-            applies = sorted(_config_apply(http, stream, n) for n in range(10 + doors))[:doors]
-            stream.close()
             taps = _door_taps(api, asyncpg_url(database), keys_env, doors)
             tests = sorted(_test_alarm(http, route) for _ in range(10 + doors))[:doors]
+            applies = sorted(_config_apply(http, stream, n) for n in range(10 + doors))[:doors]
+            stream.close()
     finally:
         lock.close()
         stop_process(cloud)
@@ -1231,16 +1231,17 @@ def _door_taps(api: str, database_url: str, env: dict[str, str], taps: int) -> l
 
 
 def _config_apply(http: Any, stream: CommandStream, n: int) -> float:
-    """A technician's change of the gateway's configuration (20 pendants, a new set each
-    time): the PUT, to the gateway's ``done`` (checked, kept, applied) on the stream."""
+    """A technician's change of the gateway's configuration (20 pendants, one set and
+    then the other, so each change adds 20 and removes 20): the PUT, to the gateway's
+    ``done`` (checked, kept, applied) on the stream."""
     route = f"/api/v1/gateways/{GATEWAY_ID}/configuration"
     base = http.get(route).json()["version"]
     devices = [
         {
-            "id": f"conf-{n}-{i}",
+            "id": f"conf-{n % 2}-{i}",
             "type": "alarm_button",
             "transport": "zigbee2mqtt",
-            "address": f"conf-{n}-{i}",
+            "address": f"conf-{n % 2}-{i}",
             "home": "home-1",
         }
         for i in range(20)

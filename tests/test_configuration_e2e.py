@@ -208,3 +208,36 @@ async def test_a_gateway_that_lost_its_store_gets_its_configuration_again(
         assert c.gateway.registry.get("new-pendant") is not None
         await _until(http, "applied")
         assert c.gateway.uplink.heartbeat_interval_s == 300
+
+
+async def test_a_gateway_away_during_an_edit_gets_it_when_it_is_back(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Two edits while the gateway is away: the first command waits at the broker (the
+    gateway's session is kept) and is stale when the gateway is back; the newest is in
+    force either way, by its own command or sent again at the first heartbeat."""
+    async with (
+        centre(tmp_path, mosquitto, SCENARIO, file_devices=FILE) as c,
+        await c.cloud.authed("tove") as http,
+    ):
+        await c.gateway.stop()
+        first = await http.put(URL, json={"base_version": None, "devices": [PENDANT]})
+        assert first.status_code == 200 and first.json()["delivery"] == "pending"
+        home = {"id": "home-12", "door_open_at_night": True, "night": "21:00-06:30"}
+        second = await http.put(
+            URL, json={"base_version": 1, "devices": [PENDANT], "homes": [home]}
+        )
+        assert second.json()["version"] == 2
+        c.gateway = Gateway(c.config)
+        await _start(c.gateway)
+        back = await _until(http, "applied")
+        assert back["applied_version"] == 2
+        assert c.gateway.configurator.version == 2
+        rules = c.gateway.pipeline.rules.homes["home-12"]
+        assert (rules.door_open_at_night, rules.night) == (True, "21:00-06:30")
+        assert c.gateway.registry.get("new-pendant") is not None
+        # Version 1, if it reached the gateway after version 2, was refused as stale.
+        commands = (await http.get(f"/api/v1/gateways/{GATEWAY_ID}/commands")).json()
+        outcomes = {(c["state"], c["reason"]) for c in commands if c["action"] == "configure"}
+        assert outcomes <= {("done", None), ("refused", "stale_version"), ("expired", "expired")}
+        assert ("done", None) in outcomes

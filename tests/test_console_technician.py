@@ -249,31 +249,52 @@ async def test_a_technician_pairs_a_heard_pendant_from_the_console_and_its_next_
             await wait_until(queued, 15)
         await _shot(page, "paired")
 
+        # The home's rules: a door opened at night is an alarm, night from 21:30.
+        rules = page.locator("#home-rules")
+        await expect(rules.locator("select[name=home]")).to_have_value("home-12")
+        await expect(page.get_by_label("Night (local time, from-to)")).to_have_value("22:00-07:00")
+        await page.get_by_label("Night (local time, from-to)").fill("21:30-06:30")
+        await page.get_by_label("A door opened at night is an alarm").check()
+        await page.get_by_label("Out of bed at night and not back within").fill("20")
+        await rules.get_by_role("button", name="Save the home's rules").click()
+        await expect(state).to_be_focused()
+        await expect(state).to_have_text(re.compile(r"^Version 2 in force"), timeout=20_000)
+        home = c.gateway.pipeline.rules.homes["home-12"]
+        assert (home.night, home.door_open_at_night, home.bed_exit_return_s) == (
+            "21:30-06:30",
+            True,
+            1200,
+        )
+        assert await axe_violations(page) == []
+        await _shot(page, "home-rules")
+
         # A change the gateway refuses shows its reason; the version in force stays.
         async with await c.cloud.authed("tove") as tove:
             url = "/api/v1/gateways/gw-test-1/configuration"
             now = (await tove.get(url)).json()
             clash = {"id": "door-lock", "type": "door_contact", "address": "x", "home": "home-12"}
             body = {"base_version": now["version"], "devices": [*now["devices"], clash]}
-            assert (await tove.put(url, json=body)).status_code == 200
+            assert (await tove.put(url, json=body | {"homes": now["homes"]})).status_code == 200
         await expect(state).to_have_text(
-            "The gateway refused version 2: device door-lock is declared in the gateway's"
-            " file. Version 1 stays in force.",
+            "The gateway refused version 3: device door-lock is declared in the gateway's"
+            " file. Version 2 stays in force.",
             timeout=20_000,
         )
         await expect(state).to_have_class("fault")
         await _shot(page, "config-refused")
-        async with await c.cloud.authed("tove") as tove:  # corrected: version 3, in force
-            body = {"base_version": 2, "devices": now["devices"]}
+        async with await c.cloud.authed("tove") as tove:  # corrected: version 4, in force
+            body = {"base_version": 3, "devices": now["devices"], "homes": now["homes"]}
             assert (await tove.put(url, json=body)).status_code == 200
-        await expect(state).to_have_text(re.compile(r"^Version 3 in force"), timeout=20_000)
-        # Removing the pendant again: version 4.
-        await row.get_by_role("button", name="Remove pendant-hall from the gateway").click()
         await expect(state).to_have_text(re.compile(r"^Version 4 in force"), timeout=20_000)
+        # Removing the pendant again: version 5, and the home's rules stay.
+        await row.get_by_role("button", name="Remove pendant-hall from the gateway").click()
+        await expect(state).to_have_text(re.compile(r"^Version 5 in force"), timeout=20_000)
+        assert c.gateway.pipeline.rules.homes["home-12"].door_open_at_night
         await expect(row).to_have_count(0, timeout=15_000)
         # In Swedish, every word of it from the catalog.
         await page.get_by_label("Language").select_option("sv")
-        await expect(state).to_have_text(re.compile(r"^Version 4 gäller"))
+        await expect(state).to_have_text(re.compile(r"^Version 5 gäller"))
+        await expect(page.get_by_role("button", name="Spara hemmets regler")).to_be_visible()
         assert await _missing(page) == []
         assert page.errors == []  # type: ignore[attr-defined]
         await context.close()

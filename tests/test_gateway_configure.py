@@ -35,7 +35,7 @@ from devices.wire import (
     results_topic,
 )
 from gateway import DropReason, Gateway, GatewayConfig
-from gateway.registry import DEVICE_CONFIG
+from gateway.registry import DEVICE_CONFIG, RegistryError
 
 from .servers import DISPATCH, ZIGBEE2MQTT, Mosquitto, login, mqtt_client, pki, wait_until
 from .test_gateway_commands import keys_file, raw_public
@@ -195,6 +195,8 @@ async def test_a_configured_device_is_an_alarm_at_its_next_press_and_stays_after
     assert set(rig.gateway.pipeline.rules.homes) == {"h1", "h2"}
     assert rig.gateway.uplink.heartbeat_interval_s == 120
     assert (await rig.gateway.health()).config_version == 1
+    with pytest.raises(RegistryError, match="set by the dispatch service"):
+        await rig.gateway.unpair("spare")  # the gateway's local API cannot take it away
     await _pressed(rig, "spare")
     # Its inventory names it, so the dispatch service takes its alarms.
     assert "spare" in {d.id for d in rig.gateway.inventory.devices()}

@@ -350,6 +350,7 @@ function renderGateway(id) {
     return tr;
   }));
   renderConfiguration();
+  renderRules(id);
   $("discovered-empty").hidden = discovered.length > 0;
   $("history").replaceChildren(...history.map((e) => {
     const tr = element("tr");
@@ -403,10 +404,10 @@ function originCell(d) {
 // A new version of the configuration: the devices as ``change`` makes them from the
 // newest ones, the homes and heartbeat as they are. A change someone made meanwhile
 // is a 409: said, and the page shows theirs.
-async function configure(change, device) {
+async function configure(change, device, homes) {
   const c = configuration;
   const body = {
-    base_version: c.version, devices: change(c.devices), homes: c.homes,
+    base_version: c.version, devices: change(c.devices), homes: homes || c.homes,
     heartbeat_interval_s: c.heartbeat_interval_s,
   };
   const url = `/api/v1/gateways/${encodeURIComponent(c.gateway_id)}/configuration`;
@@ -423,6 +424,60 @@ async function configure(change, device) {
     return e.message;
   }
 }
+
+// -- a home's rules, in the centre's configuration -------------------------------------------
+
+const NIGHT_DEFAULT = "22:00-07:00";
+let rulesFor = null;  // the gateway whose homes the form lists
+
+function homeRule(id) {
+  return (configuration.homes || []).find((h) => h.id === id) || { id };
+}
+
+function fillRules(id) {
+  const form = $("home-rules");
+  const rule = homeRule(id);
+  form.elements.night.value = rule.night || NIGHT_DEFAULT;
+  form.elements.door_open_at_night.checked = Boolean(rule.door_open_at_night);
+  form.elements.bed_exit_min.value = String(Math.round((rule.bed_exit_return_s || 0) / 60));
+  $("home-rules-error").textContent = "";
+}
+
+// The form is drawn when the gateway's page opens (and its homes change), not at every
+// refresh: what a technician is typing stays.
+function renderRules(gatewayId) {
+  const form = $("home-rules");
+  if (!configuration) { form.hidden = true; return; }
+  const ids = [...new Set([...devicesOf(gatewayId).map((d) => d.home_id),
+    ...(configuration.homes || []).map((h) => h.id)])].sort();
+  const key = `${gatewayId}|${ids.join(",")}`;
+  form.hidden = ids.length === 0;
+  if (rulesFor === key) return;
+  rulesFor = key;
+  const select = form.elements.home;
+  const chosen = ids.includes(select.value) ? select.value : ids[0];
+  select.replaceChildren(...ids.map((id) => {
+    const o = element("option", id);
+    o.value = id;
+    return o;
+  }));
+  if (chosen) { select.value = chosen; fillRules(chosen); }
+}
+
+$("home-rules").elements.home.addEventListener("change", (ev) => fillRules(ev.target.value));
+
+$("home-rules").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  const id = form.elements.home.value;
+  const rule = { ...homeRule(id), id, night: form.elements.night.value.trim(),
+    door_open_at_night: form.elements.door_open_at_night.checked,
+    bed_exit_return_s: Number(form.elements.bed_exit_min.value) * 60 };
+  const failed = await configure((list) => list, id,
+    [...(configuration.homes || []).filter((h) => h.id !== id), rule]);
+  if (failed) { $("home-rules-error").textContent = t("ui.config_not_saved", { device: id, why: failed }); return; }
+  $("configuration-state").focus();
+});
 
 let pairing = null;  // the discovered device the form is for
 
