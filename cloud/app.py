@@ -94,7 +94,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         grace = timedelta(seconds=settings.command_expiry_grace_s)
         commands = CommandService(sessions, keys, ingest, command_hub, grace)
         ingest.commands = commands
-        configuration = ConfigurationService(sessions, commands)
+        configuration = ConfigurationService(commands)
         ingest.configuration = configuration
         clock_watch = ClockWatch(sessions, hub, settings.clock_step_limit_s)
         door_watch = DoorWatch(sessions, commands, hub)

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from devices.wire import COMMAND_MAX_TTL_S, GatewayConfiguration
 
@@ -100,7 +100,6 @@ def _version_of(command: CommandRecord) -> int | None:
 
 @dataclass
 class ConfigurationService:
-    sessions: async_sessionmaker[AsyncSession]
     commands: CommandService
     clock: Clock = database_now
     resent: int = 0
@@ -191,28 +190,25 @@ class ConfigurationService:
             log.warning("gateway %s: configuration not sent: %s", gateway_id, exc.detail)
             return None
 
-    async def heartbeat(self, gateway_id: str) -> CommandPublic | None:
-        """After a heartbeat was kept: send the newest version again if the gateway does
-        not have it, no command for it is open, and the gateway did not refuse it."""
-        async with self.sessions() as session:
-            gateway = await session.get(Gateway, gateway_id)
-            if gateway is None:
+    async def heartbeat(self, session: AsyncSession, gateway: Gateway) -> CommandPublic | None:
+        """After a heartbeat was kept (in ``session``, ``gateway`` as it left it): send the
+        newest version again if the gateway does not have it, no command for it is open,
+        and the gateway did not refuse it."""
+        record = await newest(session, gateway.id)
+        if record is None or applied_version(gateway) == record.version:
+            return None
+        command = await _last_command(session, gateway.id)
+        if command is not None and _version_of(command) == record.version:
+            if command.state in (CommandState.PENDING.value, CommandState.ACCEPTED.value):
                 return None
-            record = await newest(session, gateway_id)
-            if record is None or applied_version(gateway) == record.version:
+            if command.state == CommandState.REFUSED.value and command.reason in FINAL_REFUSALS:
                 return None
-            command = await _last_command(session, gateway_id)
-            if command is not None and _version_of(command) == record.version:
-                if command.state in (CommandState.PENDING.value, CommandState.ACCEPTED.value):
-                    return None
-                if command.state == CommandState.REFUSED.value and command.reason in FINAL_REFUSALS:
-                    return None
-            log.info(
-                "gateway %s has configuration version %s, not %d: sending it again",
-                gateway_id,
-                applied_version(gateway),
-                record.version,
-            )
-            self.resent += 1
-            system = User(org_id=gateway.org_id, username=SYSTEM, role=SYSTEM)
-            return await self._send(session, system, gateway_id, _wire(record))
+        log.info(
+            "gateway %s has configuration version %s, not %d: sending it again",
+            gateway.id,
+            applied_version(gateway),
+            record.version,
+        )
+        self.resent += 1
+        system = User(org_id=gateway.org_id, username=SYSTEM, role=SYSTEM)
+        return await self._send(session, system, gateway.id, _wire(record))

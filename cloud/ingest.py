@@ -550,8 +550,9 @@ class IngestWorker:
                     return
                 changes = await self.supervisor.heartbeat(session, gateway, beat)
                 await session.commit()
-            self.supervisor.tell(changes)
-            if self.configuration is not None and beat.health is not None:
-                await self.configuration.heartbeat(gateway_id)  # sent again if not in force
+                self.supervisor.tell(changes)
+                if self.configuration is not None and beat.health is not None:
+                    # The newest configuration, sent again if it is not in force.
+                    await self.configuration.heartbeat(session, gateway)
         except DATABASE_ERRORS as exc:
             self._drop("database_error", gateway_id, str(exc).splitlines()[0][:200])

@@ -108,7 +108,7 @@ class Configurator:
             return
         try:
             configuration = GatewayConfiguration.model_validate_json(body)
-            checked = self.check(configuration, stored=True)
+            checked = self.check(configuration, _digest(configuration), stored=True)
         except (ValidationError, Invalid) as exc:
             log.error("the kept configuration is not applied: %s", exc)
             return
@@ -128,7 +128,7 @@ class Configurator:
             log.warning("configuration refused (stale_version): %s", why)
             return ActResult("refused", "stale_version", why)
         try:
-            checked = self.check(configuration)
+            checked = self.check(configuration, digest)
         except Invalid as exc:
             self.refused += 1
             log.warning("configuration %d refused (invalid_config): %s", configuration.version, exc)
@@ -153,7 +153,9 @@ class Configurator:
         )
         return ActResult("done", None, f"version {checked.version} applied")
 
-    def check(self, configuration: GatewayConfiguration, *, stored: bool = False) -> Checked:
+    def check(
+        self, configuration: GatewayConfiguration, digest: str, *, stored: bool = False
+    ) -> Checked:
         """Every rule of the gateway's file; raises Invalid naming the first broken one."""
         try:
             devices = DEVICES.validate_python(configuration.devices)
@@ -197,7 +199,7 @@ class Configurator:
             raise Invalid(describe_error(exc)) from None
         return Checked(
             configuration.version,
-            _digest(configuration),
+            digest,
             devices,
             homes,
             configuration.heartbeat_interval_s,

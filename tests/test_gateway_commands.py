@@ -183,13 +183,16 @@ async def start(gateway: Gateway) -> None:
         await asyncio.wait_for(link.connected.wait(), 10)  # type: ignore[attr-defined]
 
 
-async def _collect(rig: Rig) -> None:
-    async for message in rig.dispatch.messages:
+async def collect(
+    dispatch: aiomqtt.Client, results: list[CommandResult], events: list[EventEnvelope]
+) -> None:
+    """What the dispatch identity hears of gateway GW: command results and events."""
+    async for message in dispatch.messages:
         assert isinstance(message.payload, bytes)
         if message.topic.value == results_topic(GW):
-            rig.results.append(CommandResult.model_validate_json(message.payload))
+            results.append(CommandResult.model_validate_json(message.payload))
         else:
-            rig.events.append(EventEnvelope.model_validate_json(message.payload))
+            events.append(EventEnvelope.model_validate_json(message.payload))
 
 
 @contextlib.asynccontextmanager
@@ -222,7 +225,7 @@ async def make_rig(tmp: Path, broker: Mosquitto, *, trusted: bool = True) -> Asy
         gateway = Gateway(config)
         await start(gateway)
         rig = Rig(tmp, broker, key, config, run, gateway, dispatch)
-        collector = asyncio.create_task(_collect(rig))
+        collector = asyncio.create_task(collect(rig.dispatch, rig.results, rig.events))
         try:
             yield rig
         finally:

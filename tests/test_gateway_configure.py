@@ -38,9 +38,8 @@ from gateway import DropReason, Gateway, GatewayConfig
 from gateway.registry import DEVICE_CONFIG, RegistryError
 
 from .servers import DISPATCH, ZIGBEE2MQTT, Mosquitto, login, mqtt_client, pki, wait_until
-from .test_gateway_commands import keys_file, raw_public
+from .test_gateway_commands import GW, collect, keys_file, raw_public
 
-GW = "gw-sim"
 # The simulator plays four pendants; the gateway's file declares only the first.
 SCENARIO = """
 name = "configure"
@@ -121,15 +120,6 @@ async def _start(gateway: Gateway) -> None:
     await asyncio.wait_for(gateway.link("zigbee2mqtt").ready.wait(), 10)
 
 
-async def _collect(rig: Rig) -> None:
-    async for message in rig.dispatch.messages:
-        assert isinstance(message.payload, bytes)
-        if message.topic.value == results_topic(GW):
-            rig.results.append(CommandResult.model_validate_json(message.payload))
-        else:
-            rig.events.append(EventEnvelope.model_validate_json(message.payload))
-
-
 @pytest.fixture
 async def rig(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Rig]:
     key = Ed25519PrivateKey.generate()
@@ -156,7 +146,7 @@ async def rig(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Rig]:
         gateway = Gateway(config)
         await _start(gateway)
         rig = Rig(key, config, run, gateway, dispatch)
-        collector = asyncio.create_task(_collect(rig))
+        collector = asyncio.create_task(collect(rig.dispatch, rig.results, rig.events))
         try:
             yield rig
         finally:
