@@ -91,6 +91,11 @@ class CloudSettings(CommandKeySettings):
     # GET /metrics (cloud/metrics.py): with a token, for whoever sends it; without, this
     # host only.
     metrics_token: str | None = Field(default=None, min_length=16, max_length=200)
+    # The time-series store's PromQL query API (VictoriaMetrics: http://host:8428), where
+    # the gateways write readings: a device's readings in the technician console
+    # (cloud/readings.py). None: the console says no store is configured.
+    readings_query_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    readings_query_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # A clock (this host's, or the database's) that moves more than this much more or
     # less than monotonic time between two looks a second apart has been stepped.
     clock_step_limit_s: float = Field(default=2.0, gt=0, le=3600)

@@ -93,6 +93,7 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
     ("GET", "/api/v1/audit", {"admin", "supervisor"}, None),
     ("POST", "/api/v1/devices/{device_id}/test", {"admin", "technician"}, {"minutes": 5}),
     ("DELETE", "/api/v1/devices/{device_id}/test", {"admin", "technician"}, None),
+    ("GET", "/api/v1/devices/{device_id}/readings", {"admin", "technician"}, None),
     ("POST", "/api/v1/users/{username}/disable", {"admin"}, None),
     ("POST", "/api/v1/users/{username}/enable", {"admin"}, None),
     (
@@ -482,6 +483,7 @@ async def test_me_names_the_caller_and_their_organisations_console_settings(
             "answer_target_s": 60,
             "time_zone": "Europe/Stockholm",
             "map_tiles": None,
+            "readings": False,
         }
 
 

@@ -123,9 +123,11 @@ async def centre(
     scenario_text: str = SCENARIO,
     *,
     file_devices: set[str] | None = None,
+    timeseries_url: str | None = None,
     **cloud_settings: Any,
 ) -> AsyncIterator[Centre]:
-    """``file_devices``: the scenario's devices the gateway's file declares (all)."""
+    """``file_devices``: the scenario's devices the gateway's file declares (all);
+    ``timeseries_url``: where the gateway writes readings (none: it keeps none)."""
     key = tmp / "command-key.pem"
     new_key_file(key)
     settings = CloudSettings(
@@ -156,6 +158,8 @@ async def centre(
     body["gateway"]["device_changes_s"] = 0.2  # device states told within a moment
     body["commands"] = {"trusted_keys_file": str(trusted), "no_answer_s": 3.0}
     body["commands"]["clock_skew_s"] = 1.0
+    if timeseries_url is not None:
+        body["timeseries"] = {"url": timeseries_url, "poll_s": 0.1, "timeout_s": 5}
     config = GatewayConfig.model_validate(body)
     async with contextlib.AsyncExitStack() as stack:
         cloud = await stack.enter_async_context(run_cloud(settings))

@@ -18,7 +18,7 @@ from gateway import Gateway
 
 from .browser import ROOT, axe_violations, sign_in
 from .conftest import RunningCloud, publish
-from .servers import Mosquitto, wait_until
+from .servers import Mosquitto, VictoriaMetrics, wait_until
 from .test_commands_e2e import centre
 from .test_console_staff import _missing, _watched
 from .test_device_states import PENDANT
@@ -173,9 +173,13 @@ battery = 64
 
 
 async def test_a_technician_sees_a_simulated_battery_fall(
-    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser, victoria: VictoriaMetrics
 ) -> None:
-    async with centre(tmp_path, mosquitto, DRAINING) as c:
+    """In the device table, and charted on the device's page from the readings its
+    gateway wrote to VictoriaMetrics, read back through the dispatch service."""
+    async with centre(
+        tmp_path, mosquitto, DRAINING, timeseries_url=victoria.url, readings_query_url=victoria.url
+    ) as c:
         context, page = await _console(browser)
         await sign_in(page, f"{c.cloud.url}/technician/#gateway/gw-test-1", "tove", "tove-pass")
         row = page.locator('#devices tr[data-device="smoke-12"]')
@@ -188,6 +192,38 @@ async def test_a_technician_sees_a_simulated_battery_fall(
         await expect(battery).to_have_class(re.compile(r"\blow\b"))
         await expect(row).to_contain_text("battery low")  # below the simulator's 15 %
         await _shot(page, "battery-low")
+
+        # The readings have reached the store: the dispatch service reads them back.
+        async with await c.cloud.authed("tove") as tove:
+
+            async def stored() -> bool:
+                res = await tove.get("/api/v1/devices/smoke-12/readings", params={"hours": 1})
+                series = {s["metric"]: s["points"] for s in res.json()["series"]}
+                return [p[1] for p in series.get("battery_pct", [])][-1:] == [9]
+
+            await wait_until(stored, 20)
+        await row.get_by_role("link", name="smoke-12").click()
+        chart = page.locator('figure.chart[data-metric="battery_pct"]')
+        await expect(chart.locator("figcaption")).to_contain_text(
+            re.compile(r"^Battery: 9 % at .*\d\d:\d\d; lowest 9 %, highest \d+ %$"),
+            timeout=20_000,
+        )
+        await expect(chart.locator("canvas")).to_be_visible()
+        await expect(chart.get_by_role("img")).to_have_attribute(
+            "aria-label", re.compile(r"^Battery: 9 %")
+        )
+        await expect(page.locator("#device-facts")).to_contain_text("9 %")
+        await expect(page.locator("#device-history")).to_contain_text("battery low")
+        assert await axe_violations(page) == []
+        await _shot(page, "device-readings")
+        # Another period, by keyboard: the charts are drawn again for it.
+        await page.locator("#readings-period").focus()
+        await page.keyboard.press("ArrowDown")
+        await expect(page.locator("#readings-period")).to_have_value("168")
+        await expect(chart.locator("figcaption")).to_contain_text("Battery: 9 %", timeout=20_000)
+        await page.get_by_label("Language").select_option("sv")
+        await expect(chart.locator("figcaption")).to_contain_text("Batteri: 9 %")
+        assert await _missing(page) == []
         assert page.errors == []  # type: ignore[attr-defined]
         await context.close()
 
@@ -286,14 +322,50 @@ async def test_a_technician_pairs_a_heard_pendant_from_the_console_and_its_next_
             body = {"base_version": 3, "devices": now["devices"], "homes": now["homes"]}
             assert (await tove.put(url, json=body)).status_code == 200
         await expect(state).to_have_text(re.compile(r"^Version 4 in force"), timeout=20_000)
-        # Removing the pendant again: version 5, and the home's rules stay.
-        await row.get_by_role("button", name="Remove pendant-hall from the gateway").click()
+
+        # The pendant's page: it must be heard every 30 minutes (version 5).
+        await row.get_by_role("link", name="pendant-hall").click()
+        await expect(page.locator("#device-heading")).to_have_text(
+            "pendant-hall: alarm button in home-12"
+        )
+        await expect(page.locator("#device-heading")).to_be_focused()
+        checkin = page.get_by_label("Heard at least every")
+        await expect(checkin).to_have_value("")
+        await checkin.fill("30")
+        await page.get_by_role("button", name="Save the check-in").click()
+        await expect(page.locator("#device-checkin-error")).to_have_text(
+            "Saved as version 5; the gateway's answer shows on its page."
+        )
+
+        def checkin_s() -> float | None:
+            device = c.gateway.registry.get("pendant-hall")
+            return None if device is None else device.checkin.total_seconds()
+
+        await wait_until(lambda: checkin_s() == 1800, 20)
+        await expect(page.locator("#readings-state")).to_have_text(
+            re.compile(r"^Readings are not kept here: the dispatch service has no time-series")
+        )
+        assert await axe_violations(page) == []
+        await _shot(page, "device-checkin")
+        await page.get_by_role("link", name="Back to gateway gw-test-1").click()
         await expect(state).to_have_text(re.compile(r"^Version 5 in force"), timeout=20_000)
+        # The heartbeat every two minutes (version 6); the gateway beats so at once.
+        await page.get_by_label("Every (seconds").fill("120")
+        await page.get_by_role("button", name="Save the heartbeat").click()
+        await expect(state).to_be_focused()
+        await expect(state).to_have_text(re.compile(r"^Version 6 in force"), timeout=20_000)
+        assert c.gateway.uplink.heartbeat_interval_s == 120
+        assert checkin_s() == 1800
+
+        # Removing the pendant again: version 7, and the home's rules stay.
+        await row.get_by_role("button", name="Remove pendant-hall from the gateway").click()
+        await expect(state).to_have_text(re.compile(r"^Version 7 in force"), timeout=20_000)
         assert c.gateway.pipeline.rules.homes["home-12"].door_open_at_night
+        assert c.gateway.uplink.heartbeat_interval_s == 120
         await expect(row).to_have_count(0, timeout=15_000)
         # In Swedish, every word of it from the catalog.
         await page.get_by_label("Language").select_option("sv")
-        await expect(state).to_have_text(re.compile(r"^Version 5 gäller"))
+        await expect(state).to_have_text(re.compile(r"^Version 7 gäller"))
         await expect(page.get_by_role("button", name="Spara hemmets regler")).to_be_visible()
         assert await _missing(page) == []
         assert page.errors == []  # type: ignore[attr-defined]

@@ -74,6 +74,38 @@ def test_every_service_that_stays_up_has_a_healthcheck_and_what_it_mounts_exists
     assert "metrics-token" in (DOCKER / "entry.sh").read_text()
 
 
+def test_the_image_copies_only_what_exists_and_vendors_the_consoles_libraries() -> None:
+    """docker/Dockerfile: each COPY names a path of the repository (or of an earlier
+    stage), and the vendored browser libraries come from the stage that runs
+    scripts/vendor.sh, to where the consoles load them."""
+    stages: set[str] = set()
+    copied_from_stage: list[str] = []
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == "FROM" and len(words) == 4 and words[2] == "AS":
+            stages.add(words[3])
+        if words[0] == "RUN" and "scripts/vendor.sh" in line:
+            assert "vendor" in stages
+        if words[0] != "COPY":
+            continue
+        sources = words[1:-1]
+        if sources and sources[0].startswith("--from="):
+            assert sources[0].removeprefix("--from=") in stages, line
+            copied_from_stage.extend(sources[1:])
+            continue
+        for source in sources:
+            assert (ROOT / source).exists(), line
+    vendor = (ROOT / "scripts" / "vendor.sh").read_text()
+    for library in ("dashboards/operator/vendor", "dashboards/technician/vendor"):
+        assert f"/src/{library}" in copied_from_stage, library
+        assert library in vendor, library
+    technician = (ROOT / "dashboards" / "technician" / "index.html").read_text()
+    for path in re.findall(r'(?:src|href)="(vendor/[^"]+)"', technician):
+        assert (ROOT / "dashboards" / "technician" / path).is_file(), path
+
+
 def test_every_trygg_command_in_the_stack_exists() -> None:
     for name, service in COMPOSE["services"].items():
         if service.get("image") != "trygg:dev" and "build" not in service:

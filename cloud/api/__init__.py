@@ -9,6 +9,7 @@ from . import (
     me,
     people,
     push,
+    readings,
     staff,
     statistics,
     visits,
@@ -27,5 +28,6 @@ api_router.include_router(locks.router)
 api_router.include_router(staff.router)
 api_router.include_router(visits.router)
 api_router.include_router(push.router)
+api_router.include_router(readings.router)
 
 __all__ = ["SMALL_BODY_BYTES", "StrictRoute", "api_router"]

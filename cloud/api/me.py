@@ -23,6 +23,9 @@ class Me(BaseModel):
     time_zone: str
     # The map's tile server (a URL template) and its attribution; None: a plain map.
     map_tiles: dict[str, str] | None = None
+    # A device's readings can be charted (a time-series store is configured:
+    # GET /api/v1/devices/{id}/readings answers).
+    readings: bool = False
 
 
 @router.get("/me")
@@ -41,4 +44,5 @@ async def get_me(user: CurrentUser, session: SessionDep, services: ServicesDep) 
             if (tiles := services.settings.map_tile_url)
             else None
         ),
+        readings=services.settings.readings_query_url is not None,
     )

@@ -1,6 +1,6 @@
-// Technician console: the organisation's gateways with their health at a glance, and a
+// Technician console: the organisation's gateways with their health at a glance, a
 // gateway's page with its devices (as the gateway last reported them) and what it hears
-// but has not paired. Data comes from /api/v1 (docs/wire-protocol.md, "Device states"),
+// but has not paired, and a device's page with its readings charted (uPlot, vendored). Data comes from /api/v1 (docs/wire-protocol.md, "Device states"),
 // read again every few seconds. The session is an HttpOnly cookie, as in the operator
 // console. Every word shown comes from the message catalog of the chosen language.
 "use strict";
@@ -23,6 +23,7 @@ let discovered = [];
 let history = [];
 let configuration = null;  // the open gateway's, as GET .../configuration gives it
 let homes = [];
+let deviceHistory = [];
 const TYPES = ["alarm_button", "fall_detector", "door_contact", "motion", "bed_sensor", "smoke",
   "co", "water_leak", "digital_lock"];
 // Devices the console can pair or take over: those whose address is all their config has.
@@ -64,6 +65,7 @@ async function setLanguage(chosen) {
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   if (!signedIn) setStatus(t("ui.signed_out"));
   render();
+  if (readings && !readings.loading) renderReadings();  // the charts' words too
   if (signedIn && me) refresh();  // the status line in the new language at once
 }
 
@@ -132,12 +134,19 @@ async function refresh() {
   try {
     [gateways, devices] = await Promise.all([api("/api/v1/gateways"), api("/api/v1/devices")]);
     const open = openGateway();
+    const device = openDevice() === null ? null : devices.find((d) => d.id === openDevice());
     const base = open ? `/api/v1/gateways/${encodeURIComponent(open)}` : null;
     [discovered, history, configuration] = base
       ? await Promise.all([
         api(`${base}/discovered`), api(`${base}/events?limit=50`), api(`${base}/configuration`),
       ])
       : [[], [], null];
+    if (device) {
+      const at = `/api/v1/gateways/${encodeURIComponent(device.gateway_id)}`;
+      [deviceHistory, configuration] = await Promise.all([
+        api(`${at}/events?device_id=${encodeURIComponent(device.id)}&limit=50`), api(`${at}/configuration`),
+      ]);
+    }
     if (base && !homes.length) homes = await api("/api/v1/homes");
     const now = new Intl.DateTimeFormat(LOCALES[lang], {
       hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone: timeZone(),
@@ -253,6 +262,10 @@ function deviceState(d) {
   return parts.join(", ") || "–";
 }
 
+function battery(d) {
+  return d.battery_pct === null || d.battery_pct === undefined ? "–" : `${number(d.battery_pct)} %`;
+}
+
 function signal(d) {
   if (d.linkquality !== null && d.linkquality !== undefined) return t("ui.linkquality", { n: number(d.linkquality) });
   if (d.rssi_dbm !== null && d.rssi_dbm !== undefined) return t("ui.rssi", { n: number(d.rssi_dbm) });
@@ -313,15 +326,18 @@ function renderGateway(id) {
   $("devices").replaceChildren(...own.map((d) => {
     const tr = element("tr");
     tr.dataset.device = d.id;
-    const battery = d.battery_pct === null || d.battery_pct === undefined ? "–" : `${number(d.battery_pct)} %`;
     const faults = element("td");
     faults.append(faultList((d.faults || []).map((f) => said("kind", f))));
+    const name = element("td");
+    const link = element("a", d.id);
+    link.href = `#device/${encodeURIComponent(d.id)}`;
+    name.append(link);
     tr.append(
-      cell(d.id),
+      name,
       cell(said("type", d.type)),
       cell(d.home_id),
       cell(d.state_at ? when(d.last_seen_at) : t("ui.not_reported")),
-      cell(battery, d.battery_pct !== null && d.battery_pct < LOW_BATTERY_PCT ? "num low" : "num"),
+      cell(battery(d), d.battery_pct !== null && d.battery_pct < LOW_BATTERY_PCT ? "num low" : "num"),
       cell(signal(d), "num"),
       cell(d.firmware || "–"),
       cell(d.checkin_due_at ? when(d.checkin_due_at) : "–"),
@@ -350,19 +366,23 @@ function renderGateway(id) {
     return tr;
   }));
   renderConfiguration();
+  renderHeartbeat(id);
   renderRules(id);
   $("discovered-empty").hidden = discovered.length > 0;
-  $("history").replaceChildren(...history.map((e) => {
-    const tr = element("tr");
-    let what = said("kind", e.kind);
-    if (e.restore) what = t("ui.cleared", { what });
-    if (e.test) what = t("ui.as_test", { what });
-    const delay = (new Date(e.received_at) - new Date(e.occurred_at));
-    tr.append(cell(when(e.occurred_at)), cell(e.device_id), cell(what, e.restore ? "hint" : ""),
-      cell(t("ui.ms", { n: number(Math.max(0, delay)) }), "num"));
-    return tr;
-  }));
+  $("history").replaceChildren(...history.map((e) => historyRow(e, true)));
   $("history-empty").hidden = history.length > 0;
+}
+
+function historyRow(e, withDevice) {
+  const tr = element("tr");
+  let what = said("kind", e.kind);
+  if (e.restore) what = t("ui.cleared", { what });
+  if (e.test) what = t("ui.as_test", { what });
+  const delay = (new Date(e.received_at) - new Date(e.occurred_at));
+  tr.append(cell(when(e.occurred_at)));
+  if (withDevice) tr.append(cell(e.device_id));
+  tr.append(cell(what, e.restore ? "hint" : ""), cell(t("ui.ms", { n: number(Math.max(0, delay)) }), "num"));
+  return tr;
 }
 
 // -- the configuration the centre keeps (docs/configuration.md) ------------------------------
@@ -404,11 +424,11 @@ function originCell(d) {
 // A new version of the configuration: the devices as ``change`` makes them from the
 // newest ones, the homes and heartbeat as they are. A change someone made meanwhile
 // is a 409: said, and the page shows theirs.
-async function configure(change, device, homes) {
+async function configure(change, device, homes, heartbeat) {
   const c = configuration;
   const body = {
     base_version: c.version, devices: change(c.devices), homes: homes || c.homes,
-    heartbeat_interval_s: c.heartbeat_interval_s,
+    heartbeat_interval_s: heartbeat === undefined ? c.heartbeat_interval_s : heartbeat,
   };
   const url = `/api/v1/gateways/${encodeURIComponent(c.gateway_id)}/configuration`;
   try {
@@ -419,8 +439,10 @@ async function configure(change, device, homes) {
     return null;
   } catch (e) {
     if (e.message === "401" || e.message === "enrol") return e.message;
-    $("configuration-state").textContent = t("ui.config_not_saved", { device, why: e.message });
-    $("configuration-state").className = "fault";
+    if (!$("gateway").hidden) {
+      $("configuration-state").textContent = t("ui.config_not_saved", { device, why: e.message });
+      $("configuration-state").className = "fault";
+    }
     return e.message;
   }
 }
@@ -528,6 +550,215 @@ $("pair-cancel").addEventListener("click", () => {
   pairing = null;
 });
 
+// -- the heartbeat interval, in the centre's configuration -----------------------------------
+
+let heartbeatFor = null;  // the gateway and version the form was filled from
+
+function renderHeartbeat(gatewayId) {
+  const form = $("heartbeat");
+  form.hidden = !configuration;
+  if (!configuration) return;
+  const key = `${gatewayId}|${configuration.version}`;
+  if (heartbeatFor === key) return;  // what a technician is typing stays
+  heartbeatFor = key;
+  const s = configuration.heartbeat_interval_s;
+  form.elements.seconds.value = s === null || s === undefined ? "" : String(s);
+  $("heartbeat-error").textContent = "";
+}
+
+$("heartbeat").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const raw = ev.target.elements.seconds.value.trim();
+  const seconds = raw === "" ? null : Number(raw);
+  const failed = await configure((list) => list, t("ui.heartbeat"), undefined, seconds);
+  if (failed) { $("heartbeat-error").textContent = t("ui.config_not_saved", { device: t("ui.heartbeat"), why: failed }); return; }
+  $("configuration-state").focus();
+});
+
+// -- one device: what its gateway said of it, its readings over days, its history ------------
+
+function openDevice() {
+  const m = location.hash.match(/^#device\/(.+)$/);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+// Units by the metric's name as the gateway writes it (devices/codecs: battery_pct, …).
+const UNITS = [["_pct", "%"], ["_c", "°C"], ["_mv", "mV"], ["_hpa", "hPa"], ["_ppm", "ppm"],
+  ["_dbm", "dBm"], ["_lux", "lx"]];
+const SIGNAL_METRICS = ["linkquality", "rssi_dbm"];
+// Measures with a whole scale drawn on it (a battery at 9 % looks low, not mid-chart).
+const FULL_SCALE = { "%": [0, 100], linkquality: [0, 255] };
+
+function unitOf(metric) {
+  const hit = UNITS.find(([suffix]) => metric.endsWith(suffix));
+  return hit ? hit[1] : "";
+}
+
+function withUnit(value, metric) {
+  const unit = unitOf(metric);
+  return unit ? `${number(value, 1)} ${unit}` : number(value, 1);
+}
+
+let charts = [];  // the uPlot charts drawn, destroyed before the next are
+let readings = null;  // { key: device|hours, at: ms, body | error }
+const READINGS_EVERY_MS = 60_000;
+
+function dropCharts() {
+  for (const c of charts) c.destroy();
+  charts = [];
+  readings = null;
+}
+
+async function loadReadings(id, force) {
+  const hours = Number($("readings-period").value);
+  const key = `${id}|${hours}`;
+  if (!force && readings && readings.key === key && Date.now() - readings.at < READINGS_EVERY_MS) return;
+  if (!me.readings) {  // no time-series store here: nothing to ask for
+    readings = { key, at: Date.now(), none: true };
+    renderReadings();
+    return;
+  }
+  readings = { key, at: Date.now(), loading: true };
+  renderReadings();
+  try {
+    const body = await api(`/api/v1/devices/${encodeURIComponent(id)}/readings?hours=${hours}`);
+    if (readings && readings.key === key) readings = { key, at: Date.now(), body };
+  } catch (e) {
+    if (e.message === "401" || e.message === "enrol") return;
+    if (readings && readings.key === key) readings = { key, at: Date.now(), error: e.message };
+  }
+  renderReadings();
+}
+
+function axisTime(span) {
+  const options = span > 2 * 86400
+    ? { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" }
+    : { hour: "2-digit", minute: "2-digit" };
+  const format = new Intl.DateTimeFormat(LOCALES[lang], { ...options, timeZone: timeZone() });
+  return (seconds) => format.format(new Date(seconds * 1000));
+}
+
+// One chart per metric (each has its own unit and scale), signal first after the battery.
+function renderReadings() {
+  const state = $("readings-state");
+  const box = $("charts");
+  for (const c of charts) c.destroy();
+  charts = [];
+  box.replaceChildren();
+  if (!readings || readings.loading) { state.textContent = t("ui.readings_loading"); state.className = "hint"; return; }
+  if (readings.error) { state.textContent = t("ui.readings_unavailable", { why: readings.error }); state.className = "fault"; return; }
+  if (readings.none) { state.textContent = t("ui.readings_no_store"); state.className = "hint"; return; }
+  const body = readings.body;
+  const order = (m) => (m === "battery_pct" ? 0 : SIGNAL_METRICS.includes(m) ? 1 : 2);
+  const series = body.series.filter((x) => x.points.length)
+    .sort((a, b) => order(a.metric) - order(b.metric) || a.metric.localeCompare(b.metric));
+  const span = (new Date(body.end) - new Date(body.start)) / 1000;
+  state.textContent = series.length
+    ? t("ui.readings_line", { n: series.length, step: duration(body.step_s) })
+    : t("ui.readings_none", { period: $("readings-period").selectedOptions[0].textContent });
+  state.className = series.length ? "" : "hint";
+  const label = axisTime(span);
+  const width = Math.max(280, Math.min(900, box.clientWidth || 600));
+  for (const x of series) {
+    const figure = element("figure", undefined, "chart");
+    figure.dataset.metric = x.metric;
+    const name = said("metric", x.metric);
+    const values = x.points.map((p) => p[1]);
+    const [at, last] = x.points[x.points.length - 1];
+    const summary = t("ui.chart_summary", {
+      metric: name, last: withUnit(last, x.metric), when: label(at),
+      low: withUnit(Math.min(...values), x.metric), high: withUnit(Math.max(...values), x.metric),
+    });
+    const caption = element("figcaption", summary);
+    const plot = element("div");
+    plot.setAttribute("role", "img");
+    plot.setAttribute("aria-label", summary);
+    figure.append(caption, plot);
+    box.append(figure);
+    const unit = unitOf(x.metric);
+    charts.push(new uPlot({
+      width, height: 180,
+      scales: {
+        x: { time: true, range: [new Date(body.start) / 1000, new Date(body.end) / 1000] },
+        y: FULL_SCALE[unit || x.metric] ? { range: FULL_SCALE[unit || x.metric] } : {},
+      },
+      axes: [
+        { values: (u, splits) => splits.map(label), space: span > 2 * 86400 ? 110 : 60 },
+        { values: (u, splits) => splits.map((v) => (unit ? `${number(v, 1)} ${unit}` : number(v, 1))), size: 70 },
+      ],
+      legend: { show: false },
+      cursor: { drag: { x: false, y: false } },
+      series: [{}, { label: name, stroke: "#0b57d0", width: 2, spanGaps: true, points: { show: x.points.length < 60 } }],
+    }, [x.points.map((p) => p[0]), values], plot));
+  }
+}
+
+let checkinFor = null;
+
+function renderDevice(id) {
+  const d = devices.find((x) => x.id === id);
+  $("device-heading").textContent = d
+    ? t("ui.device_heading", { device: d.id, type: said("type", d.type), home: d.home_id })
+    : t("ui.no_such_device", { id });
+  const facts = $("device-facts");
+  facts.replaceChildren();
+  $("device-history").replaceChildren();
+  $("device-checkin").hidden = true;
+  if (!d) return;
+  $("device-back").href = `#gateway/${encodeURIComponent(d.gateway_id)}`;
+  $("device-back").textContent = t("ui.back_to_gateway", { gateway: d.gateway_id });
+  const dl = element("dl", undefined, "health");
+  const line = (label, value, cls) => { if (value) dl.append(element("dt", label), element("dd", value, cls)); };
+  line(t("ui.col_last_seen"), d.state_at ? when(d.last_seen_at) : t("ui.not_reported"));
+  line(t("ui.col_battery"), battery(d), d.battery_pct !== null && d.battery_pct < LOW_BATTERY_PCT ? "low" : "");
+  line(t("ui.col_signal"), signal(d));
+  line(t("ui.col_firmware"), d.firmware || "–");
+  line(t("ui.col_transport"), d.transport ? (d.address ? `${d.transport} ${d.address}` : d.transport) : "–");
+  line(t("ui.col_checkin_due"), d.checkin_due_at ? when(d.checkin_due_at) : "–");
+  line(t("ui.col_device_state"), deviceState(d));
+  line(t("ui.col_origin"), said("origin", d.origin || "config"));
+  dl.append(element("dt", t("ui.col_faults")), element("dd"));
+  dl.lastChild.append(faultList((d.faults || []).map((f) => said("kind", f))));
+  facts.append(dl);
+  renderCheckin(d);
+  $("device-history").replaceChildren(...deviceHistory.map((e) => historyRow(e, false)));
+  $("device-history-empty").hidden = deviceHistory.length > 0;
+  loadReadings(d.id, false);
+}
+
+// A device the centre configured: how often it must be heard, or its type's default.
+function renderCheckin(d) {
+  const form = $("device-checkin");
+  const entry = configuration && configuration.devices.find((x) => x.id === d.id);
+  form.hidden = !entry;
+  if (!entry) return;
+  const key = `${d.id}|${configuration.version}`;
+  if (checkinFor === key) return;
+  checkinFor = key;
+  form.elements.minutes.value = entry.checkin_s ? String(Math.round(entry.checkin_s / 60)) : "";
+  $("device-checkin-error").textContent = "";
+}
+
+$("device-checkin").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const id = openDevice();
+  const raw = ev.target.elements.minutes.value.trim();
+  const failed = await configure((list) => list.map((x) => {
+    if (x.id !== id) return x;
+    const { checkin_s: _old, ...rest } = x;
+    return raw === "" ? rest : { ...rest, checkin_s: Number(raw) * 60 };
+  }), id);
+  const note = $("device-checkin-error");
+  if (failed) { note.textContent = t("ui.config_not_saved", { device: id, why: failed }); note.className = "error"; return; }
+  note.textContent = t("ui.checkin_saved", { version: configuration.version });
+  note.className = "hint";
+});
+
+$("readings-period").addEventListener("change", () => {
+  const id = openDevice();
+  if (id !== null) loadReadings(id, true);
+});
+
 // -- test alarms ------------------------------------------------------------------------------
 
 // What each device's test from this page came to, kept across the page's refreshes.
@@ -588,15 +819,22 @@ async function sendTest(d) {
 function render() {
   if (!signedIn || !me) return;
   const open = openGateway();
-  $("fleet").hidden = open !== null;
+  const device = openDevice();
+  $("fleet").hidden = open !== null || device !== null;
   $("gateway").hidden = open === null;
-  if (open === null) renderFleet(); else renderGateway(open);
+  $("device").hidden = device === null;
+  if (device !== null) renderDevice(device);
+  else if (open === null) renderFleet();
+  else renderGateway(open);
 }
 
 window.addEventListener("hashchange", () => {
+  if (openDevice() === null) dropCharts();
   render();
   refresh();
-  const heading = openGateway() === null ? $("fleet-heading") : $("gateway-heading");
+  let heading = $("fleet-heading");
+  if (openGateway() !== null) heading = $("gateway-heading");
+  if (openDevice() !== null) heading = $("device-heading");
   heading.focus();
 });
 
@@ -629,7 +867,8 @@ function signOut(message) {
   signedIn = false;
   me = null;
   clearTimeout(timer);
-  for (const id of ["fleet", "gateway", "signout", "enrol", "not-for-you"]) $(id).hidden = true;
+  for (const id of ["fleet", "gateway", "device", "signout", "enrol", "not-for-you"]) $(id).hidden = true;
+  dropCharts();
   $("login").hidden = false;
   $("code-field").hidden = true;
   $("login").elements.code.value = "";
@@ -667,6 +906,7 @@ async function enrol() {
   $("login").hidden = true;
   $("fleet").hidden = true;
   $("gateway").hidden = true;
+  $("device").hidden = true;
   $("signout").hidden = false;
   const res = await fetch("/api/v1/auth/second-factor", { method: "POST", credentials: "same-origin" });
   if (!res.ok) { signOut(t("ui.session_expired")); return; }
