@@ -50,7 +50,8 @@ from .store import Discovered, StoreError
 log = logging.getLogger("trygg.gateway.devicestate")
 
 Publish = Callable[[str, str], Awaitable[None]]
-# What makes a state worth sending again: everything but the times.
+# What makes a state worth sending again: everything but the times (though a check-in
+# interval changed, by the centre's configuration, moves the check-in due: it is sent).
 _Key = tuple[object, ...]
 
 
@@ -59,7 +60,10 @@ def _step(value: float | None, size: float) -> int | None:
 
 
 def significant(state: DeviceState) -> _Key:
+    # Seen: due is last seen plus the interval; never seen: due from the gateway's start.
+    checkin = state.checkin_due if state.last_seen is None else state.checkin_due - state.last_seen
     return (
+        checkin,
         _step(state.battery_pct, 1),
         _step(state.linkquality, 25),
         _step(state.rssi_dbm, 10),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -323,17 +324,21 @@ async def test_a_technician_pairs_a_heard_pendant_from_the_console_and_its_next_
             assert (await tove.put(url, json=body)).status_code == 200
         await expect(state).to_have_text(re.compile(r"^Version 4 in force"), timeout=20_000)
 
-        # The pendant's page: it must be heard every 30 minutes (version 5).
+        # The pendant's page: it is Ingrid's, and must be heard every 30 minutes (version 5).
         await row.get_by_role("link", name="pendant-hall").click()
         await expect(page.locator("#device-heading")).to_have_text(
             "pendant-hall: alarm button in home-12"
         )
         await expect(page.locator("#device-heading")).to_be_focused()
-        checkin = page.get_by_label("Heard at least every")
+        setup = page.locator("#device-setup")
+        await expect(setup.locator("select[name=type]")).to_have_value("alarm_button")
+        await expect(setup.locator("select[name=home]")).to_have_value("home-12")
+        checkin = setup.get_by_label("Heard at least every")
         await expect(checkin).to_have_value("")
         await checkin.fill("30")
-        await page.get_by_role("button", name="Save the check-in").click()
-        await expect(page.locator("#device-checkin-error")).to_have_text(
+        await setup.get_by_label("Resident's id (optional)").fill("res-12")
+        await page.get_by_role("button", name="Save the device").click()
+        await expect(page.locator("#device-setup-said")).to_have_text(
             "Saved as version 5; the gateway's answer shows on its page."
         )
 
@@ -342,6 +347,20 @@ async def test_a_technician_pairs_a_heard_pendant_from_the_console_and_its_next_
             return None if device is None else device.checkin.total_seconds()
 
         await wait_until(lambda: checkin_s() == 1800, 20)
+        pendant = c.gateway.registry.get("pendant-hall")
+        assert pendant is not None
+        assert (pendant.config.resident, pendant.config.type) == ("res-12", "alarm_button")
+        async with await c.cloud.authed("tove") as tove:  # the new check-in is reported
+
+            async def due_in_half_an_hour() -> bool:
+                listed = (await tove.get("/api/v1/devices")).json()
+                d = next(x for x in listed if x["id"] == "pendant-hall")
+                due, seen = d["checkin_due_at"], d["last_seen_at"]
+                return bool(due and seen) and (
+                    datetime.fromisoformat(due) - datetime.fromisoformat(seen)
+                ) == timedelta(minutes=30)
+
+            await wait_until(due_in_half_an_hour, 20)
         await expect(page.locator("#readings-state")).to_have_text(
             re.compile(r"^Readings are not kept here: the dispatch service has no time-series")
         )

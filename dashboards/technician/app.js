@@ -147,7 +147,7 @@ async function refresh() {
         api(`${at}/events?device_id=${encodeURIComponent(device.id)}&limit=50`), api(`${at}/configuration`),
       ]);
     }
-    if (base && !homes.length) homes = await api("/api/v1/homes");
+    if ((base || device) && !homes.length) homes = await api("/api/v1/homes");
     const now = new Intl.DateTimeFormat(LOCALES[lang], {
       hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone: timeZone(),
     }).format(new Date());
@@ -693,7 +693,7 @@ function renderReadings() {
   }
 }
 
-let checkinFor = null;
+let setupFor = null;  // the device and version the form was filled from
 
 function renderDevice(id) {
   const d = devices.find((x) => x.id === id);
@@ -703,7 +703,7 @@ function renderDevice(id) {
   const facts = $("device-facts");
   facts.replaceChildren();
   $("device-history").replaceChildren();
-  $("device-checkin").hidden = true;
+  $("device-setup").hidden = true;
   if (!d) return;
   $("device-back").href = `#gateway/${encodeURIComponent(d.gateway_id)}`;
   $("device-back").textContent = t("ui.back_to_gateway", { gateway: d.gateway_id });
@@ -720,37 +720,59 @@ function renderDevice(id) {
   dl.append(element("dt", t("ui.col_faults")), element("dd"));
   dl.lastChild.append(faultList((d.faults || []).map((f) => said("kind", f))));
   facts.append(dl);
-  renderCheckin(d);
+  renderSetup(d);
   $("device-history").replaceChildren(...deviceHistory.map((e) => historyRow(e, false)));
   $("device-history-empty").hidden = deviceHistory.length > 0;
   loadReadings(d.id, false);
 }
 
-// A device the centre configured: how often it must be heard, or its type's default.
-function renderCheckin(d) {
-  const form = $("device-checkin");
+// A device the centre configured: its type, home, resident, and how often it must be
+// heard (empty: its type's default), changed into a new version of the configuration.
+function renderSetup(d) {
+  const form = $("device-setup");
   const entry = configuration && configuration.devices.find((x) => x.id === d.id);
   form.hidden = !entry;
   if (!entry) return;
-  const key = `${d.id}|${configuration.version}`;
-  if (checkinFor === key) return;
-  checkinFor = key;
+  const key = `${d.id}|${configuration.version}|${homes.length}`;
+  if (setupFor === key) return;  // what a technician is typing stays
+  setupFor = key;
+  const types = PAIRABLE[entry.transport] || [entry.type];
+  form.elements.type.replaceChildren(...[...new Set([entry.type, ...types])].map((x) => {
+    const o = element("option", said("type", x));
+    o.value = x;
+    return o;
+  }));
+  const ids = [...new Set([entry.home, ...homes.map((h) => h.id)])];
+  form.elements.home.replaceChildren(...ids.map((id) => {
+    const h = homes.find((x) => x.id === id);
+    const o = element("option", h && h.address ? `${h.id}: ${h.address}` : id);
+    o.value = id;
+    return o;
+  }));
+  form.elements.type.value = entry.type;
+  form.elements.home.value = entry.home;
+  form.elements.resident.value = entry.resident || "";
   form.elements.minutes.value = entry.checkin_s ? String(Math.round(entry.checkin_s / 60)) : "";
-  $("device-checkin-error").textContent = "";
+  $("device-setup-said").textContent = "";
 }
 
-$("device-checkin").addEventListener("submit", async (ev) => {
+$("device-setup").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const id = openDevice();
-  const raw = ev.target.elements.minutes.value.trim();
+  const form = ev.target.elements;
+  const resident = form.resident.value.trim();
+  const minutes = form.minutes.value.trim();
   const failed = await configure((list) => list.map((x) => {
     if (x.id !== id) return x;
-    const { checkin_s: _old, ...rest } = x;
-    return raw === "" ? rest : { ...rest, checkin_s: Number(raw) * 60 };
+    const { checkin_s: _c, resident: _r, ...rest } = x;
+    const entry = { ...rest, type: form.type.value, home: form.home.value };
+    if (resident) entry.resident = resident;
+    if (minutes) entry.checkin_s = Number(minutes) * 60;
+    return entry;
   }), id);
-  const note = $("device-checkin-error");
+  const note = $("device-setup-said");
   if (failed) { note.textContent = t("ui.config_not_saved", { device: id, why: failed }); note.className = "error"; return; }
-  note.textContent = t("ui.checkin_saved", { version: configuration.version });
+  note.textContent = t("ui.device_saved", { version: configuration.version });
   note.className = "hint";
 });
 
