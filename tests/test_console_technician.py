@@ -318,11 +318,17 @@ async def test_a_technician_pairs_a_heard_pendant_from_the_console_and_its_next_
             timeout=20_000,
         )
         await expect(state).to_have_class("fault")
+        refused = page.locator('#configured tr[data-configured="door-lock"]')
+        await expect(refused.locator("td").nth(3)).to_have_text("not in force")
+        in_force = page.locator('#configured tr[data-configured="pendant-hall"]')
+        await expect(in_force.locator("td").nth(3)).to_have_text("in force")
         await _shot(page, "config-refused")
-        async with await c.cloud.authed("tove") as tove:  # corrected: version 4, in force
-            body = {"base_version": 3, "devices": now["devices"], "homes": now["homes"]}
-            assert (await tove.put(url, json=body)).status_code == 200
+        # Corrected in the console: the clash removed, saved as version 4, in force.
+        await refused.get_by_role(
+            "button", name="Remove door-lock from the centre's configuration"
+        ).click()
         await expect(state).to_have_text(re.compile(r"^Version 4 in force"), timeout=20_000)
+        await expect(refused).to_have_count(0)
 
         # The pendant's page: it is Ingrid's, and must be heard every 30 minutes (version 5).
         await row.get_by_role("link", name="pendant-hall").click()

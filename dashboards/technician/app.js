@@ -398,6 +398,28 @@ function renderConfiguration() {
   };
   el.textContent = t(`ui.config_${c.delivery}`, args);
   el.className = ["refused", "failed"].includes(c.delivery) ? "fault" : c.delivery === "applied" ? "state-online" : "hint";
+  renderConfigured(c);
+}
+
+// The devices of the newest version, each as the gateway has it: in force (it reports
+// the device as set by the centre) or not (yet). A version refused is corrected here:
+// what made it refused removed, saved as a new version.
+function renderConfigured(c) {
+  $("configured-table").hidden = !c.devices.length;
+  $("configured").replaceChildren(...c.devices.map((x) => {
+    const tr = element("tr");
+    tr.dataset.configured = x.id;
+    const there = devices.find((d) => d.id === x.id && d.gateway_id === c.gateway_id && d.origin === "remote" && d.reported_at);
+    const change = element("td");
+    const b = element("button", t("ui.remove"));
+    b.type = "button";
+    b.setAttribute("aria-label", t("ui.remove_configured_named", { device: x.id }));
+    b.addEventListener("click", () => configure((list) => list.filter((y) => y.id !== x.id), x.id));
+    change.append(b);
+    tr.append(cell(x.id), cell(said("type", x.type)), cell(x.home),
+      cell(there ? t("ui.in_force") : t("ui.not_in_force"), there ? "state-online" : "hint"), change);
+    return tr;
+  }));
 }
 
 function originCell(d) {
