@@ -139,6 +139,11 @@ async def test_a_technician_sends_a_test_alarm_and_sees_it_come_back(
         await sign_in(page, f"{c.cloud.url}/technician/#gateway/gw-test-1", "tove", "tove-pass")
         row = page.locator('#devices tr[data-device="pendant-12"]')
         await expect(row).to_contain_text("not tested", timeout=15_000)
+        checklist = page.locator('#checklist div[data-home="home-12"]')
+        await expect(checklist.locator("h4")).to_have_text(
+            re.compile(r"^home-12: 0 of \d+ devices")
+        )
+        await expect(checklist).to_contain_text("pendant-12: not tested yet")
         # The lock has no alarm to test: no button.
         lock = page.locator('#devices tr[data-device="door-lock"]')
         await expect(lock.get_by_role("button")).to_have_count(0)
@@ -149,6 +154,12 @@ async def test_a_technician_sends_a_test_alarm_and_sees_it_come_back(
             timeout=20_000,
         )
         await expect(row).to_contain_text("through in")
+        await expect(checklist).to_contain_text(
+            re.compile(r"pendant-12: test came through .+ \([\d,]+ ms\)")
+        )
+        await expect(checklist.locator("h4")).to_have_text(
+            re.compile(r"^home-12: 1 of \d+ devices")
+        )
         assert await axe_violations(page) == []
         await _shot(page, "test-alarm")
         async with await c.cloud.authed("anna") as anna:  # the operators were not paged

@@ -349,6 +349,7 @@ function renderGateway(id) {
     return tr;
   }));
   $("devices-empty").hidden = own.length > 0;
+  renderChecklist(own);
   $("discovered").replaceChildren(...discovered.map((d) => {
     const tr = element("tr");
     const pair = element("td");
@@ -383,6 +384,31 @@ function historyRow(e, withDevice) {
   if (withDevice) tr.append(cell(e.device_id));
   tr.append(cell(what, e.restore ? "hint" : ""), cell(t("ui.ms", { n: number(Math.max(0, delay)) }), "num"));
   return tr;
+}
+
+// Per home: each device's last test that came through, the ones not tested yet first.
+// A lock or a camera raises no alarm of its own to test: listed, not counted.
+const NO_TEST_ALARM = new Set(["digital_lock", "camera"]);
+
+function renderChecklist(own) {
+  const byHome = new Map();
+  for (const d of own.filter((x) => !NO_TEST_ALARM.has(x.type))) byHome.set(d.home_id, [...(byHome.get(d.home_id) || []), d]);
+  $("checklist").replaceChildren(...[...byHome.keys()].sort().map((home) => {
+    const list = byHome.get(home).sort((a, b) => Boolean(a.last_test_at) - Boolean(b.last_test_at) || a.id.localeCompare(b.id));
+    const tested = list.filter((d) => d.last_test_at).length;
+    const box = element("div", undefined, "checklist");
+    box.dataset.home = home;
+    box.append(element("h4", t("ui.checklist_home", { home, tested, total: list.length }),
+      tested === list.length ? "state-online" : ""));
+    const ul = element("ul");
+    ul.append(...list.map((d) => element("li", d.last_test_at
+      ? t("ui.checklist_tested", { device: d.id, when: when(d.last_test_at), ms: number(d.last_test_delay_ms) })
+      : t("ui.checklist_untested", { device: d.id }), d.last_test_at ? "" : "low")));
+    const others = own.filter((x) => x.home_id === home && NO_TEST_ALARM.has(x.type)).map((x) => x.id).sort();
+    if (others.length) box.append(element("p", t("ui.checklist_no_test", { devices: others.join(", ") }), "hint"));
+    box.append(ul);
+    return box;
+  }));
 }
 
 // -- the configuration the centre keeps (docs/configuration.md) ------------------------------
