@@ -232,6 +232,9 @@ class DiscoveredDevice(Base):
     last_seen: Mapped[datetime]
     messages: Mapped[int] = mapped_column(Integer)
     said: Mapped[str] = mapped_column(String(200), default="")
+    # What its transport describes it as: its model, the type its exposes suggest.
+    model: Mapped[str | None] = mapped_column(String(64))
+    suggested_type: Mapped[str | None] = mapped_column(String(32))
     reported_at: Mapped[datetime]
 
 

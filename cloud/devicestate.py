@@ -100,6 +100,8 @@ async def _replace_discovered(
                 last_seen=d.last_seen,
                 messages=d.messages,
                 said=d.said,
+                model=d.model,
+                suggested_type=d.suggested_type,
                 reported_at=report.sent_at,
             )
         )

@@ -26,6 +26,9 @@ class DeviceType(StrEnum):
     GPS_PENDANT = "gps_pendant"
     DIGITAL_LOCK = "digital_lock"
     CAMERA = "camera"
+    GAS = "gas"
+    HEAT = "heat"
+    PRESENCE = "presence"
 
 
 class Signal(StrEnum):
@@ -38,12 +41,15 @@ class Signal(StrEnum):
     WATER_LEAK = "water_leak"
     DOOR_OPEN = "door_open"
     MOTION = "motion"
+    PRESENCE = "presence"  # someone is in the room (a radar), moving or not
     BED_OCCUPIED = "bed_occupied"
     TAMPER = "tamper"
     BATTERY_LOW = "battery_low"
     LOCK_JAMMED = "lock_jammed"
     LOCK_OPENED = "lock_opened"
     GEOFENCE_EXIT = "geofence_exit"
+    GAS = "gas"
+    HEAT = "heat"
     # Raised by the gateway itself, not by a message: supervision and the radio link.
     DEVICE_SILENT = "device_silent"
     RADIO_LOST = "radio_lost"
@@ -66,6 +72,10 @@ EVENT_KINDS: dict[str, EventKind] = {
         EventKind("fall", Priority.CRITICAL, 100, "Fall detected"),
         EventKind("smoke", Priority.CRITICAL, 111, "Smoke detected"),
         EventKind("co", Priority.CRITICAL, 162, "Carbon monoxide detected"),
+        # A gas (natural gas, LPG) detector; a heat detector (a kitchen's, where smoke
+        # detectors false-alarm): Contact ID 151 "gas detected", 114 "heat".
+        EventKind("gas", Priority.CRITICAL, 151, "Gas detected"),
+        EventKind("heat", Priority.CRITICAL, 114, "Heat detected"),
         EventKind("resident_not_seen", Priority.CRITICAL, 100, "Resident not seen in camera check"),
         EventKind("geofence_exit", Priority.HIGH, 150, "Left the safe zone"),
         EventKind("door_open_night", Priority.HIGH, 134, "Door opened at night"),
@@ -191,6 +201,17 @@ CATALOG: dict[DeviceType, DeviceSpec] = {
             timedelta(minutes=30),
             {Signal.LOCK_JAMMED: "lock_jammed", Signal.LOCK_OPENED: "lock_opened", **_TECHNICAL},
         ),
+        DeviceSpec(
+            DeviceType.GAS, "Gas detector", timedelta(hours=2), {Signal.GAS: "gas", **_TECHNICAL}
+        ),
+        DeviceSpec(
+            DeviceType.HEAT,
+            "Heat detector",
+            timedelta(hours=2),
+            {Signal.HEAT: "heat", **_TECHNICAL},
+        ),
+        # A presence (mmWave radar) sensor: what it says is movement, for the home rules.
+        DeviceSpec(DeviceType.PRESENCE, "Presence sensor", timedelta(hours=2), _TECHNICAL),
         DeviceSpec(
             DeviceType.CAMERA,
             "Night camera",

@@ -194,6 +194,11 @@ class DiscoveredDevice(_Wire):
     messages: int = Field(ge=0)
     # What its messages held: their fields' names (Zigbee2MQTT), or their kind.
     said: str = Field(default="", max_length=200)
+    # What its transport describes it as (Zigbee2MQTT's bridge/devices): its model, and
+    # the device type its exposes suggest (devices/codecs/exposes.py), for the installer
+    # to confirm. A type name, not the enum: a newer gateway may know more types.
+    model: str | None = Field(default=None, max_length=64)
+    suggested_type: str | None = Field(default=None, max_length=32, pattern=r"^[a-z_]+$")
 
 
 class DeviceStates(_Wire):

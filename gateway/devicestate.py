@@ -61,7 +61,8 @@ def _step(value: float | None, size: float) -> int | None:
 
 def significant(state: DeviceState) -> _Key:
     # Seen: due is last seen plus the interval; never seen: due from the gateway's start.
-    checkin = state.checkin_due if state.last_seen is None else state.checkin_due - state.last_seen
+    due, seen = state.checkin_due, state.last_seen
+    checkin = due - seen if due is not None and seen is not None else due
     return (
         checkin,
         _step(state.battery_pct, 1),
@@ -85,6 +86,7 @@ class DeviceStateReport:
         started: datetime | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         discovered: Callable[[], Awaitable[list[Discovered]]] | None = None,
+        described: Callable[[str, str], tuple[str | None, str | None]] | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self.registry = registry
@@ -96,7 +98,9 @@ class DeviceStateReport:
         self._sent: dict[str, _Key] = {}
         # The devices heard but not paired (gateway/store.py), sent whole when they change.
         self._discovered = discovered
-        self._discovered_sent: frozenset[tuple[str, str, str]] | None = None
+        # (transport, address) -> (model, suggested type), as its transport describes it.
+        self._described = described or (lambda _transport, _address: (None, None))
+        self._discovered_sent: frozenset[tuple[str, str, str, str | None, str | None]] | None = None
         self.summaries = 0
         self.changes_sent = 0
         self.messages = 0
@@ -146,6 +150,7 @@ class DeviceStateReport:
             return None
         found: list[DiscoveredDevice] = []
         for d in rows[:MAX_DISCOVERED]:
+            model, suggested = self._described(d.transport, d.address)
             with contextlib.suppress(ValueError):  # a row the wire cannot carry is left out
                 found.append(
                     DiscoveredDevice(
@@ -155,6 +160,8 @@ class DeviceStateReport:
                         last_seen=datetime.fromisoformat(d.last_seen).astimezone(UTC),
                         messages=max(0, d.messages),
                         said=d.said[:200],
+                        model=model,
+                        suggested_type=suggested,
                     )
                 )
         return found
@@ -224,11 +231,14 @@ class DeviceStateReport:
 
 def _discovered_key(
     discovered: list[DiscoveredDevice] | None,
-) -> frozenset[tuple[str, str, str]] | None:
-    """What makes the discovered list worth sending again: who, and what they said."""
+) -> frozenset[tuple[str, str, str, str | None, str | None]] | None:
+    """What makes the discovered list worth sending again: who, what they said, and
+    what their transport describes them as."""
     if discovered is None:
         return None
-    return frozenset((d.transport, d.address, d.said) for d in discovered)
+    return frozenset(
+        (d.transport, d.address, d.said, d.model, d.suggested_type) for d in discovered
+    )
 
 
 def _clamped(value: float | None, low: float, high: float) -> float | None:

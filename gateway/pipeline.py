@@ -69,6 +69,7 @@ class Pipeline:
         self._clock = clock
         self._mono = monotonic
         self._discovered_at: dict[tuple[str, str], tuple[float, int]] = {}
+        self.descriptions: dict[tuple[str, str], tuple[str | None, str | None]] = {}
         # Ids must never repeat across restarts: a boot id plus a counter.
         self._boot = uuid.uuid4().hex
         self._seq = count()
@@ -126,6 +127,18 @@ class Pipeline:
             self._discovered_at.clear()
         self._discovered_at[key] = (now, 0)
         await self.store.note_discovered(transport, address, messages=pending + 1, said=said)
+
+    def describe(
+        self, transport: str, address: str, model: str | None, suggested_type: str | None
+    ) -> None:
+        """What a transport says a device is (Zigbee2MQTT's bridge/devices): shown with it
+        while it is heard but not paired."""
+        if len(self.descriptions) > 10_000:
+            self.descriptions.clear()
+        self.descriptions[(transport, address)] = (model, suggested_type)
+
+    def described(self, transport: str, address: str) -> tuple[str | None, str | None]:
+        return self.descriptions.get((transport, address), (None, None))
 
     def seen(self, device: RegisteredDevice, *, rssi: float | None = None) -> None:
         """The device spoke (even if only to repeat itself): it is alive."""

@@ -79,6 +79,7 @@ class Gateway:
             batch_s=config.gateway.device_changes_s,
             summary_s=config.gateway.device_summary_s,
             discovered=self.store.discovered,
+            described=lambda transport, address: self.pipeline.described(transport, address),
         )
         self.started = time.monotonic()
         self.uplink = DispatchUplink(

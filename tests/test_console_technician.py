@@ -277,6 +277,12 @@ async def test_a_technician_pairs_a_heard_pendant_from_the_console_and_its_next_
         await expect(form.locator("select[name=type]")).to_have_value("alarm_button")
         await expect(form.locator("select[name=home]")).to_have_value("home-12")
         await expect(page.get_by_label("BTHome key (if it encrypts)")).to_be_hidden()
+        # The bridge's list describes it (the simulator's model): its type is offered.
+        await expect(heard).to_contain_text("WXKG11LM: action")
+        await expect(page.locator("#pair-suggested")).to_have_text(
+            "Its description (WXKG11LM) suggests: alarm button. Check it, and change it if"
+            " the device is used otherwise."
+        )
         assert await axe_violations(page) == []
         await _shot(page, "pair")
         await page.keyboard.press("Enter")

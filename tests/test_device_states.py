@@ -205,9 +205,37 @@ async def test_a_change_is_what_a_technician_would_act_on_and_a_summary_comes_in
     DeviceState.model_validate_json(state.model_dump_json())
 
 
+# The bridge's list as Zigbee2MQTT publishes it: an Aqara door contact that joined the
+# network (its exposes as the bridge describes them), and the bridge itself.
+BRIDGE_DEVICES = [
+    {"friendly_name": "Coordinator", "ieee_address": "0x00124b0018e2a1b2", "type": "Coordinator"},
+    {
+        "friendly_name": "0x00158d0001a2b3c4",
+        "ieee_address": "0x00158d0001a2b3c4",
+        "type": "EndDevice",
+        "supported": True,
+        "software_build_id": "3000-0001",
+        "definition": {
+            "model": "MCCGQ11LM",
+            "vendor": "Aqara",
+            "description": "Door and window sensor",
+            "exposes": [
+                {"type": "numeric", "name": "battery", "property": "battery", "access": 1,
+                 "unit": "%", "value_min": 0, "value_max": 100},
+                {"type": "binary", "name": "contact", "property": "contact", "access": 1,
+                 "value_on": False, "value_off": True},
+                {"type": "numeric", "name": "linkquality", "property": "linkquality",
+                 "access": 1, "unit": "lqi"},
+            ],
+        },
+    },
+]  # fmt: skip
+
+
 async def test_a_device_heard_but_not_paired_shows_under_its_gateway_by_what_it_said(
     sqlite_cloud: RunningCloud, quick_gateway: Gateway, mosquitto: Mosquitto
 ) -> None:
+    await publish(mosquitto.port, "zigbee2mqtt/bridge/devices", json.dumps(BRIDGE_DEVICES))
     said = {"contact": False, "battery": 80, "linkquality": 90}
     await publish(mosquitto.port, "zigbee2mqtt/0x00158d0001a2b3c4", json.dumps(said))
     route = f"/api/v1/gateways/{GATEWAY_ID}/discovered"
@@ -221,6 +249,8 @@ async def test_a_device_heard_but_not_paired_shows_under_its_gateway_by_what_it_
     assert (stranger["transport"], stranger["address"]) == ("zigbee2mqtt", "0x00158d0001a2b3c4")
     assert stranger["said"] == "battery, contact, linkquality"  # never the values
     assert stranger["messages"] >= 1
+    # What the bridge describes it as: its model, and the type its exposes suggest.
+    assert (stranger["model"], stranger["suggested_type"]) == ("MCCGQ11LM", "door_contact")
     async with await sqlite_cloud.authed("anna") as anna:  # an operator pairs nothing
         assert (await anna.get(route)).status_code == 403
     # (Every role and another organisation: tests/test_api_auth.py's route table.)

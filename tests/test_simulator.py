@@ -47,7 +47,10 @@ def signals(decoded: object) -> dict[Signal, bool]:
 
 Z2M_ALARM: dict[DeviceType, tuple[dict[str, object], Signal]] = {
     DeviceType.ALARM_BUTTON: ({"action": "single"}, Signal.BUTTON_PRESS),
-    DeviceType.FALL_DETECTOR: ({"fall": True}, Signal.FALL),
+    DeviceType.FALL_DETECTOR: ({"fall_down_status": "fall"}, Signal.FALL),
+    DeviceType.GAS: ({"gas": True}, Signal.GAS),
+    DeviceType.HEAT: ({"heat": True}, Signal.HEAT),
+    DeviceType.PRESENCE: ({"presence": True}, Signal.PRESENCE),
     DeviceType.DOOR_CONTACT: ({"contact": False}, Signal.DOOR_OPEN),
     DeviceType.MOTION: ({"occupancy": True}, Signal.MOTION),
     DeviceType.BED_SENSOR: ({"occupancy": False}, Signal.BED_OCCUPIED),

@@ -455,6 +455,8 @@ class DiscoveredOut(_Out):
     last_seen: datetime
     messages: int
     said: str
+    model: str | None = None
+    suggested_type: str | None = None
     reported_at: datetime
 
 

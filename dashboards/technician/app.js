@@ -24,7 +24,7 @@ let history = [];
 let configuration = null;  // the open gateway's, as GET .../configuration gives it
 let homes = [];
 let deviceHistory = [];
-const TYPES = ["alarm_button", "fall_detector", "door_contact", "motion", "bed_sensor", "smoke",
+const TYPES = ["alarm_button", "fall_detector", "door_contact", "motion", "presence", "bed_sensor", "smoke", "heat", "gas",
   "co", "water_leak", "digital_lock"];
 // Devices the console can pair or take over: those whose address is all their config has.
 const PAIRABLE = { zigbee2mqtt: TYPES, ble: TYPES.filter((x) => x !== "digital_lock"), ble_lock: ["digital_lock"] };
@@ -362,7 +362,8 @@ function renderGateway(id) {
     } else {
       pair.append(element("span", t("ui.pair_in_file"), "hint"));
     }
-    tr.append(cell(d.transport), cell(d.address), cell(d.said || "–"), cell(when(d.first_seen)),
+    const what = d.model ? t("ui.said_model", { model: d.model, said: d.said || "–" }) : d.said || "–";
+    tr.append(cell(d.transport), cell(d.address), cell(what), cell(when(d.first_seen)),
       cell(when(d.last_seen)), cell(number(d.messages), "num"), pair);
     return tr;
   }));
@@ -567,6 +568,11 @@ function openPair(d) {
     return o;
   }));
   $("pair-key-field").hidden = d.transport !== "ble";
+  // The type its own description suggests (Zigbee2MQTT's exposes): offered, to confirm.
+  const suggested = PAIRABLE[d.transport].includes(d.suggested_type) ? d.suggested_type : null;
+  if (suggested) form.elements.type.value = suggested;
+  $("pair-suggested").textContent = suggested
+    ? t("ui.pair_suggested", { type: said("type", suggested), model: d.model || d.address }) : "";
   $("pair-error").textContent = "";
   form.hidden = false;
   form.elements.id.focus();

@@ -33,7 +33,7 @@ from .broker import ANONYMOUS, BrokerLogin
 from .camera import BedroomCamera, Scene
 from .scenario import Scenario, SimDevice, parse_clock
 from .serial import GpsWalk, PtyPort, RadioTransmitter
-from .zigbee import SimulatedZigbeeDevice, initial_state, lock_change
+from .zigbee import SimulatedZigbeeDevice, initial_state, lock_change, publish_bridge_devices
 
 log = logging.getLogger("trygg.sim")
 
@@ -340,6 +340,8 @@ class ScenarioRun:
                         **self.wiring.login.options(),
                     )
                 )
+                zigbee = [d.zigbee for d in self._devices.values() if d.zigbee is not None]
+                await publish_bridge_devices(self._client, zigbee)
             async with asyncio.TaskGroup() as tasks:
                 background = [tasks.create_task(self._commands())]
                 for device in self._devices.values():

@@ -16,6 +16,7 @@ from devices import DeviceType
 from devices.codecs import encode_state
 
 from .broker import ANONYMOUS, BrokerLogin
+from .zigbee_models import bridge_devices
 
 log = logging.getLogger("trygg.sim")
 
@@ -53,12 +54,15 @@ def initial_state(kind: DeviceType) -> dict[str, Any]:
     """What a device of this type reports before anything happens."""
     initial: dict[DeviceType, dict[str, Any]] = {
         DeviceType.ALARM_BUTTON: {"action": ""},
-        DeviceType.FALL_DETECTOR: {"action": "", "fall": False},
+        DeviceType.FALL_DETECTOR: {"fall_down_status": "none", "presence": True},
         DeviceType.DOOR_CONTACT: {"contact": True},
         DeviceType.MOTION: {"occupancy": False},
         DeviceType.BED_SENSOR: {"occupancy": True},
         DeviceType.SMOKE: {"smoke": False, "battery_low": False},
         DeviceType.CO: {"carbon_monoxide": False},
+        DeviceType.GAS: {"gas": False},
+        DeviceType.HEAT: {"heat": False, "smoke": False},
+        DeviceType.PRESENCE: {"presence": False},
         DeviceType.WATER_LEAK: {"water_leak": False},
         DeviceType.DIGITAL_LOCK: {"state": "LOCK", "lock_state": "locked", "action": ""},
     }
@@ -222,6 +226,17 @@ class SimulatedHome:
             await self._publish(client, [leak.update(water_leak=False)])
 
 
+async def publish_bridge_devices(
+    client: aiomqtt.Client, devices: list[SimulatedZigbeeDevice]
+) -> None:
+    """The bridge's device list, retained, per bridge (base topic): what each device is."""
+    bridges: dict[str, list[tuple[str, DeviceType]]] = {}
+    for device in devices:
+        bridges.setdefault(device.base_topic, []).append((device.friendly_name, device.type))
+    for base, listed in bridges.items():
+        await client.publish(f"{base}/bridge/devices", bridge_devices(listed), qos=1, retain=True)
+
+
 async def _subscribe_commands(client: aiomqtt.Client, homes: list[SimulatedHome]) -> None:
     for home in homes:
         for topic in home.command_topics:
@@ -257,6 +272,7 @@ async def run_homes(
                 aiomqtt.Client(host, port, identifier=client_id, **login.options()) as client,
                 asyncio.TaskGroup() as tasks,
             ):
+                await publish_bridge_devices(client, [d for h in homes for d in h.devices.values()])
                 for home in homes:
                     tasks.create_task(home.run(client))
                 if any(home.command_topics for home in homes):

@@ -27,9 +27,10 @@ import paho.mqtt.client as mqtt
 
 from devices import CodecError, Signal, UnexpectedValue
 from devices.codecs import (
+    BridgeDevice,
     decode_action,
     decode_availability,
-    decode_bridge_devices,
+    decode_bridge_listing,
     decode_state,
 )
 from devices.wire import Command
@@ -222,6 +223,9 @@ class Zigbee2MqttInput:
         self.intake = intake
         self.base_topic = base_topic.rstrip("/")
         self.max_payload_bytes = max_payload_bytes
+        # What the bridge's device list says of each device (its model and exposes): how
+        # its messages are read. Until the bridge has sent it, by the property's name.
+        self.described: dict[str, BridgeDevice] = {}
 
     async def handle(self, topic: str, payload: bytes, resent: bool = False) -> None:
         """One message; ``resent`` when the broker flagged it as a redelivery."""
@@ -239,17 +243,17 @@ class Zigbee2MqttInput:
     async def _handle(self, topic: str, payload: bytes, resent: bool) -> None:
         counters = self.intake.counters
         source = f"mqtt:{topic[:200]}"
+        prefix = self.base_topic + "/"
+        if topic == prefix + "bridge/devices":  # the one large message: the whole network
+            self._bridge_devices(payload)
+            return
         if len(payload) > self.max_payload_bytes:
             counters.drop(DropReason.OVERSIZED, source, f"{len(payload)} bytes")
             return
-        prefix = self.base_topic + "/"
         if not topic.startswith(prefix) or topic == prefix:
             counters.drop(DropReason.UNKNOWN_TOPIC, source)
             return
         rest = topic[len(prefix) :]
-        if rest == "bridge/devices":
-            self._bridge_devices(payload)
-            return
         if rest == "bridge" or rest.startswith("bridge/"):
             return  # the bridge's own state and logs: not device input
         device, sub = self._resolve(rest)
@@ -262,8 +266,12 @@ class Zigbee2MqttInput:
                 return
             if sub in ("set", "get"):
                 return
-            decode = decode_action if sub == "action" else decode_state
-            decoded = decode(device.config.type, payload)
+            if sub == "action":
+                decoded = decode_action(device.config.type, payload)
+            else:
+                said = self.described.get(device.config.address or "")
+                exposes, model = (said.exposes, said.model) if said else (None, None)
+                decoded = decode_state(device.config.type, payload, exposes, model)
         except UnexpectedValue as exc:
             counters.drop(DropReason.UNEXPECTED_VALUE, source, str(exc))
             return
@@ -282,16 +290,20 @@ class Zigbee2MqttInput:
         await self.intake.raise_signal(device, Signal.RADIO_LOST, not online, detail)
 
     def _bridge_devices(self, payload: bytes) -> None:
-        """The bridge's device list names each device's firmware build."""
+        """The bridge's device list: each device's firmware build, model and exposes."""
         try:
-            builds = decode_bridge_devices(payload)
+            listing = decode_bridge_listing(payload)
         except CodecError as exc:
             self.intake.counters.drop(DropReason.MALFORMED, "mqtt:bridge/devices", str(exc))
             return
-        for name, build in builds.items():
+        self.described = listing
+        self.intake.counters.accept("bridge devices")
+        for name, said in listing.items():
+            suggested = said.suggested_type
+            self.intake.describe(TRANSPORT, name, said.model, suggested and suggested.value)
             device = self.intake.device(TRANSPORT, name)
-            if device is not None:
-                self.intake.firmware(device, build)
+            if device is not None and said.build:
+                self.intake.firmware(device, said.build)
 
     def _resolve(self, rest: str) -> tuple[RegisteredDevice | None, str | None]:
         device = self.intake.device(TRANSPORT, rest)

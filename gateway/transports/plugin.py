@@ -55,6 +55,12 @@ class Intake(Protocol):
 
     def seen(self, device: RegisteredDevice, *, rssi: float | None = None) -> None: ...
 
+    def describe(
+        self, transport: str, address: str, model: str | None, suggested_type: str | None
+    ) -> None:
+        """What a transport says a device is: its model, the type it suggests."""
+        ...
+
     def firmware(self, device: RegisteredDevice, build: str) -> None:
         """The firmware build a device (or its bridge) names: a change is reported."""
         ...
