@@ -6,6 +6,7 @@ runs in the test suite.
 
 Phases:
   codecs     decode throughput per codec, and the camera motion measure
+  catalogue  the real Zigbee model catalogue through Trygg's expose table: coverage
   pipeline   the gateway's own per-message work, without MQTT
   ingest     Zigbee2MQTT messages -> mosquitto -> gateway (pinned to one core) -> store
   serial     radio-receiver frames -> pseudo-terminal -> gateway (pyserial) -> store
@@ -652,6 +653,45 @@ def phase_pipeline(work: Path, messages: int) -> dict[str, float]:
     rate = messages * READINGS_PER_MESSAGE / elapsed
     log(f"pipeline: {rate:,.0f} readings/s ({messages / elapsed:,.0f} messages/s) without MQTT")
     return {"pipeline_readings_per_s": round(rate)}
+
+
+def phase_catalogue(_work: Path) -> dict[str, float]:
+    """The real Zigbee catalogue through Trygg's expose table (tests/catalogue.py); the
+    lists (not mapped, and names for review) to docs/zigbee-coverage.md."""
+    from .catalogue import coverage, load
+
+    catalogue = load()
+    found = coverage(catalogue)
+    unmapped = "\n".join(f"- `{k}`: {n} models" for k, n in found.unmapped.most_common()) or (
+        "None."
+    )
+    review = "\n".join(f"- `{k}`: {n} models" for k, n in found.candidates.most_common())
+    (ROOT / "docs" / "zigbee-coverage.md").write_text(f"""# Zigbee2MQTT coverage
+
+Written by `make bench` (tests/catalogue.py) from zigbee-herdsman-converters
+{catalogue.version}: {found.definitions:,} model definitions, of which {found.without_exposes}
+describe their exposes only for a real device (left out).
+
+- Models with a safety-relevant expose (docs/devices.md, "What is measured"): {found.total:,}
+- Of those, models whose every such expose Trygg reads: {found.mapped:,}
+
+## Safety-relevant exposes not mapped
+
+{unmapped}
+
+## Published states that sound safety-relevant but are not in the set
+
+Reviewed by hand: a thermostat's window detection, a siren's or a meter's own alarms, a
+lock's last source. A name here that is a real alarm of the home becomes a row in
+devices/codecs/exposes.py.
+
+{review}
+""")
+    return {
+        "zigbee2mqtt_models_safety_total": float(found.total),
+        "zigbee2mqtt_models_safety_mapped": float(found.mapped),
+        "zigbee2mqtt_models_total": float(found.definitions),
+    }
 
 
 def phase_codecs(_work: Path, seconds: float = 1.0) -> dict[str, float]:
@@ -1815,6 +1855,11 @@ PostgreSQL, victoria-metrics for the InfluxDB v2 write API.
   over TLS, checked by the gateway, the pendant's alarm raised by its pipeline as a test
   and kept in its outbox, sent, and inserted by the dispatch service; from the command's
   `issued_at` to the test alarm's `received_at`, both the database's clock. One at a time.
+- `zigbee2mqtt_models_safety_total`, `zigbee2mqtt_models_safety_mapped`: of the
+  `zigbee2mqtt_models_total` model definitions in zigbee-herdsman-converters (the version
+  scripts/zigbee-catalogue.sh pins), the models exposing a safety-relevant state
+  (docs/devices.md), and those whose every such expose Trygg reads; the ones it does not,
+  and the names kept for review, are listed in docs/zigbee-coverage.md.
 - `codec_*_msgs_per_s`: decodes per second on core 0, one codec at a time, on real inputs
   (a Zigbee2MQTT sensor state, the bu353s4 NMEA capture, the plain BTHome cases, check-in
   frames of the radio protocol). `camera_motion_fps`: 640x480 colour frames through the
@@ -1892,6 +1937,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="trygg-bench-") as tmp:
         phases: list[tuple[str, Callable[[Path], dict[str, float]]]] = [
             ("codecs", phase_codecs),
+            ("catalogue", phase_catalogue),
             ("pipeline", lambda w: phase_pipeline(w, 50_000)),
             ("ingest", lambda w: phase_ingest(w, args.ingest_messages)),
             ("serial", lambda w: phase_serial(w, args.serial_frames)),

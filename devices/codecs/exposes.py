@@ -18,6 +18,7 @@ Adding a property or a model is one row here (docs/devices.md).
 from __future__ import annotations
 
 import builtins
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -113,6 +114,15 @@ class Rule:
     momentary: bool = False  # a press: no "restore" follows
     # kind "states": an enum whose values are several signals (value, lowercase -> signal)
     states: tuple[tuple[str, Signal], ...] = ()
+    # A signal of its own read as true/false: the common case, decoded first.
+    plain_binary: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        plain = (
+            self.kind == "signal" and self.signal is not None and not self.active
+            and not self.momentary and self.signal is not Signal.BUTTON_PRESS
+        )  # fmt: skip
+        object.__setattr__(self, "plain_binary", plain)
 
     def maps(self, expose: Expose) -> bool:
         """Whether this rule can read this expose (a binary rule an enum cannot)."""
@@ -240,6 +250,7 @@ def names(prop: str) -> Iterable[str]:
         yield zone
 
 
+@functools.lru_cache(maxsize=4096)  # a home's devices repeat the same few names
 def rule_for(prop: str, model: str | None = None) -> Rule | None:
     for name in names(prop):
         if model is not None and (model, name) in MODEL_RULES:

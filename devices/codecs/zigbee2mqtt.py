@@ -56,6 +56,8 @@ _ASSUMED: dict[str, Expose] = {
     "contact": Expose("contact", "binary", value_on=False, value_off=True),
 }
 
+_BINARY = Expose("", "binary")  # any other: true/false, true on
+
 # The alarm an IAS zone's generic "alarm" flag is, by what the device is.
 PRIMARY_SIGNAL: dict[DeviceType, Signal] = {
     DeviceType.ALARM_BUTTON: Signal.BUTTON_PRESS,
@@ -101,13 +103,23 @@ def _decode_object(
     for key, value in state.items():
         if value is None:  # seen from real devices (battery: null); nothing to say
             continue
+        metric = NUMERIC.get(key)  # the common case first: a reading, as its name says
+        if metric is not None and (exposes is None or key not in exposes) and model is None:
+            readings.append((metric, _number(key, value)))
+            continue
         rule = rule_for(key, model)
         if rule is None or rule.kind == "ignore":
             continue  # last_seen, sensitivity, firmware-specific keys: not ours to judge
         described = exposes.get(key) if exposes else None
+        if described is None and value.__class__ is bool and rule.plain_binary:
+            # The common signal: true/false as its name says (a contact's "on" is false).
+            assumed = _ASSUMED.get(key)
+            on = True if assumed is None else assumed.value_on
+            signals.append(SignalState(rule.signal, value is on))  # type: ignore[arg-type]
+            continue
         if described is not None and not rule.maps(described):
             continue  # the same name, another meaning here (a numeric "vibration")
-        expose = described or _ASSUMED.get(key) or Expose(key, "binary")
+        expose = described or _ASSUMED.get(key) or _BINARY
         if rule.kind == "reading":
             readings.append((rule.metric or key, _number(key, value)))
         elif rule.kind in ("signal", "primary"):
