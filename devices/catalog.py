@@ -53,6 +53,8 @@ class Signal(StrEnum):
     # Raised by the gateway itself, not by a message: supervision and the radio link.
     DEVICE_SILENT = "device_silent"
     RADIO_LOST = "radio_lost"
+    # The device says it has a fault (a detector's sensor, BTHome's "problem"/"safety").
+    DEVICE_FAULT = "device_fault"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,8 @@ EVENT_KINDS: dict[str, EventKind] = {
         EventKind("radio_lost", Priority.NORMAL, 355, "Radio link to the device lost"),
         EventKind("battery_low", Priority.NORMAL, 384, "Battery low"),
         EventKind("tamper", Priority.NORMAL, 383, "Device tampered with"),
+        # Contact ID 330: system peripheral trouble.
+        EventKind("device_fault", Priority.NORMAL, 330, "Device reports a fault"),
         EventKind("lock_jammed", Priority.NORMAL, 380, "Lock jammed"),
         EventKind("gateway_offline", Priority.NORMAL, 350, "Gateway offline"),
         # The gateway's own store: writes failed for a while, or it was found damaged.
@@ -145,6 +149,7 @@ class DeviceSpec:
 _TECHNICAL: dict[Signal, str] = {
     Signal.BATTERY_LOW: "battery_low",
     Signal.TAMPER: "tamper",
+    Signal.DEVICE_FAULT: "device_fault",
     Signal.DEVICE_SILENT: "device_silent",
     Signal.RADIO_LOST: "radio_lost",
 }

@@ -46,7 +46,15 @@ def test_kind(device_type: DeviceType) -> EventKind | None:
 
 # What a device says of its own health or a lock of its bolt: never what a test is of.
 TECHNICAL_KIND_NAMES = frozenset(
-    {"device_silent", "radio_lost", "battery_low", "tamper", "lock_jammed", "lock_opened"}
+    {
+        "device_silent",
+        "radio_lost",
+        "battery_low",
+        "tamper",
+        "device_fault",
+        "lock_jammed",
+        "lock_opened",
+    }
 )
 
 

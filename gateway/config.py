@@ -211,6 +211,15 @@ class HomeSection(_Strict):
     bed_exit_return_s: int = Field(default=0, ge=0, le=86400)
     # A door contact opening at night: door_open_night.
     door_open_at_night: bool = False
+    # No activity (movement, a door, the bed, a press) for this long, counted only within
+    # inactivity_window (local time; start == end: the whole day): inactivity. 0: off.
+    inactivity_s: int = Field(default=0, ge=0, le=7 * 86400)
+    inactivity_window: str = Field(
+        default="00:00-00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
+    )
+    # The resident is away (set by staff, an operator, or the configuration): the
+    # inactivity rule does not count, and one raised is cleared.
+    away: bool = False
 
     @model_validator(mode="after")
     def _zone(self) -> HomeSection:

@@ -25,7 +25,7 @@ from .backoff import Backoff
 from .counters import DropReason, InputCounters
 from .readings import ReadingsBuffer
 from .registry import RegisteredDevice, Registry
-from .rules import HomeRules, RuleEvent
+from .rules import ACTIVITY, HomeRules, RuleEvent
 from .store import RecentInput, Store, StoreError
 
 log = logging.getLogger("trygg.gateway.pipeline")
@@ -204,9 +204,17 @@ class Pipeline:
             elif metric == "rssi_dbm":
                 status.rssi_dbm = value
         ruled: list[RuleEvent] = []
+        self.rules.known(device)
         for state in decoded.signals:
             if state.signal is Signal.DOOR_OPEN:
                 status.contact = "open" if state.active else "closed"
+            if state.signal in ACTIVITY:
+                # Someone active: a press, movement, a door or the bed changing; never a
+                # state said again (a bed still occupied, a door still open).
+                previous = self._signal_state.get((device.config.id, state.signal))
+                moving = state.signal is Signal.MOTION and state.active
+                if state.momentary or moving or (previous is not None and previous != state.active):
+                    ruled += self.rules.activity(device, state.signal, state.active)
             key = (device.config.id, state.signal)
             if not state.momentary:
                 previous = self._signal_state.get(key)

@@ -2,6 +2,9 @@
 
     bed_exit_no_return   at night, the bed sensor says the resident got up, and they
                          are not back within ``bed_exit_return_s``; back in bed restores it
+    inactivity           no activity in the home (movement, a door, the bed, a press) for
+                         ``inactivity_s``, counted only inside ``inactivity_window`` and
+                         not while the home is ``away``; the next activity restores it
     door_open_night      at night, a door contact of the home opens; closing restores it
     geofence_exit        a device with a ``safe_zone`` reports a position outside it;
                          coming back well inside restores it (devices/geo.py)
@@ -27,6 +30,17 @@ from .config import HomeSection, SafeZone
 from .registry import RegisteredDevice
 
 BED_EXIT = EVENT_KINDS["bed_exit_no_return"]
+INACTIVITY = EVENT_KINDS["inactivity"]
+# What a home's devices say that is someone being active (a signal's change, or a press).
+ACTIVITY = frozenset(
+    {
+        Signal.MOTION,
+        Signal.DOOR_OPEN,
+        Signal.BED_OCCUPIED,
+        Signal.BUTTON_PRESS,
+        Signal.LOCK_OPENED,
+    }
+)
 DOOR_AT_NIGHT = EVENT_KINDS["door_open_night"]
 GEOFENCE_EXIT = EVENT_KINDS["geofence_exit"]
 _POSITION = ("latitude", "longitude")
@@ -68,6 +82,13 @@ class HomeRules:
         self._out_of_bed: dict[str, tuple[float, RegisteredDevice]] = {}  # device id -> since
         self._raised: set[tuple[str, str]] = set()  # (device id, kind) active now
         self._fences: dict[str, tuple[SafeZone, Geofence]] = {}  # device id -> its zone
+        # Per home: inactive seconds counted so far, when last counted, the device last
+        # active (the one an inactivity alarm is about).
+        self._inactive: dict[str, float] = {}
+        self._counted_at: dict[str, float] = {}
+        self._last_active: dict[str, RegisteredDevice] = {}
+        self._any_device: dict[str, RegisteredDevice] = {}
+        self._inactivity_raised: dict[str, RegisteredDevice] = {}
         self.replace(homes)
 
     def replace(self, homes: list[HomeSection]) -> None:
@@ -77,12 +98,59 @@ class HomeRules:
         self._zones = {h.id: ZoneInfo(h.timezone) if h.timezone else None for h in homes}
         self._fences.clear()  # each device's zone is read again from its home
 
-    def night(self, home_id: str) -> bool:
-        home = self.homes[home_id]
+    def _local(self, home_id: str) -> datetime:
         zone = self._zones[home_id]
         now = self._clock()
-        local = now.astimezone(zone) if zone else now.astimezone()
-        return is_night(home.night, local)
+        return now.astimezone(zone) if zone else now.astimezone()
+
+    def night(self, home_id: str) -> bool:
+        return is_night(self.homes[home_id].night, self._local(home_id))
+
+    def activity(self, device: RegisteredDevice, signal: Signal, active: bool) -> list[RuleEvent]:
+        """A device said something that is someone being active (movement, a door opened
+        or closed, the bed, a press): the home's inactivity count starts again."""
+        home = self.homes.get(device.config.home)
+        if home is None or signal not in ACTIVITY:
+            return []
+        if signal is Signal.MOTION and not active:
+            return []  # "no motion any more" is no one moving
+        self._inactive[home.id] = 0.0
+        self._counted_at[home.id] = self._mono()
+        self._last_active[home.id] = device
+        return self._clear_inactivity(home.id, {"activity": device.id})
+
+    def _clear_inactivity(self, home_id: str, detail: dict[str, object]) -> list[RuleEvent]:
+        raised = self._inactivity_raised.pop(home_id, None)
+        return [] if raised is None else self._clear(raised, INACTIVITY, detail)
+
+    def _count_inactivity(self, now: float) -> list[RuleEvent]:
+        """Each home's inactive time: counted inside its window, not while away."""
+        due: list[RuleEvent] = []
+        for home in self.homes.values():
+            if not home.inactivity_s:
+                continue
+            last = self._counted_at.get(home.id, now)
+            self._counted_at[home.id] = now
+            if home.away:
+                self._inactive[home.id] = 0.0
+                due += self._clear_inactivity(home.id, {"away": True})
+                continue
+            if not is_night(home.inactivity_window, self._local(home.id)):
+                continue  # outside the window: the count waits
+            counted = self._inactive.get(home.id, 0.0) + max(0.0, now - last)
+            self._inactive[home.id] = counted
+            device = self._last_active.get(home.id) or self._any_device.get(home.id)
+            raised = home.id in self._inactivity_raised
+            if counted >= home.inactivity_s and device is not None and not raised:
+                self._inactivity_raised[home.id] = device
+                detail: dict[str, object] = {"inactive_for_s": round(counted), "home": home.id}
+                due += self._raise(device, INACTIVITY, detail)
+        return due
+
+    def known(self, device: RegisteredDevice) -> None:
+        """A device of a home was heard: an inactivity alarm has a device to be about even
+        when nothing in the home was ever active."""
+        self._any_device.setdefault(device.config.home, device)
 
     def observe(self, device: RegisteredDevice, signal: Signal, active: bool) -> list[RuleEvent]:
         """A change of state of one device's signal; the rule events it causes at once."""
@@ -145,7 +213,7 @@ class HomeRules:
     def tick(self) -> list[RuleEvent]:
         """The rule events whose time has come (call about once a second)."""
         now = self._mono()
-        due = []
+        due = self._count_inactivity(now)
         for device_id, (since, device) in list(self._out_of_bed.items()):
             limit = self.homes[device.config.home].bed_exit_return_s
             if now - since >= limit:

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trygg_sim.bthome import BINARY as SIM_BINARY
+from trygg_sim.bthome import advertisement, objects
 
 from devices import CodecError, DeviceType, Repeated, Replayed, Signal, UnexpectedValue
-from devices.codecs.bthome import PRESSES, READINGS, SIGNALS, BthomeDecoder, _base
+from devices.codecs.bthome import NOT_SIGNALS, PRESSES, READINGS, SIGNALS, BthomeDecoder, _base
 
 from .conftest import SHARED_DATA
 
@@ -231,3 +233,68 @@ def test_the_same_encrypted_advertisement_again_is_a_repeat_not_a_replay() -> No
     for at in (1.2, 9.0):  # a retransmission, and the same bytes seconds later
         with pytest.raises(Repeated):
             pendant.decode(captured, heard_at=at)
+
+
+# -- the whole binary-sensor table of BTHome v2 ------------------------------------------
+
+# What each of BTHome's binary sensors is on each kind of device (bthome.io/format):
+# a signal, or nothing (NOT_SIGNALS); "lock" (on: unlocked) opens a digital lock.
+EXPECTED_SIGNALS = {
+    "opening": Signal.DOOR_OPEN,
+    "battery_low": Signal.BATTERY_LOW,
+    "carbon_monoxide": Signal.CO,
+    "door": Signal.DOOR_OPEN,
+    "garage_door": Signal.DOOR_OPEN,
+    "window": Signal.DOOR_OPEN,
+    "gas": Signal.GAS,
+    "heat": Signal.HEAT,
+    "moisture": Signal.WATER_LEAK,
+    "motion": Signal.MOTION,
+    "moving": Signal.MOTION,
+    "vibration": Signal.MOTION,
+    "occupancy": Signal.MOTION,
+    "presence": Signal.PRESENCE,
+    "problem": Signal.DEVICE_FAULT,
+    "safety": Signal.DEVICE_FAULT,
+    "smoke": Signal.SMOKE,
+    "tamper": Signal.TAMPER,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIM_BINARY))
+def test_every_binary_sensor_bthome_defines_is_a_signal_or_said_to_be_nothing(name: str) -> None:
+    """Each object through the real bthome-ble, on and then off: the signal the table
+    names, or nothing at all for those that say nothing Trygg acts on."""
+    kind = DeviceType.DIGITAL_LOCK if name == "lock" else DeviceType.SMOKE
+    device = BthomeDecoder(kind, "A4:C1:38:00:00:09")
+    on = device.decode(advertisement(objects(packet_id=1, **{name: True})))  # type: ignore[arg-type]
+    off = device.decode(advertisement(objects(packet_id=2, **{name: False})))  # type: ignore[arg-type]
+    said_on = {s.signal: s.active for s in on.signals}
+    said_off = {s.signal: s.active for s in off.signals}
+    if name == "lock":
+        assert said_on == {Signal.LOCK_OPENED: True} and said_off == {}
+    elif name in EXPECTED_SIGNALS:
+        assert said_on == {EXPECTED_SIGNALS[name]: True}
+        assert said_off == {EXPECTED_SIGNALS[name]: False}
+    else:
+        assert name in NOT_SIGNALS, name
+        assert said_on == said_off == {}
+
+
+def test_the_table_covers_every_binary_sensor_of_the_library() -> None:
+    from bthome_ble.const import MEAS_TYPES
+    from sensor_state_data.description import BaseBinarySensorDescription
+
+    library = {
+        str(getattr(t.meas_format.device_class, "value", t.meas_format.device_class))
+        for t in MEAS_TYPES.values()
+        if isinstance(t.meas_format, BaseBinarySensorDescription)
+    }
+    assert library, "bthome-ble names no binary sensors"
+    assert library <= set(SIGNALS) | NOT_SIGNALS | {"lock"}, library - set(SIGNALS) - NOT_SIGNALS
+
+
+def test_a_bed_sensors_presence_is_someone_in_bed() -> None:
+    bed = BthomeDecoder(DeviceType.BED_SENSOR, "A4:C1:38:00:00:0A")
+    (said,) = bed.decode(advertisement(objects(packet_id=1, presence=True))).signals
+    assert (said.signal, said.active) == (Signal.BED_OCCUPIED, True)

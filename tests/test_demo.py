@@ -172,8 +172,10 @@ async def watch_locks(demo: RunningDemo, *homes: str) -> AsyncIterator[LockWatch
             async for message in client.messages:
                 home = str(message.topic).split("/")[1]
                 assert isinstance(message.payload, bytes)
-                state = json.loads(message.payload).get("lock_state")
-                watch.states.setdefault(lock_id(home), []).append(state)
+                body = json.loads(message.payload)
+                state = body.get("lock_state") if isinstance(body, dict) else None
+                if isinstance(state, str):
+                    watch.states.setdefault(lock_id(home), []).append(state)
 
         task = asyncio.create_task(listen())
         try:

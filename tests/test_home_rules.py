@@ -170,3 +170,112 @@ def test_night_windows(window: str, hour: int, minute: int, night: bool) -> None
 def test_bad_home_rules_are_refused_with_the_reason(homes: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(f'[gateway]\nid = "gw-1"\n{homes}\n', "gateway.toml")
+
+
+# -- inactivity and away mode -------------------------------------------------------------
+
+QUIET_DEVICES = [
+    {"id": "motion-1", "type": "motion", "address": "h3/motion", "home": "h3"},
+    {"id": "door-3", "type": "door_contact", "address": "h3/door", "home": "h3"},
+    {"id": "bed-3", "type": "bed_sensor", "address": "h3/bed", "home": "h3"},
+]
+
+
+def quiet_home(**rules: object) -> dict[str, object]:
+    # Eight hours without activity, counted between 07:00 and 22:00 Stockholm time.
+    base = {"id": "h3", "timezone": "Europe/Stockholm", "inactivity_s": 8 * 3600}
+    return {**base, "inactivity_window": "07:00-22:00", **rules}
+
+
+def quiet_pipeline(store: Store, clocks: Clocks, home: dict[str, object]) -> Pipeline:
+    config = GatewayConfig.model_validate(
+        {"gateway": {"id": "gw-1"}, "devices": QUIET_DEVICES, "homes": [home]}
+    )
+    rules = HomeRules(config.homes, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+    return Pipeline(
+        "gw-1",
+        Registry(config.devices),
+        store,
+        InputCounters(),
+        rules=rules,
+        clock=lambda: clocks.mono,
+        monotonic=lambda: clocks.mono,
+    )
+
+
+async def pass_time(pipeline: Pipeline, clocks: Clocks, seconds: float, step: float = 60) -> None:
+    """Time passing as the gateway sees it: its rule ticks, a minute apart."""
+    while seconds > 0:
+        clocks.advance(min(step, seconds))
+        seconds -= step
+        await pipeline.tick_rules()
+
+
+async def test_no_activity_for_hours_inside_the_window_is_one_alarm_and_movement_restores(
+    store: Store, clocks: Clocks
+) -> None:
+    clocks.wall = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)  # 07:00 in Stockholm
+    pipeline = quiet_pipeline(store, clocks, quiet_home())
+    await say(pipeline, "h3/bed", occupancy=True)  # in bed: said again, it is no activity
+    await say(pipeline, "h3/motion", occupancy=True)  # up and about at 07:00
+    await say(pipeline, "h3/motion", occupancy=False)
+    for _ in range(8):  # the bed says "occupied" every hour, the door stays shut
+        await pass_time(pipeline, clocks, 3600 - 120)
+        await say(pipeline, "h3/bed", occupancy=True)
+        await say(pipeline, "h3/door", contact=True)
+        await pass_time(pipeline, clocks, 120)
+    found = await events(store)
+    assert kinds(found) == [("inactivity", "motion-1", False)]  # about the last device active
+    assert found[0].detail["inactive_for_s"] >= 8 * 3600
+    await pass_time(pipeline, clocks, 3600)
+    assert len(await events(store)) == 1  # one alarm, not one a minute
+    await say(pipeline, "h3/motion", occupancy=True)
+    assert kinds(await events(store))[1:] == [("inactivity", "motion-1", True)]
+
+
+async def test_the_count_waits_outside_the_window(store: Store, clocks: Clocks) -> None:
+    clocks.wall = datetime(2026, 11, 24, 16, 0, tzinfo=UTC)  # 17:00 in Stockholm
+    pipeline = quiet_pipeline(store, clocks, quiet_home())
+    await say(pipeline, "h3/door", contact=False)  # home at 17:00, the door opens, closes
+    await say(pipeline, "h3/door", contact=True)
+    await pass_time(pipeline, clocks, 12 * 3600)  # to 05:00: only 5 h inside the window
+    assert await events(store) == []
+    await pass_time(pipeline, clocks, 4 * 3600)  # to 09:00: 7 h
+    assert await events(store) == []
+    await pass_time(pipeline, clocks, 3600 + 60)  # to 10:01: 8 h
+    assert kinds(await events(store)) == [("inactivity", "door-3", False)]
+
+
+async def test_away_mode_pauses_the_count_and_clears_a_raised_alarm(
+    store: Store, clocks: Clocks
+) -> None:
+    clocks.wall = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    home = quiet_home(inactivity_window="00:00-00:00")
+    pipeline = quiet_pipeline(store, clocks, home)
+    await say(pipeline, "h3/motion", occupancy=True)
+    await pass_time(pipeline, clocks, 8 * 3600 + 60)
+    assert kinds(await events(store)) == [("inactivity", "motion-1", False)]
+    # The resident went to her daughter's: staff set the home away (a new configuration).
+    away = GatewayConfig.model_validate(
+        {"gateway": {"id": "gw-1"}, "devices": QUIET_DEVICES, "homes": [{**home, "away": True}]}
+    )
+    pipeline.rules.replace(away.homes)
+    await pass_time(pipeline, clocks, 60)
+    restored = (await events(store))[1]
+    assert (restored.kind, restored.restore, restored.detail["away"]) == ("inactivity", True, True)
+    await pass_time(pipeline, clocks, 48 * 3600, step=600)  # two days away: nothing
+    assert len(await events(store)) == 2
+    pipeline.rules.replace(
+        GatewayConfig.model_validate(
+            {"gateway": {"id": "gw-1"}, "devices": QUIET_DEVICES, "homes": [home]}
+        ).homes
+    )  # back home: counted from now
+    await pass_time(pipeline, clocks, 7 * 3600)
+    assert len(await events(store)) == 2
+
+
+async def test_a_home_without_the_rule_raises_no_inactivity(store: Store, clocks: Clocks) -> None:
+    pipeline = quiet_pipeline(store, clocks, {"id": "h3"})
+    await say(pipeline, "h3/motion", occupancy=True)
+    await pass_time(pipeline, clocks, 3 * 86400, step=3600)
+    assert await events(store) == []

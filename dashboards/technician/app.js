@@ -511,6 +511,9 @@ function fillRules(id) {
   form.elements.night.value = rule.night || NIGHT_DEFAULT;
   form.elements.door_open_at_night.checked = Boolean(rule.door_open_at_night);
   form.elements.bed_exit_min.value = String(Math.round((rule.bed_exit_return_s || 0) / 60));
+  form.elements.inactivity_h.value = String((rule.inactivity_s || 0) / 3600);
+  form.elements.inactivity_window.value = rule.inactivity_window || "07:00-22:00";
+  form.elements.away.checked = Boolean(rule.away);
   $("home-rules-error").textContent = "";
 }
 
@@ -543,7 +546,10 @@ $("home-rules").addEventListener("submit", async (ev) => {
   const id = form.elements.home.value;
   const rule = { ...homeRule(id), id, night: form.elements.night.value.trim(),
     door_open_at_night: form.elements.door_open_at_night.checked,
-    bed_exit_return_s: Number(form.elements.bed_exit_min.value) * 60 };
+    bed_exit_return_s: Number(form.elements.bed_exit_min.value) * 60,
+    inactivity_s: Math.round(Number(form.elements.inactivity_h.value) * 3600),
+    inactivity_window: form.elements.inactivity_window.value.trim(),
+    away: form.elements.away.checked };
   const failed = await configure((list) => list, id,
     [...(configuration.homes || []).filter((h) => h.id !== id), rule]);
   if (failed) { $("home-rules-error").textContent = t("ui.config_not_saved", { device: id, why: failed }); return; }

@@ -38,20 +38,35 @@ READINGS: dict[str, str] = {
     "moisture": "moisture_pct",
 }
 
-# bthome-ble binary sensor keys -> signals (all: True means active).
+# bthome-ble binary sensor keys -> signals (all: True means active), the whole table of
+# BTHome v2's binary sensors: each one a signal, or nothing (NOT_SIGNALS, and why).
 SIGNALS: dict[str, Signal] = {
     "smoke": Signal.SMOKE,
     "carbon_monoxide": Signal.CO,
+    "gas": Signal.GAS,
+    "heat": Signal.HEAT,
     "moisture": Signal.WATER_LEAK,
     "door": Signal.DOOR_OPEN,
     "window": Signal.DOOR_OPEN,
     "opening": Signal.DOOR_OPEN,
+    "garage_door": Signal.DOOR_OPEN,
     "motion": Signal.MOTION,
+    "moving": Signal.MOTION,
+    "vibration": Signal.MOTION,
     "occupancy": Signal.MOTION,
-    "presence": Signal.MOTION,
+    "presence": Signal.PRESENCE,  # someone is there: not movement (docs/devices.md)
     "tamper": Signal.TAMPER,
+    "problem": Signal.DEVICE_FAULT,
+    "safety": Signal.DEVICE_FAULT,  # BTHome: on means unsafe
     "battery": Signal.BATTERY_LOW,  # BTHome's "battery" binary sensor means low
 }
+# Binary sensors that say nothing Trygg acts on: a room's cold (its temperature is kept as
+# a reading), a sound heard, mains power, a plug, charging, running, light, a link, a
+# generic on/off. "lock" (on: unlocked) is a lock's own: LOCK_OPENED on a digital lock.
+NOT_SIGNALS = frozenset(
+    {"cold", "sound", "power", "plug", "battery_charging", "running", "light", "connectivity",
+     "generic"}
+)  # fmt: skip
 
 PRESSES = {
     "press",
@@ -181,8 +196,16 @@ class BthomeDecoder:
                 suffix = key.key[len(_base(key.key)) :]
                 readings.append((metric + suffix, float(number)))
         for key, value in binary.items():
-            signal = SIGNALS.get(_base(key.key))
-            if signal is Signal.MOTION and self.device_type is DeviceType.BED_SENSOR:
+            name = _base(key.key)
+            if name == "lock" and self.device_type is DeviceType.DIGITAL_LOCK:
+                if value.native_value is True:  # unlocked
+                    signals.append(SignalState(Signal.LOCK_OPENED, True, momentary=True))
+                continue
+            signal = SIGNALS.get(name)
+            if (
+                signal in (Signal.MOTION, Signal.PRESENCE)
+                and self.device_type is DeviceType.BED_SENSOR
+            ):
                 signal = Signal.BED_OCCUPIED  # a bed sensor's presence is someone in bed
             if signal is not None and isinstance(value.native_value, bool):
                 signals.append(SignalState(signal, value.native_value))

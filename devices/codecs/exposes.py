@@ -189,6 +189,11 @@ RULES: dict[str, Rule] = {
     # the device's own health
     "battery_low": signal(Signal.BATTERY_LOW),
     "tamper": signal(Signal.TAMPER),
+    # a detector's own fault (not in SAFETY: a meter's or a breaker's faults share the name)
+    "fault": signal(
+        Signal.DEVICE_FAULT, "fault", "serious_fault", "sensor_fault", "probe_fault", "power_fault"
+    ),
+    "device_fault": signal(Signal.DEVICE_FAULT),
     # locks, buttons, tests
     "lock_state": Rule("lock"),
     "action": Rule("action"),

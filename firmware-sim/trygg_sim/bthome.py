@@ -23,17 +23,35 @@ _TRIGGER_BASED = 0x04
 PACKET_ID = 0x00
 BATTERY = 0x01
 BUTTON = 0x3A
-BINARY = {  # binary sensors, by the name objects() takes
+BINARY = {  # binary sensors, by the name objects() takes: every one BTHome v2 defines
+    "generic": 0x0F,
+    "power": 0x10,
     "opening": 0x11,
     "battery_low": 0x15,
+    "battery_charging": 0x16,
     "carbon_monoxide": 0x17,
+    "cold": 0x18,
+    "connectivity": 0x19,
     "door": 0x1A,
+    "garage_door": 0x1B,
+    "gas": 0x1C,
+    "heat": 0x1D,
+    "light": 0x1E,
+    "lock": 0x1F,
     "moisture": 0x20,
     "motion": 0x21,
+    "moving": 0x22,
     "occupancy": 0x23,
+    "plug": 0x24,
+    "presence": 0x25,
+    "problem": 0x26,
+    "running": 0x27,
+    "safety": 0x28,
     "smoke": 0x29,
+    "sound": 0x2A,
     "tamper": 0x2B,
     "vibration": 0x2C,
+    "window": 0x2D,
 }
 
 BUTTON_EVENTS = {"none": 0, "press": 1, "double_press": 2, "triple_press": 3, "long_press": 4}
