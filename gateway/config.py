@@ -292,6 +292,9 @@ class GpsDevice(_Device):
     transport: Literal["nmea"]
     port: str = Field(pattern=_NAME, description="the name of a [[serial]] port")
     safe_zone: SafeZone | None = None
+    # A position is used (kept, checked against the zone) only from a fix this good.
+    min_satellites: int = Field(default=4, ge=0, le=64)
+    max_hdop: float = Field(default=5.0, gt=0, le=99.9)
 
     @property
     def address(self) -> str:

@@ -162,7 +162,8 @@ async def _pressed(rig: Rig, device_id: str, known_as: str | None = None) -> Non
     await wait_until(
         lambda: any(
             e.event.device_id == named and e.event.kind == "alarm_button" for e in rig.events
-        )
+        ),
+        30,  # a gateway just restarted on a busy machine: its uplink's first round
     )
 
 

@@ -312,3 +312,53 @@ async def test_pubx_and_nan_spliced_into_a_real_capture_are_counted_and_the_stre
     radio.write(press(60))  # and the receiver on the other port still takes an alarm
     (event,) = await wait_for_events(store, 1)
     assert event.kind == "alarm_button"
+
+
+def fix(lat: float, lon: float, satellites: int, hdop: float) -> bytes:
+    """A GGA fix with its quality, and the RMC a receiver sends beside it."""
+
+    def dm(value: float, degree_digits: int, hemis: str) -> str:
+        d = int(abs(value))
+        minutes = (abs(value) - d) * 60
+        return f"{d:0{degree_digits}d}{minutes:07.4f},{hemis[value < 0]}"
+
+    where = f"{dm(lat, 2, 'NS')},{dm(lon, 3, 'EW')}"
+    gga = f"GPGGA,020000.00,{where},1,{satellites:02d},{hdop:.1f},10.0,M,0.0,M,,"
+    rmc = f"GPRMC,020000.00,A,{where},0.0,0.0,011226,,,A"
+    return encode_sentence(gga) + encode_sentence(rmc)
+
+
+async def test_a_single_bad_fix_outside_the_zone_raises_nothing_and_the_first_good_one_does(
+    rig: Rig, store: Store
+) -> None:
+    """Three satellites and an HDOP of 7.2 (as the garmin-10x capture has): a fix
+    that can be far off. Neither it nor its RMC places the resident; a good fix does."""
+    pipeline, _, _, gps = rig
+    gps.write(fix(-37.785, 175.315, 8, 0.9))  # at home
+    accepted = pipeline.counters.accepted["reading"]
+    gps.write(fix(-37.695, 175.315, 3, 7.2))  # "10 km away": few satellites, poor HDOP
+    gps.write(fix(-37.695, 175.315, 9, 9.5))  # enough satellites, HDOP still poor
+    await wait_until(lambda: pipeline.counters.accepted["reading"] >= accepted + 4)
+    assert await events(store) == []
+    readings = pipeline._readings
+    assert readings is not None
+    await readings.flush()
+    rows = await store.readings(100_000)
+    latitudes = [r.value for r in rows if r.metric == "latitude"]
+    assert latitudes and all(lat == pytest.approx(-37.785, abs=1e-4) for lat in latitudes)
+    assert {r.value for r in rows if r.metric == "hdop"} == {0.9, 7.2, 9.5}
+    gps.write(fix(-37.695, 175.315, 7, 1.2))  # the first good fix outside
+    (event,) = await wait_for_events(store, 1)
+    assert (event.kind, event.restore) == ("geofence_exit", False)
+    assert event.detail["latitude"] == pytest.approx(-37.695, abs=1e-4)
+
+
+def test_the_real_captures_bad_fix_is_not_good_and_its_good_ones_are() -> None:
+    from devices.codecs.nmea import decode_sentence
+
+    lines = (SHARED_DATA / "nmea" / "garmin-10x.log").read_bytes().splitlines()
+    fixes = [f for line in lines if b"GGA" in line and (f := decode_sentence(line))]
+    bad = [f for f in fixes if f.valid and not f.good()]
+    # Three satellites: a 2D fix at best, with HDOP 7.2 and 2.2.
+    assert [(f.satellites, f.hdop) for f in bad] == [(3, 7.2), (3, 2.2)]
+    assert sum(1 for f in fixes if f.good()) >= 6

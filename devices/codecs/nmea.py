@@ -19,6 +19,9 @@ from .common import Decoded, check_value, total
 
 MAX_SENTENCE = 120  # NMEA says 82 characters; receivers exceed it a little, noise much more
 KNOTS_TO_KMH = 1.852
+# A fix good enough to place someone by (the receiver's config may say otherwise).
+MIN_SATELLITES = 4
+MAX_HDOP = 5.0
 # An NMEA number is digits with an optional sign and decimal point; Python's float() also
 # takes "nan", "inf", "1e999" and "1_0", which no receiver sends and no reading may be.
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
@@ -36,21 +39,36 @@ class GpsFix:
     quality: int | None = None  # GGA: 0 none, 1 GPS, 2 DGPS, 6 estimated, ...
     satellites: int | None = None
     speed_kmh: float | None = None
+    hdop: float | None = None  # GGA: horizontal dilution of precision (1 ideal, 20 poor)
 
     def __post_init__(self) -> None:
-        check_value("GPS fix", [self.latitude, self.longitude, self.speed_kmh])
+        check_value("GPS fix", [self.latitude, self.longitude, self.speed_kmh, self.hdop])
         if self.latitude is not None and not -90 <= self.latitude <= 90:
             raise UnexpectedValue(f"latitude {self.latitude:.4f} is not on Earth")
         if self.longitude is not None and not -180 <= self.longitude <= 180:
             raise UnexpectedValue(f"longitude {self.longitude:.4f} is not on Earth")
 
-    def observations(self) -> Decoded:
-        """Readings from a fix; a sentence without a valid position gives only its quality."""
+    def good(self, min_satellites: int = MIN_SATELLITES, max_hdop: float = MAX_HDOP) -> bool:
+        """A fix good enough to place the resident by: valid, and where the sentence says
+        (GGA), enough satellites and a small enough HDOP. One bad fix (three satellites,
+        HDOP 7) can be hundreds of metres off: it must not take anyone out of a zone."""
+        if not self.valid or self.latitude is None or self.longitude is None:
+            return False
+        if self.satellites is not None and self.satellites < min_satellites:
+            return False
+        return self.hdop is None or self.hdop <= max_hdop
+
+    def observations(self, good: bool | None = None) -> Decoded:
+        """Readings from a fix: its quality always, its position only when it is ``good``
+        (by default: by this sentence alone, with the default limits)."""
+        placed = self.good() if good is None else good and self.valid
         readings: list[tuple[str, float]] = [("gps_fix", 1.0 if self.valid else 0.0)]
-        if self.valid and self.latitude is not None and self.longitude is not None:
+        if placed and self.latitude is not None and self.longitude is not None:
             readings += [("latitude", self.latitude), ("longitude", self.longitude)]
         if self.satellites is not None:
             readings.append(("satellites", float(self.satellites)))
+        if self.hdop is not None:
+            readings.append(("hdop", self.hdop))
         if self.valid and self.speed_kmh is not None:
             readings.append(("speed_kmh", self.speed_kmh))
         return Decoded(readings=tuple(readings))
@@ -140,6 +158,7 @@ def _gga(f: list[str]) -> GpsFix:
         longitude=_coordinate(f[4], f[5], 3),
         quality=quality,
         satellites=_int(f[7]),
+        hdop=_float(f[8]) if len(f) > 8 else None,
     )
 
 

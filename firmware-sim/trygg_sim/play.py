@@ -145,12 +145,15 @@ def gateway_config(
         # The gateway runs on real time: the scenario's night is whenever it is played, and
         # its minutes pass ``speed`` times faster.
         return_s = round(rules.bed_exit_return_min * 60 / (speed or scenario.speed))
+        inactive_s = round(rules.inactivity_min * 60 / (speed or scenario.speed))
+        inactivity = {"inactivity_s": max(1, inactive_s)} if rules.inactivity_min else {}
         config["homes"] = [
             {
                 "id": home,
                 "night": "00:00-00:00",
                 "bed_exit_return_s": max(1, return_s) if rules.bed_exit_return_min else 0,
                 "door_open_at_night": rules.door_open_at_night,
+                **inactivity,
             }
             for home in sorted({d.home for d in scenario.device})
         ]

@@ -176,7 +176,16 @@ class Expect(_Strict):
     count: int = Field(default=1, ge=1, le=1000)
 
 
-RULE_KINDS = {"bed_exit_no_return", "door_open_night"}
+RULE_KINDS = {"bed_exit_no_return", "door_open_night", "inactivity"}
+# The devices whose activity an inactivity alarm can be about (the last one active).
+_ACTIVE_TYPES = (
+    DeviceType.MOTION,
+    DeviceType.DOOR_CONTACT,
+    DeviceType.BED_SENSOR,
+    DeviceType.ALARM_BUTTON,
+    DeviceType.FALL_DETECTOR,
+    DeviceType.DIGITAL_LOCK,
+)
 
 
 class Rules(_Strict):
@@ -184,14 +193,19 @@ class Rules(_Strict):
 
     bed_exit_return_min: float = Field(default=0, ge=0, le=1440, description="0: off")
     door_open_at_night: bool = False
+    # No activity for this many minutes (the whole day counts): inactivity. 0: off.
+    inactivity_min: float = Field(default=0, ge=0, le=7 * 1440)
 
-    def kinds(self) -> dict[DeviceType, str]:
-        """Which device type raises which rule's alarm, for the rules switched on."""
-        out = {}
+    def kinds(self) -> dict[DeviceType, set[str]]:
+        """Which device type raises which rules' alarms, for the rules switched on."""
+        out: dict[DeviceType, set[str]] = {}
         if self.bed_exit_return_min:
-            out[DeviceType.BED_SENSOR] = "bed_exit_no_return"
+            out.setdefault(DeviceType.BED_SENSOR, set()).add("bed_exit_no_return")
         if self.door_open_at_night:
-            out[DeviceType.DOOR_CONTACT] = "door_open_night"
+            out.setdefault(DeviceType.DOOR_CONTACT, set()).add("door_open_night")
+        if self.inactivity_min:
+            for kind in _ACTIVE_TYPES:
+                out.setdefault(kind, set()).add("inactivity")
         return out
 
 
@@ -241,7 +255,10 @@ class Scenario(_Strict):
             kind = EVENT_KINDS.get(expect.kind)
             if kind is None:
                 raise ValueError(f"expect: no event kind {expect.kind!r}")
-            raised = {*CATALOG[device.type].alarms.values(), self.rules.kinds().get(device.type)}
+            raised = {
+                *CATALOG[device.type].alarms.values(),
+                *self.rules.kinds().get(device.type, ()),
+            }
             if expect.kind not in raised:
                 rule = " (is its home rule on in [rules]?)" if expect.kind in RULE_KINDS else ""
                 raise ValueError(f"expect: a {device.type.value} never raises {expect.kind}{rule}")

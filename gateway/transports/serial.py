@@ -65,6 +65,9 @@ class SerialTransport:
         self._radio_drops: Counter[str] = Counter()
         self._nmea = NmeaLineReader()
         self._nmea_overlong = 0
+        # Whether the receiver's last GGA was a good fix: an RMC (which says nothing of
+        # satellites or HDOP) places the resident only then. None: no GGA heard yet.
+        self._gga_good: bool | None = None
         self.source = f"serial:{port.name}"
         self.name = f"serial-{port.name}"
 
@@ -201,7 +204,13 @@ class SerialTransport:
             if fix is None:
                 self.pipeline.seen(device)  # a well-formed sentence: the receiver is alive
                 continue
-            await self.pipeline.accept(device, fix.observations(), source=self.source)
+            config = device.config
+            limits = (getattr(config, "min_satellites", 4), getattr(config, "max_hdop", 5.0))
+            if fix.sentence == "GGA":
+                good = self._gga_good = fix.good(*limits)
+            else:
+                good = fix.good(*limits) and self._gga_good is not False
+            await self.pipeline.accept(device, fix.observations(good), source=self.source)
 
 
 def _ports(protocol: str) -> Callable[[GatewayConfig, Intake], Sequence[SerialTransport]]:
