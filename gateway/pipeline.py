@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -35,6 +36,8 @@ log = logging.getLogger("trygg.gateway.pipeline")
 # not acked, e.g. across a restart, however long that took) is one if it was seen at all.
 DUPLICATE_WINDOW_S = 10.0
 MAX_RECENT_INPUTS = 50_000
+# The store's meta key for the home-rule alarms raised now (gateway/rules.py raised()).
+RULES_RAISED_KEY = "rules.raised"
 # An unknown device is written to the discovered list at most this often.
 DISCOVERED_NOTE_S = 60.0
 # Set while handling input that its sender keeps until it is acked (a broker's QoS 1
@@ -75,6 +78,7 @@ class Pipeline:
         self._seq = count()
         # Oldest first, so expiry takes from the front: amortised O(1) per message.
         self._recent: OrderedDict[tuple[str, bytes], float] = OrderedDict()
+        self._raised_kept: list[tuple[str, str]] = []
         self._signal_state: dict[tuple[str, Signal], bool] = {}
         self.store_retries = 0  # writes of held input tried again after a store failure
 
@@ -82,6 +86,27 @@ class Pipeline:
         """Pick up what the previous run saw last, before the first message arrives."""
         recent = await self.store.recent_inputs(MAX_RECENT_INPUTS)
         self._recent = OrderedDict(sorted(recent.items(), key=lambda item: item[1]))
+        kept = await self.store.meta(RULES_RAISED_KEY)
+        if kept:
+            try:
+                pairs = [(str(d), str(k)) for d, k in json.loads(kept)]
+            except (ValueError, TypeError):
+                log.warning("the kept home-rule alarms are not readable; starting without them")
+                pairs = []
+            self.rules.restore(pairs, self.registry.get)
+            self._raised_kept = self.rules.raised()
+
+    async def _emit_rules(self, ruled: list[RuleEvent]) -> None:
+        """The home rules' events, each kept like any event; then which are raised now."""
+        for rule in ruled:
+            await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
+        raised = self.rules.raised()
+        if ruled and raised != self._raised_kept:
+            try:
+                await self.store.set_meta(RULES_RAISED_KEY, json.dumps(raised))
+                self._raised_kept = raised
+            except StoreError as exc:  # the events are kept; only a restart would repeat one
+                log.warning("could not keep the raised home-rule alarms: %s", exc)
 
     def _is_duplicate(self, device_id: str, digest: bytes, resent: bool = False) -> bool:
         now = self._clock()
@@ -235,8 +260,7 @@ class Pipeline:
                 ruled += self.rules.observe(device, state.signal, state.active)
         if decoded.readings:
             ruled += self.rules.observe_readings(device, decoded.readings)
-        for rule in ruled:
-            await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
+        await self._emit_rules(ruled)
         # Readings last: a message whose alarm could not be kept comes again, and its
         # readings with it, so they are buffered once.
         if self._readings is not None and decoded.readings:
@@ -289,8 +313,7 @@ class Pipeline:
 
     async def tick_rules(self) -> None:
         """Raise the home-rule alarms whose time has come (bed exit with no return)."""
-        for rule in self.rules.tick():
-            await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
+        await self._emit_rules(self.rules.tick())
 
     async def raise_gateway_event(self, kind: EventKind, detail: Mapping[str, object]) -> None:
         """A fault of the gateway itself (its store), as a technical event of its own."""

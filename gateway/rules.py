@@ -18,7 +18,7 @@ is the whole day. Timers run on the monotonic clock; ``tick`` fires the ones due
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -90,6 +90,23 @@ class HomeRules:
         self._any_device: dict[str, RegisteredDevice] = {}
         self._inactivity_raised: dict[str, RegisteredDevice] = {}
         self.replace(homes)
+
+    def raised(self) -> list[tuple[str, str]]:
+        """The rule alarms raised now (device id, kind): kept across a restart, so a
+        resident still outside their zone is not an alarm again, and coming back is a
+        restore."""
+        return sorted(self._raised)
+
+    def restore(self, raised: Iterable[tuple[str, str]], device: Callable[[str], object]) -> None:
+        """What the previous run had raised; ``device`` finds a device by id (None: gone)."""
+        kinds = {BED_EXIT.name, DOOR_AT_NIGHT.name, GEOFENCE_EXIT.name, INACTIVITY.name}
+        for device_id, kind in raised:
+            found = device(device_id)
+            if kind not in kinds or not isinstance(found, RegisteredDevice):
+                continue
+            self._raised.add((device_id, kind))
+            if kind == INACTIVITY.name:
+                self._inactivity_raised[found.config.home] = found
 
     def replace(self, homes: list[HomeSection]) -> None:
         """New rules for the homes (a configuration from the dispatch service); a rule
@@ -194,9 +211,10 @@ class HomeRules:
             return []  # no valid fix in this message
         known = self._fences.get(device.id)
         if known is None or known[0] != zone:  # a device paired again may have a new zone
+            was_outside = (device.id, GEOFENCE_EXIT.name) in self._raised
             known = self._fences[device.id] = (
                 zone,
-                Geofence(zone.latitude, zone.longitude, zone.radius_m),
+                Geofence(zone.latitude, zone.longitude, zone.radius_m, outside=was_outside),
             )
         outside = known[1].update(position["latitude"], position["longitude"])
         # The zone goes with it: the operator's map draws the circle that was left.

@@ -279,3 +279,33 @@ async def test_a_home_without_the_rule_raises_no_inactivity(store: Store, clocks
     await say(pipeline, "h3/motion", occupancy=True)
     await pass_time(pipeline, clocks, 3 * 86400, step=3600)
     assert await events(store) == []
+
+
+async def test_a_door_open_at_night_across_a_restart_is_restored_when_it_closes(
+    pipeline: Pipeline, clocks: Clocks, store: Store
+) -> None:
+    await say(pipeline, "h1/door", contact=False)
+    assert kinds(await events(store)) == [("door_open_night", "door-1", False)]
+    # The gateway restarts: a new pipeline on the same store, its rules from the file.
+    config = GatewayConfig.model_validate(
+        {"gateway": {"id": "gw-1"}, "devices": DEVICES, "homes": HOMES}
+    )
+    rules = HomeRules(config.homes, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+    again = Pipeline(
+        "gw-1",
+        Registry(config.devices),
+        store,
+        InputCounters(),
+        rules=rules,
+        clock=lambda: clocks.mono,
+        monotonic=lambda: clocks.mono,
+    )
+    await again.load()
+    assert again.rules.raised() == [("door-1", "door_open_night")]
+    clocks.advance(120)
+    await say(again, "h1/door", contact=False)  # still open, said again: no second alarm
+    await say(again, "h1/door", contact=True)
+    assert kinds(await events(store)) == [
+        ("door_open_night", "door-1", False),
+        ("door_open_night", "door-1", True),
+    ]

@@ -17,7 +17,7 @@ import pytest
 from trygg_sim.serial import PtyPort
 
 from devices import Event, Priority
-from devices.codecs.nmea import encode_sentence
+from devices.codecs.nmea import decode_sentence, encode_sentence
 from devices.codecs.radio import FrameType, RadioFrame, Trigger, encode_frame
 from gateway import DropReason, GatewayConfig, InputCounters, Pipeline, Registry, Store
 from gateway.readings import ReadingsBuffer
@@ -354,11 +354,39 @@ async def test_a_single_bad_fix_outside_the_zone_raises_nothing_and_the_first_go
 
 
 def test_the_real_captures_bad_fix_is_not_good_and_its_good_ones_are() -> None:
-    from devices.codecs.nmea import decode_sentence
-
     lines = (SHARED_DATA / "nmea" / "garmin-10x.log").read_bytes().splitlines()
     fixes = [f for line in lines if b"GGA" in line and (f := decode_sentence(line))]
     bad = [f for f in fixes if f.valid and not f.good()]
     # Three satellites: a 2D fix at best, with HDOP 7.2 and 2.2.
     assert [(f.satellites, f.hdop) for f in bad] == [(3, 7.2), (3, 2.2)]
     assert sum(1 for f in fixes if f.good()) >= 6
+
+
+async def test_the_fence_state_survives_a_gateway_restart(
+    rig: Rig, store: Store, tmp_path: Path
+) -> None:
+    """Out of the zone, then the gateway restarts (a new pipeline on the same store): the
+    next fix outside is no second alarm, and coming home is the restore."""
+    _, _, _, gps = rig
+    gps.write(fix(-37.785, 175.315, 8, 0.9) + fix(-37.695, 175.315, 8, 0.9))  # out
+    (left,) = await wait_for_events(store, 1)
+    assert (left.kind, left.restore) == ("geofence_exit", False)
+    config = make_config(tmp_path)
+    again = Pipeline("gw-1", Registry(config.devices), store, InputCounters())
+    await again.load()
+    device = again.registry.get("gps-7")
+    assert device is not None
+    for line in fix(-37.690, 175.315, 8, 0.9).splitlines():  # still out, after the restart
+        found = decode_sentence(line)
+        assert found is not None
+        await again.accept(device, found.observations())
+    assert len(await events(store)) == 1
+    for line in fix(-37.785, 175.315, 8, 0.9).splitlines():  # home again
+        found = decode_sentence(line)
+        assert found is not None
+        await again.accept(device, found.observations())
+    found_events = await events(store)
+    assert [(e.kind, e.restore) for e in found_events] == [
+        ("geofence_exit", False),
+        ("geofence_exit", True),
+    ]
