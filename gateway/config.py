@@ -24,6 +24,7 @@ from pydantic import (
 
 from devices import DeviceType
 from devices.brokertls import check_link, readable_file
+from devices.geo import PolygonZone
 from devices.tomlfile import parse_toml, read_text
 from devices.wire import COMMAND_CLOCK_SKEW_S, GATEWAY_ID_PATTERN
 
@@ -195,6 +196,34 @@ class SafeZone(_Strict):
     radius_m: float = Field(gt=0, le=100_000)
 
 
+class Zone(_Strict):
+    """One of a GPS pendant's safe zones: a circle or a polygon of (latitude, longitude)
+    corners, that counts always or only at ``hours`` (local time, the home's zone)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
+    circle: SafeZone | None = None
+    polygon: list[tuple[float, float]] | None = Field(default=None, min_length=3, max_length=200)
+    hours: str | None = Field(
+        default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
+    )
+    # Back inside only once this far inside a polygon (a circle: 10 % of its radius).
+    margin_m: float = Field(default=20.0, ge=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Zone:
+        if (self.circle is None) == (self.polygon is None):
+            raise ValueError(f"zone {self.name}: give a circle or a polygon, one of them")
+        if self.polygon is not None:
+            for lat, lon in self.polygon:
+                if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                    raise ValueError(f"zone {self.name}: corner {lat}, {lon} is not on Earth")
+            try:
+                PolygonZone(self.polygon)
+            except ValueError as exc:
+                raise ValueError(f"zone {self.name}: {exc}") from None
+        return self
+
+
 _HHMM = r"([01]\d|2[0-3]):[0-5]\d"
 
 
@@ -292,6 +321,9 @@ class GpsDevice(_Device):
     transport: Literal["nmea"]
     port: str = Field(pattern=_NAME, description="the name of a [[serial]] port")
     safe_zone: SafeZone | None = None
+    # More safe zones (the garden by day, the day centre on weekdays' hours): outside all
+    # that count now is leaving them (gateway/rules.py).
+    zones: list[Zone] = Field(default_factory=list, max_length=16)
     # A position is used (kept, checked against the zone) only from a fix this good.
     min_satellites: int = Field(default=4, ge=0, le=64)
     max_hdop: float = Field(default=5.0, gt=0, le=99.9)

@@ -24,9 +24,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from devices import EVENT_KINDS, DeviceType, EventKind, Signal, utc_now
-from devices.geo import Geofence
+from devices.geo import CircleZone, PolygonZone, ZoneFence
 
-from .config import HomeSection, SafeZone
+from .config import HomeSection, SafeZone, Zone
 from .registry import RegisteredDevice
 
 BED_EXIT = EVENT_KINDS["bed_exit_no_return"]
@@ -44,6 +44,21 @@ ACTIVITY = frozenset(
 DOOR_AT_NIGHT = EVENT_KINDS["door_open_night"]
 GEOFENCE_EXIT = EVENT_KINDS["geofence_exit"]
 _POSITION = ("latitude", "longitude")
+
+
+ZoneShape = CircleZone | PolygonZone
+
+
+def _shape(zone: Zone) -> ZoneShape:
+    if zone.circle is not None:
+        c = zone.circle
+        return CircleZone(c.latitude, c.longitude, c.radius_m)
+    assert zone.polygon is not None  # the configuration checked one of them is there
+    return PolygonZone(zone.polygon)
+
+
+def _margin(zone: Zone, shape: ZoneShape) -> float:
+    return shape.radius_m * 0.1 if isinstance(shape, CircleZone) else zone.margin_m
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +96,8 @@ class HomeRules:
         self._mono = monotonic
         self._out_of_bed: dict[str, tuple[float, RegisteredDevice]] = {}  # device id -> since
         self._raised: set[tuple[str, str]] = set()  # (device id, kind) active now
-        self._fences: dict[str, tuple[SafeZone, Geofence]] = {}  # device id -> its zone
+        # device id -> (its zones as configured, their shapes, where it was)
+        self._fences: dict[str, tuple[object, list[tuple[Zone, ZoneShape]], ZoneFence]] = {}
         # Per home: inactive seconds counted so far, when last counted, the device last
         # active (the one an inactivity alarm is about).
         self._inactive: dict[str, float] = {}
@@ -202,31 +218,49 @@ class HomeRules:
         self, device: RegisteredDevice, readings: Sequence[tuple[str, float]]
     ) -> list[RuleEvent]:
         """A device's readings; the rule events they cause (the geofence, on a position)."""
-        # Any device whose configuration carries a safe zone (today the NMEA receivers).
+        # Any device whose configuration carries safe zones (today the NMEA receivers).
         zone: SafeZone | None = getattr(device.config, "safe_zone", None)
-        if zone is None:
+        zones: list[Zone] = getattr(device.config, "zones", [])
+        if zone is None and not zones:
             return []
         position = {m: v for m, v in readings if m in _POSITION}
         if len(position) != 2:
             return []  # no valid fix in this message
+        key = (zone, tuple(zones))
         known = self._fences.get(device.id)
-        if known is None or known[0] != zone:  # a device paired again may have a new zone
+        if known is None or known[0] != key:  # a device paired again may have new zones
             was_outside = (device.id, GEOFENCE_EXIT.name) in self._raised
-            known = self._fences[device.id] = (
-                zone,
-                Geofence(zone.latitude, zone.longitude, zone.radius_m, outside=was_outside),
-            )
-        outside = known[1].update(position["latitude"], position["longitude"])
-        # The zone goes with it: the operator's map draws the circle that was left.
-        detail: dict[str, object] = {
-            **position,
-            "zone_latitude": zone.latitude,
-            "zone_longitude": zone.longitude,
-            "zone_radius_m": zone.radius_m,
-        }
+            shapes: list[tuple[Zone, ZoneShape]] = [(z, _shape(z)) for z in zones]
+            known = self._fences[device.id] = (key, shapes, ZoneFence(outside=was_outside))
+        _key, shapes, fence = known
+        counting = [(s, _margin(z, s)) for z, s in shapes if self._counts(z, device)]
+        if zone is not None:
+            circle = CircleZone(zone.latitude, zone.longitude, zone.radius_m)
+            counting.append((circle, zone.radius_m * 0.1))
+        outside = fence.update(position["latitude"], position["longitude"], counting)
+        if outside is None:
+            return []  # no zone counts at this hour: nothing to judge by
+        detail: dict[str, object] = {**position}
+        if zone is not None:  # the operator's map draws the circle that was left
+            detail |= {
+                "zone_latitude": zone.latitude,
+                "zone_longitude": zone.longitude,
+                "zone_radius_m": zone.radius_m,
+            }
+        names = [z.name for z, s in shapes if self._counts(z, device)]
+        if names:
+            detail["zones"] = names
         if outside:
             return self._raise(device, GEOFENCE_EXIT, detail)
         return self._clear(device, GEOFENCE_EXIT, detail)
+
+    def _counts(self, zone: Zone, device: RegisteredDevice) -> bool:
+        """Whether a zone counts now: always, or inside its hours in the home's time."""
+        if zone.hours is None:
+            return True
+        home = device.config.home
+        local = self._local(home) if home in self._zones else self._clock().astimezone()
+        return is_night(zone.hours, local)
 
     def tick(self) -> list[RuleEvent]:
         """The rule events whose time has come (call about once a second)."""

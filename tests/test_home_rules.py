@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devices import Event
+from devices.codecs import Decoded
 from gateway import ConfigError, GatewayConfig, InputCounters, Pipeline, Registry, Store
 from gateway.config import parse_config
 from gateway.rules import HomeRules, is_night
@@ -309,3 +310,110 @@ async def test_a_door_open_at_night_across_a_restart_is_restored_when_it_closes(
         ("door_open_night", "door-1", False),
         ("door_open_night", "door-1", True),
     ]
+
+
+# -- safe zones: polygons, several, by the hour -------------------------------------------
+
+# A house in Lund and its garden behind it (a polygon), counted 07:00-21:00 only.
+HOUSE = {"latitude": 55.70000, "longitude": 13.19000, "radius_m": 30}
+GARDEN = [(55.70020, 13.18980), (55.70020, 13.19080), (55.70070, 13.19080), (55.70070, 13.18980)]
+IN_GARDEN = (55.70045, 13.19030)  # some 50 m north of the house, in the garden
+OUT_OF_GARDEN = (55.70045, 13.19200)  # east of it, on the road
+WELL_INSIDE_HOUSE = (55.70000, 13.19000)
+
+
+def gps_pipeline(store: Store, clocks: Clocks) -> Pipeline:
+    config = GatewayConfig.model_validate(
+        {
+            "gateway": {"id": "gw-1"},
+            "serial": [{"name": "gps1", "path": "/dev/null", "protocol": "nmea"}],
+            "devices": [
+                {
+                    "id": "gps-1",
+                    "transport": "nmea",
+                    "type": "gps_pendant",
+                    "port": "gps1",
+                    "home": "h4",
+                    "zones": [
+                        {"name": "house", "circle": HOUSE},
+                        {"name": "garden", "polygon": GARDEN, "hours": "07:00-21:00"},
+                    ],
+                }
+            ],
+            "homes": [{"id": "h4", "timezone": "Europe/Stockholm"}],
+        }
+    )
+    rules = HomeRules(config.homes, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
+    return Pipeline(
+        "gw-1",
+        Registry(config.devices),
+        store,
+        InputCounters(),
+        rules=rules,
+        clock=lambda: clocks.mono,
+        monotonic=lambda: clocks.mono,
+    )
+
+
+async def at(pipeline: Pipeline, clocks: Clocks, where: tuple[float, float]) -> None:
+    device = pipeline.registry.get("gps-1")
+    assert device is not None
+    clocks.advance(5)
+    readings = (("latitude", where[0]), ("longitude", where[1]))
+    await pipeline.accept(device, Decoded(readings=readings))
+
+
+async def test_the_garden_is_safe_by_day_and_not_at_night(store: Store, clocks: Clocks) -> None:
+    clocks.wall = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)  # 14:00 in Lund
+    pipeline = gps_pipeline(store, clocks)
+    await at(pipeline, clocks, IN_GARDEN)
+    assert await events(store) == []  # by day the garden is a safe zone
+    await at(pipeline, clocks, OUT_OF_GARDEN)  # the first fix on the road: out
+    (left,) = await events(store)
+    assert (left.kind, left.restore, left.detail["zones"]) == (
+        "geofence_exit",
+        False,
+        ["house", "garden"],
+    )
+    await at(pipeline, clocks, IN_GARDEN)  # back in the garden, well inside it
+    assert kinds(await events(store))[1:] == [("geofence_exit", "gps-1", True)]
+    clocks.wall = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)  # 22:30: the garden counts no more
+    await at(pipeline, clocks, IN_GARDEN)
+    assert kinds(await events(store))[2:] == [("geofence_exit", "gps-1", False)]
+    await at(pipeline, clocks, WELL_INSIDE_HOUSE)
+    assert kinds(await events(store))[3:] == [("geofence_exit", "gps-1", True)]
+
+
+def test_a_polygon_is_inside_outside_and_well_inside_by_its_margin() -> None:
+    from devices.geo import PolygonZone
+
+    garden = PolygonZone(GARDEN)
+    assert garden.contains(*IN_GARDEN)
+    assert not garden.contains(*OUT_OF_GARDEN)
+    edge = (55.70045, 13.18985)  # some 3 m inside the west edge
+    assert garden.contains(*edge) and not garden.contains(*edge, margin_m=20)
+    assert garden.contains(*IN_GARDEN, margin_m=20)
+
+
+@pytest.mark.parametrize(
+    ("zone", "message"),
+    [
+        ({"name": "z"}, "give a circle or a polygon"),
+        ({"name": "z", "circle": HOUSE, "polygon": GARDEN}, "give a circle or a polygon"),
+        ({"name": "z", "polygon": GARDEN[:2]}, "at least 3"),
+        ({"name": "z", "polygon": [GARDEN[0], GARDEN[2], GARDEN[1], GARDEN[3]]}, "must not cross"),
+        ({"name": "z", "polygon": [(95.0, 13.0), *GARDEN[1:]]}, "not on Earth"),
+        ({"name": "z", "circle": HOUSE, "hours": "7-21"}, "hours"),
+    ],
+)
+def test_bad_zones_are_refused_with_the_reason(zone: dict[str, object], message: str) -> None:
+    body = {
+        "gateway": {"id": "gw-1"},
+        "serial": [{"name": "gps1", "path": "/dev/null", "protocol": "nmea"}],
+        "devices": [
+            {"id": "gps-1", "transport": "nmea", "type": "gps_pendant", "port": "gps1",
+             "home": "h4", "zones": [zone]}
+        ],
+    }  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        GatewayConfig.model_validate(body)
