@@ -324,6 +324,10 @@ class GpsDevice(_Device):
     # More safe zones (the garden by day, the day centre on weekdays' hours): outside all
     # that count now is leaving them (gateway/rules.py).
     zones: list[Zone] = Field(default_factory=list, max_length=16)
+    # The resident consented to being tracked: positions are kept as readings (the
+    # time-series store). Without it a position serves the safe zones and is sent with
+    # an alarm only, and is not kept.
+    tracking: bool = False
     # A position is used (kept, checked against the zone) only from a fix this good.
     min_satellites: int = Field(default=4, ge=0, le=64)
     max_hdop: float = Field(default=5.0, gt=0, le=99.9)

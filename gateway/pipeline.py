@@ -38,6 +38,7 @@ DUPLICATE_WINDOW_S = 10.0
 MAX_RECENT_INPUTS = 50_000
 # The store's meta key for the home-rule alarms raised now (gateway/rules.py raised()).
 RULES_RAISED_KEY = "rules.raised"
+POSITION_METRICS = frozenset({"latitude", "longitude"})
 # An unknown device is written to the discovered list at most this often.
 DISCOVERED_NOTE_S = 60.0
 # Set while handling input that its sender keeps until it is acked (a broker's QoS 1
@@ -264,8 +265,12 @@ class Pipeline:
         # Readings last: a message whose alarm could not be kept comes again, and its
         # readings with it, so they are buffered once.
         if self._readings is not None and decoded.readings:
+            # A position is kept only where the resident consented to being tracked;
+            # otherwise it serves the safe zones and goes with an alarm, and is gone.
+            tracked = getattr(device.config, "tracking", True)
             for metric, value in decoded.readings:
-                self._readings.add((device.config.id, metric, value, at_ms))
+                if tracked or metric not in POSITION_METRICS:
+                    self._readings.add((device.config.id, metric, value, at_ms))
             if source is not None:
                 self._readings.came_from(source)
         self.counters.accept("message")

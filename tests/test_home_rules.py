@@ -417,3 +417,24 @@ def test_bad_zones_are_refused_with_the_reason(zone: dict[str, object], message:
     }  # fmt: skip
     with pytest.raises(ValueError, match=message):
         GatewayConfig.model_validate(body)
+
+
+async def test_positions_are_kept_only_where_the_resident_consented_to_tracking(
+    store: Store, clocks: Clocks
+) -> None:
+    """Without consent a position serves the zones (and goes with the alarm) but is
+    never kept as a reading; the fix's quality is."""
+    from gateway.readings import ReadingsBuffer
+
+    clocks.wall = datetime(2026, 11, 24, 22, 0, tzinfo=UTC)  # 23:00: the garden counts not
+    pipeline = gps_pipeline(store, clocks)
+    pipeline._readings = ReadingsBuffer(store)
+    device = pipeline.registry.get("gps-1")
+    assert device is not None and device.config.tracking is False  # type: ignore[union-attr]
+    readings = (("latitude", IN_GARDEN[0]), ("longitude", IN_GARDEN[1]), ("satellites", 8.0))
+    await pipeline.accept(device, Decoded(readings=readings))
+    await pipeline._readings.flush()
+    kept = {r.metric for r in await store.readings(1000)}
+    assert kept == {"satellites"}
+    (left,) = await events(store)  # in the garden at night: the zone was left, with where
+    assert left.detail["latitude"] == IN_GARDEN[0]

@@ -64,6 +64,7 @@ def make_config(tmp_path: Path, **port: object) -> GatewayConfig:
                     "home": "home-7",
                     # The bu353s4 capture was logged at about 37.785 S, 175.315 E.
                     "safe_zone": {"latitude": -37.785, "longitude": 175.315, "radius_m": 5000},
+                    "tracking": True,  # consented: its positions are kept as readings
                 },
             ],
         }
