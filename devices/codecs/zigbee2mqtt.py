@@ -70,7 +70,7 @@ PRIMARY_SIGNAL: dict[DeviceType, Signal] = {
     DeviceType.WATER_LEAK: Signal.WATER_LEAK,
     DeviceType.DOOR_CONTACT: Signal.DOOR_OPEN,
     DeviceType.MOTION: Signal.MOTION,
-    DeviceType.PRESENCE: Signal.MOTION,
+    DeviceType.PRESENCE: Signal.PRESENCE,
     DeviceType.BED_SENSOR: Signal.BED_OCCUPIED,
 }
 
