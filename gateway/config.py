@@ -24,6 +24,7 @@ from pydantic import (
 
 from devices import DeviceType
 from devices.brokertls import check_link, readable_file
+from devices.codecs.nmea import MAX_HDOP, MIN_SATELLITES
 from devices.geo import PolygonZone
 from devices.tomlfile import parse_toml, read_text
 from devices.wire import COMMAND_CLOCK_SKEW_S, GATEWAY_ID_PATTERN
@@ -329,8 +330,8 @@ class GpsDevice(_Device):
     # an alarm only, and is not kept.
     tracking: bool = False
     # A position is used (kept, checked against the zone) only from a fix this good.
-    min_satellites: int = Field(default=4, ge=0, le=64)
-    max_hdop: float = Field(default=5.0, gt=0, le=99.9)
+    min_satellites: int = Field(default=MIN_SATELLITES, ge=0, le=64)
+    max_hdop: float = Field(default=MAX_HDOP, gt=0, le=99.9)
 
     @property
     def address(self) -> str:

@@ -234,19 +234,18 @@ class Pipeline:
         for state in decoded.signals:
             if state.signal is Signal.DOOR_OPEN:
                 status.contact = "open" if state.active else "closed"
+            key = (device.config.id, state.signal)
+            previous = self._signal_state.get(key)
             if state.signal in ACTIVITY:
                 # Someone active: a press, movement, a door or the bed changing; never a
                 # state said again (a bed still occupied, a door still open).
-                previous = self._signal_state.get((device.config.id, state.signal))
                 moving = state.signal is Signal.MOTION and state.active
                 if state.momentary or moving or (previous is not None and previous != state.active):
                     ruled += self.rules.activity(device, state.signal, state.active)
-            key = (device.config.id, state.signal)
-            if not state.momentary:
-                previous = self._signal_state.get(key)
-                if previous == state.active or (previous is None and not state.active):
-                    self._signal_state[key] = state.active
-                    continue
+            said_again = previous == state.active or (previous is None and not state.active)
+            if not state.momentary and said_again:
+                self._signal_state[key] = state.active
+                continue
             kind = device.spec.event_kind(state.signal)
             if kind is not None:
                 await self._emit_signal(device, decoded, state, kind, source)

@@ -47,13 +47,10 @@ def clocks() -> Clocks:
     return Clocks()
 
 
-@pytest.fixture
-def pipeline(store: Store, clocks: Clocks) -> Pipeline:
-    config = GatewayConfig.model_validate(
-        {"gateway": {"id": "gw-1"}, "devices": DEVICES, "homes": HOMES}
-    )
+def clocked(config: GatewayConfig, store: Store, clocks: Clocks) -> Pipeline:
+    """The pipeline and its home rules on the test's clocks (the pipeline's own too: its
+    duplicate window must see the minutes pass)."""
     rules = HomeRules(config.homes, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
-    # The pipeline's own clocks too: its duplicate window must see the minutes pass.
     return Pipeline(
         "gw-1",
         Registry(config.devices),
@@ -63,6 +60,14 @@ def pipeline(store: Store, clocks: Clocks) -> Pipeline:
         clock=lambda: clocks.mono,
         monotonic=lambda: clocks.mono,
     )
+
+
+@pytest.fixture
+def pipeline(store: Store, clocks: Clocks) -> Pipeline:
+    config = GatewayConfig.model_validate(
+        {"gateway": {"id": "gw-1"}, "devices": DEVICES, "homes": HOMES}
+    )
+    return clocked(config, store, clocks)
 
 
 async def say(pipeline: Pipeline, address: str, **state: object) -> None:
@@ -192,16 +197,7 @@ def quiet_pipeline(store: Store, clocks: Clocks, home: dict[str, object]) -> Pip
     config = GatewayConfig.model_validate(
         {"gateway": {"id": "gw-1"}, "devices": QUIET_DEVICES, "homes": [home]}
     )
-    rules = HomeRules(config.homes, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
-    return Pipeline(
-        "gw-1",
-        Registry(config.devices),
-        store,
-        InputCounters(),
-        rules=rules,
-        clock=lambda: clocks.mono,
-        monotonic=lambda: clocks.mono,
-    )
+    return clocked(config, store, clocks)
 
 
 async def pass_time(pipeline: Pipeline, clocks: Clocks, seconds: float, step: float = 60) -> None:
@@ -291,16 +287,7 @@ async def test_a_door_open_at_night_across_a_restart_is_restored_when_it_closes(
     config = GatewayConfig.model_validate(
         {"gateway": {"id": "gw-1"}, "devices": DEVICES, "homes": HOMES}
     )
-    rules = HomeRules(config.homes, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
-    again = Pipeline(
-        "gw-1",
-        Registry(config.devices),
-        store,
-        InputCounters(),
-        rules=rules,
-        clock=lambda: clocks.mono,
-        monotonic=lambda: clocks.mono,
-    )
+    again = clocked(config, store, clocks)
     await again.load()
     assert again.rules.raised() == [("door-1", "door_open_night")]
     clocks.advance(120)
@@ -343,16 +330,7 @@ def gps_pipeline(store: Store, clocks: Clocks) -> Pipeline:
             "homes": [{"id": "h4", "timezone": "Europe/Stockholm"}],
         }
     )
-    rules = HomeRules(config.homes, clock=lambda: clocks.wall, monotonic=lambda: clocks.mono)
-    return Pipeline(
-        "gw-1",
-        Registry(config.devices),
-        store,
-        InputCounters(),
-        rules=rules,
-        clock=lambda: clocks.mono,
-        monotonic=lambda: clocks.mono,
-    )
+    return clocked(config, store, clocks)
 
 
 async def at(pipeline: Pipeline, clocks: Clocks, where: tuple[float, float]) -> None:

@@ -243,12 +243,14 @@ async def test_a_real_gps_capture_through_the_pty_gives_positions(rig: Rig, stor
     assert await events(store) == []  # inside the safe zone: no alarm
 
 
-def sentence(lat: float, lon: float) -> bytes:
-    def dm(value: float, degree_digits: int, hemis: str) -> str:
-        d = int(abs(value))
-        minutes = (abs(value) - d) * 60
-        return f"{d:0{degree_digits}d}{minutes:07.4f},{hemis[value < 0]}"
+def dm(value: float, degree_digits: int, hemis: str) -> str:
+    """Degrees as NMEA writes them (ddmm.mmmm or dddmm.mmmm) and the hemisphere."""
+    d = int(abs(value))
+    minutes = (abs(value) - d) * 60
+    return f"{d:0{degree_digits}d}{minutes:07.4f},{hemis[value < 0]}"
 
+
+def sentence(lat: float, lon: float) -> bytes:
     body = f"GPGGA,020000.00,{dm(lat, 2, 'NS')},{dm(lon, 3, 'EW')},1,08,0.9,10.0,M,0.0,M,,"
     return encode_sentence(body)
 
@@ -317,11 +319,6 @@ async def test_pubx_and_nan_spliced_into_a_real_capture_are_counted_and_the_stre
 
 def fix(lat: float, lon: float, satellites: int, hdop: float) -> bytes:
     """A GGA fix with its quality, and the RMC a receiver sends beside it."""
-
-    def dm(value: float, degree_digits: int, hemis: str) -> str:
-        d = int(abs(value))
-        minutes = (abs(value) - d) * 60
-        return f"{d:0{degree_digits}d}{minutes:07.4f},{hemis[value < 0]}"
 
     where = f"{dm(lat, 2, 'NS')},{dm(lon, 3, 'EW')}"
     gga = f"GPGGA,020000.00,{where},1,{satellites:02d},{hdop:.1f},10.0,M,0.0,M,,"

@@ -21,7 +21,7 @@ import serial
 import serial_asyncio_fast
 
 from devices import CodecError, Signal, UnexpectedValue
-from devices.codecs.nmea import NmeaLineReader, decode_sentence
+from devices.codecs.nmea import MAX_HDOP, MIN_SATELLITES, NmeaLineReader, decode_sentence
 from devices.codecs.radio import RadioFrameReader
 
 from ..backoff import Backoff
@@ -205,7 +205,10 @@ class SerialTransport:
                 self.pipeline.seen(device)  # a well-formed sentence: the receiver is alive
                 continue
             config = device.config
-            limits = (getattr(config, "min_satellites", 4), getattr(config, "max_hdop", 5.0))
+            limits = (
+                getattr(config, "min_satellites", MIN_SATELLITES),
+                getattr(config, "max_hdop", MAX_HDOP),
+            )
             if fix.sentence == "GGA":
                 good = self._gga_good = fix.good(*limits)
             else:
