@@ -128,6 +128,16 @@ async function api(path, options = {}) {
   return res.json();
 }
 
+// A configuration read before a save answered is older than the one the save gave:
+// the page keeps the newer (else the form and its "saved" line would go back a version).
+function newest(fetched) {
+  const held = configuration;
+  if (fetched && held && held.gateway_id === fetched.gateway_id && (held.version || 0) > (fetched.version || 0)) {
+    return held;
+  }
+  return fetched;
+}
+
 async function refresh() {
   clearTimeout(timer);
   if (!signedIn) return;
@@ -136,17 +146,19 @@ async function refresh() {
     const open = openGateway();
     const device = openDevice() === null ? null : devices.find((d) => d.id === openDevice());
     const base = open ? `/api/v1/gateways/${encodeURIComponent(open)}` : null;
-    [discovered, history, configuration] = base
+    let fetched = null;
+    [discovered, history, fetched] = base
       ? await Promise.all([
         api(`${base}/discovered`), api(`${base}/events?limit=50`), api(`${base}/configuration`),
       ])
       : [[], [], null];
     if (device) {
       const at = `/api/v1/gateways/${encodeURIComponent(device.gateway_id)}`;
-      [deviceHistory, configuration] = await Promise.all([
+      [deviceHistory, fetched] = await Promise.all([
         api(`${at}/events?device_id=${encodeURIComponent(device.id)}&limit=50`), api(`${at}/configuration`),
       ]);
     }
+    configuration = newest(fetched);
     if ((base || device) && !homes.length) homes = await api("/api/v1/homes");
     const now = new Intl.DateTimeFormat(LOCALES[lang], {
       hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone: timeZone(),
