@@ -91,8 +91,13 @@ def zigbee2mqtt_rules(base_topic: str = "zigbee2mqtt") -> tuple[str, ...]:
 
 
 def gateway_local_rules(base_topic: str = "zigbee2mqtt") -> tuple[str, ...]:
-    """A home's local broker: the gateway reads every device and alone may set one."""
-    return (f"topic read {base_topic}/#", f"topic write {base_topic}/+/set")
+    """A home's local broker: the gateway reads every device (Zigbee2MQTT's and the
+    native devices', docs/native-api.md) and alone may set one."""
+    return (
+        f"topic read {base_topic}/#",
+        f"topic write {base_topic}/+/set",
+        "topic read trygg/v1/dev/+/+",
+    )
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from devices import utc_now
 from devices.chain import Verdict
 
+from .counters import DropReason
 from .registry import DEVICE_CONFIG, RegistryError
 from .store import StoreError
 
@@ -265,6 +266,11 @@ def create_api(gateway: Gateway) -> FastAPI:
             raise HTTPException(409, str(exc)) from None
         return Response(status_code=204)
 
+    @app.post("/dev/v1/{device_id}/{kind}", status_code=202)
+    async def native_message(device_id: str, kind: str, request: Request) -> dict[str, Any]:
+        """A native device's message (docs/native-api.md): 202 once it is kept."""
+        return await _native(gateway, device_id, kind, request)
+
     @app.get("/lock-log")
     async def lock_log(
         _: Technician,
@@ -282,6 +288,60 @@ def create_api(gateway: Gateway) -> FastAPI:
         return {"entries": [asdict(e) for e in entries], "verification": verification(verdict)}
 
     return app
+
+
+_NATIVE_REFUSED = "unknown device or wrong credential"
+
+
+async def _native(gateway: Gateway, device_id: str, kind: str, request: Request) -> dict[str, Any]:
+    from devices.codecs.native import KINDS, MAX_MESSAGE_BYTES
+
+    from .transports.native import TRANSPORT, NativeInput, authentic
+
+    counters = gateway.counters
+    source = f"https:{device_id[:128]}/{kind[:16]}"
+    client = request.client.host if request.client else ""
+    if request.url.scheme != "https" and not _is_loopback(client):
+        # A credential must not cross a network in the clear.
+        counters.drop(DropReason.UNAUTHENTICATED, source, f"plain HTTP from {client[:64]}")
+        raise HTTPException(403, "native devices post over HTTPS (set [api] tls_cert_file)")
+    if kind not in KINDS:
+        counters.drop(DropReason.UNKNOWN_TOPIC, source)
+        raise HTTPException(404, f"no message kind {kind[:40]!r}: one of {', '.join(KINDS)}")
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    device = gateway.registry.get(device_id)
+    why = (
+        "no bearer credential"
+        if scheme.lower() != "bearer"
+        else "no such device"
+        if device is None
+        else f"a {device.config.transport} device, not a native one"
+        if device.config.transport != TRANSPORT
+        else "wrong credential"
+        if not authentic(device, credential.strip())
+        else None
+    )
+    if why is not None or device is None:
+        # The log says why; the answer does not tell which device ids exist.
+        counters.drop(DropReason.UNAUTHENTICATED, source, str(why))
+        raise HTTPException(401, _NATIVE_REFUSED, headers={"WWW-Authenticate": "Bearer"})
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_MESSAGE_BYTES:
+            counters.drop(DropReason.OVERSIZED, source, f"over {MAX_MESSAGE_BYTES} bytes")
+            raise HTTPException(413, f"a message is at most {MAX_MESSAGE_BYTES} bytes")
+    try:
+        refused = await NativeInput(gateway.pipeline).take(
+            device, kind, bytes(body), source, resent=False
+        )
+    except StoreError as exc:
+        raise HTTPException(
+            503, f"not kept ({exc}): send it again", headers={"Retry-After": "1"}
+        ) from None
+    if refused is not None:
+        raise HTTPException(refused.status, refused.detail)
+    return {"accepted": kind}
 
 
 def verification(verdict: Verdict) -> dict[str, Any]:

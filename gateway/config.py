@@ -122,12 +122,29 @@ class TimeSeriesSection(_Strict):
 
 
 class ApiSection(_Strict):
-    """The gateway's local HTTP API: /healthz and /metrics."""
+    """The gateway's local HTTP API: /healthz and /metrics, the technicians' /devices, and
+    the native devices' /dev/v1 (HTTPS with ``tls_cert_file`` and ``tls_key_file``)."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8081, ge=0, le=65535)
     # Required by the technician routes (/devices) when the API listens beyond loopback.
     technician_token: str | None = Field(default=None, min_length=16, max_length=256)
+    tls_cert_file: ReadableFile | None = None
+    tls_key_file: ReadableFile | None = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> ApiSection:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("give tls_cert_file and tls_key_file together")
+        return self
+
+
+class NativeSection(_Strict):
+    """Devices on Trygg's own protocol (docs/native-api.md). They publish on the home
+    broker (the ``[zigbee2mqtt]`` one) under ``trygg/v1/dev/<device_id>/<kind>``, each
+    with its own broker login, or post to the API's ``/dev/v1`` routes."""
+
+    mqtt: bool = True
 
 
 class BleSection(_Strict):
@@ -316,11 +333,10 @@ class RadioDevice(_Device):
         return radio_address(self.port, self.radio_address)
 
 
-class GpsDevice(_Device):
-    """A GPS receiver speaking NMEA 0183 on a serial port; optionally a safe zone."""
+class _Located(_Strict):
+    """What a device that reports positions carries: its safe zones, whether positions
+    are kept (the resident's consent to tracking), and how good a fix must be."""
 
-    transport: Literal["nmea"]
-    port: str = Field(pattern=_NAME, description="the name of a [[serial]] port")
     safe_zone: SafeZone | None = None
     # More safe zones (the garden by day, the day centre on weekdays' hours): outside all
     # that count now is leaving them (gateway/rules.py).
@@ -333,6 +349,13 @@ class GpsDevice(_Device):
     min_satellites: int = Field(default=MIN_SATELLITES, ge=0, le=64)
     max_hdop: float = Field(default=MAX_HDOP, gt=0, le=99.9)
 
+
+class GpsDevice(_Located, _Device):
+    """A GPS receiver speaking NMEA 0183 on a serial port; optionally a safe zone."""
+
+    transport: Literal["nmea"]
+    port: str = Field(pattern=_NAME, description="the name of a [[serial]] port")
+
     @property
     def address(self) -> str:
         return self.port
@@ -340,6 +363,29 @@ class GpsDevice(_Device):
     @model_validator(mode="after")
     def _check(self) -> GpsDevice:
         self._require("nmea", DeviceType.GPS_PENDANT)
+        return self
+
+
+class NativeDevice(_Located, _Device):
+    """A device speaking Trygg's own protocol over MQTT or HTTPS (docs/native-api.md): an
+    LTE or Wi-Fi GPS alarm, a watch, a detector with its own uplink. ``credential_sha256``:
+    the SHA-256 (hex) of its credential, a random token it was given at installation
+    (``trygg gateway devices credential``); the token itself is never configured."""
+
+    transport: Literal["native"]
+    credential_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # A fix less accurate than this is not used for the zones or kept (an alarm still
+    # carries it, with its accuracy).
+    max_accuracy_m: float = Field(default=100.0, gt=0, le=100_000)
+
+    @property
+    def address(self) -> str:
+        return self.id
+
+    @model_validator(mode="after")
+    def _check(self) -> NativeDevice:
+        if self.type in (DeviceType.DIGITAL_LOCK, DeviceType.CAMERA):
+            raise ValueError(f"a {self.type.value} cannot be a native device (it takes commands)")
         return self
 
 
@@ -381,6 +427,7 @@ _Devices: TypeAlias = (
     | Annotated[RadioDevice, Tag("radio")]
     | Annotated[GpsDevice, Tag("nmea")]
     | Annotated[CameraDevice, Tag("camera")]
+    | Annotated[NativeDevice, Tag("native")]
 )
 TRANSPORTS: tuple[str, ...] = tuple(get_args(member)[1].tag for member in get_args(_Devices))
 
@@ -403,6 +450,7 @@ class GatewayConfig(_Strict):
     api: ApiSection | None = None
     ble: BleSection | None = None
     commands: CommandsSection = CommandsSection()
+    native: NativeSection | None = None
     serial: list[SerialPort] = []
     homes: list[HomeSection] = []
     devices: list[DeviceConfig] = []

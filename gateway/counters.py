@@ -32,6 +32,7 @@ class DropReason(StrEnum):
     REPLAYED = "replayed"  # an encrypted message older than one already accepted
     QUEUE_FULL = "queue_full"
     INTERNAL_ERROR = "internal_error"  # the gateway failed on it: a bug, logged with its trace
+    UNAUTHENTICATED = "unauthenticated"  # a native device's wrong or missing credential
 
 
 Key = tuple[DropReason, str]

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .config import DeviceConfig, GatewayConfig, Zigbee2MqttDevice
+from .config import DeviceConfig, GatewayConfig, NativeDevice, Zigbee2MqttDevice
 from .registry import DEVICE_CONFIG
 
 ZIGBEE2MQTT_USER = "zigbee2mqtt"
+NATIVE_ROOT = "trygg/v1/dev"  # gateway/transports/native.py TOPIC_ROOT
 _WILDCARDS = frozenset("+#\n\r\x00")
 
 
@@ -53,6 +54,12 @@ def home_broker_acl(
         if _WILDCARDS & set(name) or name.endswith("/set") or name.startswith("/"):
             raise HomeBrokerError(f"Zigbee2MQTT friendly name {name!r} cannot be given an ACL")
     deep = [n for n in names if "/" in n]
+    natives = sorted({d.id for d in [*config.devices, *devices] if isinstance(d, NativeDevice)})
+    for device_id in natives:
+        if device_id in (zigbee2mqtt_user, z2m.username):
+            raise HomeBrokerError(
+                f"native device {device_id!r} has the name of a broker identity; rename it"
+            )
     lines = [
         f"# The home broker's ACL{' for ' + source if source else ''}, written by",
         "# `trygg gateway broker-acl`. Anonymous clients are refused by the broker's",
@@ -71,8 +78,13 @@ def home_broker_acl(
         f"topic write {base}/bridge/request/#",
         *(f"topic write {base}/{n}/set" for n in names),
         *(f"topic write {base}/{n}/get" for n in names),
+        *([f"topic read {NATIVE_ROOT}/+/+"] if natives else []),
         "",
     ]
+    # Each native device logs in as itself and may publish only under its own id: the
+    # topic it arrives on names it truly (docs/native-api.md).
+    for device_id in natives:
+        lines += [f"user {device_id}", f"topic write {NATIVE_ROOT}/{device_id}/+", ""]
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ from itertools import count
 
 from devices import Event, EventKind, GatewayId, Priority, Signal, stable_event_id, utc_now
 from devices.codecs import Decoded, SignalState
+from devices.codecs.native import UERE_M
 from devices.wire import Command
 
 from .actions import test_kind
@@ -81,6 +82,9 @@ class Pipeline:
         self._recent: OrderedDict[tuple[str, bytes], float] = OrderedDict()
         self._raised_kept: list[tuple[str, str]] = []
         self._signal_state: dict[tuple[str, Signal], bool] = {}
+        # Each device's last good fix: (latitude, longitude, accuracy in m, when by the
+        # monotonic clock), sent with its next alarm that carries no position of its own.
+        self._fixes: dict[str, tuple[float, float, float | None, float]] = {}
         self.store_retries = 0  # writes of held input tried again after a store failure
 
     async def load(self) -> None:
@@ -259,6 +263,7 @@ class Pipeline:
                     status.faults.discard(kind.name)
                 ruled += self.rules.observe(device, state.signal, state.active)
         if decoded.readings:
+            self._note_fix(device, decoded.readings)
             ruled += self.rules.observe_readings(device, decoded.readings)
         await self._emit_rules(ruled)
         # Readings last: a message whose alarm could not be kept comes again, and its
@@ -275,6 +280,30 @@ class Pipeline:
         self.counters.accept("message")
         if decoded.readings:
             self.counters.accept("reading")
+
+    def _note_fix(self, device: RegisteredDevice, readings: tuple[tuple[str, float], ...]) -> None:
+        """A position in these readings (only a good fix has one) is the device's last."""
+        found = dict(readings)
+        lat, lon = found.get("latitude"), found.get("longitude")
+        if lat is None or lon is None:
+            return
+        accuracy = found.get("accuracy_m")
+        if accuracy is None and "hdop" in found:
+            accuracy = round(found["hdop"] * UERE_M, 1)
+        self._fixes[device.config.id] = (lat, lon, accuracy, self._mono())
+
+    def _with_fix(self, device_id: str, detail: Mapping[str, object]) -> Mapping[str, object]:
+        """An alarm's detail with its device's last fix (where, how well, how old), where
+        the device has had one and the alarm carries none of its own."""
+        fix = self._fixes.get(device_id)
+        if fix is None or "latitude" in detail:
+            return detail
+        lat, lon, accuracy, at = fix
+        age = round(max(0.0, self._mono() - at), 1)
+        added: dict[str, object] = {"latitude": lat, "longitude": lon, "fix_age_s": age}
+        if accuracy is not None:
+            added["accuracy_m"] = accuracy
+        return {**detail, **added}
 
     async def _emit_signal(
         self,
@@ -347,6 +376,8 @@ class Pipeline:
         event_id: str,
         source: RecentInput | None = None,
     ) -> None:
+        if active and kind.priority in (Priority.CRITICAL, Priority.HIGH):
+            detail = self._with_fix(device.config.id, detail)
         event = Event(
             id=event_id,
             kind=kind.name,

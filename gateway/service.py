@@ -351,9 +351,18 @@ class Gateway:
             def capture_signals(self) -> Iterator[None]:
                 yield
 
+        api = self.config.api
+        cert = api.tls_cert_file if api else None
+        key = api.tls_key_file if api else None
         server = _ApiServer(
             uvicorn.Config(
-                create_api(self), host=host, port=port, log_level="warning", lifespan="off"
+                create_api(self),
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                ssl_certfile=cert,
+                ssl_keyfile=key,
             )
         )
         task = asyncio.create_task(server.serve(), name="api")
@@ -363,7 +372,8 @@ class Gateway:
                 raise RuntimeError(f"gateway API could not listen on {host}:{port}")
             await asyncio.sleep(0.02)
         self.api_port = server.servers[0].sockets[0].getsockname()[1]
-        log.info("gateway API on http://%s:%d/healthz and /metrics", host, self.api_port)
+        scheme = "https" if cert else "http"
+        log.info("gateway API on %s://%s:%d/healthz and /metrics", scheme, host, self.api_port)
 
         async def stop_api() -> None:
             server.should_exit = True

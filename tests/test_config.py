@@ -248,5 +248,5 @@ def test_every_transport_is_in_the_registry_and_loads_only_when_a_gateway_uses_i
     )
     assert run.stdout.splitlines() == [
         "['zigbee2mqtt'] []",
-        "['zigbee2mqtt', 'ble', 'ble_lock', 'radio', 'nmea', 'camera'] True",
+        "['zigbee2mqtt', 'ble', 'ble_lock', 'radio', 'nmea', 'camera', 'native'] True",
     ]

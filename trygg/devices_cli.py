@@ -224,3 +224,22 @@ def remove(
 
 
 __all__ = ["devices_app"]
+
+
+@devices_app.command("credential")
+def credential(
+    device_id: Annotated[str, typer.Argument(help="the native device's id")],
+) -> None:
+    """A new credential for a native device (docs/native-api.md): the token goes into
+    the device (and into the home broker's password file, for MQTT); only its SHA-256
+    goes into the gateway's configuration, as the device's credential_sha256."""
+    import secrets
+
+    from gateway.transports.native import credential_digest
+
+    token = secrets.token_urlsafe(32)
+    typer.echo(f"credential (give it to the device, then forget it): {token}")
+    typer.echo(f'credential_sha256 = "{credential_digest(token)}"')
+    typer.echo(
+        f"for MQTT on the home broker: mosquitto_passwd -b <password file> {device_id} <credential>"
+    )

@@ -23,6 +23,7 @@ MODULES: dict[str, tuple[str, str | None]] = {
     "ble": ("ble", "ble"),
     "ble_lock": ("ble_lock", None),
     "camera": ("camera", None),
+    "native": ("native", "native"),
 }
 assert set(MODULES) == set(TRANSPORTS), "every transport of the config union has a module"
 

@@ -63,9 +63,15 @@ class Zigbee2MqttTransport:
         gateway_id: str,
         handler: Handler,
         on_dropped: Dropped = lambda _topic: None,
+        *,
+        name: str = TRANSPORT,
+        topic: str | None = None,
     ) -> None:
+        """``name`` and ``topic``: another subscription on the same broker (the native
+        devices' ``trygg/v1/dev/+/+``), with a client of its own."""
         self.settings = settings
-        self.client_id = f"trygg-gw-{gateway_id}-z2m"
+        self.client_id = f"trygg-gw-{gateway_id}-{'z2m' if name == TRANSPORT else name}"
+        self.topic = topic or f"{settings.base_topic}/#"
         self._handler = handler
         self._on_dropped = on_dropped
         self._queue: IntakeQueue | None = None
@@ -73,7 +79,7 @@ class Zigbee2MqttTransport:
         self._in_hand = 0  # a message taken from the queue and not yet acked
         self.connected = asyncio.Event()
         self.internal_errors = 0
-        self.name = TRANSPORT
+        self.name = name
         self.client: aiomqtt.Client | None = None  # while connected: commands go through it
         self._watchers: dict[str, list[asyncio.Queue[bytes]]] = {}
 
@@ -84,10 +90,10 @@ class Zigbee2MqttTransport:
     def health(self) -> LinkHealth:
         up = self.connected.is_set()
         state = "connected" if up else "disconnected"
-        return LinkHealth((TRANSPORT,), state, up, "zigbee2mqtt broker disconnected", TRANSPORT)
+        return LinkHealth((self.name,), state, up, f"{self.name} broker disconnected", self.name)
 
     def summary(self) -> str:
-        return f"zigbee2mqtt messages received {self.received}, left unhandled {self.waiting}"
+        return f"{self.name} messages received {self.received}, left unhandled {self.waiting}"
 
     @contextlib.contextmanager
     def watch(self, topic: str) -> Iterator[asyncio.Queue[bytes]]:
@@ -161,12 +167,12 @@ class Zigbee2MqttTransport:
                 resent = self._note_redeliveries(client)
                 async with client:
                     no_delay(client)
-                    await client.subscribe(f"{s.base_topic}/#", qos=1)
+                    await client.subscribe(self.topic, qos=1)
                     self.client = client
                     self.connected.set()
                     if not store_failing:
                         backoff.reset()
-                        log.info("subscribed to %s/# on %s:%d", s.base_topic, s.host, s.port)
+                        log.info("subscribed to %s on %s:%d", self.topic, s.host, s.port)
                     async for message in client.messages:
                         payload = message.payload
                         if not isinstance(payload, bytes | bytearray):
@@ -198,7 +204,7 @@ class Zigbee2MqttTransport:
                     raise asyncio.CancelledError from exc
                 delay = backoff.next_delay()
                 log.warning(
-                    "zigbee2mqtt broker %s:%d: %s; retrying in %.1f s", s.host, s.port, exc, delay
+                    "%s broker %s:%d: %s; retrying in %.1f s", self.name, s.host, s.port, exc, delay
                 )
                 await asyncio.sleep(delay)
             except StoreError as exc:
