@@ -62,7 +62,10 @@ def safe_zone(detail: dict[str, Any]) -> tuple[float, float, float] | None:
 
 async def alarm_positions(
     session: AsyncSession, org_id: str, alarm_id: int
-) -> tuple[list[tuple[float, float, datetime, bool]], tuple[float, float, float] | None]:
+) -> tuple[
+    list[tuple[float, float, datetime, bool, float | None, float | None]],
+    tuple[float, float, float] | None,
+]:
     """The positions the alarm's events reported, oldest first, and its safe zone."""
     rows = await session.execute(
         select(EventRecord)
@@ -71,10 +74,14 @@ async def alarm_positions(
     )
     positions, zone = [], None
     for event in rows.scalars():
-        where = _position(event.detail or {})
+        detail = event.detail or {}
+        where = _position(detail)
         if where is not None:
-            positions.append((where[0], where[1], event.occurred_at, event.restore))
-        zone = zone or safe_zone(event.detail or {})
+            # How good the fix was and how old when the alarm went: where the device said.
+            accuracy = _coordinate(detail.get("accuracy_m"), 100_000)
+            age = _coordinate(detail.get("fix_age_s"), 10**7)
+            positions.append((where[0], where[1], event.occurred_at, event.restore, accuracy, age))
+        zone = zone or safe_zone(detail)
     return positions[-200:], zone
 
 

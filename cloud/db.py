@@ -217,6 +217,11 @@ class Device(Base):
     contact: Mapped[str | None] = mapped_column(String(8))
     contact_at: Mapped[datetime | None]
     state_at: Mapped[datetime | None]
+    # A device that reports straight to this service (cloud/direct.py): the SHA-256 of its
+    # credential. None for a device behind a gateway.
+    credential_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_devices_credential", "credential_sha256", unique=True),)
 
 
 class DiscoveredDevice(Base):

@@ -115,6 +115,9 @@ class Position(BaseModel):
     longitude: float
     at: datetime
     restore: bool  # a report from back inside the zone
+    # Where the device said: the fix's accuracy (metres) and its age when the event went.
+    accuracy_m: float | None = None
+    fix_age_s: float | None = None
 
 
 class SafeZone(BaseModel):

@@ -94,6 +94,12 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
     ("POST", "/api/v1/devices/{device_id}/test", {"admin", "technician"}, {"minutes": 5}),
     ("DELETE", "/api/v1/devices/{device_id}/test", {"admin", "technician"}, None),
     ("GET", "/api/v1/devices/{device_id}/readings", {"admin", "technician"}, None),
+    (
+        "POST",
+        "/api/v1/direct-devices",
+        {"admin", "technician"},
+        {"id": "lte-auth-1", "type": "gps_pendant", "home_id": "home-12"},
+    ),
     ("POST", "/api/v1/users/{username}/disable", {"admin"}, None),
     ("POST", "/api/v1/users/{username}/enable", {"admin"}, None),
     (
@@ -170,6 +176,8 @@ UNAUTHENTICATED = {
     ("POST", "/api/v1/auth/session"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),  # this host, or TRYGG_METRICS_TOKEN (tests/test_dispatch_metrics.py)
+    # A direct device's own credential, not a person's (tests/test_native_api.py).
+    ("POST", "/api/v1/dev/{device_id}/{kind}"),
 }
 # Every signed-in person may sign out and set up a second factor (tests/test_sign_in.py).
 OWN = {

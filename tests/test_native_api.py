@@ -30,7 +30,7 @@ from gateway.counters import DropReason
 from gateway.homebroker import home_broker_acl
 from trygg.cli import app
 
-from .conftest import TEST_DEVICES, gateway_config
+from .conftest import TEST_DEVICES, RunningCloud, gateway_config
 from .servers import Mosquitto, broker_identities, free_port, pki, tls_context, wait_until
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -397,3 +397,72 @@ async def test_over_mqtt_a_device_speaks_only_for_itself(
         with pytest.raises(aiomqtt.MqttError):
             async with _watch(native_broker, "watch-1", OTHER_TOKEN):
                 pass
+
+
+# -- straight to the dispatch service ------------------------------------------------------
+async def test_a_watch_with_no_gateway_raises_its_sos_in_the_centres_queue(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    async with await sqlite_cloud.authed("tove") as tech:
+        registered = await tech.post(
+            "/api/v1/direct-devices",
+            json={"id": "lte-watch-1", "type": "gps_pendant", "home_id": "home-12"},
+        )
+        assert registered.status_code == 201, registered.text
+        given = registered.json()
+        token = given["credential"]
+        assert given["post_to"] == "/api/v1/dev/lte-watch-1"
+        # A lock is not a direct device: commands need a gateway.
+        lock = {"id": "lte-lock", "type": "digital_lock", "home_id": "home-12"}
+        assert (await tech.post("/api/v1/direct-devices", json=lock)).status_code == 422
+    sos = {
+        "id": "w-a1",
+        "alarm": "sos",
+        "position": {"latitude": 57.705, "longitude": 11.98, "accuracy_m": 12},
+    }
+    url = "/api/v1/dev/lte-watch-1"
+    async with sqlite_cloud.client() as device:
+        bearer = {"Authorization": f"Bearer {token}"}
+        first = await device.post(f"{url}/alarm", json=sos, headers=bearer)
+        assert first.status_code == 202, first.text
+        again = await device.post(f"{url}/alarm", json=sos, headers=bearer)
+        assert again.status_code == 202
+        beat = await device.post(f"{url}/heartbeat", json={"battery_pct": 40}, headers=bearer)
+        assert beat.status_code == 202
+        wrong = {"Authorization": "Bearer " + "x" * 43}
+        refused = [
+            await device.post(f"{url}/alarm", json=sos, headers=wrong),
+            await device.post(f"{url}/alarm", json=sos),
+            await device.post("/api/v1/dev/other/alarm", json=sos, headers=bearer),
+        ]
+        assert [r.status_code for r in refused] == [401, 401, 401]
+        assert len({r.text for r in refused}) == 1
+        bad = await device.post(f"{url}/alarm", content=b'{"id": "x"}', headers=bearer)
+        assert bad.status_code == 422 and "alarm" in bad.json()["detail"]
+        smoke = await device.post(
+            f"{url}/alarm", json={"id": "w-s", "alarm": "smoke"}, headers=bearer
+        )
+        assert smoke.status_code == 422 and "raises no smoke" in smoke.json()["detail"]
+        garbage = await device.post(f"{url}/position", content=b"\x00\xff", headers=bearer)
+        assert garbage.status_code in (400, 422)
+    async with await sqlite_cloud.authed("anna") as operator:
+        alarms = [a for a in (await operator.get("/api/v1/alarms")).json()]
+    ours = [a for a in alarms if a["device_id"] == "lte-watch-1"]
+    assert len(ours) == 1  # the resend is the same alarm
+    (alarm,) = ours
+    assert alarm["kind"] == "alarm_button" and alarm["priority"] == "critical"
+    assert (alarm["latitude"], alarm["longitude"]) == (57.705, 11.98)
+    assert alarm["gateway_id"] == "direct-org-a"
+    # A new credential: the old one stops working.
+    async with await sqlite_cloud.authed("tove") as tech:
+        again_registered = await tech.post(
+            "/api/v1/direct-devices",
+            json={"id": "lte-watch-1", "type": "gps_pendant", "home_id": "home-12"},
+        )
+        new_token = again_registered.json()["credential"]
+    async with sqlite_cloud.client() as device:
+        old = await device.post(f"{url}/heartbeat", json={}, headers=bearer)
+        new = await device.post(
+            f"{url}/heartbeat", json={}, headers={"Authorization": f"Bearer {new_token}"}
+        )
+        assert (old.status_code, new.status_code) == (401, 202)

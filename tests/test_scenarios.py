@@ -35,6 +35,7 @@ def wiring_for(mosquitto: Mosquitto, tmp_path: Path) -> Wiring:
         ble_port=free_udp_port(),
         serial_dir=tmp_path / "dev",
         camera_port=free_port(),
+        native_port=free_port(),
     )
 
 
@@ -91,3 +92,27 @@ async def test_each_shipped_scenario_raises_exactly_its_expected_alarms(
     async with await sqlite_cloud.authed("anna") as http:
         problems = compare(scenario.expected(), await scenario_alarms(http, scenario))
         assert problems == []
+
+
+async def test_a_gps_watchs_sos_reaches_the_operator_with_where_it_was_pressed(
+    sqlite_cloud: RunningCloud, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The watch on the native API: its SOS carries its last fix, and the operator's
+    alarm has that position (500 m out, past the safe zone), its accuracy and its age."""
+    from devices.geo import distance_m
+
+    scenario = load_scenario("watch-sos")
+    await play_against_gateway(scenario, wiring_for(mosquitto, tmp_path), tmp_path / "gw.db")
+    async with await sqlite_cloud.authed("anna") as http:
+        alarms = await scenario_alarms(http, scenario)
+        (sos,) = [a for a in alarms if a["kind"] == "alarm_button"]
+        detail = (await http.get(f"/api/v1/alarms/{sos['id']}")).json()
+    home = scenario.device[0]
+    assert home.latitude is not None and home.longitude is not None
+    assert sos["latitude"] is not None and sos["longitude"] is not None
+    away = distance_m(home.latitude, home.longitude, sos["latitude"], sos["longitude"])
+    assert 300 < away < 900, away
+    # The map's last position says how far to trust it (the operator is a position reader).
+    last = detail["positions"][-1]
+    assert (last["latitude"], last["longitude"]) == (sos["latitude"], sos["longitude"])
+    assert last["accuracy_m"] == 6.0 and 0 <= last["fix_age_s"] < 600

@@ -5,6 +5,7 @@ from . import (
     auth,
     commands,
     configuration,
+    direct,
     locks,
     me,
     people,
@@ -29,5 +30,6 @@ api_router.include_router(staff.router)
 api_router.include_router(visits.router)
 api_router.include_router(push.router)
 api_router.include_router(readings.router)
+api_router.include_router(direct.router)
 
 __all__ = ["SMALL_BODY_BYTES", "StrictRoute", "api_router"]

@@ -177,7 +177,10 @@ async def get_alarm_detail(
     zone = None
     if user.role in POSITION_READERS:
         found, circle = await alarm_positions(session, user.org_id, alarm_id)
-        positions = [Position(latitude=a, longitude=o, at=t, restore=r) for a, o, t, r in found]
+        positions = [
+            Position(latitude=a, longitude=o, at=t, restore=r, accuracy_m=m, fix_age_s=s)
+            for a, o, t, r, m, s in found
+        ]
         if circle is not None:
             zone = SafeZone(latitude=circle[0], longitude=circle[1], radius_m=circle[2])
         if positions:

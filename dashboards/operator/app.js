@@ -537,10 +537,13 @@ function mapSummary(d) {
   const last = d.positions[d.positions.length - 1];
   if (!last) return t("ui.map_home_only");
   const where = `${last.latitude.toFixed(5)}, ${last.longitude.toFixed(5)}`;
-  if (!d.zone) return t("ui.map_last", { time: clock(last.at), where });
+  // How far to trust it: the device's own accuracy, and how old its fix was.
+  const fix = last.accuracy_m != null && last.fix_age_s != null
+    ? ` ${t("ui.map_fix", { m: Math.round(last.accuracy_m), s: Math.round(last.fix_age_s) })}` : "";
+  if (!d.zone) return `${t("ui.map_last", { time: clock(last.at), where })}${fix}`;
   const out = metres([d.zone.latitude, d.zone.longitude], [last.latitude, last.longitude]) - d.zone.radius_m;
   const distance = out > 0 ? t("ui.map_outside", { m: Math.round(out) }) : t("ui.map_inside");
-  return `${t("ui.map_last", { time: clock(last.at), where })} ${distance}`;
+  return `${t("ui.map_last", { time: clock(last.at), where })} ${distance}${fix}`;
 }
 
 function drawMap(el, d) {
@@ -562,6 +565,10 @@ function drawMap(el, d) {
   }
   d.positions.forEach((p, i) => {
     const last = i === d.positions.length - 1;
+    if (last && p.accuracy_m) {  // the circle the resident is within, as the device said
+      layers.push(L.circle([p.latitude, p.longitude],
+        { radius: p.accuracy_m, color: "#b3261e", weight: 1, fillOpacity: 0.1, className: "accuracy" }));
+    }
     layers.push(L.circleMarker([p.latitude, p.longitude], {
       radius: last ? 8 : 4, color: "#b3261e", fillOpacity: last ? 0.9 : 0.4,
       className: last ? "position last" : "position",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -33,6 +34,7 @@ from .broker import ANONYMOUS, BrokerLogin
 from .camera import BedroomCamera, Scene
 from .scenario import Scenario, SimDevice, parse_clock
 from .serial import GpsWalk, PtyPort, RadioTransmitter
+from .watch import GpsWatch, NativeUplink, sim_credential
 from .zigbee import SimulatedZigbeeDevice, initial_state, lock_change, publish_bridge_devices
 
 log = logging.getLogger("trygg.sim")
@@ -45,6 +47,7 @@ _TRIGGERS = {
 }
 _LATE_S = (2.0, 8.0)  # simulated seconds a late packet is held back
 _GPS_EVERY_S = 1.0  # a GPS receiver's output rate, simulated time
+_WATCH_EVERY_S = 30.0  # how often a GPS watch on LTE reports its position, simulated time
 _MIN_REAL_PERIOD_S = 0.1  # no device talks more often than this in real time
 
 
@@ -62,6 +65,12 @@ class Wiring:
     camera_host: str = "127.0.0.1"
     camera_port: int = 8554  # the first camera's; the next ones count up
     login: BrokerLogin = ANONYMOUS  # the simulated Zigbee2MQTT's, on that broker
+    # The gateway's API, where GPS watches post (native device API, plain HTTP on loopback).
+    native_port: int = 8081
+
+    @property
+    def native_url(self) -> str:
+        return f"http://{self.broker_host}:{self.native_port}"
 
     def serial_path(self, name: str) -> Path:
         return self.serial_dir / name
@@ -127,6 +136,11 @@ def gateway_config(
         elif d.transport == "radio":
             entry["port"] = RADIO_PORT
             entry["radio_address"] = d.radio_id
+        elif d.transport == "native":
+            token = sim_credential(scenario.seed, d.id)
+            entry["credential_sha256"] = hashlib.sha256(token.encode()).hexdigest()
+            if d.safe_zone is not None:
+                entry["safe_zone"] = d.safe_zone.model_dump()
         elif d.transport == "nmea":
             name = gps_port(d)
             serial.append({"name": name, "path": str(wiring.serial_path(name)), "protocol": "nmea"})
@@ -140,6 +154,10 @@ def gateway_config(
         devices.append(entry)
     if serial:
         config["serial"] = serial
+    if scenario.devices_on("native"):
+        # The watches post to the gateway's API (over HTTP: the simulator is on loopback).
+        config["api"] = {"host": wiring.broker_host, "port": wiring.native_port}
+        config["native"] = {"mqtt": False}
     rules = scenario.rules
     if rules.kinds():
         # The gateway runs on real time: the scenario's night is whenever it is played, and
@@ -199,6 +217,7 @@ class _Device:
         self.port: PtyPort | None = None
         self.camera: BedroomCamera | None = None
         self.camera_port = 0
+        self.watch: GpsWatch | None = None
 
 
 class ScenarioRun:
@@ -228,6 +247,7 @@ class ScenarioRun:
         self._air: BleAir | None = None
         self._gatt: GattServer | None = None
         self._client: aiomqtt.Client | None = None
+        self._native: NativeUplink | None = None
         self._t0 = 0.0
         # Set once the Zigbee2MQTT locks are subscribed to their /set topics.
         self.commands_ready = asyncio.Event()
@@ -262,6 +282,13 @@ class ScenarioRun:
                 if self._radio_port is None:
                     self._radio_port = PtyPort(self.wiring.serial_path(RADIO_PORT))
                     self._radio_port.plug()
+            elif spec.transport == "native":
+                assert spec.latitude is not None and spec.longitude is not None
+                device.gps = GpsWalk(
+                    spec.latitude, spec.longitude, indoors=spec.indoors, rng=device.rng
+                )
+                credential = sim_credential(self.scenario.seed, spec.id)
+                device.watch = GpsWatch(spec.id, credential, device.gps, battery_pct=spec.battery)
             elif spec.transport == "nmea":
                 assert spec.latitude is not None and spec.longitude is not None
                 device.gps = GpsWalk(
@@ -345,12 +372,17 @@ class ScenarioRun:
                 )
                 zigbee = [d.zigbee for d in self._devices.values() if d.zigbee is not None]
                 await publish_bridge_devices(self._client, zigbee)
+            if self.scenario.devices_on("native"):
+                self._native = NativeUplink(self.wiring.native_url)
+                stack.push_async_callback(self._native.aclose)
             async with asyncio.TaskGroup() as tasks:
                 background = [tasks.create_task(self._commands())]
                 for device in self._devices.values():
                     await self._announce(device)
                     background.append(tasks.create_task(self._firmware(device)))
-                    if device.gps is not None:
+                    if device.watch is not None:
+                        background.append(tasks.create_task(self._watch(device)))
+                    elif device.gps is not None:
                         background.append(tasks.create_task(self._gps(device)))
                 await self._timeline()
                 for task in background:
@@ -383,6 +415,8 @@ class ScenarioRun:
             self._ble(device, [device.ble.report()])
         elif device.radio is not None:
             self._radio(device, device.radio.check_in())
+        elif device.watch is not None:  # switched on: it says so, and where it is if it knows
+            await self._post(device, "heartbeat", device.watch.heartbeat())
 
     async def _firmware(self, device: _Device) -> None:
         """Check in at the catalog interval on the device's own (drifting) clock."""
@@ -419,6 +453,11 @@ class ScenarioRun:
             if report_low:
                 self._radio(device, device.radio.low_battery())
             self._radio(device, device.radio.check_in())
+        elif device.watch is not None:
+            device.watch.battery_pct = pct
+            if report_low:
+                await self._post(device, "alarm", device.watch.alarm("battery_low"))
+            await self._post(device, "heartbeat", device.watch.heartbeat())
 
     async def _gps(self, device: _Device) -> None:
         assert device.gps is not None and device.port is not None
@@ -434,6 +473,30 @@ class ScenarioRun:
             data = device.gps.sentences(started + self.sim_elapsed())
             if device.port.write(data):
                 self.report.sent["nmea"] += 1
+
+    async def _watch(self, device: _Device) -> None:
+        """A GPS watch reports where it is every _WATCH_EVERY_S (simulated), with a fix."""
+        assert device.watch is not None and device.gps is not None
+        period_real = max(_MIN_REAL_PERIOD_S, _WATCH_EVERY_S / self.speed)
+        started = datetime.now(UTC)
+        last = self._loop_time()
+        while True:
+            await asyncio.sleep(period_real)
+            now = self._loop_time()
+            device.gps.advance((now - last) * self.speed)
+            last = now
+            position = device.watch.locate(started + timedelta(seconds=now - self._t0))
+            if position is not None:
+                await self._post(device, "position", position)
+
+    async def _post(self, device: _Device, kind: str, body: dict[str, Any]) -> None:
+        """A watch's message over the native API (an alarm: until it is answered)."""
+        if not device.linked:
+            self.report.lost += 1
+            return
+        assert self._native is not None and device.watch is not None
+        if await self._native.send(device.watch, kind, body) == 202:
+            self.report.sent["native"] += 1
 
     # -- the air -----------------------------------------------------------------------
     async def _z2m(self, device: _Device, messages: list[tuple[str, bytes]]) -> None:
@@ -518,6 +581,9 @@ class ScenarioRun:
                 self._radio(device, device.radio.restore(trigger))
             else:
                 self._radio(device, device.radio.tamper(bool(args.get("active", True))))
+        elif device.watch is not None and do in ("press", "fall"):
+            alarm = "sos" if do == "press" else "fall"
+            await self._post(device, "alarm", device.watch.alarm(alarm))
         elif device.gps is not None:
             self._apply_gps(device, device.gps, do, args)
         elif device.camera is not None:
@@ -541,7 +607,6 @@ class ScenarioRun:
             await self._client.publish(f"{zigbee.topic}/set", json.dumps(args), qos=1)
 
     def _apply_gps(self, device: _Device, gps: GpsWalk, do: str, args: dict[str, Any]) -> None:
-        assert device.port is not None
         if do == "walk":
             gps.indoors = False
             gps.speed_kmh = float(args.get("speed_kmh", 4.0))
@@ -550,6 +615,8 @@ class ScenarioRun:
             gps.speed_kmh = 0.0
         elif do in ("indoors", "outdoors"):
             gps.indoors = do == "indoors"
+        elif device.port is None:
+            return  # a watch has no serial port to unplug
         elif do == "unplug":
             device.port.unplug()
         else:

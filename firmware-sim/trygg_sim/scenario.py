@@ -30,7 +30,7 @@ from .camera import Scene
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
-Transport = Literal["zigbee2mqtt", "ble", "ble_lock", "radio", "nmea", "camera"]
+Transport = Literal["zigbee2mqtt", "ble", "ble_lock", "radio", "nmea", "camera", "native"]
 
 # What each transport's devices can be told to do in a step, and by which types.
 ACTIONS: dict[str, set[str]] = {
@@ -40,6 +40,18 @@ ACTIONS: dict[str, set[str]] = {
     "radio": {"press", "restore", "tamper", "battery", "link_lost", "link_back"},
     "nmea": {"walk", "stop", "indoors", "outdoors", "unplug", "plug"},
     "camera": {"scene", "low_light", "link_lost", "link_back"},
+    # A GPS watch on LTE, on Trygg's native device API (trygg_sim/watch.py).
+    "native": {
+        "walk",
+        "stop",
+        "indoors",
+        "outdoors",
+        "press",
+        "fall",
+        "battery",
+        "link_lost",
+        "link_back",
+    },
 }
 TYPES: dict[str, set[DeviceType]] = {
     "zigbee2mqtt": set(DeviceType) - {DeviceType.GPS_PENDANT, DeviceType.CAMERA},
@@ -61,6 +73,7 @@ TYPES: dict[str, set[DeviceType]] = {
     },
     "nmea": {DeviceType.GPS_PENDANT},
     "camera": {DeviceType.CAMERA},
+    "native": {DeviceType.GPS_PENDANT},
 }
 
 
@@ -126,7 +139,8 @@ class SimDevice(_Strict):
                 f"device {self.id}: a {self.type.value} does not speak {self.transport} "
                 f"(on {self.transport}: {speaks})"
             )
-        if self.transport == "nmea" and (self.latitude is None or self.longitude is None):
+        located = self.transport in ("nmea", "native")
+        if located and (self.latitude is None or self.longitude is None):
             raise ValueError(f"device {self.id}: a GPS pendant needs latitude and longitude")
         if self.bindkey is not None and self.transport != "ble":
             raise ValueError(f"device {self.id}: only BLE devices have a bindkey")

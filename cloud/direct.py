@@ -1,0 +1,132 @@
+"""Devices that report straight to the dispatch service on the native device API
+(docs/native-api.md): a GPS watch on LTE with no gateway in the home.
+
+Such a device is registered here by a technician, which gives it a credential (only its
+SHA-256 is kept). Its devices-table row hangs off one gateway record per organisation,
+``direct-<org>``, that stands for this service's own intake: the alarms it raises are
+alarms of that "gateway", in the same queue and with the same lifecycle as any other.
+An alarm is committed before it is answered 202; the same message id again is the same
+event (the events table's key), so a watch resending after a lost answer raises one alarm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from devices import DeviceType, Event, stable_event_id
+from devices.catalog import CATALOG
+from devices.codecs.native import NativeMessage
+from devices.wire import GATEWAY_ID_PATTERN
+
+from .alarms import Intake, record_event
+from .db import Device, Gateway
+
+DIRECT_NAME = "Devices reporting directly (LTE, Wi-Fi)"
+
+
+def direct_gateway_id(org_id: str) -> str:
+    """The gateway record that stands for this service's own intake, for ``org_id``."""
+    plain = f"direct-{org_id}"
+    if re.fullmatch(GATEWAY_ID_PATTERN, plain):
+        return plain
+    return "direct-" + hashlib.sha256(org_id.encode()).hexdigest()[:32]
+
+
+def credential_digest(credential: str) -> str:
+    return hashlib.sha256(credential.encode()).hexdigest()
+
+
+class DirectError(Exception):
+    """A device that cannot be registered as a direct one (its id is a gateway's device)."""
+
+
+async def register(
+    session: AsyncSession,
+    org_id: str,
+    device_id: str,
+    device_type: DeviceType,
+    home_id: str,
+    resident_id: str | None,
+) -> str:
+    """Register (or re-register) a direct device; its new credential, the only time it is
+    seen (the one before stops working). The caller commits."""
+    gateway_id = direct_gateway_id(org_id)
+    if await session.get(Gateway, gateway_id) is None:
+        session.add(Gateway(id=gateway_id, org_id=org_id, name=DIRECT_NAME))
+        await session.flush()
+    device = await session.get(Device, (org_id, device_id))
+    if device is not None and device.gateway_id != gateway_id:
+        raise DirectError(f"device {device_id} is gateway {device.gateway_id}'s")
+    credential = secrets.token_urlsafe(32)
+    if device is None:
+        device = Device(org_id=org_id, id=device_id, gateway_id=gateway_id)
+        session.add(device)
+    device.type = device_type.value
+    device.home_id = home_id
+    device.resident_id = resident_id
+    device.transport = "native"
+    device.origin = "dispatch"
+    device.credential_sha256 = credential_digest(credential)
+    return credential
+
+
+async def authenticate(session: AsyncSession, device_id: str, credential: str) -> Device | None:
+    """The direct device this credential is for, if it is ``device_id``'s."""
+    digest = credential_digest(credential)
+    device = await session.scalar(select(Device).where(Device.credential_sha256 == digest))
+    if device is None or device.credential_sha256 is None:
+        return None
+    if not hmac.compare_digest(device.id.encode(), device_id.encode()):
+        return None
+    return device
+
+
+@dataclass(frozen=True)
+class Taken:
+    intake: Intake | None  # an alarm's; None for a heartbeat, reading or position
+    refused: str | None = None  # why an alarm is not one this device can raise
+
+
+async def take(
+    session: AsyncSession, device: Device, message: NativeMessage, now: datetime
+) -> Taken:
+    """One decoded message from a direct device. The caller commits."""
+    device.last_seen_at = now
+    device.state_at = now
+    for metric, value in message.decoded.readings:
+        if metric == "battery_pct":
+            device.battery_pct = value
+    if message.kind != "alarm":
+        return Taken(None)
+    (state,) = message.decoded.signals
+    try:
+        spec = CATALOG[DeviceType(device.type)]
+    except ValueError:
+        return Taken(None, f"device type {device.type!r} is not in the catalog")
+    kind = spec.event_kind(state.signal)
+    if kind is None:
+        return Taken(None, f"a {device.type} raises no {state.signal.value}")
+    gateway_id = device.gateway_id
+    assert message.message_id is not None  # an alarm always has one
+    event = Event(
+        id=stable_event_id(gateway_id, device.id, "native", message.message_id),
+        kind=kind.name,
+        priority=kind.priority,
+        device_id=device.id,
+        device_type=device.type,
+        home_id=device.home_id,
+        resident_id=device.resident_id,
+        occurred_at=now,
+        restore=not state.active,
+        detail=dict(state.detail),
+    )
+    intake = await record_event(session, device.org_id, gateway_id, event, now=now)
+    return Taken(intake)
