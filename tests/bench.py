@@ -68,6 +68,8 @@ from .servers import (
     identity,
     login,
     paho_login,
+    pki,
+    tls_context,
     wait_port,
 )
 
@@ -455,6 +457,98 @@ def phase_ingest(work: Path, messages: int) -> dict[str, float]:
                 "transport_mqtt_readings_per_s": round(rate),
                 "ingest_messages_per_s": round(rate / READINGS_PER_MESSAGE),
                 "gateway_rss_mb": round(rss, 1),
+            }
+    finally:
+        broker.stop()
+
+
+NATIVE_SENDERS = 8  # watches posting at once (each its own connection, keep-alive)
+
+
+def phase_native(work: Path, alarms: int) -> dict[str, float]:
+    """The native device API over HTTPS: GPS watches post SOS alarms (each with its fix and
+    its own id) to the gateway, each answered 202 only once it is in the outbox. Alarms/s
+    committed and answered, and the latency of one post."""
+    import hashlib
+    import secrets
+
+    import httpx
+
+    broker = Mosquitto(work)
+    broker.start()
+    token = secrets.token_urlsafe(32)  # each watch's credential: this and its number
+    watches = [
+        {
+            "id": f"watch-{i}",
+            "transport": "native",
+            "type": "gps_pendant",
+            "home": f"home-{i}",
+            "credential_sha256": hashlib.sha256(f"{token}{i}".encode()).hexdigest(),
+        }
+        for i in range(NATIVE_SENDERS)
+    ]
+    api_port = free_port()
+    tls = pki().tls
+    extra = (
+        f'[api]\nport = {api_port}\ntls_cert_file = "{tls.server_cert}"\n'
+        f'tls_key_file = "{tls.server_key}"\n[native]\nmqtt = false\n'
+    )
+    latencies: list[float] = []
+
+    async def watch_posts(i: int, count: int) -> None:
+        headers = {"Authorization": f"Bearer {token}{i}"}
+        async with httpx.AsyncClient(
+            base_url=f"https://127.0.0.1:{api_port}", verify=tls_context(), headers=headers
+        ) as client:
+            for n in range(count):
+                body = {
+                    "id": f"w{i}-{n}",
+                    "alarm": "sos",
+                    "position": {"latitude": 57.7 + n * 1e-6, "longitude": 11.97, "hdop": 1.1},
+                }
+                t0 = time.perf_counter()
+                answer = await client.post(f"/dev/v1/watch-{i}/alarm", json=body)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                if answer.status_code != 202:
+                    raise RuntimeError(f"native alarm refused: {answer.status_code} {answer.text}")
+
+    async def post_all() -> float:
+        per = alarms // NATIVE_SENDERS
+        started = time.perf_counter()
+        await asyncio.gather(*(watch_posts(i, per) for i in range(NATIVE_SENDERS)))
+        return time.perf_counter() - started
+
+    try:
+        with gateway_process(
+            work,
+            broker,
+            timeseries_url="http://127.0.0.1:9",
+            core=1,
+            devices=[*DEVICES, *watches],
+            extra=extra,
+        ) as (_proc, store):
+            wait_port(api_port, 30)
+            asyncio.run(watch_posts(0, 20))  # warm: connections, TLS, first imports
+            latencies.clear()
+            seconds = asyncio.run(post_all())
+            sent = alarms // NATIVE_SENDERS * NATIVE_SENDERS
+            # Answered 202 means kept: every one of them is in the outbox (or sent on).
+            kept = max_seq(store, "outbox")
+            if kept < sent:
+                raise RuntimeError(f"native: {sent} alarms answered, {kept} in the outbox")
+            rate = sent / seconds
+            latencies.sort()
+            p50 = latencies[len(latencies) // 2]
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+            log(
+                f"native: {sent:,} SOS alarms over HTTPS from {NATIVE_SENDERS} watches in "
+                f"{seconds:.1f} s: {rate:,.0f} alarms/s; one post p50 {p50:.1f} ms, "
+                f"p99 {p99:.1f} ms"
+            )
+            return {
+                "native_api_alarms_per_s": round(rate),
+                "native_api_alarm_ms_p50": round(p50, 2),
+                "native_api_alarm_ms_p99": round(p99, 2),
             }
     finally:
         broker.stop()
@@ -1909,6 +2003,7 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=200, help="signed commands per load")
     parser.add_argument("--door-taps", type=int, default=100, help="unlock taps on the staff page")
     parser.add_argument("--serial-frames", type=int, default=200_000)
+    parser.add_argument("--native-alarms", type=int, default=4_000, help="SOS posts over HTTPS")
     parser.add_argument(
         "--only", help="comma-separated phases to run (codecs,pipeline,ingest,serial,...)"
     )
@@ -1941,6 +2036,7 @@ def main() -> None:
             ("pipeline", lambda w: phase_pipeline(w, 50_000)),
             ("ingest", lambda w: phase_ingest(w, args.ingest_messages)),
             ("serial", lambda w: phase_serial(w, args.serial_frames)),
+            ("native", lambda w: phase_native(w, args.native_alarms)),
             ("latency", lambda w: phase_latency(w, args.alarms)),
             ("commands", lambda w: phase_commands(w, args.commands, args.door_taps)),
             ("drain", lambda w: phase_drain_and_reconnect(w, args.backlog)),
