@@ -36,6 +36,10 @@ GattPort = Annotated[
 ]
 SerialDir = Annotated[Path, typer.Option(help="where the simulated serial ports are linked")]
 CameraPort = Annotated[int, typer.Option(help="HTTP port of the first simulated camera")]
+NativePort = Annotated[
+    int,
+    typer.Option(help="the gateway API's port, where GPS watches post (its [api] port)"),
+]
 ScenarioArg = Annotated[
     str, typer.Argument(help="a shipped scenario (see 'trygg sim list') or a scenario file")
 ]
@@ -69,6 +73,7 @@ def _wiring(
     camera_port: int,
     login: BrokerLogin | None = None,
     gatt_port: int = 9751,
+    native_port: int = 8081,
 ) -> Wiring:
     from trygg_sim.broker import ANONYMOUS
     from trygg_sim.play import Wiring
@@ -81,6 +86,7 @@ def _wiring(
         serial_dir=serial_dir,
         camera_port=camera_port,
         login=login or ANONYMOUS,
+        native_port=native_port,
     )
 
 
@@ -126,6 +132,7 @@ def sim_config(
     gatt_port: GattPort = 9751,
     serial_dir: SerialDir = SERIAL_DIR,
     camera_port: CameraPort = 8554,
+    native_port: NativePort = 8081,
     speed: Annotated[
         float | None,
         typer.Option(help="the speed 'sim run' will play at (home rules' timers scale with it)"),
@@ -147,7 +154,9 @@ def sim_config(
     """Write the gateway configuration that hears a scenario's devices (or a load's)."""
     from trygg_sim.play import gateway_config, to_toml
 
-    wiring = _wiring(host, port, ble_port, serial_dir, camera_port, gatt_port=gatt_port)
+    wiring = _wiring(
+        host, port, ble_port, serial_dir, camera_port, gatt_port=gatt_port, native_port=native_port
+    )
     given = {
         "username": gateway_username,
         "password": gateway_password,
@@ -192,6 +201,7 @@ def sim_run(
     gatt_port: GattPort = 9751,
     serial_dir: SerialDir = SERIAL_DIR,
     camera_port: CameraPort = 8554,
+    native_port: NativePort = 8081,
     speed: Annotated[
         float | None, typer.Option(help="times faster than real time (default: the scenario's)")
     ] = None,
@@ -223,7 +233,7 @@ def sim_run(
     configure_logging(log_level)
     played = _scenario(scenario)
     login = _login(mqtt_username, mqtt_password, mqtt_ca_file)
-    wiring = _wiring(host, port, ble_port, serial_dir, camera_port, login, gatt_port)
+    wiring = _wiring(host, port, ble_port, serial_dir, camera_port, login, gatt_port, native_port)
     if cloud is not None and password is None:
         password = typer.prompt(f"password for {user}", hide_input=True)
     started = datetime.now(UTC)
