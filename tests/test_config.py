@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from devices import DeviceType
 from devices.wire import b64url, key_id_of
 from gateway import ConfigError, load_config, parse_config
+from gateway.config import TRANSPORTS
 
 from .servers import pki
 
