@@ -187,3 +187,61 @@ async def test_readings_never_take_the_alarm_reserve(small_disk: Path) -> None:
         assert [p.event.id for p in await store.pending(10)] == [make_event("full", 1).id]
     finally:
         await store.close()
+
+
+async def test_a_native_alarm_on_a_full_disk_is_answered_send_again_and_kept_once_after(
+    sqlite_cloud: RunningCloud, mosquitto: Mosquitto, small_disk: Path
+) -> None:
+    """A watch's SOS over the native API while nothing can be stored: 503 with
+    Retry-After (never a 202 for an alarm that is not kept); the same SOS sent again once
+    the disk has room is kept, and reaches the alarm centre once."""
+    import hashlib
+
+    import httpx
+
+    token = "watch-on-a-full-disk-credential-0123456789"
+    watch = {
+        "id": "watch-1",
+        "transport": "native",
+        "type": "gps_pendant",
+        "home": "h",
+        "credential_sha256": hashlib.sha256(token.encode()).hexdigest(),
+    }
+    extra: dict[str, object] = {
+        "store": {"path": small_disk / "gw.db", "reserve_mb": RESERVE_MB},
+        "api": {"host": "127.0.0.1", "port": 0},
+        "native": {"mqtt": False},
+        "devices": [*PENDANTS, watch],
+    }
+    config = gateway_config(mosquitto, small_disk / "gw.db", extra=extra, ack_timeout_s=2.0)
+    sos = {"id": "sos-1", "alarm": "sos"}
+    async with Gateway(config) as gw:
+        await asyncio.wait_for(gw.uplink.connected.wait(), 10)
+        url = f"http://127.0.0.1:{gw.api_port}/dev/v1/watch-1/alarm"
+        headers = {"Authorization": f"Bearer {token}"}
+        await asyncio.to_thread(fill, small_disk / "filler-1")
+        async with httpx.AsyncClient(timeout=30) as http:
+            # The alarm reserve takes the first one; then it is gone too.
+            first = await http.post(url, json={"id": "sos-0", "alarm": "sos"}, headers=headers)
+            assert first.status_code == 202 and gw.store.reserve_released
+            await asyncio.to_thread(fill, small_disk / "filler-2")
+            refused = await http.post(url, json=sos, headers=headers)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"] == "1" and "send it again" in refused.text
+            (small_disk / "filler-1").unlink()
+            (small_disk / "filler-2").unlink()
+
+            async def kept() -> bool:
+                return (await http.post(url, json=sos, headers=headers)).status_code == 202
+
+            await wait_until(kept, 30, interval_s=0.2)
+            assert (await http.post(url, json=sos, headers=headers)).status_code == 202
+        await wait_until(lambda: _outbox_empty(gw), 20)
+    # Two presses, each once (one alarm: the second joined the first).
+    assert await presses(sqlite_cloud) == (2, 2)
+    (alarm,) = await alarms_of(sqlite_cloud, "alarm_button")
+    assert alarm.device_id == "watch-1"
+
+
+async def _outbox_empty(gw: Gateway) -> bool:
+    return sum((await gw.store.depth()).values()) == 0
