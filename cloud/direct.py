@@ -16,12 +16,12 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from devices import DeviceType, Event, stable_event_id
+from devices import EVENT_KINDS, DeviceType, Event, stable_event_id
 from devices.catalog import CATALOG
 from devices.codecs.native import NativeMessage
 from devices.wire import GATEWAY_ID_PATTERN
@@ -30,6 +30,7 @@ from .alarms import Intake, record_event
 from .db import Device, Gateway
 
 DIRECT_NAME = "Devices reporting directly (LTE, Wi-Fi)"
+SILENT = EVENT_KINDS["device_silent"]
 
 
 def direct_gateway_id(org_id: str) -> str:
@@ -93,27 +94,97 @@ async def authenticate(session: AsyncSession, device_id: str, credential: str) -
 class Taken:
     intake: Intake | None  # an alarm's; None for a heartbeat, reading or position
     refused: str | None = None  # why an alarm is not one this device can raise
+    back: Intake | None = None  # the restore of its silence, when it had been silent
+
+
+def checkin(device: Device) -> timedelta:
+    """How long a direct device may stay silent: its type's check-in interval."""
+    try:
+        return CATALOG[DeviceType(device.type)].checkin
+    except ValueError:
+        return CATALOG[DeviceType.ALARM_BUTTON].checkin
+
+
+def silent_event(device: Device, now: datetime, *, restore: bool) -> Event:
+    """``device_silent`` for a direct device (a gateway's devices get theirs from it);
+    one id per silence: the message it followed."""
+    last = (device.last_seen_at or now).isoformat()
+    detail: dict[str, object] = {"checkin_s": round(checkin(device).total_seconds())}
+    if not restore and device.last_seen_at is not None:
+        detail["silent_for_s"] = round((now - device.last_seen_at).total_seconds())
+    return Event(
+        id=stable_event_id(device.gateway_id, device.id, "silent", last, str(restore)),
+        kind=SILENT.name,
+        priority=SILENT.priority,
+        device_id=device.id,
+        device_type=device.type,
+        home_id=device.home_id,
+        resident_id=device.resident_id,
+        occurred_at=now,
+        restore=restore,
+        detail=detail,
+    )
+
+
+async def sweep_silent(session: AsyncSession, now: datetime) -> list[tuple[str, Intake]]:
+    """Raise ``device_silent`` for each direct device quiet past its check-in interval.
+    Rows are taken with SKIP LOCKED (PostgreSQL), so replicas sweeping at once raise one
+    alarm. The caller commits."""
+    found = []
+    shortest = min(spec.checkin for spec in CATALOG.values())
+    rows = await session.scalars(
+        select(Device)
+        .where(
+            Device.credential_sha256.is_not(None),
+            Device.last_seen_at < now - shortest,
+            Device.online.is_not(False),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    for device in rows:
+        assert device.last_seen_at is not None
+        if now - device.last_seen_at <= checkin(device):
+            continue
+        event = silent_event(device, now, restore=False)
+        device.online = False
+        found.append(
+            (
+                device.org_id,
+                await record_event(session, device.org_id, device.gateway_id, event, now=now),
+            )
+        )
+    return found
 
 
 async def take(
     session: AsyncSession, device: Device, message: NativeMessage, now: datetime
 ) -> Taken:
     """One decoded message from a direct device. The caller commits."""
+    back = None
+    if device.online is False:  # it was silent: it speaks again
+        back = await record_event(
+            session,
+            device.org_id,
+            device.gateway_id,
+            silent_event(device, now, restore=True),
+            now=now,
+        )
+    device.online = True
     device.last_seen_at = now
     device.state_at = now
     for metric, value in message.decoded.readings:
         if metric == "battery_pct":
             device.battery_pct = value
     if message.kind != "alarm":
-        return Taken(None)
+        return Taken(None, back=back)
     (state,) = message.decoded.signals
     try:
         spec = CATALOG[DeviceType(device.type)]
     except ValueError:
-        return Taken(None, f"device type {device.type!r} is not in the catalog")
+        return Taken(None, f"device type {device.type!r} is not in the catalog", back)
     kind = spec.event_kind(state.signal)
     if kind is None:
-        return Taken(None, f"a {device.type} raises no {state.signal.value}")
+        return Taken(None, f"a {device.type} raises no {state.signal.value}", back)
     gateway_id = device.gateway_id
     assert message.message_id is not None  # an alarm always has one
     event = Event(
@@ -129,4 +200,4 @@ async def take(
         detail=dict(state.detail),
     )
     intake = await record_event(session, device.org_id, gateway_id, event, now=now)
-    return Taken(intake)
+    return Taken(intake, back=back)

@@ -26,6 +26,7 @@ from .alarms import record_event
 from .clock import Clock, database_now, pause
 from .db import Gateway
 from .devicestate import apply_health
+from .direct import sweep_silent
 from .hub import AlarmHub
 from .schemas import AlarmChange, AlarmPublic
 
@@ -107,6 +108,12 @@ class GatewaySupervisor:
                     if change is not None:
                         changes.append(change)
                         found.append(gateway.id)
+            # The devices that report straight here have no gateway to watch them.
+            for org_id, intake in await sweep_silent(session, now):
+                if intake.alarm is not None:
+                    public = AlarmPublic.model_validate(intake.alarm)
+                    kind = "created" if intake.created else "updated"
+                    changes.append((org_id, AlarmChange(type=kind, alarm=public)))
             await session.commit()
         self.tell(changes)
         return found

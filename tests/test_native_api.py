@@ -466,3 +466,42 @@ async def test_a_watch_with_no_gateway_raises_its_sos_in_the_centres_queue(
             f"{url}/heartbeat", json={}, headers={"Authorization": f"Bearer {new_token}"}
         )
         assert (old.status_code, new.status_code) == (401, 202)
+
+
+async def test_a_direct_device_gone_silent_is_one_technical_alarm_and_its_return_resolves_it(
+    cloud: RunningCloud,
+) -> None:
+    """No gateway watches a watch on LTE: the dispatch service does, by its type's
+    check-in interval (a GPS pendant's 15 minutes), and two replicas raise one alarm."""
+    from .test_gateway_supervision import Clock, supervisor
+
+    async with await cloud.authed("tove") as tech:
+        body = {"id": "lte-watch-9", "type": "gps_pendant", "home_id": "home-12"}
+        token = (await tech.post("/api/v1/direct-devices", json=body)).json()["credential"]
+    url, bearer = "/api/v1/dev/lte-watch-9/heartbeat", {"Authorization": f"Bearer {token}"}
+    async with cloud.client() as device:
+        assert (await device.post(url, json={}, headers=bearer)).status_code == 202
+    clock = Clock()
+    sup, replica = supervisor(cloud, clock), supervisor(cloud, clock)
+    clock.advance(14 * 60)
+    await sup.sweep()
+    assert await _silent(cloud) == []
+    clock.advance(2 * 60)
+    await asyncio.gather(sup.sweep(), replica.sweep())
+    await sup.sweep()
+    (alarm,) = await _silent(cloud)
+    assert (alarm["state"], alarm["priority"], alarm["device_id"]) == (
+        "new",
+        "normal",
+        "lte-watch-9",
+    )
+    async with cloud.client() as device:
+        assert (await device.post(url, json={}, headers=bearer)).status_code == 202
+    (alarm,) = await _silent(cloud)
+    assert alarm["state"] == "resolved" and alarm["outcome"] == "restored"
+
+
+async def _silent(cloud: RunningCloud) -> list[dict[str, Any]]:
+    async with await cloud.authed("anna") as http:
+        found = (await http.get("/api/v1/alarms")).json()
+    return [a for a in found if a["kind"] == "device_silent"]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from devices import CodecError, DeviceType, UnexpectedValue
 from devices.codecs.native import KINDS, MAX_MESSAGE_BYTES, decode_native
 
+from ..alarms import Intake
 from ..audit import audit
 from ..clock import database_now
 from ..direct import DirectError, authenticate, direct_gateway_id, register, take
@@ -106,21 +107,19 @@ async def direct_message(
         taken = await take(session, device, message, now)
         if taken.refused is not None:
             raise HTTPException(422, taken.refused)
-        change = None
-        intake = taken.intake
-        if intake is not None and intake.alarm is not None:
-            kind_of_change = "created" if intake.created else "updated"
-            change = AlarmChange(
-                type=kind_of_change, alarm=AlarmPublic.model_validate(intake.alarm)
-            )
+        changes = [_change(i) for i in (taken.back, taken.intake) if i and i.alarm is not None]
         await session.commit()
     except DATABASE_ERRORS as exc:
         log.warning("direct device %s: not committed: %s", device_id[:128], exc)
         raise HTTPException(503, "not kept: send it again", headers={"Retry-After": "1"}) from None
-    if change is not None:
+    for change in changes:
         services.hub.publish(device.org_id, change)
-        if intake is not None and intake.created:
-            log.info(
-                "alarm %d %s from direct device %s", change.alarm.id, change.alarm.kind, device.id
-            )
+        if change.type == "created":
+            alarm = change.alarm
+            log.info("alarm %d %s from direct device %s", alarm.id, alarm.kind, device.id)
     return {"accepted": kind}
+
+
+def _change(intake: Intake) -> AlarmChange:
+    public = AlarmPublic.model_validate(intake.alarm)
+    return AlarmChange(type="created" if intake.created else "updated", alarm=public)
