@@ -83,6 +83,10 @@ EVENT_KINDS: dict[str, EventKind] = {
         EventKind("door_open_night", Priority.HIGH, 134, "Door opened at night"),
         EventKind("bed_exit_no_return", Priority.HIGH, 150, "Out of bed and not back"),
         EventKind("inactivity", Priority.HIGH, 102, "No activity"),
+        # Up at night and a door of the home opened soon after (gateway/rules.py): a
+        # resident with dementia walking out. Contact ID 150 (24-hour auxiliary), as the
+        # other home rules that no device raises by itself.
+        EventKind("wandering", Priority.HIGH, 150, "Up at night and the door opened"),
         # Raised by the dispatch service: a door staff opened is still not locked, or its
         # home's door contact still open, after the visit or the alarm and the grace
         # (cloud/doors.py). High, with the wandering alarms: an open door is how a
@@ -105,6 +109,12 @@ EVENT_KINDS: dict[str, EventKind] = {
         EventKind("clock_step", Priority.NORMAL, 625, "Dispatch clock jumped"),
         EventKind("lock_opened", Priority.LOW, 422, "Lock opened"),
         EventKind("check_done", Priority.LOW, 602, "Check done"),
+        # The inactivity rule's pre-alarm in the home: the resident may still cancel it by
+        # moving or pressing; logged. Its restore: cancelled, or raised as inactivity.
+        EventKind("inactivity_warning", Priority.LOW, 102, "No activity: pre-alarm"),
+        # Away mode set (by staff, an operator, or the home's away button), and its restore
+        # when it ends; logged. Contact ID 401: armed away / open-close by user.
+        EventKind("away_mode", Priority.LOW, 401, "Resident away"),
     )
 }
 

@@ -264,9 +264,18 @@ class HomeSection(_Strict):
     inactivity_window: str = Field(
         default="00:00-00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$"
     )
+    # Before raising inactivity, a pre-alarm for this many seconds (the centre is told,
+    # as a logged event): any activity in the home (a press, movement) cancels it. 0: none.
+    inactivity_pre_alarm_s: int = Field(default=0, ge=0, le=3600)
     # The resident is away (set by staff, an operator, or the configuration): the
     # inactivity rule does not count, and one raised is cleared.
     away: bool = False
+    # A button by the door (a device id of this home) whose press sets away mode and the
+    # next ends it: no alarm. Never the resident's alarm pendant.
+    away_button: str | None = Field(default=None, pattern=_NAME)
+    # Out of bed at night and a door of the home opened within this many seconds:
+    # wandering (a resident with dementia walking out). Back in bed restores it. 0: off.
+    wandering_s: int = Field(default=0, ge=0, le=86400)
 
     @model_validator(mode="after")
     def _zone(self) -> HomeSection:
@@ -469,6 +478,11 @@ class GatewayConfig(_Strict):
             addresses.add(key)
         if len({h.id for h in self.homes}) != len(self.homes):
             raise ValueError("two [[homes]] have the same id")
+        homes_of = {d.id: d.home for d in self.devices}
+        for home in self.homes:
+            button = home.away_button
+            if button is not None and homes_of.get(button, home.id) != home.id:
+                raise ValueError(f"home {home.id}: away_button {button!r} is another home's device")
         ports = {p.name: p for p in self.serial}
         if len(ports) != len(self.serial):
             raise ValueError("two [[serial]] ports have the same name")

@@ -236,6 +236,10 @@ class Pipeline:
         ruled: list[RuleEvent] = []
         self.rules.known(device)
         for state in decoded.signals:
+            if state.signal is Signal.BUTTON_PRESS and self.rules.away_button(device):
+                # The home's away button (by the door, never a pendant): away mode, no alarm.
+                ruled += self.rules.toggle_away(device)
+                continue
             if state.signal is Signal.DOOR_OPEN:
                 status.contact = "open" if state.active else "closed"
             key = (device.config.id, state.signal)

@@ -4,8 +4,14 @@
                          are not back within ``bed_exit_return_s``; back in bed restores it
     inactivity           no activity in the home (movement, a door, the bed, a press) for
                          ``inactivity_s``, counted only inside ``inactivity_window`` and
-                         not while the home is ``away``; the next activity restores it
+                         not while the home is away; the next activity restores it. With
+                         ``inactivity_pre_alarm_s``, first a pre-alarm (a logged
+                         ``inactivity_warning``) that any activity cancels
     door_open_night      at night, a door contact of the home opens; closing restores it
+    wandering            at night, out of bed and a door of the home opened within
+                         ``wandering_s``; back in bed restores it
+    away_mode            the home's ``away_button`` pressed: away mode on (logged), and
+                         the next press ends it; no alarm
     geofence_exit        a device with a ``safe_zone`` reports a position outside it;
                          coming back well inside restores it (devices/geo.py)
 
@@ -42,6 +48,9 @@ ACTIVITY = frozenset(
     }
 )
 DOOR_AT_NIGHT = EVENT_KINDS["door_open_night"]
+WANDERING = EVENT_KINDS["wandering"]
+PRE_ALARM = EVENT_KINDS["inactivity_warning"]
+AWAY = EVENT_KINDS["away_mode"]
 GEOFENCE_EXIT = EVENT_KINDS["geofence_exit"]
 _POSITION = ("latitude", "longitude")
 
@@ -105,6 +114,15 @@ class HomeRules:
         self._last_active: dict[str, RegisteredDevice] = {}
         self._any_device: dict[str, RegisteredDevice] = {}
         self._inactivity_raised: dict[str, RegisteredDevice] = {}
+        # Per home: the pre-alarm started (when, about which device).
+        self._pre_alarm: dict[str, tuple[float, RegisteredDevice]] = {}
+        # Per home: out of bed at night (since when, the bed), and the door a wandering
+        # alarm was raised on.
+        self._got_up: dict[str, tuple[float, RegisteredDevice]] = {}
+        self._wandering: dict[str, RegisteredDevice] = {}
+        # Per home: away mode as its button last set it (over the configuration's).
+        self._away: dict[str, bool] = {}
+        self.homes: dict[str, HomeSection] = {}
         self.replace(homes)
 
     def raised(self) -> list[tuple[str, str]]:
@@ -115,18 +133,34 @@ class HomeRules:
 
     def restore(self, raised: Iterable[tuple[str, str]], device: Callable[[str], object]) -> None:
         """What the previous run had raised; ``device`` finds a device by id (None: gone)."""
-        kinds = {BED_EXIT.name, DOOR_AT_NIGHT.name, GEOFENCE_EXIT.name, INACTIVITY.name}
+        kinds = {
+            BED_EXIT.name,
+            DOOR_AT_NIGHT.name,
+            GEOFENCE_EXIT.name,
+            INACTIVITY.name,
+            WANDERING.name,
+            AWAY.name,
+        }
         for device_id, kind in raised:
             found = device(device_id)
             if kind not in kinds or not isinstance(found, RegisteredDevice):
                 continue
             self._raised.add((device_id, kind))
+            home = found.config.home
             if kind == INACTIVITY.name:
-                self._inactivity_raised[found.config.home] = found
+                self._inactivity_raised[home] = found
+            elif kind == WANDERING.name:
+                self._wandering[home] = found
+            elif kind == AWAY.name:
+                self._away[home] = True
 
     def replace(self, homes: list[HomeSection]) -> None:
         """New rules for the homes (a configuration from the dispatch service); a rule
         already raised stays raised until its device says otherwise."""
+        for home in homes:  # the centre set away mode itself: its word wins over the button
+            before = self.homes.get(home.id)
+            if before is not None and before.away != home.away:
+                self._away.pop(home.id, None)
         self.homes = {h.id: h for h in homes}
         self._zones = {h.id: ZoneInfo(h.timezone) if h.timezone else None for h in homes}
         self._fences.clear()  # each device's zone is read again from its home
@@ -138,6 +172,26 @@ class HomeRules:
 
     def night(self, home_id: str) -> bool:
         return is_night(self.homes[home_id].night, self._local(home_id))
+
+    def away(self, home: HomeSection) -> bool:
+        """Away mode: as the home's button last set it, else as configured."""
+        return self._away.get(home.id, home.away)
+
+    def away_button(self, device: RegisteredDevice) -> bool:
+        home = self.homes.get(device.config.home)
+        return home is not None and home.away_button == device.id
+
+    def toggle_away(self, device: RegisteredDevice) -> list[RuleEvent]:
+        """The home's away button pressed: away mode on, or off again (logged, no alarm)."""
+        home = self.homes[device.config.home]
+        away = not self.away(home)
+        self._away[home.id] = away
+        detail: dict[str, object] = {"by": "button", "button": device.id}
+        if not away:
+            return self._clear(device, AWAY, detail)
+        due = self._raise(device, AWAY, detail)
+        self._inactive[home.id] = 0.0
+        return due + self._clear_inactivity(home.id, {"away": True})
 
     def activity(self, device: RegisteredDevice, signal: Signal, active: bool) -> list[RuleEvent]:
         """A device said something that is someone being active (movement, a door opened
@@ -153,8 +207,12 @@ class HomeRules:
         return self._clear_inactivity(home.id, {"activity": device.id})
 
     def _clear_inactivity(self, home_id: str, detail: dict[str, object]) -> list[RuleEvent]:
+        due: list[RuleEvent] = []
+        warned = self._pre_alarm.pop(home_id, None)
+        if warned is not None:  # cancelled in time: the resident moved, pressed, or left
+            due += self._clear(warned[1], PRE_ALARM, {**detail, "cancelled": True})
         raised = self._inactivity_raised.pop(home_id, None)
-        return [] if raised is None else self._clear(raised, INACTIVITY, detail)
+        return due if raised is None else due + self._clear(raised, INACTIVITY, detail)
 
     def _count_inactivity(self, now: float) -> list[RuleEvent]:
         """Each home's inactive time: counted inside its window, not while away."""
@@ -164,7 +222,7 @@ class HomeRules:
                 continue
             last = self._counted_at.get(home.id, now)
             self._counted_at[home.id] = now
-            if home.away:
+            if self.away(home):
                 self._inactive[home.id] = 0.0
                 due += self._clear_inactivity(home.id, {"away": True})
                 continue
@@ -174,10 +232,23 @@ class HomeRules:
             self._inactive[home.id] = counted
             device = self._last_active.get(home.id) or self._any_device.get(home.id)
             raised = home.id in self._inactivity_raised
-            if counted >= home.inactivity_s and device is not None and not raised:
-                self._inactivity_raised[home.id] = device
-                detail: dict[str, object] = {"inactive_for_s": round(counted), "home": home.id}
-                due += self._raise(device, INACTIVITY, detail)
+            if counted < home.inactivity_s or device is None or raised:
+                continue
+            detail: dict[str, object] = {"inactive_for_s": round(counted), "home": home.id}
+            if home.inactivity_pre_alarm_s:
+                warned = self._pre_alarm.get(home.id)
+                if warned is None:  # first the pre-alarm: the resident may still cancel it
+                    self._pre_alarm[home.id] = (now, device)
+                    warning = {**detail, "pre_alarm_s": home.inactivity_pre_alarm_s}
+                    due += self._raise(device, PRE_ALARM, warning)
+                    continue
+                if now - warned[0] < home.inactivity_pre_alarm_s:
+                    continue
+                del self._pre_alarm[home.id]
+                due += self._clear(warned[1], PRE_ALARM, {"raised": True})
+                detail["pre_alarm_s"] = home.inactivity_pre_alarm_s
+            self._inactivity_raised[home.id] = device
+            due += self._raise(device, INACTIVITY, detail)
         return due
 
     def known(self, device: RegisteredDevice) -> None:
@@ -191,28 +262,43 @@ class HomeRules:
         if home is None:
             return []
         kind = device.config.type
-        if (
-            kind is DeviceType.BED_SENSOR
-            and signal is Signal.BED_OCCUPIED
-            and home.bed_exit_return_s
-        ):
-            if not active and self.night(home.id):
-                self._out_of_bed[device.id] = (self._mono(), device)
-                return []
-            self._out_of_bed.pop(device.id, None)
-            if active:
-                return self._clear(device, BED_EXIT, {"back_in_bed": True})
-            return []
-        if (
-            kind is DeviceType.DOOR_CONTACT
-            and signal is Signal.DOOR_OPEN
-            and home.door_open_at_night
-        ):
-            if active and self.night(home.id):
-                return self._raise(device, DOOR_AT_NIGHT, {"door": device.id})
-            if not active:
-                return self._clear(device, DOOR_AT_NIGHT, {"closed": True})
-        return []
+        if kind is DeviceType.BED_SENSOR and signal is Signal.BED_OCCUPIED:
+            return self._bed(home, device, active)
+        due: list[RuleEvent] = []
+        if kind is DeviceType.DOOR_CONTACT and signal is Signal.DOOR_OPEN:
+            night = active and self.night(home.id)
+            up = self._got_up.get(home.id)
+            if night and home.wandering_s and up is not None:
+                up_for = self._mono() - up[0]
+                if up_for <= home.wandering_s and home.id not in self._wandering:
+                    self._wandering[home.id] = device
+                    detail = {"door": device.id, "bed": up[1].id, "up_for_s": round(up_for)}
+                    due += self._raise(device, WANDERING, detail)
+            if home.door_open_at_night:
+                if night:
+                    due += self._raise(device, DOOR_AT_NIGHT, {"door": device.id})
+                elif not active:
+                    due += self._clear(device, DOOR_AT_NIGHT, {"closed": True})
+        return due
+
+    def _bed(self, home: HomeSection, bed: RegisteredDevice, occupied: bool) -> list[RuleEvent]:
+        """The bed: out at night starts the bed-exit timer and the wandering watch; back in
+        restores both."""
+        due: list[RuleEvent] = []
+        if not occupied and self.night(home.id):
+            if home.bed_exit_return_s:
+                self._out_of_bed[bed.id] = (self._mono(), bed)
+            if home.wandering_s:
+                self._got_up[home.id] = (self._mono(), bed)
+            return due
+        self._out_of_bed.pop(bed.id, None)
+        if not occupied:
+            return due
+        self._got_up.pop(home.id, None)
+        door = self._wandering.pop(home.id, None)
+        if door is not None:
+            due += self._clear(door, WANDERING, {"back_in_bed": bed.id})
+        return due + self._clear(bed, BED_EXIT, {"back_in_bed": True})
 
     def observe_readings(
         self, device: RegisteredDevice, readings: Sequence[tuple[str, float]]

@@ -416,3 +416,122 @@ async def test_positions_are_kept_only_where_the_resident_consented_to_tracking(
     assert kept == {"satellites"}
     (left,) = await events(store)  # in the garden at night: the zone was left, with where
     assert left.detail["latitude"] == IN_GARDEN[0]
+
+
+# -- the pre-alarm, the away button, wandering ----------------------------------------------
+
+
+async def in_order(store: Store) -> list[Event]:
+    """The events as they were kept (the outbox sends the most urgent first)."""
+    return [p.event for p in sorted(await store.pending(100), key=lambda p: p.seq)]
+
+
+BUTTON = {"id": "away-1", "type": "alarm_button", "address": "h3/away", "home": "h3"}
+
+
+async def test_the_pre_alarm_comes_first_and_any_activity_cancels_it(
+    store: Store, clocks: Clocks
+) -> None:
+    clocks.wall = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    home = quiet_home(inactivity_window="00:00-00:00", inactivity_pre_alarm_s=60)
+    pipeline = quiet_pipeline(store, clocks, home)
+    await say(pipeline, "h3/motion", occupancy=True)
+    await pass_time(pipeline, clocks, 8 * 3600, step=30)
+    # Eight hours: the pre-alarm (logged), not yet the alarm.
+    assert kinds(await in_order(store)) == [("inactivity_warning", "motion-1", False)]
+    warning = (await in_order(store))[0]
+    assert warning.priority.value == "low" and warning.detail["pre_alarm_s"] == 60
+    await pass_time(pipeline, clocks, 30, step=30)
+    await say(pipeline, "h3/motion", occupancy=True)  # she was only asleep in her chair
+    await pass_time(pipeline, clocks, 120, step=30)
+    found = await in_order(store)
+    assert kinds(found)[1:] == [("inactivity_warning", "motion-1", True)]
+    assert found[1].detail["cancelled"] is True
+    # Not cancelled this time: after the pre-alarm, the alarm.
+    await pass_time(pipeline, clocks, 8 * 3600 + 60, step=30)
+    assert kinds(await in_order(store))[2:] == [
+        ("inactivity_warning", "motion-1", False),
+        ("inactivity_warning", "motion-1", True),
+        ("inactivity", "motion-1", False),
+    ]
+    raised = (await in_order(store))[-1]
+    assert raised.priority.value == "high" and raised.detail["pre_alarm_s"] == 60
+
+
+async def test_the_away_button_sets_away_mode_and_raises_no_alarm(
+    store: Store, clocks: Clocks
+) -> None:
+    clocks.wall = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    home = quiet_home(inactivity_window="00:00-00:00", away_button="away-1")
+    config = GatewayConfig.model_validate(
+        {"gateway": {"id": "gw-1"}, "devices": [*QUIET_DEVICES, BUTTON], "homes": [home]}
+    )
+    pipeline = clocked(config, store, clocks)
+    await say(pipeline, "h3/motion", occupancy=True)
+    await say(pipeline, "h3/away", action="single")  # leaving for the weekend
+    await say(pipeline, "h3/away", action="")
+    found = await in_order(store)
+    assert kinds(found) == [("away_mode", "away-1", False)]  # away now; no alarm_button
+    assert found[0].priority.value == "low" and found[0].detail["by"] == "button"
+    await pass_time(pipeline, clocks, 48 * 3600, step=600)
+    assert len(await in_order(store)) == 1  # two days away: no inactivity
+    # Away mode survives a restart of the gateway (kept with the raised rule alarms).
+    again = clocked(config, store, clocks)
+    await again.load()
+    await pass_time(again, clocks, 10 * 3600, step=600)
+    assert len(await in_order(store)) == 1
+    await say(again, "h3/away", action="double")  # home again
+    assert kinds(await in_order(store))[1:] == [("away_mode", "away-1", True)]
+    await pass_time(again, clocks, 8 * 3600 + 60, step=600)
+    assert kinds(await in_order(store))[2:] == [("inactivity", "away-1", False)]
+
+
+def test_an_away_button_of_another_home_is_refused() -> None:
+    other = {**BUTTON, "home": "h9"}
+    with pytest.raises(ValueError, match="away_button 'away-1' is another home's device"):
+        GatewayConfig.model_validate(
+            {
+                "gateway": {"id": "gw-1"},
+                "devices": [*QUIET_DEVICES, other],
+                "homes": [quiet_home(away_button="away-1")],
+            }
+        )
+
+
+async def test_up_at_night_and_the_door_opened_is_wandering_and_back_in_bed_restores(
+    store: Store, clocks: Clocks
+) -> None:
+    home = {"id": "h3", "timezone": "Europe/Stockholm", "wandering_s": 600}
+    pipeline = quiet_pipeline(store, clocks, home)  # 02:30 in Stockholm
+    await say(pipeline, "h3/bed", occupancy=True)
+    await say(pipeline, "h3/door", contact=True)
+    await say(pipeline, "h3/bed", occupancy=False)  # up at 02:30
+    clocks.advance(240)
+    await say(pipeline, "h3/door", contact=False)  # the front door opens 4 min later
+    found = await in_order(store)
+    assert kinds(found) == [("wandering", "door-3", False)]
+    assert found[0].priority.value == "high"
+    assert (found[0].detail["bed"], found[0].detail["up_for_s"]) == ("bed-3", 240)
+    await say(pipeline, "h3/door", contact=True)
+    await say(pipeline, "h3/door", contact=False)  # in and out again: still one alarm
+    assert len(await in_order(store)) == 1
+    await say(pipeline, "h3/bed", occupancy=True)  # staff brought him back to bed
+    assert kinds(await in_order(store))[1:] == [("wandering", "door-3", True)]
+
+
+async def test_a_door_long_after_getting_up_or_by_day_is_no_wandering(
+    store: Store, clocks: Clocks
+) -> None:
+    home = {"id": "h3", "timezone": "Europe/Stockholm", "wandering_s": 600}
+    pipeline = quiet_pipeline(store, clocks, home)
+    await say(pipeline, "h3/bed", occupancy=True)
+    await say(pipeline, "h3/door", contact=True)
+    await say(pipeline, "h3/bed", occupancy=False)
+    clocks.advance(601)  # up for ten minutes: the door after that is someone else's doing
+    await say(pipeline, "h3/door", contact=False)
+    await say(pipeline, "h3/door", contact=True)
+    clocks.advance(6 * 3600)  # 08:30: morning
+    await say(pipeline, "h3/bed", occupancy=True)
+    await say(pipeline, "h3/bed", occupancy=False)
+    await say(pipeline, "h3/door", contact=False)
+    assert await in_order(store) == []

@@ -165,6 +165,12 @@ def gateway_config(
         return_s = round(rules.bed_exit_return_min * 60 / (speed or scenario.speed))
         inactive_s = round(rules.inactivity_min * 60 / (speed or scenario.speed))
         inactivity = {"inactivity_s": max(1, inactive_s)} if rules.inactivity_min else {}
+        if rules.inactivity_min and rules.inactivity_pre_alarm_min:
+            pre_s = round(rules.inactivity_pre_alarm_min * 60 / (speed or scenario.speed))
+            inactivity["inactivity_pre_alarm_s"] = max(1, pre_s)
+        if rules.wandering_min:
+            wander_s = round(rules.wandering_min * 60 / (speed or scenario.speed))
+            inactivity["wandering_s"] = max(1, wander_s)
         config["homes"] = [
             {
                 "id": home,

@@ -190,7 +190,7 @@ class Expect(_Strict):
     count: int = Field(default=1, ge=1, le=1000)
 
 
-RULE_KINDS = {"bed_exit_no_return", "door_open_night", "inactivity"}
+RULE_KINDS = {"bed_exit_no_return", "door_open_night", "inactivity", "wandering"}
 # The devices whose activity an inactivity alarm can be about (the last one active).
 _ACTIVE_TYPES = (
     DeviceType.MOTION,
@@ -209,6 +209,10 @@ class Rules(_Strict):
     door_open_at_night: bool = False
     # No activity for this many minutes (the whole day counts): inactivity. 0: off.
     inactivity_min: float = Field(default=0, ge=0, le=7 * 1440)
+    # First a pre-alarm this long, that any activity cancels (a logged event). 0: none.
+    inactivity_pre_alarm_min: float = Field(default=0, ge=0, le=60)
+    # Out of bed at night and a door opened within this many minutes: wandering. 0: off.
+    wandering_min: float = Field(default=0, ge=0, le=1440)
 
     def kinds(self) -> dict[DeviceType, set[str]]:
         """Which device type raises which rules' alarms, for the rules switched on."""
@@ -217,6 +221,8 @@ class Rules(_Strict):
             out.setdefault(DeviceType.BED_SENSOR, set()).add("bed_exit_no_return")
         if self.door_open_at_night:
             out.setdefault(DeviceType.DOOR_CONTACT, set()).add("door_open_night")
+        if self.wandering_min:
+            out.setdefault(DeviceType.DOOR_CONTACT, set()).add("wandering")
         if self.inactivity_min:
             for kind in _ACTIVE_TYPES:
                 out.setdefault(kind, set()).add("inactivity")
