@@ -162,6 +162,10 @@ class Home(Base):
     longitude: Mapped[float | None] = mapped_column(Float)
     # The home-care team (a district) that serves it.
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", name="homes_team_id_fkey"))
+    # The resident is away (cloud/away.py): who set it last, and when.
+    away: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    away_by: Mapped[str | None] = mapped_column(String(100))
+    away_at: Mapped[datetime | None]
 
 
 class Resident(Base):

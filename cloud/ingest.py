@@ -44,6 +44,7 @@ from devices.wire import (
 )
 
 from .alarms import record_event
+from .away import reported as away_reported
 from .brokerlink import broker_options
 from .clock import database_now
 from .commands import CommandService, Delivery
@@ -355,6 +356,7 @@ class IngestWorker:
                 )
                 if not intake.duplicate:
                     await log_lock_event(session, org_id, gateway_id, event)
+                    await away_reported(session, org_id, event)
                 change = None
                 if intake.alarm is not None:
                     public = AlarmPublic.model_validate(intake.alarm)

@@ -85,6 +85,7 @@ class HomeContext(BaseModel):
     notes: str
     latitude: float | None = None
     longitude: float | None = None
+    away: bool = False  # the resident is away (cloud/away.py)
 
 
 class ResidentContext(BaseModel):

@@ -6,6 +6,7 @@ gateway reads raw configuration.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal, TypeAlias, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -270,6 +271,9 @@ class HomeSection(_Strict):
     # The resident is away (set by staff, an operator, or the configuration): the
     # inactivity rule does not count, and one raised is cleared.
     away: bool = False
+    # When the centre last set ``away`` (or ended it): a newer one overrides what the away
+    # button set since.
+    away_set_at: datetime | None = None
     # A button by the door (a device id of this home) whose press sets away mode and the
     # next ends it: no alarm. Never the resident's alarm pendant.
     away_button: str | None = Field(default=None, pattern=_NAME)

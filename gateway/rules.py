@@ -159,7 +159,8 @@ class HomeRules:
         already raised stays raised until its device says otherwise."""
         for home in homes:  # the centre set away mode itself: its word wins over the button
             before = self.homes.get(home.id)
-            if before is not None and before.away != home.away:
+            said = (home.away, home.away_set_at)
+            if before is not None and (before.away, before.away_set_at) != said:
                 self._away.pop(home.id, None)
         self.homes = {h.id: h for h in homes}
         self._zones = {h.id: ZoneInfo(h.timezone) if h.timezone else None for h in homes}

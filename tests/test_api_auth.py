@@ -94,6 +94,7 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
     ("POST", "/api/v1/devices/{device_id}/test", {"admin", "technician"}, {"minutes": 5}),
     ("DELETE", "/api/v1/devices/{device_id}/test", {"admin", "technician"}, None),
     ("GET", "/api/v1/devices/{device_id}/readings", {"admin", "technician"}, None),
+    ("PUT", "/api/v1/homes/{home_id}/away", {"operator", "supervisor", "staff"}, {"away": False}),
     (
         "POST",
         "/api/v1/direct-devices",

@@ -380,6 +380,13 @@ async def test_the_alarm_opens_on_the_resident_card_with_their_recent_alarms(
     assert await axe_violations(page) == []
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / "operator-alarm.png"), full_page=True)
+    # Her daughter calls: Ingrid is staying with her for a week. Away: no inactivity alarm.
+    await expect(card.locator(".away")).to_contain_text("The resident is at home.")
+    await card.get_by_role("button", name="Set away").click()
+    await expect(page.locator("#status")).to_have_text("Away mode set; the gateway is told.")
+    await expect(card.locator(".away")).to_contain_text("The resident is away", timeout=10_000)
+    await card.get_by_role("button", name="Back home").click()
+    await expect(card.locator(".away")).to_contain_text("at home", timeout=10_000)
     assert page.errors == []  # type: ignore[attr-defined]
     await context.close()
 

@@ -32,7 +32,7 @@ from playwright.async_api import (
 from sqlalchemy import update
 
 from cloud.admin import admin_session
-from cloud.db import Organisation, User
+from cloud.db import Home, Organisation, User
 from cloud.lifecycle import AlarmState, Outcome
 from devices import Priority
 from devices.catalog import EVENT_KINDS
@@ -841,6 +841,16 @@ async def test_my_day_lists_the_visits_and_offers_the_door_only_inside_a_visits_
     await expect(view).to_contain_text("key safe by the door, 4711")
     await expect(view.get_by_role("button", name="Open door")).to_be_visible()
     await _both_themes_pass_axe(phone, "visit")
+    # She is packing for a week at her daughter's: away, so no inactivity alarm.
+    await expect(view.locator(".away")).to_contain_text("The resident is at home.")
+    await view.get_by_role("button", name="Set away").click()
+    await expect(phone.locator("#banner")).to_have_text("Away mode set; the gateway is told.")
+    await expect(view.locator(".away")).to_contain_text("The resident is away")
+    await expect(view.get_by_role("button", name="Back home")).to_be_visible()
+    async with admin_session(sqlite_cloud.settings) as session:
+        home = await session.get(Home, ("org-a", "home-12"))
+        assert home is not None and home.away and home.away_by == "sara"
+    await _shot(phone, "visit-away-light")
     # A card outside its window is not shown, and the page says why.
     await phone.goto(f"{sqlite_cloud.url}/staff/#visit/{later['id']}")
     await expect(view).to_contain_text("opens only during its time", timeout=10_000)

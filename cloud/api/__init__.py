@@ -3,6 +3,7 @@ from fastapi import APIRouter
 from . import (
     alarms,
     auth,
+    away,
     commands,
     configuration,
     direct,
@@ -31,5 +32,6 @@ api_router.include_router(visits.router)
 api_router.include_router(push.router)
 api_router.include_router(readings.router)
 api_router.include_router(direct.router)
+api_router.include_router(away.router)
 
 __all__ = ["SMALL_BODY_BYTES", "StrictRoute", "api_router"]

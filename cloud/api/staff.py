@@ -75,6 +75,7 @@ class StaffHome(BaseModel):
     notes: str
     latitude: float | None = None
     longitude: float | None = None
+    away: bool = False  # the resident is away (cloud/away.py)
 
 
 class StaffAlarmCard(BaseModel):

@@ -459,6 +459,30 @@ function ageOf(born) {
   return age;
 }
 
+// Away mode: the resident is away (at a relative's, in hospital), so the home's
+// inactivity rule must not count; the gateway gets it as configuration.
+function awayControl(d) {
+  const home = d.home;
+  const row = element("p", t(home.away ? "ui.away_yes" : "ui.away_no"), "away");
+  const toggle = button(t(home.away ? "ui.away_end" : "ui.away_set"), () => {
+    toggle.disabled = true;
+    api(`/api/v1/homes/${encodeURIComponent(home.id)}/away`, {
+      method: "PUT", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ away: !home.away }),
+    })
+      .then((said) => {
+        setStatus(t(said.away ? "ui.away_done" : "ui.back_done"), "up");
+        if (openDetail === d.alarm.id) showDetail(d.alarm.id);
+      })
+      .catch((e) => {
+        toggle.disabled = false;
+        setStatus(t("ui.away_failed", { reason: e.message }), "down");
+      });
+  });
+  row.append(" ", toggle);
+  return row;
+}
+
 function languageName(code) {
   try {
     return new Intl.DisplayNames([LOCALES[lang]], { type: "language" }).of(code) || code;
@@ -494,6 +518,7 @@ function residentCard(d) {
     [t("ui.d_language"), r && r.language && languageName(r.language)],
     [t("ui.d_notes"), [r && r.notes, d.home && d.home.notes].filter(Boolean).join(" ")],
   ]));
+  if (d.home && me && me.role !== "admin") card.append(awayControl(d));
   if (r && r.contacts.length) {
     card.append(element("h4", t("ui.d_contacts")));
     const list = element("ul", undefined, "contacts");

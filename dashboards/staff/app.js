@@ -915,7 +915,34 @@ function renderVisitView() {
   if (v.note) parts.push(element("p", v.note));
   if (state === "open") parts.push(doorButtons(v.locks, { visit_id: v.id }, home));
   parts.push(residentCard(resident, home, null));
+  if (home) parts.push(awayControl(home));
   view.replaceChildren(...parts);
+}
+
+// Away mode: found the resident gone to hospital, or leaving for a week at a relative's:
+// the home's inactivity rule must not count (the gateway gets it as configuration).
+function awayControl(home) {
+  const box = element("section", undefined, "away");
+  const heading = element("h3", t("ui.away_mode"));
+  const said = element("p", t(home.away ? "ui.away_yes" : "ui.away_no"));
+  const toggle = element("button", t(home.away ? "ui.away_end" : "ui.away_set"), "big");
+  toggle.type = "button";
+  toggle.onclick = () => {
+    toggle.disabled = true;
+    api(`/api/v1/homes/${encodeURIComponent(home.id)}/away`,
+      { method: "PUT", json: { away: !home.away } })
+      .then((answer) => {
+        home.away = answer.away;
+        renderVisitView();
+        banner(t(answer.away ? "ui.away_done" : "ui.back_done"));
+      })
+      .catch((e) => {
+        toggle.disabled = false;
+        banner(t("ui.away_failed", { reason: e.message }));
+      });
+  };
+  box.append(heading, said, toggle);
+  return box;
 }
 
 // -- live changes -------------------------------------------------------------------------

@@ -1,0 +1,63 @@
+"""Away mode from the consoles: ``PUT /api/v1/homes/{home_id}/away`` (cloud/away.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, status
+from pydantic import BaseModel, ConfigDict
+
+from ..away import set_away
+from ..configuration import ConfigurationConflict
+from ..db import Home, User
+from ..security import Role
+from .deps import ServicesDep, SessionDep, require_role
+from .strict import StrictRoute
+
+router = APIRouter(tags=["homes"], route_class=StrictRoute)
+
+AwaySetter = Annotated[User, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR, Role.STAFF))]
+HomeIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+
+
+class AwayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    away: bool
+
+
+class AwayOut(BaseModel):
+    home_id: str
+    away: bool
+    away_by: str | None
+    away_at: datetime | None
+    # The configuration versions it went out in, one per gateway of the home.
+    gateways: dict[str, int]
+
+
+@router.put("/homes/{home_id}/away")
+async def put_away(
+    home_id: HomeIdPath,
+    body: AwayIn,
+    user: AwaySetter,
+    session: SessionDep,
+    services: ServicesDep,
+) -> AwayOut:
+    """The resident is away (at a relative's, in hospital) or back: the home's inactivity
+    rule stops or starts counting. Staff may set it for the homes of their own team."""
+    home = await session.get(Home, (user.org_id, home_id))
+    if home is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No home {home_id}")
+    if user.role == Role.STAFF and home.team_id is not None and home.team_id != user.team_id:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="not a home of your team")
+    try:
+        sent = await set_away(session, user, services.configuration, home, body.away)
+    except ConfigurationConflict as exc:  # a technician's change crossed ours: say so
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    return AwayOut(
+        home_id=home.id,
+        away=home.away,
+        away_by=home.away_by,
+        away_at=home.away_at,
+        gateways={d.gateway_id: d.version for d in sent},
+    )

@@ -1,0 +1,91 @@
+"""A resident's away mode, set from the staff or operator console (or by the home's away
+button, which its gateway reports as an ``away_mode`` event).
+
+Set here, it is kept on the home, audited, and delivered to each gateway that has a device
+of the home as configuration (cloud/configuration.py): the home's ``[[homes]]`` entry gets
+``away`` and ``away_set_at``, in a new version signed and sent like any other. The
+gateway's inactivity rule stops counting while the home is away. The newer ``away_set_at``
+also overrides what the away button set meanwhile, so "back home" in a console ends an
+away mode that was started by the button.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from devices import Event
+
+from .audit import audit
+from .clock import database_now
+from .configuration import ConfigurationService, newest
+from .db import Device, Gateway, Home, User
+
+log = logging.getLogger("trygg.cloud.away")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    gateway_id: str
+    version: int
+
+
+async def set_away(
+    session: AsyncSession,
+    user: User,
+    configuration: ConfigurationService,
+    home: Home,
+    away: bool,
+) -> list[Delivered]:
+    """Set (or end) away mode for ``home``; the configuration versions it went out in."""
+    now = await database_now(session)
+    home.away, home.away_by, home.away_at = away, user.username, now
+    audit(session, user, "home.away" if away else "home.back", f"home:{home.id}")
+    rows = await session.scalars(
+        select(Device.gateway_id)
+        .where(Device.org_id == home.org_id, Device.home_id == home.id)
+        .distinct()
+    )
+    gateway_ids = sorted(set(rows))
+    await session.commit()
+    delivered = []
+    for gateway_id in gateway_ids:
+        gateway = await session.get(Gateway, gateway_id)
+        if gateway is None or gateway_id.startswith("direct-"):
+            continue  # devices reporting straight here have no home rules to tell
+        current = await newest(session, gateway_id)
+        body: dict[str, Any] = dict(current.body) if current is not None else {}
+        homes = [dict(h) for h in body.get("homes", [])]
+        entry = next((h for h in homes if h.get("id") == home.id), None)
+        if entry is None:
+            entry = {"id": home.id}
+            homes.append(entry)
+        entry["away"] = away
+        entry["away_set_at"] = now.isoformat()
+        base = None if current is None else current.version
+        record = await configuration.change(session, user, gateway, base, {**body, "homes": homes})
+        delivered.append(Delivered(gateway_id, record.version))
+        log.info(
+            "home %s %s: gateway %s version %d",
+            home.id,
+            "away" if away else "back",
+            gateway_id,
+            record.version,
+        )
+    return delivered
+
+
+async def reported(session: AsyncSession, org_id: str, event: Event) -> None:
+    """A gateway's ``away_mode`` event (the home's away button): the home's state here."""
+    if event.kind != "away_mode":
+        return
+    home = await session.get(Home, (org_id, event.home_id))
+    if home is None:
+        return
+    home.away = not event.restore
+    home.away_by = f"button:{event.device_id}"[:100]
+    home.away_at = event.occurred_at

@@ -1,0 +1,92 @@
+"""Away mode from the consoles, end to end: a staff member sets the resident away, the
+home's gateway gets it as a signed configuration and its inactivity rule stops; "back
+home" starts it again and overrides the away button; the away button's press, reported
+by the gateway, is the home's state at the centre too (cloud/away.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from cloud.admin import admin_session
+from cloud.db import AuditEntry, Home
+from devices.wire import events_topic
+
+from .conftest import (
+    GATEWAY_ID,
+    RunningCloud,
+    envelope,
+    inventory_device,
+    publish,
+    publish_inventory,
+)
+from .servers import Mosquitto, wait_until
+from .test_commands_e2e import centre
+from .test_configuration_e2e import FILE, SCENARIO
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_staff_set_the_resident_away_and_the_gateways_inactivity_rule_pauses(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with centre(tmp_path, mosquitto, SCENARIO, file_devices=FILE) as c:
+        rules = c.gateway.pipeline.rules
+
+        def away_at_the_gateway() -> bool:
+            home = rules.homes.get("home-12")
+            return home is not None and rules.away(home)
+
+        async with await c.cloud.authed("sara") as staff:
+
+            async def inventory() -> bool:
+                res = await staff.put("/api/v1/homes/home-12/away", json={"away": True})
+                return res.status_code == 200 and GATEWAY_ID in res.json()["gateways"]
+
+            # The gateway's inventory names the hall's motion sensor: then the home has it.
+            await wait_until(inventory, 20, interval_s=0.5)
+            await wait_until(away_at_the_gateway, 20)
+            back = await staff.put("/api/v1/homes/home-12/away", json={"away": False})
+            assert back.status_code == 200, back.text
+            assert back.json()["away"] is False and back.json()["away_by"] == "sara"
+            await wait_until(lambda: not away_at_the_gateway(), 20)
+            bad = await staff.put("/api/v1/homes/home-12/away", json={"away": "maybe"})
+            assert bad.status_code == 422
+            nowhere = await staff.put("/api/v1/homes/nowhere/away", json={"away": True})
+            assert nowhere.status_code == 404
+        async with admin_session(c.cloud.settings) as session:
+            actions = list(
+                await session.scalars(
+                    select(AuditEntry.action).where(AuditEntry.target == "home:home-12")
+                )
+            )
+        assert actions.count("home.back") == 1 and actions.count("home.away") >= 1
+
+
+async def test_the_away_buttons_press_reported_by_the_gateway_is_the_homes_state(
+    sqlite_cloud: RunningCloud, mosquitto: Mosquitto
+) -> None:
+    await publish_inventory(sqlite_cloud, [inventory_device("away-button", home="home-12")])
+    on = envelope("button", 1, kind="away_mode", device="away-button", home_id="home-12")
+    await publish(mosquitto.port, events_topic(GATEWAY_ID), on.model_dump_json())
+
+    async def away() -> bool:
+        async with admin_session(sqlite_cloud.settings) as session:
+            home = await session.get(Home, ("org-a", "home-12"))
+            return home is not None and home.away
+
+    await wait_until(away, 15)
+    off = envelope(
+        "button", 2, kind="away_mode", device="away-button", home_id="home-12", restore=True
+    )
+    await publish(mosquitto.port, events_topic(GATEWAY_ID), off.model_dump_json())
+
+    async def back() -> bool:
+        return not await away()
+
+    await wait_until(back, 15)
+    async with admin_session(sqlite_cloud.settings) as session:
+        home = await session.get(Home, ("org-a", "home-12"))
+        assert home is not None and home.away_by == "button:away-button"
