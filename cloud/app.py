@@ -33,6 +33,7 @@ from .hub import AlarmHub, CommandHub
 from .ingest import IngestWorker
 from .migrate import upgrade
 from .push import PushService
+from .retention import PositionRetention
 from .services import Services
 from .settings import CloudSettings
 from .supervision import GatewaySupervisor
@@ -131,6 +132,8 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
             periodic.append(asyncio.create_task(expire, name="command expiry"))
             doors = door_watch.run(settings.door_watch_every_s, stop)
             periodic.append(asyncio.create_task(doors, name="door watch"))
+            retain = PositionRetention(sessions).run(settings.retention_every_s, stop)
+            periodic.append(asyncio.create_task(retain, name="position retention"))
         log.info("dispatch service ready (%s)", engine.url.render_as_string(hide_password=True))
         try:
             yield

@@ -57,6 +57,9 @@ DEFAULT_ANSWER_TARGET_S = 60
 DEFAULT_TIME_ZONE = "Europe/Stockholm"
 DEFAULT_VISIT_MARGIN_S = 15 * 60
 DEFAULT_DOOR_GRACE_S = 120
+# As commercial GPS alarms offer (30-720 days); the organisation chooses.
+DEFAULT_POSITION_RETENTION_DAYS = 90
+POSITION_RETENTION_DAYS = (30, 720)
 
 
 class Organisation(Base):
@@ -88,6 +91,14 @@ class Organisation(Base):
     door_grace_s: Mapped[int] = mapped_column(
         Integer, default=DEFAULT_DOOR_GRACE_S, server_default=str(DEFAULT_DOOR_GRACE_S)
     )
+    # Residents' positions (in events and alarms) are kept this many days (30-720), then
+    # removed by cloud/retention.py, which has removed them up to positions_removed_to.
+    position_retention_days: Mapped[int] = mapped_column(
+        Integer,
+        default=DEFAULT_POSITION_RETENTION_DAYS,
+        server_default=str(DEFAULT_POSITION_RETENTION_DAYS),
+    )
+    positions_removed_to: Mapped[datetime | None]
 
 
 class User(Base):
@@ -552,7 +563,10 @@ class EventRecord(Base):
     received_at: Mapped[datetime]
     detail: Mapped[dict[str, Any]]
 
-    __table_args__ = (Index("events_by_gateway_time", "org_id", "gateway_id", "received_at"),)
+    __table_args__ = (
+        Index("events_by_gateway_time", "org_id", "gateway_id", "received_at"),
+        Index("events_by_org_time", "org_id", "received_at"),
+    )
 
 
 class AlarmTransition(Base):

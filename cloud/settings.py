@@ -107,6 +107,8 @@ class CloudSettings(CommandKeySettings):
     command_sweep_every_s: float = Field(default=1.0, gt=0, le=60)
     # How often to look for doors to lock again after a visit or an alarm (cloud/doors.py).
     door_watch_every_s: float = Field(default=5.0, gt=0, le=300)
+    # How often positions past the organisation's retention are removed (cloud/retention.py).
+    retention_every_s: float = Field(default=3600.0, gt=0, le=86400)
     # Web Push to staff phones (cloud/push.py, docs/staff.md): the service's VAPID key (an
     # EC P-256 private key, PEM; `trygg cloud push-key --out FILE` makes one) and the
     # contact push services see. Without a key, production sends no pushes; development

@@ -324,6 +324,10 @@ def cloud_set_organisation(
         bool | None,
         typer.Option(help="staff on duty may take their team's unassigned alarms themselves"),
     ] = None,
+    position_retention_days: Annotated[
+        int | None,
+        typer.Option(min=30, max=720, help="days residents' positions are kept (30-720)"),
+    ] = None,
 ) -> None:
     """Change an organisation's settings; what is not given stays as it is. Prints them."""
     from cloud import CloudSettings
@@ -340,10 +344,13 @@ def cloud_set_organisation(
                 organisation.show_tests = show_tests
             if staff_may_take is not None:
                 organisation.staff_may_take = staff_may_take
+            if position_retention_days is not None:
+                organisation.position_retention_days = position_retention_days
             await session.commit()
             return (
                 f"{org}: show_tests={str(organisation.show_tests).lower()} "
-                f"staff_may_take={str(organisation.staff_may_take).lower()}"
+                f"staff_may_take={str(organisation.staff_may_take).lower()} "
+                f"position_retention_days={organisation.position_retention_days}"
             )
 
     typer.echo(asyncio.run(run()))

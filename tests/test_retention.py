@@ -1,0 +1,107 @@
+"""Positions are kept only as long as the organisation says: the retention job removes
+them from events and alarms past it, keeps the alarms and their history, walks the events
+in bounded batches, and refuses a setting outside 30-720 days (cloud/retention.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from cloud.admin import admin_session
+from cloud.db import Alarm, EventRecord, Organisation
+from cloud.retention import PositionRetention
+from devices import Priority
+from devices.wire import events_topic
+from trygg.cli import app
+
+from .conftest import (
+    GATEWAY_ID,
+    RunningCloud,
+    envelope,
+    inventory_device,
+    publish,
+    publish_inventory,
+)
+from .servers import Mosquitto, wait_until
+from .test_gateway_supervision import Clock
+
+pytestmark = pytest.mark.integration
+
+
+async def _positions(cloud: RunningCloud) -> tuple[list[dict[str, Any]], list[Alarm]]:
+    async with admin_session(cloud.settings) as session:
+        events = list(await session.scalars(select(EventRecord.detail)))
+        alarms = list(await session.scalars(select(Alarm)))
+    return events, alarms
+
+
+async def test_positions_past_the_retention_are_removed_and_the_alarms_kept(
+    cloud: RunningCloud, mosquitto: Mosquitto
+) -> None:
+    await publish_inventory(cloud, [inventory_device("gps-1", type="gps_pendant")])
+    for n in range(3):
+        where = {"latitude": 55.6 + n / 100, "longitude": 13.0, "accuracy_m": 6.0}
+        event = envelope(
+            "retention",
+            n,
+            Priority.HIGH,
+            kind="geofence_exit",
+            device="gps-1",
+            device_type="gps_pendant",
+            detail={**where, "zones": ["home"]},
+        )
+        await publish(mosquitto.port, events_topic(GATEWAY_ID), event.model_dump_json())
+
+    async def three() -> bool:
+        return len((await _positions(cloud))[0]) == 3
+
+    await wait_until(three, 20)
+    async with admin_session(cloud.settings) as session:
+        org = await session.get(Organisation, "org-a")
+        assert org is not None and org.position_retention_days == 90
+        org.position_retention_days = 30
+        await session.commit()
+    clock = Clock()
+    job = PositionRetention(cloud.app.state.services.sessions, clock, batch=2)
+    clock.advance(29 * 86400)
+    assert await job.sweep() == 0  # inside the 30 days: kept
+    events, (alarm,) = await _positions(cloud)
+    assert all("latitude" in d for d in events) and alarm.latitude is not None
+    clock.advance(2 * 86400)
+    # Two at a time (the batch): the first sweep takes two, the next the third.
+    assert await job.sweep() == 2
+    assert await job.sweep() == 1
+    assert await job.sweep() == 0
+    events, (alarm,) = await _positions(cloud)
+    for detail in events:
+        assert detail["position_removed"] is True and detail["zones"] == ["home"]
+        assert not {"latitude", "longitude", "accuracy_m"} & detail.keys()
+    assert (alarm.latitude, alarm.longitude) == (None, None)
+    assert (alarm.kind, alarm.event_count) == ("geofence_exit", 3)  # the record stays
+    async with await cloud.authed("anna") as http:
+        shown = (await http.get(f"/api/v1/alarms/{alarm.id}")).json()
+    assert shown["positions"] == [] and shown["alarm"]["latitude"] is None
+
+
+def test_the_retention_is_set_per_organisation_within_30_to_720_days(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRYGG_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    runner = CliRunner()
+    made = runner.invoke(app, ["cloud", "add-gateway", "malmo", "gw-1", "--name", "Rosengård"])
+    assert made.exit_code == 0, made.output
+    for days, says in (("29", "greater than or equal to 30"), ("721", "less than or equal to 720")):
+        refused = runner.invoke(
+            app, ["cloud", "set-organisation", "malmo", "--position-retention-days", days]
+        )
+        said = " ".join(refused.output.replace("│", " ").split())
+        assert refused.exit_code == 2 and says in said, refused.output
+    done = runner.invoke(
+        app, ["cloud", "set-organisation", "malmo", "--position-retention-days", "365"]
+    )
+    assert done.exit_code == 0, done.output
+    assert "position_retention_days=365" in done.output
