@@ -79,6 +79,49 @@ async def set_away(
     return delivered
 
 
+async def tracking_withdrawn(
+    session: AsyncSession, user: User, configuration: ConfigurationService, resident_id: str
+) -> list[Delivered]:
+    """The resident withdrew consent to positions: every gateway configuration kept here
+    that tracks one of their devices gets a new version with ``tracking`` off, so the
+    gateway stops keeping positions (an alarm still carries one)."""
+    from .db import GatewayConfigurationRecord
+
+    gateway_ids = sorted(
+        set(
+            await session.scalars(
+                select(GatewayConfigurationRecord.gateway_id)
+                .where(GatewayConfigurationRecord.org_id == user.org_id)
+                .distinct()
+            )
+        )
+    )
+    delivered = []
+    for gateway_id in gateway_ids:
+        current = await newest(session, gateway_id)
+        gateway = await session.get(Gateway, gateway_id)
+        if current is None or gateway is None:
+            continue
+        devices = [dict(d) for d in current.body.get("devices", [])]
+        tracked = [
+            d for d in devices if d.get("resident") == resident_id and d.get("tracking") is True
+        ]
+        if not tracked:
+            continue
+        for device in tracked:
+            device["tracking"] = False
+        body = {**current.body, "devices": devices}
+        record = await configuration.change(session, user, gateway, current.version, body)
+        delivered.append(Delivered(gateway_id, record.version))
+        log.info(
+            "resident %s withdrew consent to positions: tracking off on gateway %s, version %d",
+            resident_id,
+            gateway_id,
+            record.version,
+        )
+    return delivered
+
+
 async def reported(session: AsyncSession, org_id: str, event: Event) -> None:
     """A gateway's ``away_mode`` event (the home's away button): the home's state here."""
     if event.kind != "away_mode":

@@ -105,3 +105,43 @@ def test_the_retention_is_set_per_organisation_within_30_to_720_days(
     )
     assert done.exit_code == 0, done.output
     assert "position_retention_days=365" in done.output
+
+
+WATCH = {
+    "id": "watch-1",
+    "transport": "native",
+    "type": "gps_pendant",
+    "home": "home-12",
+    "resident": "res-12",
+    "credential_sha256": "a" * 64,
+    "tracking": True,
+}
+
+
+async def test_tracking_needs_the_residents_consent_and_its_withdrawal_turns_it_off(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    url = f"/api/v1/gateways/{GATEWAY_ID}/configuration"
+    change = {"base_version": None, "devices": [WATCH], "homes": []}
+    async with await sqlite_cloud.authed("tove") as tech:
+        refused = await tech.put(url, json=change)
+        assert refused.status_code == 422
+        assert "tracking needs its resident's consent" in refused.json()["detail"]
+    async with await sqlite_cloud.authed("stina") as supervisor:
+        given = await supervisor.post(
+            "/api/v1/residents/res-12/consents",
+            json={"service": "position", "given_by": "resident"},
+        )
+        assert given.status_code == 201, given.text
+        consent = given.json()["id"]
+    async with await sqlite_cloud.authed("tove") as tech:
+        kept = await tech.put(url, json=change)
+        assert kept.status_code == 200, kept.text
+        assert (await tech.get(url)).json()["devices"][0]["tracking"] is True
+    async with await sqlite_cloud.authed("stina") as supervisor:
+        gone = await supervisor.post(f"/api/v1/residents/res-12/consents/{consent}/withdraw")
+        assert gone.status_code == 200, gone.text
+    async with await sqlite_cloud.authed("tove") as tech:
+        view = (await tech.get(url)).json()
+    assert view["version"] == 2 and view["devices"][0]["tracking"] is False
+    assert view["created_by"] == "stina"

@@ -17,8 +17,10 @@ from devices.wire import (
     MAX_CONFIGURE_BYTES,
 )
 
+from ..clock import database_now
 from ..configuration import ConfigurationConflict, Delivery
 from ..db import Gateway
+from ..doors import has_consent
 from ..schemas import CommandPublic
 from ..services import Services
 from .deps import DeviceManager, DeviceReader, ServicesDep, SessionDep
@@ -120,6 +122,19 @@ async def put_configuration(
     rules of its own file and applies it whole or refuses it with the reason."""
     gateway = await _gateway(session, user.org_id, gateway_id)
     change = body.model_dump(exclude={"base_version"})
+    now = await database_now(session)
+    for device in change.get("devices", []):
+        # Positions kept (tracking) only with the resident's consent to it, recorded here.
+        if device.get("tracking") is True:
+            resident = device.get("resident")
+            if not resident or not await has_consent(
+                session, user.org_id, str(resident), "position", now
+            ):
+                raise HTTPException(
+                    422,
+                    detail=f"device {device.get('id')}: tracking needs its resident's consent "
+                    "to positions, and none is recorded",
+                )
     try:
         await services.configuration.change(session, user, gateway, body.base_version, change)
     except ConfigurationConflict as exc:

@@ -13,11 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..audit import audit
+from ..away import tracking_withdrawn
 from ..clock import database_now
 from ..db import Consent, Home, Resident, Team, User, Visit
+from ..doors import has_consent
 from ..security import Role
 from ..visits import MAX_VISIT
-from .deps import SessionDep, require_role
+from .deps import ServicesDep, SessionDep, require_role
 from .strict import TEXT_BODY_BYTES, StrictRoute
 
 router = APIRouter(tags=["visits"], route_class=StrictRoute)
@@ -264,8 +266,10 @@ async def withdraw_consent(
     consent_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     user: ConsentRecorder,
     session: SessionDep,
+    services: ServicesDep,
 ) -> ConsentOut:
-    """The consent is withdrawn from now: the service stops at once."""
+    """The consent is withdrawn from now: the service stops at once (for positions: the
+    gateways that kept the resident's positions are told to stop)."""
     consent = await session.get(Consent, consent_id)
     if consent is None or consent.org_id != user.org_id or consent.resident_id != resident_id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No consent {consent_id}")
@@ -275,4 +279,8 @@ async def withdraw_consent(
         detail = {"service": consent.service, "consent": consent_id}
         audit(session, user, "consent.withdraw", f"resident:{resident_id}", detail)
         await session.commit()
+        now = await database_now(session)
+        still = await has_consent(session, user.org_id, resident_id, "position", now)
+        if consent.service == "position" and not still:  # no other consent to positions
+            await tracking_withdrawn(session, user, services.configuration, resident_id)
     return ConsentOut.model_validate(consent)
