@@ -100,6 +100,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         clock_watch = ClockWatch(sessions, hub, settings.clock_step_limit_s)
         door_watch = DoorWatch(sessions, commands, hub)
         push = PushService(settings, sessions, vapid)
+        retention = PositionRetention(sessions, timeseries_url=settings.readings_query_url)
         app.state.services = Services(
             settings,
             engine,
@@ -115,6 +116,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
             door_watch,
             push,
             configuration,
+            retention,
         )
         await push.start()
         tasks = []
@@ -132,7 +134,7 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
             periodic.append(asyncio.create_task(expire, name="command expiry"))
             doors = door_watch.run(settings.door_watch_every_s, stop)
             periodic.append(asyncio.create_task(doors, name="door watch"))
-            retain = PositionRetention(sessions).run(settings.retention_every_s, stop)
+            retain = retention.run(settings.retention_every_s, stop)
             periodic.append(asyncio.create_task(retain, name="position retention"))
         log.info("dispatch service ready (%s)", engine.url.render_as_string(hide_password=True))
         try:

@@ -137,6 +137,17 @@ async def metrics(services: Services) -> Response:
         ),
         _by(GaugeMetricFamily, "alarms_open", "Open alarms, by priority", "priority", open_alarms),
         _counter("escalations", "Alarms escalated", services.escalator.escalated),
+        _counter(
+            "positions_removed",
+            "Events whose position was removed past the organisation's retention",
+            services.retention.removed,
+        ),
+        GaugeMetricFamily(
+            "trygg_dispatch_timeseries_retention_ok",
+            "1 when the time-series store keeps data no longer than every organisation keeps "
+            "positions; 0 when longer; -1 when it does not say",
+            value={True: 1.0, False: 0.0, None: -1.0}[services.retention.store_ok],
+        ),
         _by(
             CounterMetricFamily,
             "escalation_webhook",

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+import httpx
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .clock import Clock, database_now, pause
@@ -29,6 +31,29 @@ log = logging.getLogger("trygg.cloud.retention")
 
 POSITION_KEYS = frozenset({"latitude", "longitude", "accuracy_m", "fix_age_s", "speed_kmh"})
 BATCH = 2_000
+_FLAG = re.compile(r'^flag\{name="retentionPeriod", value="([^"]*)"', re.MULTILINE)
+# VictoriaMetrics' durations: a number and a unit; without one, months.
+_UNIT_DAYS = {"s": 1 / 86400, "m": 1 / 1440, "h": 1 / 24, "d": 1, "w": 7, "y": 365, "": 31}
+
+
+def retention_days(value: str) -> float | None:
+    """``90d`` -> 90, ``1y`` -> 365, ``3`` -> 93 (months); None if it is not one."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*", value)
+    if match is None:
+        return None
+    return float(match[1]) * _UNIT_DAYS[match[2]]
+
+
+async def store_retention_days(url: str, timeout_s: float = 5.0) -> float | None:
+    """The time-series store's own retention, from its /metrics (VictoriaMetrics publishes
+    its flags there); None when it does not say (another store, or no answer)."""
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            res = await client.get(f"{url.rstrip('/')}/metrics")
+    except httpx.HTTPError:
+        return None
+    found = _FLAG.search(res.text) if res.status_code == 200 else None
+    return None if found is None else retention_days(found[1])
 
 
 @dataclass
@@ -36,8 +61,23 @@ class PositionRetention:
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock = database_now
     batch: int = BATCH
+    timeseries_url: str | None = None
     removed: int = 0  # events whose position was removed, since start
+    # The time-series store's retention as last read (days; None: not known), and the
+    # shortest an organisation asks for.
+    store_days: float | None = None
+    needed_days: int | None = None
+    _said: object = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def store_ok(self) -> bool | None:
+        """Whether the store keeps readings no longer than every organisation allows."""
+        if self.timeseries_url is None or self.needed_days is None:
+            return True
+        if self.store_days is None:
+            return None
+        return self.store_days <= self.needed_days
 
     async def sweep(self) -> int:
         """One pass over every organisation; the events whose position it removed."""
@@ -47,9 +87,43 @@ class PositionRetention:
             orgs = list(await session.scalars(select(Organisation).order_by(Organisation.id)))
             for org in orgs:
                 done += await self._organisation(session, org, now)
+            shortest = await session.scalar(select(func.min(Organisation.position_retention_days)))
             await session.commit()
         self.removed += done
+        self.needed_days = None if shortest is None else int(shortest)
+        if self.timeseries_url is not None:
+            self.store_days = await store_retention_days(self.timeseries_url)
+            self._tell()
         return done
+
+    def _tell(self) -> None:
+        """The store's retention in the log, once per change of verdict."""
+        verdict = (self.store_ok, self.store_days, self.needed_days)
+        if verdict == self._said:
+            return
+        self._said = verdict
+        if self.store_ok is None:
+            log.warning(
+                "the time-series store at %s does not say its retention: make sure it keeps "
+                "positions no longer than %s days",
+                self.timeseries_url,
+                self.needed_days,
+            )
+        elif not self.store_ok:
+            log.error(
+                "the time-series store keeps data %.0f days, longer than the %d days an "
+                "organisation keeps positions: set its -retentionPeriod to %dd or less",
+                self.store_days or 0,
+                self.needed_days or 0,
+                self.needed_days or 0,
+            )
+        else:
+            log.info(
+                "the time-series store keeps data %.0f days, within the %d days positions "
+                "may be kept",
+                self.store_days or 0,
+                self.needed_days or 0,
+            )
 
     async def _organisation(self, session: AsyncSession, org: Organisation, now: datetime) -> int:
         cutoff = now - timedelta(days=org.position_retention_days)

@@ -14,6 +14,7 @@ from .escalation import Escalator
 from .hub import AlarmHub, CommandHub
 from .ingest import IngestWorker
 from .push import PushService
+from .retention import PositionRetention
 from .settings import CloudSettings
 from .supervision import GatewaySupervisor
 
@@ -34,3 +35,4 @@ class Services:
     door_watch: DoorWatch
     push: PushService
     configuration: ConfigurationService
+    retention: PositionRetention

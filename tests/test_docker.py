@@ -205,3 +205,19 @@ async def test_the_stacks_setup_runs_without_docker_and_its_broker_holds(
                 pass
     acl = (tmp_path / "home-broker" / "acl").read_text()
     assert "user trygg-gateway" in acl and "user zigbee2mqtt" in acl
+
+
+def test_the_time_series_store_keeps_positions_no_longer_than_the_default_retention() -> None:
+    """Its -retentionPeriod is how long tracked positions stay (cloud/retention.py)."""
+    import yaml
+
+    from cloud.db import DEFAULT_POSITION_RETENTION_DAYS
+    from cloud.retention import retention_days
+
+    compose = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "docker" / "compose.yaml").read_text()
+    )
+    flags = compose["services"]["victoria-metrics"]["command"]
+    (period,) = [f.split("=", 1)[1] for f in flags if f.startswith("-retentionPeriod=")]
+    days = retention_days(period)
+    assert days is not None and days <= DEFAULT_POSITION_RETENTION_DAYS

@@ -145,3 +145,55 @@ async def test_tracking_needs_the_residents_consent_and_its_withdrawal_turns_it_
         view = (await tech.get(url)).json()
     assert view["version"] == 2 and view["devices"][0]["tracking"] is False
     assert view["created_by"] == "stina"
+
+
+@pytest.mark.parametrize(
+    ("value", "days"),
+    [("90d", 90), ("1y", 365), ("3", 93), ("2w", 14), ("48h", 2), ("100y", 36500), ("x", None)],
+)
+def test_the_stores_retention_is_read_as_victoriametrics_writes_it(
+    value: str, days: float | None
+) -> None:
+    from cloud.retention import retention_days
+
+    assert retention_days(value) == days
+
+
+async def test_a_time_series_store_that_keeps_longer_than_an_organisation_allows_is_an_error(
+    sqlite_cloud: RunningCloud, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store deletes by its own -retentionPeriod; the job checks it is short enough."""
+    from .servers import VictoriaMetrics
+
+    sessions = sqlite_cloud.app.state.services.sessions
+    stores = []
+    for name, retention in (("long", "100y"), ("short", "60d")):
+        (tmp_path / name).mkdir()
+        store = VictoriaMetrics(tmp_path / name, (f"-retentionPeriod={retention}",))
+        store.start()
+        stores.append(store)
+    try:
+        long, short = stores
+        job = PositionRetention(sessions, timeseries_url=long.url)
+        await job.sweep()
+        assert (job.store_days, job.needed_days, job.store_ok) == (36500, 90, False)
+        assert "set its -retentionPeriod to 90d or less" in caplog.text
+        job.timeseries_url = short.url
+        await job.sweep()
+        assert (job.store_days, job.store_ok) == (60, True)
+        async with admin_session(sqlite_cloud.settings) as session:
+            org = await session.get(Organisation, "org-a")
+            assert org is not None
+            org.position_retention_days = 30  # now the 60 days are too long
+            await session.commit()
+        await job.sweep()
+        assert (job.needed_days, job.store_ok) == (30, False)
+        job.timeseries_url = sqlite_cloud.url  # a server that does not say: not known
+        await job.sweep()
+        assert job.store_ok is None
+        async with sqlite_cloud.client() as http:
+            metrics = (await http.get("/metrics")).text
+        assert "trygg_dispatch_timeseries_retention_ok 1.0" in metrics  # the service's own
+    finally:
+        for store in stores:
+            store.stop()
