@@ -12,8 +12,6 @@ away mode that was started by the button.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,15 +21,10 @@ from devices import Event
 from .audit import audit
 from .clock import database_now
 from .configuration import ConfigurationService, newest
-from .db import Device, Gateway, Home, User
+from .db import Gateway, Home, User
+from .homerules import Delivered, deliver_home
 
 log = logging.getLogger("trygg.cloud.away")
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    gateway_id: str
-    version: int
 
 
 async def set_away(
@@ -45,38 +38,9 @@ async def set_away(
     now = await database_now(session)
     home.away, home.away_by, home.away_at = away, user.username, now
     audit(session, user, "home.away" if away else "home.back", f"home:{home.id}")
-    rows = await session.scalars(
-        select(Device.gateway_id)
-        .where(Device.org_id == home.org_id, Device.home_id == home.id)
-        .distinct()
-    )
-    gateway_ids = sorted(set(rows))
     await session.commit()
-    delivered = []
-    for gateway_id in gateway_ids:
-        gateway = await session.get(Gateway, gateway_id)
-        if gateway is None or gateway_id.startswith("direct-"):
-            continue  # devices reporting straight here have no home rules to tell
-        current = await newest(session, gateway_id)
-        body: dict[str, Any] = dict(current.body) if current is not None else {}
-        homes = [dict(h) for h in body.get("homes", [])]
-        entry = next((h for h in homes if h.get("id") == home.id), None)
-        if entry is None:
-            entry = {"id": home.id}
-            homes.append(entry)
-        entry["away"] = away
-        entry["away_set_at"] = now.isoformat()
-        base = None if current is None else current.version
-        record = await configuration.change(session, user, gateway, base, {**body, "homes": homes})
-        delivered.append(Delivered(gateway_id, record.version))
-        log.info(
-            "home %s %s: gateway %s version %d",
-            home.id,
-            "away" if away else "back",
-            gateway_id,
-            record.version,
-        )
-    return delivered
+    fields = {"away": away, "away_set_at": now.isoformat()}
+    return await deliver_home(session, user, configuration, home.id, fields)
 
 
 async def tracking_withdrawn(

@@ -192,6 +192,8 @@ class Resident(Base):
     born: Mapped[date | None] = mapped_column(Date)
     # The language to speak with them, as a BCP 47 tag ("sv", "fi", "ar", ...).
     language: Mapped[str | None] = mapped_column(String(35))
+    # Their own home rules (cloud/homerules.py ResidentRules); None: none set here.
+    rules: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Device(Base):

@@ -95,6 +95,8 @@ ROUTES: list[tuple[str, str, set[str], dict[str, object] | None]] = [
     ("DELETE", "/api/v1/devices/{device_id}/test", {"admin", "technician"}, None),
     ("GET", "/api/v1/devices/{device_id}/readings", {"admin", "technician"}, None),
     ("PUT", "/api/v1/homes/{home_id}/away", {"operator", "supervisor", "staff"}, {"away": False}),
+    ("GET", "/api/v1/residents/{resident_id}/rules", {"admin", "supervisor", "operator"}, None),
+    ("PUT", "/api/v1/residents/{resident_id}/rules", {"admin", "supervisor"}, {}),
     (
         "POST",
         "/api/v1/direct-devices",

@@ -90,3 +90,56 @@ async def test_the_away_buttons_press_reported_by_the_gateway_is_the_homes_state
     async with admin_session(sqlite_cloud.settings) as session:
         home = await session.get(Home, ("org-a", "home-12"))
         assert home is not None and home.away_by == "button:away-button"
+
+
+async def test_rules_set_per_resident_reach_the_homes_gateway_as_the_strictest_of_them(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Ingrid needs an inactivity alarm after 8 hours by day and a door alarm at night;
+    Olof, her husband with dementia, the wandering watch and 4 hours. Their home runs the
+    strictest of each (cloud/homerules.py)."""
+    async with centre(tmp_path, mosquitto, SCENARIO, file_devices=FILE) as c:
+        rules = c.gateway.pipeline.rules
+        async with await c.cloud.authed("adam") as admin:
+            olof = {"id": "res-13", "home_id": "home-12", "name": "Olof"}
+            assert (await admin.post("/api/v1/residents", json=olof)).status_code == 201
+        async with await c.cloud.authed("stina") as supervisor:
+            ingrid = {
+                "inactivity_h": 8,
+                "inactivity_window": "07:00-22:00",
+                "inactivity_pre_alarm_s": 60,
+                "door_open_at_night": True,
+            }
+
+            async def delivered() -> bool:  # once the inventory has named the home's devices
+                res = await supervisor.put("/api/v1/residents/res-12/rules", json=ingrid)
+                assert res.status_code == 200, res.text
+                return GATEWAY_ID in res.json()["gateways"]
+
+            await wait_until(delivered, 20, interval_s=0.5)
+            await wait_until(lambda: "home-12" in rules.homes, 20)
+            home = rules.homes["home-12"]
+            assert (home.inactivity_s, home.inactivity_pre_alarm_s) == (8 * 3600, 60)
+            assert home.door_open_at_night and home.wandering_s == 0
+            assert home.timezone == "Europe/Stockholm"
+            olofs = {"inactivity_h": 4, "wandering_min": 10}
+            res = await supervisor.put("/api/v1/residents/res-13/rules", json=olofs)
+            assert res.status_code == 200, res.text
+            said = res.json()["home_rules"]
+            assert (said["inactivity_s"], said["wandering_s"]) == (4 * 3600, 600)
+            assert said["inactivity_window"] == "00:00-00:00" and said["door_open_at_night"]
+
+            def both() -> bool:
+                return rules.homes["home-12"].wandering_s == 600
+
+            await wait_until(both, 20)
+            assert rules.homes["home-12"].inactivity_s == 4 * 3600
+            read = (await supervisor.get("/api/v1/residents/res-13/rules")).json()
+            assert read["rules"]["wandering_min"] == 10 and read["home_rules"] == said
+            bad = await supervisor.put("/api/v1/residents/res-13/rules", json={"inactivity_h": -1})
+            assert bad.status_code == 422
+            odd = await supervisor.put("/api/v1/residents/res-13/rules", json={"sleep": True})
+            assert odd.status_code == 422
+        async with await c.cloud.authed("anna") as operator:
+            refused = await operator.put("/api/v1/residents/res-13/rules", json=olofs)
+            assert refused.status_code == 403

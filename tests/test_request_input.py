@@ -176,6 +176,7 @@ PATH_VALUES = {
     "visit_id": "1",
     "consent_id": "1",
     "subscription_id": "1",
+    "kind": "alarm",  # a direct device's message (docs/native-api.md)
 }
 
 

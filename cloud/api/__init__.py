@@ -12,6 +12,7 @@ from . import (
     people,
     push,
     readings,
+    rules,
     staff,
     statistics,
     visits,
@@ -33,5 +34,6 @@ api_router.include_router(push.router)
 api_router.include_router(readings.router)
 api_router.include_router(direct.router)
 api_router.include_router(away.router)
+api_router.include_router(rules.router)
 
 __all__ = ["SMALL_BODY_BYTES", "StrictRoute", "api_router"]
