@@ -140,6 +140,8 @@ async def change_user(
 
 
 async def ensure_gateway(session: AsyncSession, org_id: str, gateway_id: str, name: str) -> Gateway:
+    if gateway_id.startswith("direct-"):  # the service's own intake (cloud/direct.py)
+        raise ValueError(f"{gateway_id}: gateway ids starting with direct- are reserved")
     gateway = await session.get(Gateway, gateway_id)
     if gateway is None:
         gateway = Gateway(id=gateway_id, org_id=org_id, name=name, last_seen_at=None, online=None)

@@ -100,7 +100,9 @@ def create_app(settings: CloudSettings | None = None, *, run_ingest: bool = True
         clock_watch = ClockWatch(sessions, hub, settings.clock_step_limit_s)
         door_watch = DoorWatch(sessions, commands, hub)
         push = PushService(settings, sessions, vapid)
-        retention = PositionRetention(sessions, timeseries_url=settings.readings_query_url)
+        retention = PositionRetention(
+            sessions, timeseries_url=settings.readings_query_url, configuration=configuration
+        )
         app.state.services = Services(
             settings,
             engine,

@@ -99,6 +99,7 @@ class Organisation(Base):
         server_default=str(DEFAULT_POSITION_RETENTION_DAYS),
     )
     positions_removed_to: Mapped[datetime | None]
+    positions_removed_after: Mapped[list[str] | None] = mapped_column(JSON)  # [gateway, id]
 
 
 class User(Base):

@@ -27,7 +27,8 @@ from devices.codecs.native import NativeMessage
 from devices.wire import GATEWAY_ID_PATTERN
 
 from .alarms import Intake, record_event
-from .db import Device, Gateway
+from .clock import database_now
+from .db import Device, Gateway, Home, Resident
 
 DIRECT_NAME = "Devices reporting directly (LTE, Wi-Fi)"
 SILENT = EVENT_KINDS["device_silent"]
@@ -46,7 +47,12 @@ def credential_digest(credential: str) -> str:
 
 
 class DirectError(Exception):
-    """A device that cannot be registered as a direct one (its id is a gateway's device)."""
+    """A device that cannot be registered as a direct one: ``status`` 409 (its id is a
+    gateway's device) or 422 (no such home or resident)."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 async def register(
@@ -60,9 +66,18 @@ async def register(
     """Register (or re-register) a direct device; its new credential, the only time it is
     seen (the one before stops working). The caller commits."""
     gateway_id = direct_gateway_id(org_id)
-    if await session.get(Gateway, gateway_id) is None:
+    if await session.get(Home, (org_id, home_id)) is None:
+        raise DirectError(f"home_id: no home {home_id}", 422)
+    if resident_id is not None:
+        resident = await session.get(Resident, (org_id, resident_id))
+        if resident is None or resident.home_id != home_id:
+            raise DirectError(f"resident_id: no resident {resident_id} in home {home_id}", 422)
+    record = await session.get(Gateway, gateway_id)
+    if record is None:
         session.add(Gateway(id=gateway_id, org_id=org_id, name=DIRECT_NAME))
         await session.flush()
+    elif record.org_id != org_id:  # a gateway registered under the reserved name
+        raise DirectError(f"gateway {gateway_id} is another organisation's: rename it")
     device = await session.get(Device, (org_id, device_id))
     if device is not None and device.gateway_id != gateway_id:
         raise DirectError(f"device {device_id} is gateway {device.gateway_id}'s")
@@ -76,6 +91,9 @@ async def register(
     device.transport = "native"
     device.origin = "dispatch"
     device.credential_sha256 = credential_digest(credential)
+    # Watched from now: a device installed and never heard from is silent too.
+    device.last_seen_at = await database_now(session)
+    device.online = True
     return credential
 
 
@@ -160,6 +178,9 @@ async def take(
     session: AsyncSession, device: Device, message: NativeMessage, now: datetime
 ) -> Taken:
     """One decoded message from a direct device. The caller commits."""
+    # Its row, locked: a silence sweep at this moment (SKIP LOCKED) passes it by, or has
+    # committed its "silent" first, which this then restores.
+    await session.refresh(device, with_for_update=True)
     back = None
     if device.online is False:  # it was silent: it speaks again
         back = await record_event(
@@ -187,8 +208,11 @@ async def take(
         return Taken(None, f"a {device.type} raises no {state.signal.value}", back)
     gateway_id = device.gateway_id
     assert message.message_id is not None  # an alarm always has one
+    # The id and the message: a resend is the same event; the same id on another message
+    # (a device's counter that started over) is a new one.
+    body = hashlib.blake2b(message.canonical, digest_size=8).hexdigest()
     event = Event(
-        id=stable_event_id(gateway_id, device.id, "native", message.message_id),
+        id=stable_event_id(gateway_id, device.id, "native", message.message_id, body),
         kind=kind.name,
         priority=kind.priority,
         device_id=device.id,

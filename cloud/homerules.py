@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .configuration import ConfigurationService, newest
 from .db import Device, Gateway, Organisation, Resident, User
+from .direct import direct_gateway_id
 
 log = logging.getLogger("trygg.cloud.homerules")
 
@@ -98,7 +99,7 @@ async def deliver_home(
     delivered = []
     for gateway_id in sorted(set(rows)):
         gateway = await session.get(Gateway, gateway_id)
-        if gateway is None or gateway_id.startswith("direct-"):
+        if gateway is None or gateway_id == direct_gateway_id(user.org_id):
             continue  # devices reporting straight here have no home rules to run
         current = await newest(session, gateway_id)
         body: dict[str, Any] = dict(current.body) if current is not None else {}

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .away import untrack_without_consent
 from .clock import Clock, database_now, pause
+from .configuration import ConfigurationService
 from .db import Alarm, EventRecord, Organisation
 
 log = logging.getLogger("trygg.cloud.retention")
@@ -62,6 +64,8 @@ class PositionRetention:
     clock: Clock = database_now
     batch: int = BATCH
     timeseries_url: str | None = None
+    # Where it turns tracking off for residents without consent (cloud/away.py).
+    configuration: ConfigurationService | None = None
     removed: int = 0  # events whose position was removed, since start
     # The time-series store's retention as last read (days; None: not known), and the
     # shortest an organisation asks for.
@@ -89,6 +93,8 @@ class PositionRetention:
                 done += await self._organisation(session, org, now)
             shortest = await session.scalar(select(func.min(Organisation.position_retention_days)))
             await session.commit()
+            if self.configuration is not None:
+                await untrack_without_consent(session, self.configuration, now)
         self.removed += done
         self.needed_days = None if shortest is None else int(shortest)
         if self.timeseries_url is not None:
@@ -127,15 +133,18 @@ class PositionRetention:
 
     async def _organisation(self, session: AsyncSession, org: Organisation, now: datetime) -> int:
         cutoff = now - timedelta(days=org.position_retention_days)
-        start = org.positions_removed_to
+        start, after = org.positions_removed_to, org.positions_removed_after
         query = select(EventRecord).where(
             EventRecord.org_id == org.id, EventRecord.received_at < cutoff
         )
-        if start is not None:
+        key = tuple_(EventRecord.received_at, EventRecord.gateway_id, EventRecord.id)
+        if start is not None and after:  # after the last one a full batch ended on
+            when = literal(start, type_=EventRecord.received_at.type)
+            query = query.where(key > tuple_(when, literal(after[0]), literal(after[1])))
+        elif start is not None:
             query = query.where(EventRecord.received_at >= start)
-        rows = list(
-            await session.scalars(query.order_by(EventRecord.received_at).limit(self.batch))
-        )
+        order = (EventRecord.received_at, EventRecord.gateway_id, EventRecord.id)
+        rows = list(await session.scalars(query.order_by(*order).limit(self.batch)))
         removed = 0
         for event in rows:
             detail = event.detail or {}
@@ -143,10 +152,14 @@ class PositionRetention:
                 kept = {k: v for k, v in detail.items() if k not in POSITION_KEYS}
                 event.detail = {**kept, "position_removed": True}
                 removed += 1
-        # Up to the last one read when the batch was full (the rest of that instant is read
-        # next time, again: harmless); to the cutoff when it was not.
-        reached = rows[-1].received_at if len(rows) == self.batch else cutoff
-        org.positions_removed_to = reached
+        # Up to the last one read when the batch was full (the next sweep goes on after
+        # it, however many share its instant); to the cutoff when it was not.
+        if len(rows) == self.batch:
+            last = rows[-1]
+            org.positions_removed_to = last.received_at
+            org.positions_removed_after = [last.gateway_id, last.id]
+        else:
+            org.positions_removed_to, org.positions_removed_after = cutoff, None
         cleared = await session.execute(
             update(Alarm)
             .where(

@@ -331,10 +331,11 @@ async def _native(gateway: Gateway, device_id: str, kind: str, request: Request)
         if len(body) > MAX_MESSAGE_BYTES:
             counters.drop(DropReason.OVERSIZED, source, f"over {MAX_MESSAGE_BYTES} bytes")
             raise HTTPException(413, f"a message is at most {MAX_MESSAGE_BYTES} bytes")
+    native = getattr(request.app.state, "native", None)
+    if native is None:  # one for the API: it knows which messages are being stored now
+        native = request.app.state.native = NativeInput(gateway.pipeline)
     try:
-        refused = await NativeInput(gateway.pipeline).take(
-            device, kind, bytes(body), source, resent=False
-        )
+        refused = await native.take(device, kind, bytes(body), source, resent=False)
     except StoreError as exc:
         raise HTTPException(
             503, f"not kept ({exc}): send it again", headers={"Retry-After": "1"}

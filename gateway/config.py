@@ -482,11 +482,21 @@ class GatewayConfig(_Strict):
             addresses.add(key)
         if len({h.id for h in self.homes}) != len(self.homes):
             raise ValueError("two [[homes]] have the same id")
-        homes_of = {d.id: d.home for d in self.devices}
+        by_id = {d.id: d for d in self.devices}
         for home in self.homes:
-            button = home.away_button
-            if button is not None and homes_of.get(button, home.id) != home.id:
-                raise ValueError(f"home {home.id}: away_button {button!r} is another home's device")
+            button = by_id.get(home.away_button or "")
+            if button is None:
+                continue
+            if button.home != home.id:
+                raise ValueError(
+                    f"home {home.id}: away_button {button.id!r} is another home's device"
+                )
+            # Its presses never raise an alarm: it must be nobody's alarm button.
+            if button.resident is not None or button.transport in ("native", "nmea", "radio"):
+                raise ValueError(
+                    f"home {home.id}: away_button {button.id!r} is a resident's alarm device "
+                    "(its press must stay an alarm): use a button of no resident, by the door"
+                )
         ports = {p.name: p for p in self.serial}
         if len(ports) != len(self.serial):
             raise ValueError("two [[serial]] ports have the same name")

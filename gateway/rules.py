@@ -83,6 +83,15 @@ def _minutes(text: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
+# How an away button's state is kept with the raised rule alarms (HomeRules.raised).
+_AWAY_KEPT = "away_mode"
+
+
+def _said(home: HomeSection) -> str:
+    """What the configuration says of away mode: a button's state counts over this only."""
+    return f"{int(home.away)}{home.away_set_at.isoformat() if home.away_set_at else ''}"
+
+
 def is_night(window: str, local: datetime) -> bool:
     start, end = (_minutes(part) for part in window.split("-"))
     now = local.hour * 60 + local.minute
@@ -120,16 +129,20 @@ class HomeRules:
         # alarm was raised on.
         self._got_up: dict[str, tuple[float, RegisteredDevice]] = {}
         self._wandering: dict[str, RegisteredDevice] = {}
-        # Per home: away mode as its button last set it (over the configuration's).
-        self._away: dict[str, bool] = {}
+        # Per home: away mode as its button last set it, and the configuration's word it
+        # was set over (``_said``): a newer word from the centre wins over the button.
+        self._away: dict[str, tuple[bool, str, str]] = {}  # home -> (away, said, button)
         self.homes: dict[str, HomeSection] = {}
         self.replace(homes)
 
     def raised(self) -> list[tuple[str, str]]:
         """The rule alarms raised now (device id, kind): kept across a restart, so a
         resident still outside their zone is not an alarm again, and coming back is a
-        restore."""
-        return sorted(self._raised)
+        restore. With them, what each away button set (``away_mode=1@<said>``)."""
+        away = [
+            (button, f"{_AWAY_KEPT}={int(on)}@{said}") for on, said, button in self._away.values()
+        ]
+        return sorted(self._raised) + sorted(away)
 
     def restore(self, raised: Iterable[tuple[str, str]], device: Callable[[str], object]) -> None:
         """What the previous run had raised; ``device`` finds a device by id (None: gone)."""
@@ -139,11 +152,16 @@ class HomeRules:
             GEOFENCE_EXIT.name,
             INACTIVITY.name,
             WANDERING.name,
-            AWAY.name,
         }
         for device_id, kind in raised:
             found = device(device_id)
-            if kind not in kinds or not isinstance(found, RegisteredDevice):
+            if not isinstance(found, RegisteredDevice):
+                continue
+            if kind.startswith(f"{_AWAY_KEPT}="):
+                on, _, said = kind.removeprefix(f"{_AWAY_KEPT}=").partition("@")
+                self._away[found.config.home] = (on == "1", said, device_id)
+                continue
+            if kind not in kinds:
                 continue
             self._raised.add((device_id, kind))
             home = found.config.home
@@ -151,17 +169,10 @@ class HomeRules:
                 self._inactivity_raised[home] = found
             elif kind == WANDERING.name:
                 self._wandering[home] = found
-            elif kind == AWAY.name:
-                self._away[home] = True
 
     def replace(self, homes: list[HomeSection]) -> None:
         """New rules for the homes (a configuration from the dispatch service); a rule
         already raised stays raised until its device says otherwise."""
-        for home in homes:  # the centre set away mode itself: its word wins over the button
-            before = self.homes.get(home.id)
-            said = (home.away, home.away_set_at)
-            if before is not None and (before.away, before.away_set_at) != said:
-                self._away.pop(home.id, None)
         self.homes = {h.id: h for h in homes}
         self._zones = {h.id: ZoneInfo(h.timezone) if h.timezone else None for h in homes}
         self._fences.clear()  # each device's zone is read again from its home
@@ -175,24 +186,29 @@ class HomeRules:
         return is_night(self.homes[home_id].night, self._local(home_id))
 
     def away(self, home: HomeSection) -> bool:
-        """Away mode: as the home's button last set it, else as configured."""
-        return self._away.get(home.id, home.away)
+        """Away mode: as the home's button last set it, unless the configuration has said
+        otherwise since (the centre's newer word); else as configured."""
+        button = self._away.get(home.id)
+        if button is not None and button[1] == _said(home):
+            return button[0]
+        return home.away
 
     def away_button(self, device: RegisteredDevice) -> bool:
         home = self.homes.get(device.config.home)
         return home is not None and home.away_button == device.id
 
     def toggle_away(self, device: RegisteredDevice) -> list[RuleEvent]:
-        """The home's away button pressed: away mode on, or off again (logged, no alarm)."""
+        """The home's away button pressed: away mode on, or off again. Every change is told
+        (a logged ``away_mode`` and its restore), whoever set the state it changes."""
         home = self.homes[device.config.home]
         away = not self.away(home)
-        self._away[home.id] = away
+        self._away[home.id] = (away, _said(home), device.id)
         detail: dict[str, object] = {"by": "button", "button": device.id}
-        if not away:
-            return self._clear(device, AWAY, detail)
-        due = self._raise(device, AWAY, detail)
-        self._inactive[home.id] = 0.0
-        return due + self._clear_inactivity(home.id, {"away": True})
+        due = [RuleEvent(device, AWAY, away, detail)]
+        if away:
+            self._inactive[home.id] = 0.0
+            due += self._clear_inactivity(home.id, {"away": True})
+        return due
 
     def activity(self, device: RegisteredDevice, signal: Signal, active: bool) -> list[RuleEvent]:
         """A device said something that is someone being active (movement, a door opened

@@ -1,4 +1,4 @@
-"""Away mode from the consoles, end to end: a staff member sets the resident away, the
+"""Away mode from the consoles, end to end: an operator sets the resident away, the
 home's gateway gets it as a signed configuration and its inactivity rule stops; "back
 home" starts it again and overrides the away button; the away button's press, reported
 by the gateway, is the home's state at the centre too (cloud/away.py)."""
@@ -29,7 +29,7 @@ from .test_configuration_e2e import FILE, SCENARIO
 pytestmark = pytest.mark.e2e
 
 
-async def test_staff_set_the_resident_away_and_the_gateways_inactivity_rule_pauses(
+async def test_an_operator_sets_the_resident_away_and_the_gateways_inactivity_rule_pauses(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     async with centre(tmp_path, mosquitto, SCENARIO, file_devices=FILE) as c:
@@ -39,7 +39,7 @@ async def test_staff_set_the_resident_away_and_the_gateways_inactivity_rule_paus
             home = rules.homes.get("home-12")
             return home is not None and rules.away(home)
 
-        async with await c.cloud.authed("sara") as staff:
+        async with await c.cloud.authed("anna") as staff:
 
             async def inventory() -> bool:
                 res = await staff.put("/api/v1/homes/home-12/away", json={"away": True})
@@ -50,7 +50,7 @@ async def test_staff_set_the_resident_away_and_the_gateways_inactivity_rule_paus
             await wait_until(away_at_the_gateway, 20)
             back = await staff.put("/api/v1/homes/home-12/away", json={"away": False})
             assert back.status_code == 200, back.text
-            assert back.json()["away"] is False and back.json()["away_by"] == "sara"
+            assert back.json()["away"] is False and back.json()["away_by"] == "anna"
             await wait_until(lambda: not away_at_the_gateway(), 20)
             bad = await staff.put("/api/v1/homes/home-12/away", json={"away": "maybe"})
             assert bad.status_code == 422
@@ -143,3 +143,24 @@ async def test_rules_set_per_resident_reach_the_homes_gateway_as_the_strictest_o
         async with await c.cloud.authed("anna") as operator:
             refused = await operator.put("/api/v1/residents/res-13/rules", json=olofs)
             assert refused.status_code == 403
+
+
+async def test_staff_set_away_only_for_a_home_they_serve(sqlite_cloud: RunningCloud) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    async with await sqlite_cloud.authed("sara") as staff:
+        refused = await staff.put("/api/v1/homes/home-12/away", json={"away": True})
+        assert refused.status_code == 403 and "not a home you serve" in refused.text
+    now = datetime.now(UTC)
+    visit = {
+        "home_id": "home-12",
+        "staff": "sara",
+        "starts_at": (now + timedelta(hours=2)).isoformat(),
+        "ends_at": (now + timedelta(hours=3)).isoformat(),
+    }
+    async with await sqlite_cloud.authed("stina") as supervisor:
+        assert (await supervisor.post("/api/v1/visits", json=visit)).status_code == 201
+    async with await sqlite_cloud.authed("sara") as staff:
+        allowed = await staff.put("/api/v1/homes/home-12/away", json={"away": True})
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.json()["away_by"] == "sara"

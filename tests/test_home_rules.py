@@ -535,3 +535,50 @@ async def test_a_door_long_after_getting_up_or_by_day_is_no_wandering(
     await say(pipeline, "h3/bed", occupancy=False)
     await say(pipeline, "h3/door", contact=False)
     assert await in_order(store) == []
+
+
+async def test_the_centres_away_and_the_button_each_say_every_change_and_the_newer_word_wins(
+    store: Store, clocks: Clocks
+) -> None:
+    clocks.wall = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    home = quiet_home(inactivity_window="00:00-00:00", away_button="away-1")
+    devices = [*QUIET_DEVICES, BUTTON]
+
+    def homes(**said: object) -> GatewayConfig:
+        return GatewayConfig.model_validate(
+            {"gateway": {"id": "gw-1"}, "devices": devices, "homes": [{**home, **said}]}
+        )
+
+    away_at = {"away": True, "away_set_at": "2026-11-24T06:00:00+00:00"}
+    config = homes(**away_at)  # staff set her away from the console
+    pipeline = clocked(config, store, clocks)
+    rules = pipeline.rules
+    assert rules.away(rules.homes["h3"])
+    await say(pipeline, "h3/away", action="single")  # she is home early: the button
+    assert kinds(await in_order(store)) == [("away_mode", "away-1", True)]  # told: back
+    assert not rules.away(rules.homes["h3"])
+    # A restart: she is still home, whatever the configuration said before.
+    again = clocked(config, store, clocks)
+    await again.load()
+    assert not again.rules.away(again.rules.homes["h3"])
+    await say(again, "h3/motion", occupancy=True)
+    await pass_time(again, clocks, 8 * 3600 + 60, step=600)
+    assert ("inactivity", "motion-1", False) in kinds(await in_order(store))
+    # The centre says away again, later: its newer word wins over the button's.
+    again.rules.replace(homes(away=True, away_set_at="2026-11-24T15:00:00+00:00").homes)
+    assert again.rules.away(again.rules.homes["h3"])
+    await say(again, "h3/away", action="double")  # and the button, after that, ends it
+    assert kinds(await in_order(store))[-1] == ("away_mode", "away-1", True)
+    assert not again.rules.away(again.rules.homes["h3"])
+
+
+def test_a_residents_pendant_is_refused_as_the_away_button() -> None:
+    pendant = {**BUTTON, "resident": "r3"}
+    with pytest.raises(ValueError, match="its press must stay an alarm"):
+        GatewayConfig.model_validate(
+            {
+                "gateway": {"id": "gw-1"},
+                "devices": [*QUIET_DEVICES, pendant],
+                "homes": [quiet_home(away_button="away-1")],
+            }
+        )

@@ -241,15 +241,62 @@ async def test_an_sos_over_https_is_kept_once_with_the_watchs_last_fix(
         assert again.status_code == 202
         beat = await client.post("/dev/v1/watch-1/heartbeat", json={"battery_pct": 55})
         assert beat.status_code == 202
+        # The same message with its keys in another order is the same message; the same
+        # id on another message (the watch's counter started over) is a new one.
+        reordered = await client.post(
+            "/dev/v1/watch-1/alarm", content=b'{"alarm": "sos", "id": "sos-1"}'
+        )
+        assert reordered.status_code == 202
     alarms = [e for e in await _events(gw) if e.kind == "alarm_button"]
     assert len(alarms) == 1
+    async with _client(gw) as client:
+        fall = await client.post("/dev/v1/watch-1/alarm", json={"id": "sos-1", "alarm": "fall"})
+        assert fall.status_code == 202
+    assert [e.kind for e in await _events(gw)].count("fall") == 1
     detail = alarms[0].detail
     assert (detail["latitude"], detail["longitude"]) == (59.3301, 18.0601)
     assert detail["accuracy_m"] == 4.5 and detail["fix_age_s"] >= 0
     assert alarms[0].resident_id == "res-7" and alarms[0].device_type == "gps_pendant"
     watch = gw.registry.get("watch-1")
     assert watch is not None and watch.status.battery_pct == 55
-    assert gw.counters.dropped[DropReason.DUPLICATE] == 1
+    assert gw.counters.dropped[DropReason.DUPLICATE] == 2
+
+
+async def test_a_resend_while_the_first_is_being_stored_is_told_to_come_again() -> None:
+    """Two copies of one SOS at once (the watch gave up waiting and sent it again): the
+    second is not answered "taken" before the first is kept; it is told to send again."""
+    from gateway.counters import InputCounters
+    from gateway.registry import Registry
+    from gateway.transports.native import NativeInput
+
+    config = GatewayConfig.model_validate(
+        {"gateway": {"id": "gw-1"}, "devices": [native_device("watch-1", WATCH_TOKEN)]}
+    )
+    device = Registry(config.devices).get("watch-1")
+    assert device is not None
+    release, entered = asyncio.Event(), asyncio.Event()
+
+    class SlowStore:  # the pipeline's intake, as seen by a transport, with a slow disk
+        counters = InputCounters()
+
+        def sender_resends(self) -> contextlib.AbstractContextManager[None]:
+            return contextlib.nullcontext()
+
+        async def accept(self, *_args: object, **_kwargs: object) -> None:
+            entered.set()
+            await release.wait()
+
+    native = NativeInput(SlowStore())  # type: ignore[arg-type]
+    sos = json.dumps({"id": "s-1", "alarm": "sos"}).encode()
+    first = asyncio.create_task(native.take(device, "alarm", sos, "https:w", resent=False))
+    await entered.wait()
+    again = await native.take(device, "alarm", sos, "https:w", resent=False)
+    assert again is not None and again.status == 503 and "send it again" in again.detail
+    release.set()
+    assert await first is None
+    entered.clear()
+    release.set()
+    assert await native.take(device, "alarm", sos, "https:w", resent=False) is None
 
 
 async def test_https_refuses_the_wrong_credential_and_says_no_more_than_it_must(
@@ -415,6 +462,10 @@ async def test_a_watch_with_no_gateway_raises_its_sos_in_the_centres_queue(
         # A lock is not a direct device: commands need a gateway.
         lock = {"id": "lte-lock", "type": "digital_lock", "home_id": "home-12"}
         assert (await tech.post("/api/v1/direct-devices", json=lock)).status_code == 422
+        for wrong in ({"home_id": "nowhere"}, {"resident_id": "res-99"}):
+            body = {"id": "lte-2", "type": "gps_pendant", "home_id": "home-12", **wrong}
+            res = await tech.post("/api/v1/direct-devices", json=body)
+            assert res.status_code == 422 and ("no home" in res.text or "no resident" in res.text)
     sos = {
         "id": "w-a1",
         "alarm": "sos",

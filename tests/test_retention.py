@@ -197,3 +197,45 @@ async def test_a_time_series_store_that_keeps_longer_than_an_organisation_allows
     finally:
         for store in stores:
             store.stop()
+
+
+async def test_the_retention_sweep_turns_tracking_off_where_consent_is_gone(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    """A withdrawal whose delivery failed (a technician's change crossed it) is caught up
+    by the next sweep: no device stays tracked without its resident's consent."""
+    from sqlalchemy import update
+
+    from cloud.db import Consent
+
+    url = f"/api/v1/gateways/{GATEWAY_ID}/configuration"
+    async with await sqlite_cloud.authed("stina") as supervisor:
+        given = await supervisor.post(
+            "/api/v1/residents/res-12/consents",
+            json={"service": "position", "given_by": "resident"},
+        )
+        assert given.status_code == 201
+    async with await sqlite_cloud.authed("tove") as tech:
+        change = {"base_version": None, "devices": [WATCH], "homes": []}
+        assert (await tech.put(url, json=change)).status_code == 200
+    async with admin_session(sqlite_cloud.settings) as session:  # withdrawn, not delivered
+        await session.execute(update(Consent).values(withdrawn_at=Consent.recorded_at))
+        await session.commit()
+    services = sqlite_cloud.app.state.services
+    job = PositionRetention(services.sessions, configuration=services.configuration)
+    await job.sweep()
+    async with await sqlite_cloud.authed("tove") as tech:
+        view = (await tech.get(url)).json()
+    assert view["version"] == 2 and view["devices"][0]["tracking"] is False
+    assert view["created_by"] == "system"
+    await job.sweep()  # nothing more to do: no new version
+    async with await sqlite_cloud.authed("tove") as tech:
+        assert (await tech.get(url)).json()["version"] == 2
+
+
+async def test_gateway_ids_of_the_services_own_intake_are_reserved(
+    sqlite_cloud: RunningCloud,
+) -> None:
+    async with await sqlite_cloud.authed("adam") as admin:
+        res = await admin.post("/api/v1/gateways", json={"id": "direct-org-b", "name": "x"})
+    assert res.status_code == 422 and "reserved" in res.text

@@ -470,6 +470,9 @@ def cloud_add_gateway(
     async def add() -> tuple[str | None, list[str]]:
         said = []
         async with admin_session(CloudSettings()) as session:
+            if gateway_id.startswith("direct-"):
+                typer.echo(f"error: {gateway_id}: ids starting with direct- are reserved", err=True)
+                raise typer.Exit(2)
             existing = await session.get(Gateway, gateway_id)
             if existing is not None and existing.org_id != org:
                 typer.echo(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..away import set_away
+from ..clock import database_now
 from ..configuration import ConfigurationConflict
-from ..db import Home, User
+from ..db import Alarm, Home, User, Visit
+from ..lifecycle import OPEN_STATES
 from ..security import Role
 from .deps import ServicesDep, SessionDep, require_role
 from .strict import StrictRoute
@@ -48,12 +52,17 @@ async def put_away(
     home = await session.get(Home, (user.org_id, home_id))
     if home is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No home {home_id}")
-    if user.role == Role.STAFF and home.team_id is not None and home.team_id != user.team_id:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="not a home of your team")
+    if user.role == Role.STAFF and not await _serves(session, user, home):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="not a home you serve (your team's, a visit of yours today, or your alarm)",
+        )
     try:
         sent = await set_away(session, user, services.configuration, home, body.away)
     except ConfigurationConflict as exc:  # a technician's change crossed ours: say so
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    except ValidationError as exc:  # the gateway's configuration is full (homes, size)
+        raise HTTPException(422, detail=f"the configuration cannot take it: {exc}") from None
     return AwayOut(
         home_id=home.id,
         away=home.away,
@@ -61,3 +70,36 @@ async def put_away(
         away_at=home.away_at,
         gateways={d.gateway_id: d.version for d in sent},
     )
+
+
+async def _serves(session: AsyncSession, user: User, home: Home) -> bool:
+    """Whether a staff member serves the home: their team's, a visit of theirs within
+    a day either side of now, or an open alarm there assigned to them."""
+    if user.team_id is not None and home.team_id == user.team_id:
+        return True
+    now = await database_now(session)
+    visit = await session.scalar(
+        select(Visit.id)
+        .where(
+            Visit.org_id == user.org_id,
+            Visit.home_id == home.id,
+            Visit.staff == user.username,
+            Visit.cancelled_at.is_(None),
+            Visit.starts_at <= now + timedelta(days=1),
+            Visit.ends_at >= now - timedelta(days=1),
+        )
+        .limit(1)
+    )
+    if visit is not None:
+        return True
+    alarm = await session.scalar(
+        select(Alarm.id)
+        .where(
+            Alarm.org_id == user.org_id,
+            Alarm.home_id == home.id,
+            Alarm.assigned_to == user.username,
+            Alarm.state.in_(OPEN_STATES),
+        )
+        .limit(1)
+    )
+    return alarm is not None

@@ -125,7 +125,9 @@ async def put_configuration(
     now = await database_now(session)
     for device in change.get("devices", []):
         # Positions kept (tracking) only with the resident's consent to it, recorded here.
-        if device.get("tracking") is True:
+        # Whatever the gateway would read as true ("true", 1, ...): only false or absent
+        # is no tracking.
+        if device.get("tracking") not in (None, False):
             resident = device.get("resident")
             if not resident or not await has_consent(
                 session, user.org_id, str(resident), "position", now

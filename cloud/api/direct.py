@@ -60,7 +60,7 @@ async def register_direct_device(
             session, user.org_id, body.id, body.type, body.home_id, body.resident_id
         )
     except DirectError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+        raise HTTPException(exc.status, detail=str(exc)) from None
     audit(session, user, "device.register_direct", f"device:{body.id}", {"type": body.type.value})
     await session.commit()
     return DirectDeviceOut(

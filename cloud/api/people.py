@@ -374,6 +374,13 @@ class GatewayIn(_In):
     id: str = Field(pattern=GATEWAY_ID_PATTERN)
     name: str = Field(min_length=1, max_length=200)
 
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith("direct-"):  # the service's own intake (cloud/direct.py)
+            raise ValueError("gateway ids starting with direct- are reserved")
+        return value
+
 
 class GatewayOut(_Out):
     id: str

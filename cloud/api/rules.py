@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ..audit import audit
 from ..configuration import ConfigurationConflict
@@ -71,6 +71,8 @@ async def put_rules(
         sent = await deliver_home(session, user, services.configuration, resident.home_id, home)
     except ConfigurationConflict as exc:  # a technician's change crossed ours: say so
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    except ValidationError as exc:  # the gateway's configuration is full (homes, size)
+        raise HTTPException(422, detail=f"the configuration cannot take it: {exc}") from None
     return RulesOut(
         resident_id=resident.id,
         home_id=resident.home_id,

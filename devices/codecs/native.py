@@ -10,7 +10,8 @@ resend (a lost answer, a QoS 1 redelivery), the same message, taken once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -138,6 +139,9 @@ class NativeMessage:
     decoded: Decoded
     # A fix this message carried (a position, or an alarm's), for the alarms that follow.
     fix: Fix | None = None
+    # The message as canonical JSON: the same message resent is the same bytes, however
+    # the device ordered its keys.
+    canonical: bytes = b""
 
 
 def position_readings(fix: Fix) -> list[tuple[str, float]]:
@@ -182,18 +186,20 @@ def decode_native(kind: str, payload: bytes, now: datetime) -> NativeMessage:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or kind
         raise UnexpectedValue(f"{kind}: {where}: {first['msg']}"[:200]) from None
+    dumped = message.model_dump(mode="json", exclude_none=True)
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode()
     if isinstance(message, AlarmMessage):
-        return _alarm(message, now)
+        return replace(_alarm(message, now), canonical=canonical)
     if isinstance(message, ReadingMessage):
-        readings = tuple((m, float(v)) for m, v in message.readings.items())
-        return NativeMessage(kind, message.id, Decoded(readings=readings))
+        readings = tuple((m, float(v)) for m, v in sorted(message.readings.items()))
+        return NativeMessage(kind, message.id, Decoded(readings=readings), canonical=canonical)
     if isinstance(message, PositionMessage):
         decoded = Decoded(readings=tuple(position_readings(message)))
-        return NativeMessage(kind, message.id, decoded, fix=message)
+        return NativeMessage(kind, message.id, decoded, fix=message, canonical=canonical)
     assert isinstance(message, HeartbeatMessage)
     readings = () if message.battery_pct is None else (("battery_pct", message.battery_pct),)
     decoded = Decoded(readings=readings, firmware=message.firmware)
-    return NativeMessage(kind, message.id, decoded)
+    return NativeMessage(kind, message.id, decoded, canonical=canonical)
 
 
 def _alarm(message: AlarmMessage, now: datetime) -> NativeMessage:
@@ -230,6 +236,4 @@ def json_schema() -> dict[str, Any]:
 
 
 if __name__ == "__main__":  # python -m devices.codecs.native > docs/native-api.schema.json
-    import json
-
     print(json.dumps(json_schema(), indent=2, ensure_ascii=False))

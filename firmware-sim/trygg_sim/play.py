@@ -65,12 +65,13 @@ class Wiring:
     camera_host: str = "127.0.0.1"
     camera_port: int = 8554  # the first camera's; the next ones count up
     login: BrokerLogin = ANONYMOUS  # the simulated Zigbee2MQTT's, on that broker
-    # The gateway's API, where GPS watches post (native device API, plain HTTP on loopback).
+    # The gateway's API, where GPS watches post (native device API, plain HTTP: loopback).
+    native_host: str = "127.0.0.1"
     native_port: int = 8081
 
     @property
     def native_url(self) -> str:
-        return f"http://{self.broker_host}:{self.native_port}"
+        return f"http://{self.native_host}:{self.native_port}"
 
     def serial_path(self, name: str) -> Path:
         return self.serial_dir / name
@@ -156,7 +157,7 @@ def gateway_config(
         config["serial"] = serial
     if scenario.devices_on("native"):
         # The watches post to the gateway's API (over HTTP: the simulator is on loopback).
-        config["api"] = {"host": wiring.broker_host, "port": wiring.native_port}
+        config["api"] = {"host": wiring.native_host, "port": wiring.native_port}
         config["native"] = {"mqtt": False}
     rules = scenario.rules
     if rules.kinds():

@@ -66,6 +66,9 @@ class NativeInput:
 
     def __init__(self, intake: Intake) -> None:
         self.intake = intake
+        # Messages being stored now: the same one again (a device that gave up waiting
+        # and resent) must not be answered "taken" before the first is kept.
+        self._storing: set[tuple[str, bytes]] = set()
 
     async def take(
         self, device: RegisteredDevice, kind: str, payload: bytes, source: str, resent: bool
@@ -81,14 +84,28 @@ class NativeInput:
             counters.drop(DropReason.MALFORMED, source, str(exc))
             return Refused(400, DropReason.MALFORMED, str(exc))
         decoded = _judged(device, message)
+        body = message.canonical
         if message.message_id is not None:
-            # The device's own id names the message: the same id again is a resend.
-            key = f"native:{kind}:{message.message_id}".encode()
+            # The device's id and the message itself name it: the same again is a resend
+            # (however late); the same id on another message (a counter that started over
+            # after a battery change) is a new one.
+            key = f"native:{kind}:{message.message_id}:".encode() + body
             digest, resent = hashlib.blake2b(key, digest_size=16).digest(), True
         else:
-            digest = hashlib.blake2b(kind.encode() + b"\0" + payload, digest_size=16).digest()
-        with self.intake.sender_resends():
-            await self.intake.accept(device, decoded, digest=digest, source=source, resent=resent)
+            digest = hashlib.blake2b(kind.encode() + b"\0" + body, digest_size=16).digest()
+        storing = (device.id, digest)
+        if storing in self._storing:
+            detail = "the same message is being stored: send it again"
+            counters.drop(DropReason.DUPLICATE, source, detail)
+            return Refused(503, DropReason.DUPLICATE, detail)
+        self._storing.add(storing)
+        try:
+            with self.intake.sender_resends():
+                await self.intake.accept(
+                    device, decoded, digest=digest, source=source, resent=resent
+                )
+        finally:
+            self._storing.discard(storing)
         return None
 
 
