@@ -29,6 +29,7 @@ class DeviceType(StrEnum):
     GAS = "gas"
     HEAT = "heat"
     PRESENCE = "presence"
+    SIREN = "siren"  # a sounder or light the gateway sets off (the inactivity pre-alarm)
 
 
 class Signal(StrEnum):
@@ -227,6 +228,7 @@ CATALOG: dict[DeviceType, DeviceSpec] = {
         ),
         # A presence (mmWave radar) sensor: what it says is movement, for the home rules.
         DeviceSpec(DeviceType.PRESENCE, "Presence sensor", timedelta(hours=2), _TECHNICAL),
+        DeviceSpec(DeviceType.SIREN, "Siren / indicator", timedelta(hours=2), _TECHNICAL),
         DeviceSpec(
             DeviceType.CAMERA,
             "Night camera",

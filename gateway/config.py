@@ -268,6 +268,9 @@ class HomeSection(_Strict):
     # Before raising inactivity, a pre-alarm for this many seconds (the centre is told,
     # as a logged event): any activity in the home (a press, movement) cancels it. 0: none.
     inactivity_pre_alarm_s: int = Field(default=0, ge=0, le=3600)
+    # A Zigbee2MQTT siren or indicator of the home (a device id) that the pre-alarm sets
+    # off, so the resident knows to move or press; stopped when it ends.
+    pre_alarm_signal: str | None = Field(default=None, pattern=_NAME)
     # The resident is away (set by staff, an operator, or the configuration): the
     # inactivity rule does not count, and one raised is cleared.
     away: bool = False
@@ -484,6 +487,16 @@ class GatewayConfig(_Strict):
             raise ValueError("two [[homes]] have the same id")
         by_id = {d.id: d for d in self.devices}
         for home in self.homes:
+            siren = by_id.get(home.pre_alarm_signal or "")
+            if siren is not None and (
+                siren.home != home.id
+                or siren.type is not DeviceType.SIREN
+                or siren.transport != "zigbee2mqtt"
+            ):
+                raise ValueError(
+                    f"home {home.id}: pre_alarm_signal {siren.id!r} must be a Zigbee2MQTT "
+                    "siren of this home"
+                )
             button = by_id.get(home.away_button or "")
             if button is None:
                 continue

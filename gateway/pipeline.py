@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from itertools import count
 
@@ -27,7 +27,7 @@ from .backoff import Backoff
 from .counters import DropReason, InputCounters
 from .readings import ReadingsBuffer
 from .registry import RegisteredDevice, Registry
-from .rules import ACTIVITY, HomeRules, RuleEvent
+from .rules import ACTIVITY, PRE_ALARM, HomeRules, RuleEvent
 from .store import RecentInput, Store, StoreError
 
 log = logging.getLogger("trygg.gateway.pipeline")
@@ -86,6 +86,9 @@ class Pipeline:
         # monotonic clock), sent with its next alarm that carries no position of its own.
         self._fixes: dict[str, tuple[float, float, float | None, float]] = {}
         self.store_retries = 0  # writes of held input tried again after a store failure
+        # Sets off (True) or stops (False) a home's pre-alarm signal (gateway/service.py);
+        # best effort: the pre-alarm and its alarm go on whether it sounded or not.
+        self.signal_pre_alarm: Callable[[str, bool], Awaitable[None]] | None = None
 
     async def load(self) -> None:
         """Pick up what the previous run saw last, before the first message arrives."""
@@ -105,6 +108,11 @@ class Pipeline:
         """The home rules' events, each kept like any event; then which are raised now."""
         for rule in ruled:
             await self._emit(rule.device, rule.kind, rule.active, rule.detail, self._next_id())
+            if rule.kind is PRE_ALARM and self.signal_pre_alarm is not None:
+                try:
+                    await self.signal_pre_alarm(rule.device.config.home, rule.active)
+                except Exception:  # a siren out of reach must not hold up the alarm
+                    log.exception("the pre-alarm signal of %s failed", rule.device.config.home)
         raised = self.rules.raised()
         if ruled and raised != self._raised_kept:
             try:

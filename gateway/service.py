@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -113,6 +114,7 @@ class Gateway:
             on_event=lambda _event: self.uplink.wake(),
             rules=HomeRules(config.homes),
         )
+        self.pipeline.signal_pre_alarm = self._signal_pre_alarm
         # A signed "test" raises the device's alarm through the pipeline, marked a test.
         self.commands.tester = TestActor(self.pipeline)
         # A signed "configure" sets the devices, homes and heartbeat the centre keeps.
@@ -179,6 +181,27 @@ class Gateway:
             devices_silent=sum(1 for d in self.registry if d.status.silent),
             config_version=self.configurator.version,
         )
+
+    async def _signal_pre_alarm(self, home_id: str, on: bool) -> None:
+        """The home's siren on (for the pre-alarm's time) or off, through Zigbee2MQTT:
+        ``{"warning": ...}`` on ``<base>/<name>/set``, as Zigbee2MQTT's sirens take it."""
+        home = self.pipeline.rules.homes.get(home_id)
+        siren = self.registry.get(home.pre_alarm_signal) if home and home.pre_alarm_signal else None
+        if home is None or siren is None or siren.config.transport != "zigbee2mqtt":
+            return
+        transport = self.link("zigbee2mqtt")
+        client = getattr(transport, "client", None)
+        if client is None:
+            log.warning("pre-alarm of %s: the Zigbee2MQTT broker is not connected", home_id)
+            return
+        warning: dict[str, object] = {"mode": "stop"}
+        if on:
+            duration = home.inactivity_pre_alarm_s
+            warning = {"mode": "emergency", "level": "low", "strobe": True, "duration": duration}
+        base = self.config.zigbee2mqtt.base_topic.rstrip("/")
+        topic = f"{base}/{siren.config.address}/set"
+        await client.publish(topic, json.dumps({"warning": warning}), qos=1)
+        log.info("pre-alarm of %s: siren %s %s", home_id, siren.id, "on" if on else "off")
 
     def link(self, name: str) -> Link:
         """A running shared link by its task's name ("zigbee2mqtt", "serial-gps1", "ble")."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,8 @@ from gateway import ConfigError, GatewayConfig, InputCounters, Pipeline, Registr
 from gateway.config import parse_config
 from gateway.rules import HomeRules, is_night
 from gateway.transports import Zigbee2MqttInput
+
+from .servers import Mosquitto
 
 DEVICES = [
     {"id": "bed-1", "type": "bed_sensor", "address": "h1/bed", "home": "h1", "resident": "r1"},
@@ -580,5 +583,67 @@ def test_a_residents_pendant_is_refused_as_the_away_button() -> None:
                 "gateway": {"id": "gw-1"},
                 "devices": [*QUIET_DEVICES, pendant],
                 "homes": [quiet_home(away_button="away-1")],
+            }
+        )
+
+
+async def test_the_pre_alarm_sets_off_the_homes_siren_and_activity_stops_it(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A real gateway on a real broker: the pre-alarm's siren is told through Zigbee2MQTT
+    (``/set`` with a ``warning``), and the resident's movement stops it."""
+    import asyncio
+
+    from gateway import Gateway
+
+    from .conftest import TEST_DEVICES, gateway_config
+    from .servers import mqtt_client
+
+    devices = [
+        *TEST_DEVICES,
+        {"id": "siren-1", "type": "siren", "address": "h12_siren", "home": "home-12"},
+        {"id": "motion-12", "type": "motion", "address": "h12_motion", "home": "home-12"},
+    ]
+    home = {
+        "id": "home-12",
+        "inactivity_s": 1,
+        "inactivity_pre_alarm_s": 30,
+        "pre_alarm_signal": "siren-1",
+    }
+    config = gateway_config(
+        mosquitto, tmp_path / "gw.db", extra={"devices": devices, "homes": [home]}
+    )
+    async with (
+        mqtt_client(mosquitto.port) as z2m,
+        Gateway(config) as gw,
+    ):
+        await asyncio.wait_for(gw.link("zigbee2mqtt").ready.wait(), 10)
+        await z2m.subscribe("zigbee2mqtt/h12_siren/set", qos=1)
+        await z2m.publish("zigbee2mqtt/h12_motion", json.dumps({"occupancy": True}), qos=1)
+        said = z2m.messages.__aiter__()
+        first = await asyncio.wait_for(anext(said), 30)
+        assert json.loads(first.payload)["warning"] == {
+            "mode": "emergency",
+            "level": "low",
+            "strobe": True,
+            "duration": 30,
+        }
+        await z2m.publish("zigbee2mqtt/h12_motion", json.dumps({"occupancy": False}), qos=1)
+        moving = {"occupancy": True, "illuminance": 40}  # she gets up from her chair
+        await z2m.publish("zigbee2mqtt/h12_motion", json.dumps(moving), qos=1)
+        stop = await asyncio.wait_for(anext(said), 30)
+        assert json.loads(stop.payload) == {"warning": {"mode": "stop"}}
+        warnings = [e for e in await in_order(gw.store) if e.kind == "inactivity_warning"]
+        assert [w.restore for w in warnings[:2]] == [False, True]
+        assert warnings[1].detail["cancelled"] is True
+
+
+def test_the_pre_alarm_signal_must_be_a_siren_of_the_home() -> None:
+    with pytest.raises(ValueError, match="must be a Zigbee2MQTT siren of this home"):
+        GatewayConfig.model_validate(
+            {
+                "gateway": {"id": "gw-1"},
+                "devices": QUIET_DEVICES,
+                "homes": [quiet_home(pre_alarm_signal="motion-1")],
             }
         )

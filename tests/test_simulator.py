@@ -68,6 +68,9 @@ def test_every_zigbee2mqtt_device_decodes(kind: DeviceType) -> None:
     _topic, first = device.update()
     decoded = decode_state(kind, first)
     assert ("battery_pct", 90.0) in decoded.readings
+    if kind is DeviceType.SIREN:  # it says nothing of the home: the gateway sets it off
+        assert decoded.signals == ()
+        return
     change, signal = Z2M_ALARM[kind]
     _topic, payload = device.update(**change)
     after = signals(decode_state(kind, payload))

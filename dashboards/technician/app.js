@@ -25,7 +25,7 @@ let configuration = null;  // the open gateway's, as GET .../configuration gives
 let homes = [];
 let deviceHistory = [];
 const TYPES = ["alarm_button", "fall_detector", "door_contact", "motion", "presence", "bed_sensor", "smoke", "heat", "gas",
-  "co", "water_leak", "digital_lock"];
+  "co", "water_leak", "digital_lock", "siren"];
 // Devices the console can pair or take over: those whose address is all their config has.
 const PAIRABLE = { zigbee2mqtt: TYPES, ble: TYPES.filter((x) => x !== "digital_lock"), ble_lock: ["digital_lock"] };
 const missing = new Set();

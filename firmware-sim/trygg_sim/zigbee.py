@@ -63,6 +63,7 @@ def initial_state(kind: DeviceType) -> dict[str, Any]:
         DeviceType.GAS: {"gas": False},
         DeviceType.HEAT: {"heat": False, "smoke": False},
         DeviceType.PRESENCE: {"presence": False},
+        DeviceType.SIREN: {"max_duration": 60},
         DeviceType.WATER_LEAK: {"water_leak": False},
         DeviceType.DIGITAL_LOCK: {"state": "LOCK", "lock_state": "locked", "action": ""},
     }

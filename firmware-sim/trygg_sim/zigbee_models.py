@@ -134,6 +134,12 @@ MODELS: dict[DeviceType, Model] = {
             binary("test"),
         ),
     ),
+    DeviceType.SIREN: Model(
+        "HS2WD-E",
+        "Heiman",
+        "Smart siren",
+        (numeric("battery", "%", STATE | GET), numeric("max_duration", "s", STATE | SET | GET)),
+    ),
     DeviceType.PRESENCE: Model(
         "ZG-204ZE",
         "HOBEIAN",
