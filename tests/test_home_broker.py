@@ -45,11 +45,11 @@ def _gateway_toml(tmp: Path, port: int, *, username: str | None = GW_USER) -> Pa
 class HomeBroker:
     """mosquitto with docker/home/mosquitto.conf's security settings, on a free port."""
 
-    def __init__(self, tmp: Path, acl: Path) -> None:
+    def __init__(self, tmp: Path, acl: Path, extra_users: tuple[tuple[str, str], ...] = ()) -> None:
         self.port = free_port()
         passwd = tmp / "passwd"
         for i, (user, password) in enumerate(
-            (("zigbee2mqtt", Z2M_PASSWORD), (GW_USER, GW_PASSWORD))
+            (("zigbee2mqtt", Z2M_PASSWORD), (GW_USER, GW_PASSWORD), *extra_users)
         ):
             create = ["-c"] if i == 0 else []
             subprocess.run(
@@ -165,3 +165,61 @@ async def test_the_gateway_hears_its_devices_with_the_credentials_in_its_configu
             return kinds == {"alarm_button", "smoke"}
 
         await wait_until(both_stored, limit_s=30)
+
+
+WATCHES = (
+    ("watch-1", "watch-one-credential-0123456789abcdef"),
+    ("watch-2", "watch-two-cred-0123456789abcdef0"),
+)
+
+
+async def test_native_devices_on_the_shipped_broker_each_publish_only_as_themselves(
+    tmp_path: Path,
+) -> None:
+    """As docs/native-api.md says to install them: each watch's login made with
+    mosquitto_passwd, the ACL written by `trygg gateway broker-acl`; watch-2 cannot raise
+    an alarm as watch-1, and the gateway hears each watch with its own login."""
+    import hashlib
+
+    from gateway import load_config
+
+    def with_watches(port: int) -> Path:
+        config = _gateway_toml(tmp_path, port)
+        watches = "".join(
+            f'[[devices]]\nid = "{name}"\ntransport = "native"\ntype = "gps_pendant"\n'
+            f'home = "home-1"\ncredential_sha256 = "{hashlib.sha256(token.encode()).hexdigest()}"\n'
+            for name, token in WATCHES
+        )
+        config.write_text(config.read_text() + watches)
+        return config
+
+    acl = tmp_path / "acl"
+    written = CliRunner().invoke(
+        app, ["gateway", "broker-acl", "-c", str(with_watches(1883)), "-o", str(acl)]
+    )
+    assert written.exit_code == 0, written.output
+    broker = HomeBroker(tmp_path, acl, WATCHES)
+    try:
+        config = load_config(with_watches(broker.port))
+        async with Gateway(config) as gw:
+            await asyncio.wait_for(gw.link("native").ready.wait(), 10)
+            async with broker.client("watch-2", WATCHES[1][1]) as watch2:
+                forged = json.dumps({"id": "forged", "alarm": "fall"})
+                await watch2.publish("trygg/v1/dev/watch-1/alarm", forged, qos=1)
+                own = json.dumps({"id": "own-1", "alarm": "sos"})
+                await watch2.publish("trygg/v1/dev/watch-2/alarm", own, qos=1)
+
+            async def stored() -> bool:
+                return bool(await gw.store.pending(10))
+
+            await wait_until(stored, limit_s=30)
+            events = [(p.event.kind, p.event.device_id) for p in await gw.store.pending(10)]
+            assert events == [("alarm_button", "watch-2")]
+        # Nobody else logs in as a watch, nor with a watch's credential as another.
+        for user, password in (("watch-1", WATCHES[1][1]), ("watch-3", WATCHES[0][1])):
+            with pytest.raises(aiomqtt.MqttError):
+                async with broker.client(user, password):
+                    pass
+    finally:
+        broker.proc.terminate()
+        broker.proc.wait(10)
