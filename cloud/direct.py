@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from devices import EVENT_KINDS, DeviceType, Event, stable_event_id
+from devices import EVENT_KINDS, DeviceType, Event, EventKind, stable_event_id
 from devices.catalog import CATALOG
-from devices.codecs.native import NativeMessage
+from devices.codecs.native import NativeMessage, credential_digest
 from devices.wire import GATEWAY_ID_PATTERN
 
 from .alarms import Intake, record_event
@@ -40,10 +40,6 @@ def direct_gateway_id(org_id: str) -> str:
     if re.fullmatch(GATEWAY_ID_PATTERN, plain):
         return plain
     return "direct-" + hashlib.sha256(org_id.encode()).hexdigest()[:32]
-
-
-def credential_digest(credential: str) -> str:
-    return hashlib.sha256(credential.encode()).hexdigest()
 
 
 class DirectError(Exception):
@@ -130,10 +126,24 @@ def silent_event(device: Device, now: datetime, *, restore: bool) -> Event:
     detail: dict[str, object] = {"checkin_s": round(checkin(device).total_seconds())}
     if not restore and device.last_seen_at is not None:
         detail["silent_for_s"] = round((now - device.last_seen_at).total_seconds())
+    event_id = stable_event_id(device.gateway_id, device.id, "silent", last, str(restore))
+    return _event(device, event_id, SILENT, now, restore=restore, detail=detail)
+
+
+def _event(
+    device: Device,
+    event_id: str,
+    kind: EventKind,
+    now: datetime,
+    *,
+    restore: bool,
+    detail: dict[str, object],
+) -> Event:
+    """An event of a direct device, as a gateway would have sent it."""
     return Event(
-        id=stable_event_id(device.gateway_id, device.id, "silent", last, str(restore)),
-        kind=SILENT.name,
-        priority=SILENT.priority,
+        id=event_id,
+        kind=kind.name,
+        priority=kind.priority,
         device_id=device.id,
         device_type=device.type,
         home_id=device.home_id,
@@ -211,17 +221,7 @@ async def take(
     # The id and the message: a resend is the same event; the same id on another message
     # (a device's counter that started over) is a new one.
     body = hashlib.blake2b(message.canonical, digest_size=8).hexdigest()
-    event = Event(
-        id=stable_event_id(gateway_id, device.id, "native", message.message_id, body),
-        kind=kind.name,
-        priority=kind.priority,
-        device_id=device.id,
-        device_type=device.type,
-        home_id=device.home_id,
-        resident_id=device.resident_id,
-        occurred_at=now,
-        restore=not state.active,
-        detail=dict(state.detail),
-    )
+    event_id = stable_event_id(gateway_id, device.id, "native", message.message_id, body)
+    event = _event(device, event_id, kind, now, restore=not state.active, detail=dict(state.detail))
     intake = await record_event(session, device.org_id, gateway_id, event, now=now)
     return Taken(intake, back=back)

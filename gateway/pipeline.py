@@ -19,7 +19,7 @@ from itertools import count
 
 from devices import Event, EventKind, GatewayId, Priority, Signal, stable_event_id, utc_now
 from devices.codecs import Decoded, SignalState
-from devices.codecs.native import UERE_M
+from devices.codecs.native import accuracy_of
 from devices.wire import Command
 
 from .actions import test_kind
@@ -301,7 +301,7 @@ class Pipeline:
             return
         accuracy = found.get("accuracy_m")
         if accuracy is None and "hdop" in found:
-            accuracy = round(found["hdop"] * UERE_M, 1)
+            accuracy = accuracy_of(found["hdop"])
         self._fixes[device.config.id] = (lat, lon, accuracy, self._mono())
 
     def _with_fix(self, device_id: str, detail: Mapping[str, object]) -> Mapping[str, object]:

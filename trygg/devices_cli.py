@@ -235,7 +235,7 @@ def credential(
     goes into the gateway's configuration, as the device's credential_sha256."""
     import secrets
 
-    from gateway.transports.native import credential_digest
+    from devices.codecs.native import credential_digest
 
     token = secrets.token_urlsafe(32)
     typer.echo(f"credential (give it to the device, then forget it): {token}")

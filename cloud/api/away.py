@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -23,6 +25,17 @@ router = APIRouter(tags=["homes"], route_class=StrictRoute)
 
 AwaySetter = Annotated[User, Depends(require_role(Role.OPERATOR, Role.SUPERVISOR, Role.STAFF))]
 HomeIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+
+
+@contextlib.contextmanager
+def delivery_refusals() -> Iterator[None]:
+    """A home's change sent as configuration and not taken, as the answer says it."""
+    try:
+        yield
+    except ConfigurationConflict as exc:  # a technician's change crossed ours: say so
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    except ValidationError as exc:  # the gateway's configuration is full (homes, size)
+        raise HTTPException(422, detail=f"the configuration cannot take it: {exc}") from None
 
 
 class AwayIn(BaseModel):
@@ -57,12 +70,8 @@ async def put_away(
             status.HTTP_403_FORBIDDEN,
             detail="not a home you serve (your team's, a visit of yours today, or your alarm)",
         )
-    try:
+    with delivery_refusals():
         sent = await set_away(session, user, services.configuration, home, body.away)
-    except ConfigurationConflict as exc:  # a technician's change crossed ours: say so
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    except ValidationError as exc:  # the gateway's configuration is full (homes, size)
-        raise HTTPException(422, detail=f"the configuration cannot take it: {exc}") from None
     return AwayOut(
         home_id=home.id,
         away=home.away,

@@ -11,7 +11,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..clock import database_now
-from ..db import Session, User
+from ..db import Resident, Session, User
 from ..security import InvalidToken, Role, read_token
 from ..services import Services
 from ..signin import second_factor_required, session_live
@@ -160,3 +160,11 @@ CommandReader = Annotated[
 LockLogReader = Annotated[User, Depends(require_role(_R.ADMIN, _R.SUPERVISOR, _R.TECHNICIAN))]
 # Web Push to their phones (cloud/api/push.py): staff, of their own subscriptions.
 PushSubscriber = Annotated[User, Depends(require_role(_R.STAFF))]
+
+
+async def resident_of(session: AsyncSession, user: User, resident_id: str) -> Resident:
+    """One of the user's organisation's residents, or 404."""
+    resident = await session.get(Resident, (user.org_id, resident_id))
+    if resident is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No resident {resident_id}")
+    return resident

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, status
-from pydantic import BaseModel, ValidationError
+from fastapi import APIRouter, Depends, Path
+from pydantic import BaseModel
 
 from ..audit import audit
-from ..configuration import ConfigurationConflict
-from ..db import Resident, User
+from ..db import User
 from ..homerules import ResidentRules, deliver_home, rules_of_home
 from ..security import Role
-from .deps import ResidentReader, ServicesDep, SessionDep, require_role
+from .away import delivery_refusals
+from .deps import ResidentReader, ServicesDep, SessionDep, require_role, resident_of
 from .strict import StrictRoute
 
 router = APIRouter(tags=["residents"], route_class=StrictRoute)
@@ -32,18 +32,11 @@ class RulesOut(BaseModel):
     gateways: dict[str, int] = {}
 
 
-async def _resident(session: SessionDep, user: User, resident_id: str) -> Resident:
-    resident = await session.get(Resident, (user.org_id, resident_id))
-    if resident is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No resident {resident_id}")
-    return resident
-
-
 @router.get("/residents/{resident_id}/rules")
 async def get_rules(
     resident_id: ResidentIdPath, user: ResidentReader, session: SessionDep
 ) -> RulesOut:
-    resident = await _resident(session, user, resident_id)
+    resident = await resident_of(session, user, resident_id)
     return RulesOut(
         resident_id=resident.id,
         home_id=resident.home_id,
@@ -62,17 +55,13 @@ async def put_rules(
 ) -> RulesOut:
     """The resident's rules: kept, audited, and the home's rules (the strictest of its
     residents') sent to each gateway of the home in a new configuration version."""
-    resident = await _resident(session, user, resident_id)
+    resident = await resident_of(session, user, resident_id)
     resident.rules = body.model_dump()
     audit(session, user, "resident.rules", f"resident:{resident_id}", resident.rules)
     await session.commit()
     home = await rules_of_home(session, user.org_id, resident.home_id)
-    try:
+    with delivery_refusals():
         sent = await deliver_home(session, user, services.configuration, resident.home_id, home)
-    except ConfigurationConflict as exc:  # a technician's change crossed ours: say so
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    except ValidationError as exc:  # the gateway's configuration is full (homes, size)
-        raise HTTPException(422, detail=f"the configuration cannot take it: {exc}") from None
     return RulesOut(
         resident_id=resident.id,
         home_id=resident.home_id,

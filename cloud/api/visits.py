@@ -19,7 +19,7 @@ from ..db import Consent, Home, Resident, Team, User, Visit
 from ..doors import has_consent
 from ..security import Role
 from ..visits import MAX_VISIT
-from .deps import ServicesDep, SessionDep, require_role
+from .deps import ServicesDep, SessionDep, require_role, resident_of
 from .strict import TEXT_BODY_BYTES, StrictRoute
 
 router = APIRouter(tags=["visits"], route_class=StrictRoute)
@@ -213,18 +213,11 @@ class ConsentOut(BaseModel):
     withdrawn_by: str | None
 
 
-async def _resident(session: AsyncSession, user: User, resident_id: str) -> Resident:
-    resident = await session.get(Resident, (user.org_id, resident_id))
-    if resident is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"No resident {resident_id}")
-    return resident
-
-
 @router.get("/residents/{resident_id}/consents")
 async def list_consents(
     resident_id: ResidentId, user: ConsentReader, session: SessionDep
 ) -> list[ConsentOut]:
-    await _resident(session, user, resident_id)
+    await resident_of(session, user, resident_id)
     rows = await session.execute(
         select(Consent)
         .where(Consent.org_id == user.org_id, Consent.resident_id == resident_id)
@@ -240,7 +233,7 @@ async def record_consent(
     resident_id: ResidentId, body: ConsentIn, user: ConsentRecorder, session: SessionDep
 ) -> ConsentOut:
     """Record a consent the resident (or who may give it) has given."""
-    await _resident(session, user, resident_id)
+    await resident_of(session, user, resident_id)
     now = await database_now(session)
     consent = Consent(
         org_id=user.org_id,

@@ -10,6 +10,7 @@ resend (a lost answer, a QoS 1 redelivery), the same message, taken once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -29,6 +30,12 @@ METRIC = r"^[a-z][a-z0-9_]{0,47}$"
 # Where a device states no accuracy, a fix's is estimated from its HDOP: a receiver's
 # typical user range error (about 5 m for a consumer GPS chip) times the HDOP.
 UERE_M = 5.0
+
+
+def accuracy_of(hdop: float) -> float:
+    """A fix's accuracy (metres) estimated from its HDOP."""
+    return round(hdop * UERE_M, 1)
+
 
 # alarm name -> (the signal, whether it is an occurrence rather than a state)
 ALARMS: dict[str, tuple[Signal, bool]] = {
@@ -85,7 +92,7 @@ class Fix(BaseModel):
     def accuracy(self) -> float | None:
         if self.accuracy_m is not None:
             return self.accuracy_m
-        return None if self.hdop is None else round(self.hdop * UERE_M, 1)
+        return None if self.hdop is None else accuracy_of(self.hdop)
 
 
 class AlarmMessage(_Message):
@@ -142,6 +149,13 @@ class NativeMessage:
     # The message as canonical JSON: the same message resent is the same bytes, however
     # the device ordered its keys.
     canonical: bytes = b""
+
+
+def credential_digest(credential: str) -> str:
+    """What a gateway's configuration or the dispatch service keeps of a device's
+    credential: its SHA-256, hex. A credential is a random token of 256 bits, so a fast
+    hash is as safe as a slow one, and costs no time per request."""
+    return hashlib.sha256(credential.encode()).hexdigest()
 
 
 def position_readings(fix: Fix) -> list[tuple[str, float]]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from devices import CodecError, UnexpectedValue, utc_now
 from devices.codecs import Decoded
-from devices.codecs.native import KINDS, Fix, NativeMessage, decode_native
+from devices.codecs.native import KINDS, Fix, NativeMessage, credential_digest, decode_native
 
 from ..config import GatewayConfig, NativeDevice
 from ..counters import DropReason
@@ -35,13 +35,6 @@ log = logging.getLogger("trygg.gateway.native")
 TRANSPORT = "native"
 TOPIC_ROOT = "trygg/v1/dev"
 _POSITION = frozenset({"latitude", "longitude"})
-
-
-def credential_digest(credential: str) -> str:
-    """What the configuration holds of a credential: its SHA-256, hex. A credential is a
-    random token of 256 bits, so a fast hash is as safe as a slow one, and costs no
-    time per request."""
-    return hashlib.sha256(credential.encode()).hexdigest()
 
 
 def authentic(device: RegisteredDevice, credential: str) -> bool:
