@@ -144,8 +144,9 @@ async def metrics(services: Services) -> Response:
         ),
         GaugeMetricFamily(
             "trygg_dispatch_timeseries_retention_ok",
-            "1 when the time-series store keeps data no longer than every organisation keeps "
-            "positions; 0 when longer; -1 when it does not say",
+            "1 when the last sweep deleted the positions past each organisation's retention "
+            "in the time-series store; 0 when the store refused or was away; -1 before the "
+            "first sweep or with no store",
             value={True: 1.0, False: 0.0, None: -1.0}[services.retention.store_ok],
         ),
         _by(

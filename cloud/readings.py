@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from devices.wire import POSITION_MEASUREMENT
+
 PREFIX = "trygg_"
 MAX_POINTS = 500  # steps per series: a chart's width, not the store's resolution
 MIN_STEP_S = 60
@@ -45,9 +47,11 @@ def step_for(span: timedelta) -> int:
 
 def query_for(gateway_id: str, device_id: str, step_s: int) -> str:
     """Each step's last reading of each of the device's metrics: a step with none has no
-    point (the chart shows the gap), never a value carried over from an older one."""
+    point (the chart shows the gap), never a value carried over from an older one. A
+    tracked resident's positions are not a technician's to chart, and are left out."""
     selector = (
-        f'{{__name__=~"{PREFIX}.+",gateway={_quoted(gateway_id)},device={_quoted(device_id)}}}'
+        f'{{__name__=~"{PREFIX}.+",__name__!~"{POSITION_MEASUREMENT}_.+",'
+        f"gateway={_quoted(gateway_id)},device={_quoted(device_id)}}}"
     )
     return f"last_over_time({selector}[{step_s}s])"
 

@@ -10,52 +10,98 @@ organisation's record. The job walks each organisation's events by the time they
 received, from where it stopped last (``positions_removed_to``), a bounded batch per
 sweep, so a sweep stays cheap however many events there are. The database's clock is
 the one that counts.
+
+A tracked resident's positions are in the time-series store as well, one series per
+device and UTC day (devices/wire.py). The job deletes every day whose positions are past
+the organisation's retention, for the organisation's gateways: a day goes once its start
+is past it, so a position is kept at most the retention and at least a day less. A day
+past the longest retention any organisation has is deleted for every gateway, the ones
+no organisation knows any more among them. VictoriaMetrics deletes whole series
+(``/api/v1/admin/tsdb/delete_series``), which is why a day is a series.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import httpx
-from sqlalchemy import func, literal, select, tuple_, update
+from sqlalchemy import literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from devices.wire import POSITION_MEASUREMENT
 
 from .away import untrack_without_consent
 from .clock import Clock, database_now, pause
 from .configuration import ConfigurationService
-from .db import Alarm, EventRecord, Organisation
+from .db import Alarm, EventRecord, Gateway, Organisation
 
 log = logging.getLogger("trygg.cloud.retention")
 
 POSITION_KEYS = frozenset({"latitude", "longitude", "accuracy_m", "fix_age_s", "speed_kmh"})
 BATCH = 2_000
-_FLAG = re.compile(r'^flag\{name="retentionPeriod", value="([^"]*)"', re.MULTILINE)
-# VictoriaMetrics' durations: a number and a unit; without one, months.
-_UNIT_DAYS = {"s": 1 / 86400, "m": 1 / 1440, "h": 1 / 24, "d": 1, "w": 7, "y": 365, "": 31}
+GATEWAYS_PER_DELETE = 200  # gateways per delete request: a selector stays short
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_POSITIONS = f'__name__=~"{POSITION_MEASUREMENT}_.+"'
 
 
-def retention_days(value: str) -> float | None:
-    """``90d`` -> 90, ``1y`` -> 365, ``3`` -> 93 (months); None if it is not one."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*", value)
-    if match is None:
-        return None
-    return float(match[1]) * _UNIT_DAYS[match[2]]
+class StoreError(Exception):
+    """The time-series store did not do what was asked: the reason, in words."""
 
 
-async def store_retention_days(url: str, timeout_s: float = 5.0) -> float | None:
-    """The time-series store's own retention, from its /metrics (VictoriaMetrics publishes
-    its flags there); None when it does not say (another store, or no answer)."""
+async def _store_call(
+    client: httpx.AsyncClient, method: str, url: str, params: dict[str, str]
+) -> httpx.Response:
     try:
-        async with httpx.AsyncClient(timeout=timeout_s) as client:
-            res = await client.get(f"{url.rstrip('/')}/metrics")
-    except httpx.HTTPError:
-        return None
-    found = _FLAG.search(res.text) if res.status_code == 200 else None
-    return None if found is None else retention_days(found[1])
+        res = await client.request(method, url, params=params)
+    except httpx.HTTPError as exc:
+        raise StoreError(f"{type(exc).__name__} from {url}") from exc
+    if res.status_code not in (200, 204):
+        raise StoreError(f"{url} answered {res.status_code}: {res.text[:200]}")
+    return res
+
+
+async def stored_days(client: httpx.AsyncClient, url: str) -> list[date]:
+    """The UTC days the store holds positions of."""
+    # From the epoch on (without a start the store may answer the last day only). It
+    # may go on listing a day already deleted for a while: deleting it again is harmless.
+    params = {"match[]": f"{{{_POSITIONS}}}", "start": "1"}
+    res = await _store_call(client, "GET", f"{url}/api/v1/label/day/values", params)
+    try:
+        values = res.json()["data"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError("the store answered something other than label values") from exc
+    days = []
+    for value in values if isinstance(values, list) else []:
+        if isinstance(value, str) and _DAY.match(value):
+            with contextlib.suppress(ValueError):
+                days.append(date.fromisoformat(value))
+    return sorted(days)
+
+
+async def delete_days(
+    client: httpx.AsyncClient, url: str, days: list[date], gateways: list[str] | None
+) -> None:
+    """Delete the positions of these days, of these gateways (None: of every gateway).
+    Gateway ids are letters, digits, ``_`` and ``-`` (devices/wire.py), days are digits
+    and ``-``: neither needs escaping in the selector's regex."""
+    if not days or gateways == []:
+        return
+    when = f'day=~"{"|".join(d.isoformat() for d in days)}"'
+    groups: list[list[str] | None] = [None]
+    if gateways is not None:
+        step = GATEWAYS_PER_DELETE
+        groups = [gateways[i : i + step] for i in range(0, len(gateways), step)]
+    for group in groups:
+        which = "" if group is None else f',gateway=~"{"|".join(group)}"'
+        selector = f"{{{_POSITIONS},{when}{which}}}"
+        await _store_call(
+            client, "POST", f"{url}/api/v1/admin/tsdb/delete_series", {"match[]": selector}
+        )
 
 
 @dataclass
@@ -67,21 +113,13 @@ class PositionRetention:
     # Where it turns tracking off for residents without consent (cloud/away.py).
     configuration: ConfigurationService | None = None
     removed: int = 0  # events whose position was removed, since start
-    # The time-series store's retention as last read (days; None: not known), and the
-    # shortest an organisation asks for.
-    store_days: float | None = None
-    needed_days: int | None = None
+    # Whether the last sweep's deletions in the time-series store went through (None: no
+    # store, or no sweep yet), and the last day deleted there per organisation ("*": of
+    # every gateway), for the log.
+    store_ok: bool | None = None
+    store_deleted_to: dict[str, date] = field(default_factory=dict)
     _said: object = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def store_ok(self) -> bool | None:
-        """Whether the store keeps readings no longer than every organisation allows."""
-        if self.timeseries_url is None or self.needed_days is None:
-            return True
-        if self.store_days is None:
-            return None
-        return self.store_days <= self.needed_days
 
     async def sweep(self) -> int:
         """One pass over every organisation; the events whose position it removed."""
@@ -89,50 +127,65 @@ class PositionRetention:
         async with self._lock, self.sessions() as session:
             now = await self.clock(session)
             orgs = list(await session.scalars(select(Organisation).order_by(Organisation.id)))
+            cutoffs = {org.id: now - timedelta(days=org.position_retention_days) for org in orgs}
             for org in orgs:
-                done += await self._organisation(session, org, now)
-            shortest = await session.scalar(select(func.min(Organisation.position_retention_days)))
+                done += await self._organisation(session, org, cutoffs[org.id])
+            gateways: dict[str, list[str]] = {}
+            for gateway_id, org_id in await session.execute(
+                select(Gateway.id, Gateway.org_id).order_by(Gateway.id)
+            ):
+                gateways.setdefault(org_id, []).append(gateway_id)
             await session.commit()
             if self.configuration is not None:
                 await untrack_without_consent(session, self.configuration, now)
         self.removed += done
-        self.needed_days = None if shortest is None else int(shortest)
         if self.timeseries_url is not None:
-            self.store_days = await store_retention_days(self.timeseries_url)
-            self._tell()
+            await self._store(cutoffs, gateways)
         return done
 
-    def _tell(self) -> None:
-        """The store's retention in the log, once per change of verdict."""
-        verdict = (self.store_ok, self.store_days, self.needed_days)
-        if verdict == self._said:
+    async def _store(self, cutoffs: dict[str, datetime], gateways: dict[str, list[str]]) -> None:
+        """Delete the days of positions past each organisation's retention in the store."""
+        url = (self.timeseries_url or "").rstrip("/")
+        oldest = min(cutoffs.values(), default=None)  # past every organisation's retention
+        try:
+            async with httpx.AsyncClient(timeout=30.0) as client:
+                held = await stored_days(client, url)
+                # Every day due, each sweep: a gateway that was away may have written
+                # positions of a day deleted before.
+                for org_id, cutoff in sorted(cutoffs.items()):
+                    days = [d for d in held if d <= cutoff.date()]
+                    await delete_days(client, url, days, gateways.get(org_id, []))
+                    self._deleted(org_id, days)
+                if oldest is not None:
+                    days = [d for d in held if d <= oldest.date()]
+                    await delete_days(client, url, days, None)
+                    self._deleted("*", days)
+        except StoreError as exc:
+            self.store_ok = False
+            self._tell(f"the time-series store at {url} did not delete positions: {exc}")
             return
-        self._said = verdict
-        if self.store_ok is None:
-            log.warning(
-                "the time-series store at %s does not say its retention: make sure it keeps "
-                "positions no longer than %s days",
-                self.timeseries_url,
-                self.needed_days,
-            )
-        elif not self.store_ok:
-            log.error(
-                "the time-series store keeps data %.0f days, longer than the %d days an "
-                "organisation keeps positions: set its -retentionPeriod to %dd or less",
-                self.store_days or 0,
-                self.needed_days or 0,
-                self.needed_days or 0,
-            )
-        else:
-            log.info(
-                "the time-series store keeps data %.0f days, within the %d days positions "
-                "may be kept",
-                self.store_days or 0,
-                self.needed_days or 0,
-            )
+        self.store_ok = True
+        self._tell(None)
 
-    async def _organisation(self, session: AsyncSession, org: Organisation, now: datetime) -> int:
-        cutoff = now - timedelta(days=org.position_retention_days)
+    def _deleted(self, org_id: str, days: list[date]) -> None:
+        if days and days[-1] != self.store_deleted_to.get(org_id):
+            self.store_deleted_to[org_id] = days[-1]
+            whose = "any gateway's" if org_id == "*" else f"{org_id}'s"
+            log.info("deleted %s positions in the time-series store up to %s", whose, days[-1])
+
+    def _tell(self, trouble: str | None) -> None:
+        """The store's trouble in the log once per change, and when it is over."""
+        if trouble == self._said:
+            return
+        if trouble is not None:
+            log.error("%s; trying again at the next sweep", trouble)
+        elif self._said is not None:
+            log.info("the time-series store at %s deletes positions again", self.timeseries_url)
+        self._said = trouble
+
+    async def _organisation(
+        self, session: AsyncSession, org: Organisation, cutoff: datetime
+    ) -> int:
         start, after = org.positions_removed_to, org.positions_removed_after
         query = select(EventRecord).where(
             EventRecord.org_id == org.id, EventRecord.received_at < cutoff

@@ -42,6 +42,13 @@ MAX_INVENTORY_BYTES = 4 * 1024 * 1024
 GATEWAY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 DISPATCH_STATUS_TOPIC = "trygg/v1/dispatch/status"
 DISPATCH_CHANGES_TOPIC = "trygg/v1/dispatch/changes"
+# A tracked resident's positions go to the time-series store apart from other readings:
+# measurement ``trygg_position`` with the UTC day they were taken as the tag ``day``
+# (``2026-12-06``). A day is then a series of its own, so the dispatch service can delete
+# whole days past an organisation's retention (VictoriaMetrics deletes series, never a
+# range of time; cloud/retention.py), and the technician's device charts leave them out.
+POSITION_METRICS = frozenset({"latitude", "longitude"})
+POSITION_MEASUREMENT = "trygg_position"
 
 
 def events_topic(gateway_id: GatewayId) -> str:

@@ -20,7 +20,7 @@ from itertools import count
 from devices import Event, EventKind, GatewayId, Priority, Signal, stable_event_id, utc_now
 from devices.codecs import Decoded, SignalState
 from devices.codecs.native import accuracy_of
-from devices.wire import Command
+from devices.wire import POSITION_METRICS, Command
 
 from .actions import test_kind
 from .backoff import Backoff
@@ -39,7 +39,6 @@ DUPLICATE_WINDOW_S = 10.0
 MAX_RECENT_INPUTS = 50_000
 # The store's meta key for the home-rule alarms raised now (gateway/rules.py raised()).
 RULES_RAISED_KEY = "rules.raised"
-POSITION_METRICS = frozenset({"latitude", "longitude"})
 # An unknown device is written to the discovered list at most this often.
 DISCOVERED_NOTE_S = 60.0
 # Set while handling input that its sender keeps until it is acked (a broker's QoS 1

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import aiohttp
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
+
+from devices.wire import POSITION_MEASUREMENT, POSITION_METRICS
 
 from .backoff import Backoff
 from .config import TimeSeriesSection
@@ -31,16 +34,21 @@ def line_protocol(
     home_of: Callable[[str], str | None] = lambda _device: None,
 ) -> str:
     """InfluxDB line protocol: measurement ``trygg``, tagged with the gateway, the device
-    and its home (a home's id, never a name: dashboards/grafana's "home" board)."""
+    and its home (a home's id, never a name: dashboards/grafana's "home" board). A
+    position is measurement ``trygg_position`` with its UTC ``day`` as a tag as well, so
+    the centre can delete it by the day past its retention (devices/wire.py)."""
     gw = gateway_id.translate(_TAG_ESCAPES)
     lines = []
     for r in readings:
         home = home_of(r.device_id)
         at_home = f",home={home.translate(_TAG_ESCAPES)}" if home else ""
-        lines.append(
-            f"trygg,gateway={gw},device={r.device_id.translate(_TAG_ESCAPES)}{at_home} "
-            f"{r.metric.translate(_TAG_ESCAPES)}={r.value!r} {r.at_ms}"
-        )
+        tags = f"gateway={gw},device={r.device_id.translate(_TAG_ESCAPES)}{at_home}"
+        if r.metric in POSITION_METRICS:
+            day = datetime.fromtimestamp(r.at_ms / 1000, UTC).date().isoformat()
+            where = f"{POSITION_MEASUREMENT},{tags},day={day}"
+            lines.append(f"{where} {r.metric}={r.value!r} {r.at_ms}")
+            continue
+        lines.append(f"trygg,{tags} {r.metric.translate(_TAG_ESCAPES)}={r.value!r} {r.at_ms}")
     return "\n".join(lines)
 
 

@@ -72,6 +72,8 @@ async def test_a_devices_readings_come_back_in_order_its_own_only_and_the_read_i
     mine.append(StoredReading(9, "smoke-1", "linkquality", 87.0, now_ms - MINUTE_MS))
     _write(victoria, GATEWAY_ID, mine)
     _write(victoria, GATEWAY_ID, [StoredReading(1, "smoke-2", "battery_pct", 55.0, now_ms)])
+    # A position of the device (a tracked resident's): not the technician's to chart.
+    _write(victoria, GATEWAY_ID, [StoredReading(10, "smoke-1", "latitude", 55.6, now_ms)])
     _write(victoria, "gw-elsewhere", [StoredReading(1, "smoke-1", "battery_pct", 1.0, now_ms)])
     async with await stored_cloud.authed("tove") as tove:
         answers: list[dict[str, object]] = []

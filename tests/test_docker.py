@@ -207,17 +207,15 @@ async def test_the_stacks_setup_runs_without_docker_and_its_broker_holds(
     assert "user trygg-gateway" in acl and "user zigbee2mqtt" in acl
 
 
-def test_the_time_series_store_keeps_positions_no_longer_than_the_default_retention() -> None:
-    """Its -retentionPeriod is how long tracked positions stay (cloud/retention.py)."""
+def test_the_dispatch_service_reaches_the_time_series_store_to_delete_positions() -> None:
+    """It deletes tracked positions there past each organisation's retention
+    (cloud/retention.py), so it must be told where the store is."""
     import yaml
-
-    from cloud.db import DEFAULT_POSITION_RETENTION_DAYS
-    from cloud.retention import retention_days
 
     compose = yaml.safe_load(
         (Path(__file__).resolve().parents[1] / "docker" / "compose.yaml").read_text()
     )
-    flags = compose["services"]["victoria-metrics"]["command"]
-    (period,) = [f.split("=", 1)[1] for f in flags if f.startswith("-retentionPeriod=")]
-    days = retention_days(period)
-    assert days is not None and days <= DEFAULT_POSITION_RETENTION_DAYS
+    store = compose["services"]["victoria-metrics"]["command"]
+    (listen,) = [f.split("=", 1)[1] for f in store if f.startswith("-httpListenAddr=")]
+    url = compose["services"]["cloud"]["environment"]["TRYGG_READINGS_QUERY_URL"]
+    assert url == f"http://victoria-metrics{listen}"

@@ -4,18 +4,23 @@ in bounded batches, and refuses a setting outside 30-720 days (cloud/retention.p
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from cloud.admin import admin_session
+from cloud.admin import admin_session, ensure_gateway
 from cloud.db import Alarm, EventRecord, Organisation
 from cloud.retention import PositionRetention
 from devices import Priority
 from devices.wire import events_topic
+from gateway.store import StoredReading
+from gateway.timeseries import line_protocol
 from trygg.cli import app
 
 from .conftest import (
@@ -26,7 +31,7 @@ from .conftest import (
     publish,
     publish_inventory,
 )
-from .servers import Mosquitto, wait_until
+from .servers import Mosquitto, VictoriaMetrics, free_port, wait_until
 from .test_gateway_supervision import Clock
 
 pytestmark = pytest.mark.integration
@@ -147,56 +152,97 @@ async def test_tracking_needs_the_residents_consent_and_its_withdrawal_turns_it_
     assert view["created_by"] == "stina"
 
 
-@pytest.mark.parametrize(
-    ("value", "days"),
-    [("90d", 90), ("1y", 365), ("3", 93), ("2w", 14), ("48h", 2), ("100y", 36500), ("x", None)],
-)
-def test_the_stores_retention_is_read_as_victoriametrics_writes_it(
-    value: str, days: float | None
+async def _series(victoria: VictoriaMetrics, match: str) -> list[dict[str, str]]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        res = await http.get(
+            f"{victoria.url}/api/v1/series", params={"match[]": match, "start": "1"}
+        )
+    assert res.status_code == 200, res.text
+    series: list[dict[str, str]] = res.json()["data"]
+    return series
+
+
+async def _positions_stored(victoria: VictoriaMetrics) -> set[tuple[str, str, str]]:
+    """The store's position series as (gateway, device, day)."""
+    found = await _series(victoria, '{__name__=~"trygg_position_.+"}')
+    return {(m["gateway"], m["device"], m["day"]) for m in found}
+
+
+async def test_positions_past_the_retention_are_deleted_in_the_time_series_store_by_day(
+    sqlite_cloud: RunningCloud, victoria: VictoriaMetrics, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from cloud.retention import retention_days
+    """Each organisation's gateways lose the days past its own retention; a gateway no
+    organisation knows loses those past the longest; other readings stay; a store that
+    refuses is an error, said once, and the next sweep catches up."""
+    caplog.set_level(logging.INFO, "trygg.cloud.retention")
+    services = sqlite_cloud.app.state.services
+    async with admin_session(sqlite_cloud.settings) as session:
+        await ensure_gateway(session, "org-b", "gw-b", "Gateway B")
+        org_b = await session.get(Organisation, "org-b")
+        assert org_b is not None
+        org_b.position_retention_days = 30  # org-a keeps the default 90 days
+        await session.commit()
+    now = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    ages = (100, 40, 5)  # days
 
-    assert retention_days(value) == days
+    def day(age: int) -> str:
+        return (now - timedelta(days=age)).date().isoformat()
 
+    taken = [int((now - timedelta(days=age)).timestamp() * 1000) for age in ages]
+    async with httpx.AsyncClient(timeout=10) as http:
+        for gateway in (GATEWAY_ID, "gw-b", "gw-gone"):
+            readings = [
+                StoredReading(i, "gps-1", metric, 55.6, at_ms)
+                for i, at_ms in enumerate(taken)
+                for metric in ("latitude", "longitude")
+            ]
+            readings.append(StoredReading(9, "gps-1", "battery_pct", 80.0, taken[0]))
+            body = line_protocol(gateway, readings)
+            res = await http.post(f"{victoria.url}/api/v2/write?precision=ms", content=body)
+            assert res.status_code == 204, res.text
+        await http.get(f"{victoria.url}/internal/force_flush")
+    everything = {(g, "gps-1", day(a)) for g in (GATEWAY_ID, "gw-b", "gw-gone") for a in ages}
 
-async def test_a_time_series_store_that_keeps_longer_than_an_organisation_allows_is_an_error(
-    sqlite_cloud: RunningCloud, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The store deletes by its own -retentionPeriod; the job checks it is short enough."""
-    from .servers import VictoriaMetrics
+    async def written() -> bool:
+        return await _positions_stored(victoria) == everything
 
-    sessions = sqlite_cloud.app.state.services.sessions
-    stores = []
-    for name, retention in (("long", "100y"), ("short", "60d")):
-        (tmp_path / name).mkdir()
-        store = VictoriaMetrics(tmp_path / name, (f"-retentionPeriod={retention}",))
-        store.start()
-        stores.append(store)
-    try:
-        long, short = stores
-        job = PositionRetention(sessions, timeseries_url=long.url)
-        await job.sweep()
-        assert (job.store_days, job.needed_days, job.store_ok) == (36500, 90, False)
-        assert "set its -retentionPeriod to 90d or less" in caplog.text
-        job.timeseries_url = short.url
-        await job.sweep()
-        assert (job.store_days, job.store_ok) == (60, True)
-        async with admin_session(sqlite_cloud.settings) as session:
-            org = await session.get(Organisation, "org-a")
-            assert org is not None
-            org.position_retention_days = 30  # now the 60 days are too long
-            await session.commit()
-        await job.sweep()
-        assert (job.needed_days, job.store_ok) == (30, False)
-        job.timeseries_url = sqlite_cloud.url  # a server that does not say: not known
-        await job.sweep()
-        assert job.store_ok is None
-        async with sqlite_cloud.client() as http:
-            metrics = (await http.get("/metrics")).text
-        assert "trygg_dispatch_timeseries_retention_ok 1.0" in metrics  # the service's own
-    finally:
-        for store in stores:
-            store.stop()
+    await wait_until(written, 20, interval_s=0.2)
+
+    clock = Clock()
+    clock.now = now
+    job = PositionRetention(services.sessions, clock=clock, timeseries_url=victoria.url)
+    await job.sweep()
+    kept = everything - {
+        (GATEWAY_ID, "gps-1", day(100)),  # org-a: past 90 days
+        ("gw-b", "gps-1", day(100)),  # org-b: past 30 days
+        ("gw-b", "gps-1", day(40)),
+        ("gw-gone", "gps-1", day(100)),  # nobody's: past the longest, 90
+    }
+    assert await _positions_stored(victoria) == kept
+    assert job.store_ok is True
+    assert f"deleted org-b's positions in the time-series store up to {day(40)}" in caplog.text
+    assert len(await _series(victoria, "trygg_battery_pct")) == 3  # only positions are deleted
+
+    # A store that does not answer: an error, once, and the sweep's work in the database
+    # is done all the same; the next sweep with the store back deletes what is due.
+    job.timeseries_url = f"http://127.0.0.1:{free_port()}"
+    clock.advance(10 * 86400)
+    await job.sweep()
+    await job.sweep()
+    assert job.store_ok is False
+    assert caplog.text.count("did not delete positions") == 1
+    async with sqlite_cloud.client() as http:
+        metrics = (await http.get("/metrics")).text
+    assert "trygg_dispatch_timeseries_retention_ok -1.0" in metrics  # the service's own
+    job.timeseries_url = victoria.url
+    clock.advance(41 * 86400)  # the 40 days old are 91 now: past org-a's 90 as well
+    await job.sweep()
+    assert job.store_ok is True
+    assert "deletes positions again" in caplog.text
+    assert await _positions_stored(victoria) == {  # 56 days old: past org-b's 30 only
+        (GATEWAY_ID, "gps-1", day(5)),
+        ("gw-gone", "gps-1", day(5)),
+    }
 
 
 async def test_the_retention_sweep_turns_tracking_off_where_consent_is_gone(

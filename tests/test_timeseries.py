@@ -137,3 +137,21 @@ def test_line_protocol_escapes_tags() -> None:
         "gw", [StoredReading(1, "dev,1=x", "battery_pct", 97.0, 1764000000000)], homes.get
     )
     assert line == r"trygg,gateway=gw,device=dev\,1\=x,home=home\ 12 battery_pct=97.0 1764000000000"
+
+
+def test_a_position_is_a_measurement_of_its_own_tagged_with_its_utc_day() -> None:
+    """So the dispatch service can delete a day past the retention (cloud/retention.py)."""
+    at_ms = 1764979199999  # 2025-12-05 23:59:59.999 UTC; a millisecond later is the 6th
+    lines = line_protocol(
+        "gw",
+        [
+            StoredReading(1, "gps-1", "latitude", 55.6, at_ms),
+            StoredReading(2, "gps-1", "longitude", 13.0, at_ms + 1),
+            StoredReading(3, "gps-1", "battery_pct", 80.0, at_ms + 1),
+        ],
+    ).splitlines()
+    assert lines == [
+        f"trygg_position,gateway=gw,device=gps-1,day=2025-12-05 latitude=55.6 {at_ms}",
+        f"trygg_position,gateway=gw,device=gps-1,day=2025-12-06 longitude=13.0 {at_ms + 1}",
+        f"trygg,gateway=gw,device=gps-1 battery_pct=80.0 {at_ms + 1}",
+    ]
