@@ -20,7 +20,7 @@ from playwright.async_api import (
     Response,
     expect,
 )
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from cloud.admin import admin_session
 from cloud.db import Organisation
@@ -610,3 +610,107 @@ async def test_a_technicians_test_press_is_a_test_row_never_sounded_counted_or_e
     async with await cloud.authed("stina") as http:
         log = (await http.get("/api/v1/audit", params={"action": "device"})).json()
     assert [e["action"] for e in log][:2] == ["device.test_end", "device.test"]
+
+
+async def test_a_supervisor_records_consents_and_sets_a_residents_rules_the_gateway_then_runs(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    """The supervision view's resident part: the consents (recorded, shown, withdrawn) and
+    the home rules, saved from the form and running on the home's gateway as signed
+    configuration; both languages, axe-core, and a language change reads nothing again."""
+    from cloud.db import AuditEntry
+
+    from .test_commands_e2e import centre
+    from .test_configuration_e2e import FILE, SCENARIO
+
+    async with centre(tmp_path, mosquitto, SCENARIO, file_devices=FILE) as c:
+        rules = c.gateway.pipeline.rules
+        async with await c.cloud.authed("tove") as tech:
+
+            async def inventoried() -> bool:  # then the home has a gateway to send to
+                devices = (await tech.get("/api/v1/devices")).json()
+                return any(d["home_id"] == "home-12" for d in devices)
+
+            await wait_until(inventoried, 20, interval_s=0.3)
+        context, page = await _console(browser)
+        await sign_in(page, c.cloud.url, "stina", "stina-pass")
+        await expect(page.locator("#status")).to_have_text("live", timeout=10_000)
+        await page.get_by_role("button", name="Service level").click()
+        view = page.locator("#supervision")
+        await expect(view.locator("#rs-resident option[value='res-12']")).to_have_count(1)
+        await view.get_by_label("Resident", exact=True).select_option("res-12")
+        consents = view.locator("#rs-consents tbody tr")
+        await expect(consents).to_contain_text("No consent is recorded", timeout=10_000)
+
+        await view.get_by_label("Service", exact=True).select_option("camera")
+        await view.get_by_label("Given by", exact=True).select_option("cohabitant")
+        await view.get_by_label("Their name").fill("Olof")
+        await view.get_by_role("button", name="Record the consent").click()
+        await expect(view.locator("#rs-said")).to_have_text("Consent recorded: camera checks.")
+        await expect(consents).to_have_count(1)
+        await expect(consents).to_contain_text("camera checksa relative living with them: Olof")
+        await expect(consents).to_contain_text("in force")
+
+        form = view.locator("#rs-rules")
+        await form.get_by_label("No activity for this many hours").fill("8")
+        await form.get_by_label("Counted from").fill("07:00")
+        await form.get_by_label("to (the same time: all day)").fill("22:00")
+        await form.get_by_label("First a pre-alarm in the home").fill("60")
+        await form.get_by_label("A door opened at night is an alarm").check()
+        await form.get_by_role("button", name="Save the rules").click()
+        await expect(view.locator("#rs-said")).to_contain_text(
+            f"Rules saved and sent: {GATEWAY_ID} (version", timeout=10_000
+        )
+        await expect(view.locator("#rs-home")).to_have_text(
+            "The home runs, for everyone who lives there: "
+            "no activity for 8 h (07:00-22:00); a door at night."
+        )
+
+        def running() -> bool:
+            home = rules.homes.get("home-12")
+            return home is not None and home.inactivity_s == 8 * 3600
+
+        await wait_until(running, 20)
+        home = rules.homes["home-12"]
+        assert (home.inactivity_window, home.inactivity_pre_alarm_s) == ("07:00-22:00", 60)
+        assert home.door_open_at_night and home.wandering_s == 0
+        # A value the service refuses (the form's own limits stepped around) is said.
+        await form.get_by_label("No activity for this many hours").evaluate(
+            "(el) => el.removeAttribute('max')"
+        )
+        await form.get_by_label("No activity for this many hours").fill("500")
+        await form.get_by_role("button", name="Save the rules").click()
+        await expect(view.locator("#rs-said")).to_contain_text("Not done: inactivity_h:")
+        assert rules.homes["home-12"].inactivity_s == 8 * 3600
+
+        await view.get_by_role(
+            "button", name="Withdraw: camera checks, a relative living with them: Olof"
+        ).click()
+        await expect(view.locator("#rs-said")).to_have_text(
+            "Consent withdrawn: camera checks. The service stops now."
+        )
+        await expect(consents).not_to_contain_text("in force")
+        await expect(consents).to_contain_text("stina, ")
+        assert await axe_violations(page) == []
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.locator("#rs-heading").scroll_into_view_if_needed()
+        await page.screenshot(path=str(SHOTS / "supervisor-resident.png"), full_page=True)
+
+        async def consent_reads() -> int:
+            async with admin_session(c.cloud.settings) as session:
+                query = select(AuditEntry.id).where(AuditEntry.action == "consent.read")
+                return len(list(await session.scalars(query)))
+
+        before = await consent_reads()
+        await page.get_by_label("Language").select_option("sv")
+        await expect(consents).to_contain_text("kameratillsyn")
+        await expect(view.locator("#rs-home")).to_contain_text("Hemmet kör")
+        await expect(page.get_by_role("button", name="Spara reglerna")).to_be_visible()
+        assert await axe_violations(page) == []
+        # Each showing was logged (chosen, after the record, after the withdrawal); a
+        # change of language shows what is there and reads nothing again.
+        assert before >= 3 and await consent_reads() == before
+        assert await _missing(page) == []
+        errors: list[str] = page.errors  # type: ignore[attr-defined]
+        assert errors and all("422" in e for e in errors), errors  # the refused save only
+        await context.close()

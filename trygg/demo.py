@@ -57,7 +57,12 @@ TEAMS = (OPERATORS_TEAM, STAFF_TEAM, NIGHT_TEAM, TECHNICIANS_TEAM)
 LOGINS = [
     ("operator", Role.OPERATOR, OPERATORS_TEAM, "alarm operator"),
     ("operator2", Role.OPERATOR, OPERATORS_TEAM, "a second operator (try two consoles)"),
-    ("supervisor", Role.SUPERVISOR, OPERATORS_TEAM, "supervisor: service level, audit log"),
+    (
+        "supervisor",
+        Role.SUPERVISOR,
+        OPERATORS_TEAM,
+        "supervisor: service level, audit log, residents' consents and home rules",
+    ),
     ("staff", Role.STAFF, STAFF_TEAM, "home-care staff on the phone: a visit in progress now"),
     ("staff2", Role.STAFF, STAFF_TEAM, "home-care staff, the same team: a visit now too"),
     ("night", Role.STAFF, NIGHT_TEAM, "night patrol: takes the team's alarms itself"),

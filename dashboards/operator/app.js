@@ -53,9 +53,14 @@ async function setLanguage(chosen) {
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   fillFilters();
   fillAuditActions();
+  fillConsentChoices();
   fillSounds();
   updateMute();
   loadSupervision();
+  if (residentData && residentData.id === residentShown) {
+    consentRows(residentData.id, residentData.consents);
+    $("rs-home").textContent = homeRulesText(residentData.rules.home_rules);
+  }
   if (!signedIn) setStatus(t("ui.signed_out"));
   render();
   showTitle();
@@ -163,7 +168,11 @@ async function api(path, options = {}) {
   }
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
-    throw new Error(body.detail || res.statusText);
+    // A refused field (422) names where it is and what is wrong; other refusals say why.
+    const detail = Array.isArray(body.detail)
+      ? body.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ")
+      : body.detail;
+    throw new Error(detail || res.statusText);
   }
   return res.json();
 }
@@ -778,8 +787,176 @@ function setSupervising(on) {
   if (supervising) {
     loadSupervision();
     searchAudit();
+    loadResidents();
     supervisionTimer = setInterval(loadSupervision, 20000);
   }
+}
+
+// -- a resident's consents and home rules (supervisors, administrators) -----------------
+// Consents gate a service for the resident (the door lock, camera checks, positions);
+// the rules are what the home's gateways run for them, the strictest of its residents'.
+
+const CONSENT_SERVICES = ["lock", "camera", "position"];
+const GIVEN_BY = ["resident", "cohabitant", "representative"];
+let residentShown = null;
+let residentData = null;  // what is shown, to show again in another language
+
+function options(select, values, prefix) {
+  const kept = select.value;
+  select.replaceChildren(...values.map((v) => {
+    const option = element("option", t(`${prefix}.${v}`));
+    option.value = v;
+    return option;
+  }));
+  if (kept) select.value = kept;
+}
+
+function fillConsentChoices() {
+  options($("rs-service"), CONSENT_SERVICES, "consent");
+  options($("rs-given-by"), GIVEN_BY, "given_by");
+}
+
+function said(text, cls) {
+  const el = $("rs-said");
+  el.textContent = text;
+  el.className = cls || "";
+}
+
+async function loadResidents() {
+  const residents = await api("/api/v1/residents").catch((e) => { said(e.message, "down"); });
+  if (!residents) return;
+  const select = $("rs-resident");
+  const kept = residentShown || select.value;
+  const none = element("option", t("ui.rs_choose"));
+  none.value = "";
+  select.replaceChildren(none, ...residents.map((r) => {
+    const option = element("option", `${r.name} (${r.home_id})`);
+    option.value = r.id;
+    return option;
+  }));
+  select.value = residents.some((r) => r.id === kept) ? kept : "";
+  if (select.value) showResident(select.value);
+}
+
+function consentRows(id, consents) {
+  const head = element("thead");
+  const tr = element("tr");
+  for (const key of ["ui.rs_service", "ui.rs_given_by", "ui.rs_recorded", "ui.rs_valid_from", "ui.rs_withdrawn", "ui.col_actions"]) {
+    const th = element("th", t(key));
+    th.scope = "col";
+    tr.append(th);
+  }
+  head.append(tr);
+  const body = element("tbody");
+  for (const c of consents) {
+    const row = element("tr");
+    const who = t(`given_by.${c.given_by}`) + (c.given_by_name ? `: ${c.given_by_name}` : "");
+    row.append(element("td", t(`consent.${c.service}`)), element("td", who),
+      element("td", `${c.recorded_by}, ${dateTime(c.recorded_at)}`), element("td", dateTime(c.valid_from)),
+      element("td", c.withdrawn_at ? `${c.withdrawn_by}, ${dateTime(c.withdrawn_at)}` : t("ui.rs_in_force")));
+    const cell = element("td");
+    if (!c.withdrawn_at) {
+      const withdraw = button(t("ui.rs_withdraw"), () => {
+        withdraw.disabled = true;
+        api(`/api/v1/residents/${encodeURIComponent(id)}/consents/${c.id}/withdraw`, { method: "POST" })
+          .then(() => { said(t("ui.rs_withdrawn_done", { service: t(`consent.${c.service}`) }), "up"); showResident(id); })
+          .catch((e) => { withdraw.disabled = false; said(t("ui.rs_failed", { reason: e.message }), "down"); });
+      });
+      withdraw.setAttribute("aria-label", `${t("ui.rs_withdraw")}: ${t(`consent.${c.service}`)}, ${who}`);
+      cell.append(withdraw);
+    }
+    row.append(cell);
+    body.append(row);
+  }
+  if (!consents.length) {
+    const row = element("tr");
+    const cell = element("td", t("ui.rs_no_consent"));
+    cell.colSpan = 6;
+    row.append(cell);
+    body.append(row);
+  }
+  $("rs-consents").replaceChildren(head, body);
+}
+
+function homeRulesText(home) {
+  const parts = [];
+  if (home.inactivity_s) {
+    parts.push(t("ui.rs_home_inactivity", { hours: home.inactivity_s / 3600, window: home.inactivity_window }));
+  }
+  if (home.bed_exit_return_s) parts.push(t("ui.rs_home_bed_exit", { min: home.bed_exit_return_s / 60 }));
+  if (home.door_open_at_night) parts.push(t("ui.rs_home_door"));
+  if (home.wandering_s) parts.push(t("ui.rs_home_wandering", { min: home.wandering_s / 60 }));
+  return t("ui.rs_home_runs", { rules: parts.length ? parts.join("; ") : t("ui.rs_home_none") });
+}
+
+function fillRules(view) {
+  const form = $("rs-rules");
+  const r = view.rules;
+  const [from, to] = r.inactivity_window.split("-");
+  form.elements.inactivity_h.value = r.inactivity_h;
+  form.elements.window_from.value = from;
+  form.elements.window_to.value = to;
+  form.elements.inactivity_pre_alarm_s.value = r.inactivity_pre_alarm_s;
+  form.elements.bed_exit_return_min.value = r.bed_exit_return_min;
+  form.elements.door_open_at_night.checked = r.door_open_at_night;
+  form.elements.wandering_min.value = r.wandering_min;
+  $("rs-home").textContent = homeRulesText(view.home_rules);
+}
+
+async function showResident(id) {
+  residentShown = id || null;
+  $("rs-detail").hidden = !id;
+  if (!id) return;
+  const path = `/api/v1/residents/${encodeURIComponent(id)}`;
+  try {
+    const [consents, rules] = await Promise.all([api(`${path}/consents`), api(`${path}/rules`)]);
+    if (residentShown !== id) return;  // another was chosen meanwhile
+    residentData = { id, consents, rules };
+    consentRows(id, consents);
+    fillRules(rules);
+  } catch (e) {
+    said(t("ui.rs_failed", { reason: e.message }), "down");
+  }
+}
+
+function recordConsent() {
+  const id = residentShown;
+  const form = new FormData($("rs-consent"));
+  const body = { service: form.get("service"), given_by: form.get("given_by") };
+  const name = String(form.get("given_by_name") || "").trim();
+  if (name) body.given_by_name = name;
+  api(`/api/v1/residents/${encodeURIComponent(id)}/consents`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  })
+    .then((c) => {
+      $("rs-consent").elements.given_by_name.value = "";
+      said(t("ui.rs_recorded_done", { service: t(`consent.${c.service}`) }), "up");
+      showResident(id);
+    })
+    .catch((e) => said(t("ui.rs_failed", { reason: e.message }), "down"));
+}
+
+function saveRules() {
+  const id = residentShown;
+  const f = $("rs-rules").elements;
+  const body = {
+    inactivity_h: Number(f.inactivity_h.value),
+    inactivity_window: `${f.window_from.value}-${f.window_to.value}`,
+    inactivity_pre_alarm_s: Number(f.inactivity_pre_alarm_s.value),
+    bed_exit_return_min: Number(f.bed_exit_return_min.value),
+    door_open_at_night: f.door_open_at_night.checked,
+    wandering_min: Number(f.wandering_min.value),
+  };
+  api(`/api/v1/residents/${encodeURIComponent(id)}/rules`, {
+    method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  })
+    .then((view) => {
+      if (residentData && residentData.id === id) residentData.rules = view;
+      fillRules(view);
+      const sent = Object.entries(view.gateways).map(([g, v]) => t("ui.rs_version", { gateway: g, version: v }));
+      said(sent.length ? t("ui.rs_saved_sent", { gateways: sent.join(", ") }) : t("ui.rs_saved"), "up");
+    })
+    .catch((e) => said(t("ui.rs_failed", { reason: e.message }), "down"));
 }
 
 // -- live changes -------------------------------------------------------------------------
@@ -988,6 +1165,9 @@ $("supervise").addEventListener("click", () => {
   if (supervising) $("supervision-heading").scrollIntoView();
 });
 $("audit-search").addEventListener("submit", (ev) => { ev.preventDefault(); searchAudit(); });
+$("rs-resident").addEventListener("change", (ev) => { said(""); showResident(ev.target.value); });
+$("rs-consent").addEventListener("submit", (ev) => { ev.preventDefault(); recordConsent(); });
+$("rs-rules").addEventListener("submit", (ev) => { ev.preventDefault(); saveRules(); });
 $("filter-priority").addEventListener("change", saveFilters);
 $("filter-state").addEventListener("change", saveFilters);
 $("filter-team").addEventListener("change", saveFilters);
